@@ -1,0 +1,308 @@
+"""The product's accounts and their access: users, sessions, activity, revocations, the audit."""
+
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+def public_id_generate() -> str:
+    """A stable, URL-safe id shaped like the product's own (user-aaf21-bb34-cc55)."""
+    raw = secrets.token_hex(7)
+    return f"user-{raw[:5]}-{raw[5:9]}-{raw[9:13]}"
+
+
+class AccessStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    GRACE_PERIOD = "grace_period", "Grace period"
+    REVOKED_PENDING = "revoked_pending", "Revocation pending"
+    REVOKED = "revoked", "Revoked"
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username):
+        # Emails are unique case-insensitively, so logins are too.
+        return self.get(email__iexact=username)
+
+    def create_user(self, email, password=None, **extra):
+        user = self.model(email=self.normalize_email(email), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in: a customer of the product, or staff (is_staff, role by group)."""
+
+    public_id = models.CharField(max_length=64, unique=True, default=public_id_generate)
+    email = models.EmailField(max_length=254, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+    access_status = models.CharField(
+        max_length=20, choices=AccessStatus.choices, default=AccessStatus.ACTIVE
+    )
+    grace_ends_at = models.DateTimeField(null=True, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+    # Bumped on revocation; folded into the session auth hash so every session dies with it.
+    session_version = models.PositiveIntegerField(default=0)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
+            models.UniqueConstraint(
+                fields=["stripe_customer_id"],
+                condition=~Q(stripe_customer_id=""),
+                name="user_stripe_customer_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(access_status__in=AccessStatus.values), name="user_access_status_valid"
+            ),
+            # The state machine's table: only "revoked" is inactive, and it always is.
+            models.CheckConstraint(
+                condition=Q(access_status=AccessStatus.REVOKED, is_active=False)
+                | (~Q(access_status=AccessStatus.REVOKED) & Q(is_active=True)),
+                name="user_is_active_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=~Q(access_status=AccessStatus.GRACE_PERIOD)
+                | Q(grace_ends_at__isnull=False),
+                name="user_grace_has_end",
+            ),
+        ]
+        indexes = [models.Index(fields=["access_status"], name="user_access_status_idx")]
+        permissions = [
+            ("view_dashboard", "Can open the staff dashboard"),
+            ("request_revocation", "Can request a revocation"),
+            ("approve_revocation", "Can approve or reject a revocation"),
+            ("restore_access", "Can restore a revoked account"),
+            ("view_access_audit", "Can read the access audit"),
+            ("export_access_audit", "Can export the access audit"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def get_session_auth_hash(self) -> str:
+        # Bumping session_version changes the hash, so Django drops every existing session
+        # on its next request, including any the session index never saw.
+        from django.utils.crypto import salted_hmac
+
+        return salted_hmac(
+            "janitor.accounts.User.get_session_auth_hash",
+            f"{self.password}:{self.session_version}",
+            algorithm="sha256",
+        ).hexdigest()
+
+    @property
+    def can_log_in(self) -> bool:
+        return self.is_active and self.access_status in {
+            AccessStatus.ACTIVE,
+            AccessStatus.GRACE_PERIOD,
+        }
+
+    @property
+    def staff_role(self) -> str:
+        """The first role group the user belongs to ("" for customers)."""
+        from accounts.roles import ROLE_NAMES
+
+        if not self.is_staff:
+            return ""
+        names = {group.name for group in self.groups.all()}
+        return next((role for role in ROLE_NAMES if role in names), "")
+
+
+class SessionRecord(models.Model):
+    """The per-user session index on the embedded default (Redis keeps it when configured)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="session_records")
+    session_key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class ActivityKind(models.TextChoices):
+    REQUEST = "request", "Request"
+    LOGIN = "login", "Login"
+    API = "api", "Reported by the product"
+
+
+class ActivityLog(models.Model):
+    """One thing a customer did: proof of usage for chargeback evidence."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(User, on_delete=models.CASCADE, related_name="activity")
+    occurred_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16, choices=ActivityKind.choices)
+    path = models.CharField(max_length=500, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    # Who reported it ("app", "demo" or an API token's id) and its own id, so retries dedupe.
+    source = models.CharField(max_length=64, default="app")
+    client_event_id = models.CharField(max_length=128, null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "occurred_at"], name="activity_account_time_idx")
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "client_event_id"],
+                condition=Q(client_event_id__isnull=False),
+                name="activity_client_event_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=ActivityKind.values), name="activity_kind_valid"
+            ),
+        ]
+
+
+class ApiToken(models.Model):
+    """A bearer token a product uses to report activity; only its hash is stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="First characters, to recognise it.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class AccessComp(models.Model):
+    """A deliberate manual grant: the audit does not flag it until it expires."""
+
+    account = models.ForeignKey(User, on_delete=models.CASCADE, related_name="comps")
+    reason = models.TextField()
+    expires_at = models.DateTimeField()
+    granted_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="comps_granted", null=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "expires_at"], name="comp_account_expiry_idx")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="comp_reason_required"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="comp_expires_after_creation"
+            ),
+        ]
+
+
+class RevocationStatus(models.TextChoices):
+    PENDING = "pending", "Awaiting approval"
+    APPROVED = "approved", "Approved, running"
+    FAILED = "failed", "Failed, retryable"
+    COMPLETED = "completed", "Completed"
+    REJECTED = "rejected", "Rejected"
+
+
+class RevocationRequest(models.Model):
+    """A request to revoke an account, approved by an admin who is not the requester."""
+
+    account = models.ForeignKey(User, on_delete=models.PROTECT, related_name="revocation_requests")
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    reference = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=16, choices=RevocationStatus.choices, default=RevocationStatus.PENDING
+    )
+    decided_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+    sessions_removed = models.PositiveIntegerField(null=True, blank=True)
+    steps = models.JSONField(default=dict, blank=True)  # step name -> ISO time it completed
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="revocation_reason_required"),
+            models.CheckConstraint(
+                condition=Q(status__in=RevocationStatus.values), name="revocation_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="revocation_not_self_approved",
+            ),
+            # One live request per account: a second one would race the first.
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(status__in=["pending", "approved", "failed"]),
+                name="revocation_one_open_per_account",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="revocation_status_idx")]
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("The access audit is append-only: rows cannot be updated.")
+
+    def delete(self):
+        raise PermissionError("The access audit is append-only: rows cannot be deleted.")
+
+
+class AccessAudit(models.Model):
+    """One change of access status, written in the same transaction as the change. Append-only."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_audit")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=254, help_text='A staff email or "system:<job>".')
+    actor_user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    approver = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    from_status = models.CharField(max_length=20, choices=AccessStatus.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=AccessStatus.choices)
+    reason = models.TextField()
+    reference = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=200, blank=True, help_text="event:<id>, run:<id>, ...")
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "at"], name="audit_account_time_idx"),
+            models.Index(fields=["at"], name="audit_time_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(actor=""), name="audit_actor_required"),
+            models.CheckConstraint(condition=~Q(reason=""), name="audit_reason_required"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("The access audit is append-only: rows cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The access audit is append-only: rows cannot be deleted.")

@@ -1,0 +1,1 @@
+"""Writes to accounts, one module per concern (access, revocation, sessions, activity)."""

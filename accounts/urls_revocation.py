@@ -1,0 +1,3 @@
+"""Routes for this feature."""
+
+urlpatterns: list = []

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class JanitorConfig(AppConfig):
+    name = "janitor"
+    verbose_name = "Janitor"

@@ -1,0 +1,38 @@
+"""Dashboard navigation: an entry shows when its page exists and the role may see it."""
+
+from django.urls import NoReverseMatch, reverse
+
+# (url name, label, permission needed to see the link)
+NAV_ITEMS = [
+    ("overview", "Overview", "accounts.view_dashboard"),
+    ("review_queue", "Review queue", "reconciliation.view_review_queue"),
+    ("reconciliation_runs", "Reconciliation", "reconciliation.view_reconciliation"),
+    ("webhook_list", "Webhooks", "reconciliation.view_webhooks"),
+    ("dispute_list", "Disputes", "reconciliation.view_disputes"),
+    ("revocation_list", "Revocations", "accounts.view_access_audit"),
+    ("audit_list", "Audit trail", "accounts.view_access_audit"),
+]
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not user.is_staff:
+        return {"nav_items": []}
+    items = []
+    for name, label, perm in NAV_ITEMS:
+        if not user.has_perm(perm):
+            continue
+        try:
+            url = reverse(name)
+        except NoReverseMatch:  # a page not built yet stays out of the menu
+            continue
+        items.append(
+            {
+                "url": url,
+                "label": label,
+                "active": request.path.startswith(url)
+                if name != "overview"
+                else request.path == url,
+            }
+        )
+    return {"nav_items": items}

@@ -1,0 +1,108 @@
+"""Reads for the overview page: a handful of aggregate queries, whatever the data size."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count
+
+from accounts.models import AccessStatus, User
+from reconciliation.models import (
+    Flag,
+    FlagKind,
+    FlagStatus,
+    ReconciliationRun,
+    WebhookEvent,
+    WebhookStatus,
+)
+
+
+@dataclass
+class Overview:
+    status_counts: list[tuple[str, str, int]]  # (value, label, count)
+    customers_total: int
+    open_flags: list[tuple[str, str, int]]
+    open_flags_total: int
+    last_run: ReconciliationRun | None
+    webhook_backlog: int
+    webhook_dead: int
+
+
+def overview_get() -> Overview:
+    by_status = dict(
+        User.objects.filter(is_staff=False)
+        .values_list("access_status")
+        .annotate(n=Count("id"))
+        .values_list("access_status", "n")
+    )
+    status_counts = [(s.value, s.label, by_status.get(s.value, 0)) for s in AccessStatus]
+    by_kind = dict(
+        Flag.objects.filter(status=FlagStatus.OPEN)
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .values_list("kind", "n")
+    )
+    open_flags = [(k.value, k.label, by_kind[k.value]) for k in FlagKind if by_kind.get(k.value)]
+    by_webhook_status = dict(
+        WebhookEvent.objects.filter(
+            status__in=[WebhookStatus.PENDING, WebhookStatus.FAILED, WebhookStatus.DEAD]
+        )
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    return Overview(
+        status_counts=status_counts,
+        customers_total=sum(by_status.values()),
+        open_flags=open_flags,
+        open_flags_total=sum(by_kind.values()),
+        last_run=ReconciliationRun.objects.order_by("-started_at").first(),
+        webhook_backlog=by_webhook_status.get(WebhookStatus.PENDING, 0)
+        + by_webhook_status.get(WebhookStatus.FAILED, 0),
+        webhook_dead=by_webhook_status.get(WebhookStatus.DEAD, 0),
+    )
+
+
+@dataclass
+class AccountPage:
+    account: User
+    audit: list
+    subscriptions: list
+    flags: list
+    activity: list
+    events: list
+    activity_total: int
+
+
+def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
+    """Everything the account page shows, in a fixed number of queries."""
+    from django.db.models import Q
+    from django.shortcuts import get_object_or_404
+
+    from accounts.models import AccessAudit, ActivityLog
+    from reconciliation.models import Subscription
+
+    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    audit = list(
+        AccessAudit.objects.filter(account=account)
+        .select_related("actor_user", "approver")
+        .order_by("-at", "-id")[:50]
+    )
+    subscriptions = list(
+        Subscription.objects.filter(account=account).order_by("-provider_updated_at")
+    )
+    flags = list(
+        Flag.objects.filter(account=account)
+        .select_related("assignee")
+        .order_by("status", "-opened_at")
+    )
+    activity = list(ActivityLog.objects.filter(account=account).order_by("-occurred_at")[:recent])
+    activity_total = ActivityLog.objects.filter(account=account).count()
+    event_filter = Q(customer_id=account.stripe_customer_id) if account.stripe_customer_id else Q()
+    sub_ids = [s.provider_id for s in subscriptions]
+    events = []
+    if account.stripe_customer_id or sub_ids:
+        events = list(
+            WebhookEvent.objects.filter(event_filter | Q(payload__data__object__id__in=sub_ids))
+            .only("provider_event_id", "type", "created", "status", "received_at")
+            .order_by("-created")[:recent]
+        )
+    return AccountPage(account, audit, subscriptions, flags, activity, events, activity_total)

@@ -1,0 +1,276 @@
+"""Janitor's settings: the one place that reads the environment (see the README's table)."""
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def _env_ratio(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if not 0 < value <= 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a fraction in (0, 1], e.g. 0.05.")
+    return value
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _env_str(name, default).split(",") if item.strip()]
+
+
+def database_from_url(url: str) -> dict:
+    """Turn DATABASE_URL into a DATABASES entry; refuse anything Janitor does not run on."""
+    parsed = urlparse(url)
+    if parsed.scheme in {"postgres", "postgresql"}:
+        if not parsed.path.strip("/"):
+            raise ImproperlyConfigured(
+                f"DATABASE_URL={url!r} names no database: use postgres://USER@HOST:PORT/NAME."
+            )
+        try:
+            port = parsed.port
+        except ValueError:
+            raise ImproperlyConfigured(f"DATABASE_URL={url!r} has an invalid port.") from None
+        options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parsed.path.lstrip("/")),
+            "USER": unquote(parsed.username or ""),
+            "PASSWORD": unquote(parsed.password or ""),
+            "HOST": parsed.hostname or "",
+            "PORT": str(port or ""),
+            "CONN_MAX_AGE": _env_int("DATABASE_CONN_MAX_AGE", 60),
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": options,
+        }
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative.db or sqlite:////absolute/path.db
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ImproperlyConfigured(f"DATABASE_URL={url!r}: use sqlite:///path/to/file.sqlite3.")
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {"timeout": 20}}
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={url!r} is not supported: use postgres://USER:PASSWORD@HOST:PORT/NAME "
+        "or sqlite:///PATH (or leave it unset for the embedded SQLite default)."
+    )
+
+
+def _redis_url_checked(url: str) -> str:
+    if url and urlparse(url).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"REDIS_URL={url!r} is not a redis:// or rediss:// URL.")
+    return url
+
+
+SECRET_KEY = _env_str("DJANGO_SECRET_KEY", "insecure-dev-only-key-change-me-in-production")
+DEBUG = _env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "accounts",
+    "reconciliation",
+    "janitor",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.middleware.AccessEnforcementMiddleware",
+    "accounts.activity_middleware.ActivityCaptureMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "janitor.urls"
+WSGI_APPLICATION = "janitor.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "janitor.navigation.navigation",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = _env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "janitor.sqlite3",
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, sessions, session index --------------------------------------------------
+REDIS_URL = _redis_url_checked(_env_str("REDIS_URL"))
+CACHE_KEY_PREFIX = _env_str("JANITOR_CACHE_PREFIX", "janitor")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = _env_int("JANITOR_SESSION_AGE_SECONDS", 14 * 24 * 3600, minimum=60)
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["accounts.backends.AccessStatusBackend"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# --- Queue (django-q2) ----------------------------------------------------------------------
+QUEUE_BROKER = _env_str("JANITOR_QUEUE_BROKER", "orm").lower()
+if QUEUE_BROKER not in {"orm", "redis"}:
+    raise ImproperlyConfigured(f"JANITOR_QUEUE_BROKER={QUEUE_BROKER!r}: use orm or redis.")
+if QUEUE_BROKER == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("JANITOR_QUEUE_BROKER=redis needs REDIS_URL.")
+Q_CLUSTER = {
+    "name": _env_str("JANITOR_QUEUE_NAME", "janitor"),
+    "workers": _env_int("JANITOR_QUEUE_WORKERS", 2, minimum=1),
+    # timeout < retry, or a slow task is delivered twice while still running.
+    "timeout": _env_int("JANITOR_QUEUE_TIMEOUT", 300, minimum=1),
+    "retry": _env_int("JANITOR_QUEUE_RETRY", 360, minimum=2),
+    "max_attempts": _env_int("JANITOR_QUEUE_MAX_ATTEMPTS", 3, minimum=1),
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "recycle": 500,
+    "max_rss": 400_000,
+    "poll": 0.5,
+    "label": "Task queue",
+}
+if QUEUE_BROKER == "orm":
+    Q_CLUSTER["orm"] = "default"
+else:
+    Q_CLUSTER["redis"] = REDIS_URL
+if Q_CLUSTER["timeout"] >= Q_CLUSTER["retry"]:
+    raise ImproperlyConfigured("JANITOR_QUEUE_TIMEOUT must be smaller than JANITOR_QUEUE_RETRY.")
+
+# --- Stripe ---------------------------------------------------------------------------------
+STRIPE_API_KEY = _env_str("STRIPE_API_KEY")
+STRIPE_API_BASE = _env_str("STRIPE_API_BASE")
+if STRIPE_API_BASE and urlparse(STRIPE_API_BASE).scheme not in {"http", "https"}:
+    raise ImproperlyConfigured(f"STRIPE_API_BASE={STRIPE_API_BASE!r} is not an http(s) URL.")
+STRIPE_WEBHOOK_SECRETS = _env_list("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+STRIPE_TIMEOUT_SECONDS = _env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
+WEBHOOK_MAX_BODY_BYTES = _env_int("JANITOR_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
+
+# --- Domain rules ---------------------------------------------------------------------------
+JANITOR_GRACE_DAYS = _env_int("JANITOR_GRACE_DAYS", 7, minimum=1)
+JANITOR_ACCESS_STATUSES = frozenset(_env_list("JANITOR_ACCESS_STATUSES", "active,trialing"))
+_KNOWN_SUBSCRIPTION_STATUSES = {
+    "incomplete", "incomplete_expired", "trialing", "active",
+    "past_due", "canceled", "unpaid", "paused",
+}  # fmt: skip
+if not JANITOR_ACCESS_STATUSES or not JANITOR_ACCESS_STATUSES <= _KNOWN_SUBSCRIPTION_STATUSES:
+    raise ImproperlyConfigured(
+        "JANITOR_ACCESS_STATUSES must list Stripe subscription statuses, e.g. active,trialing; "
+        f"known: {', '.join(sorted(_KNOWN_SUBSCRIPTION_STATUSES))}."
+    )
+JANITOR_AUDIT_MAX_CHANGE_RATIO = _env_ratio("JANITOR_AUDIT_MAX_CHANGE_RATIO", 0.05)
+JANITOR_AUDIT_CRON = _env_str("JANITOR_AUDIT_CRON", "30 2 * * *")
+if len(JANITOR_AUDIT_CRON.split()) != 5:
+    raise ImproperlyConfigured(
+        f"JANITOR_AUDIT_CRON={JANITOR_AUDIT_CRON!r} is not a 5-field cron expression."
+    )
+JANITOR_TRUSTED_PROXIES = frozenset(_env_list("JANITOR_TRUSTED_PROXIES", ""))
+
+# --- Email ----------------------------------------------------------------------------------
+EMAIL_BACKEND = _env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = _env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = _env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = _env_str("DJANGO_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = _env_str("DJANGO_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = _env_bool("DJANGO_EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = _env_str("DJANGO_DEFAULT_FROM_EMAIL", "billing@janitor.local")
+
+# --- Static, i18n ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": _env_str("JANITOR_LOG_LEVEL", "INFO").upper()},
+}

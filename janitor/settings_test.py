@@ -1,0 +1,9 @@
+"""Test settings: janitor.settings plus what a test run needs (tasks inline, fast hashing)."""
+
+from janitor.settings import *  # noqa: F403
+from janitor.settings import Q_CLUSTER
+
+# django-q2 reads Q_CLUSTER at import time, so "sync" has to be set here, not per test.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

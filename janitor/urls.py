@@ -1,0 +1,25 @@
+"""Janitor's URL map: the dashboard shell here, each area's pages in its own module."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from janitor import views
+from janitor.forms import StaffLoginForm
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="registration/login.html", authentication_form=StaffLoginForm
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/<str:public_id>/", views.account_detail, name="account_detail"),
+    path("healthz", views.healthz, name="healthz"),
+    path("django-admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+    path("", include("reconciliation.urls")),
+]

@@ -1,0 +1,50 @@
+"""The dashboard shell's own pages: the overview and a health check."""
+
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET
+
+from janitor.permissions import staff_required
+from janitor.selectors import account_page_get, overview_get
+
+
+@require_GET
+@staff_required()
+def overview(request):
+    return render(request, "janitor/overview.html", {"overview": overview_get()})
+
+
+@require_GET
+def healthz(request):
+    """For load balancers: 200 when the database answers, 503 otherwise."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any database failure means "not ready"
+        return JsonResponse({"ok": False, "error": exc.__class__.__name__}, status=503)
+    return JsonResponse({"ok": True})
+
+
+def _panel_url(name: str, public_id: str) -> str | None:
+    """A panel another feature provides, lazy-loaded only if that feature is installed."""
+    try:
+        return reverse(name, kwargs={"public_id": public_id})
+    except NoReverseMatch:
+        return None
+
+
+@require_GET
+@staff_required("accounts.view_user")
+def account_detail(request, public_id: str):
+    page = account_page_get(public_id=public_id)
+    return render(
+        request,
+        "janitor/account_detail.html",
+        {
+            "page": page,
+            "access_actions_url": _panel_url("account_access_actions", public_id),
+            "evidence_panel_url": _panel_url("account_evidence_panel", public_id),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Writes on the provider side, one module per concern (flags, subscriptions, webhooks...)."""
