@@ -249,6 +249,13 @@ if len(JANITOR_AUDIT_CRON.split()) != 5:
         f"JANITOR_AUDIT_CRON={JANITOR_AUDIT_CRON!r} is not a 5-field cron expression."
     )
 JANITOR_TRUSTED_PROXIES = frozenset(_env_list("JANITOR_TRUSTED_PROXIES", ""))
+# One activity row per (user, path) per window, so a busy user does not write a row per request.
+JANITOR_ACTIVITY_THROTTLE_SECONDS = _env_int("JANITOR_ACTIVITY_THROTTLE_SECONDS", 300)
+JANITOR_ACTIVITY_MAX_BATCH = _env_int("JANITOR_ACTIVITY_MAX_BATCH", 1000, minimum=1)
+JANITOR_EVIDENCE_DAYS = _env_int("JANITOR_EVIDENCE_DAYS", 30, minimum=1)
+JANITOR_PRODUCT_DESCRIPTION = _env_str(
+    "JANITOR_PRODUCT_DESCRIPTION", "Monthly subscription to the product (software as a service)."
+)
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = _env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

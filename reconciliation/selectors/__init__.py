@@ -1,0 +1,1 @@
+"""Reads on the provider side, one module per page or concern."""
