@@ -60,7 +60,7 @@ def flag_resolve(*, flag: Flag, resolution: str, actor: str, author: User | None
 def flags_resolve_for_account(
     *, account: User, kinds: list[str], resolution: str, actor: str
 ) -> int:
-    """Resolve the account's open flags of these kinds (e.g. payment recovered). Returns how many."""
+    """Resolve the account's open flags of these kinds (e.g. payment recovered); returns a count."""
     return Flag.objects.filter(account=account, kind__in=kinds, status=FlagStatus.OPEN).update(
         status=FlagStatus.RESOLVED,
         resolution=resolution,
