@@ -1,0 +1,257 @@
+"""The provider's view turned into access: one decision function, one way to apply its outcome."""
+
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import AccessAudit, AccessComp, AccessStatus, User
+from accounts.services.access import access_status_change, last_revoked_by_staff
+from reconciliation.models import (
+    FlagKind,
+    Outcome,
+    ReconciliationRun,
+    Subscription,
+    SubscriptionStatus,
+    WebhookEvent,
+)
+from reconciliation.services.flags import flag_open, flags_resolve_for_account
+
+GRACE_EXTENSION_MAX_DAYS = 30
+
+
+def access_decide(
+    *,
+    access_status: str,
+    grace_ends_at: datetime | None,
+    sub_statuses: Collection[str],
+    has_active_comp: bool,
+    revoked_by_staff: bool,
+    now: datetime,
+) -> str:
+    """DESIGN.md's access rules for one account, as a pure function of what is known about it."""
+    granting = any(status in settings.JANITOR_ACCESS_STATUSES for status in sub_statuses)
+    past_due = SubscriptionStatus.PAST_DUE in sub_statuses
+
+    if access_status == AccessStatus.REVOKED:
+        if not granting:
+            return Outcome.IN_SYNC
+        return Outcome.FLAG_MISMATCH if revoked_by_staff else Outcome.REACTIVATE
+    if access_status == AccessStatus.REVOKED_PENDING:
+        # A staff revocation is under way: never undo it, only make someone look.
+        return Outcome.FLAG_MISMATCH if granting else Outcome.IN_SYNC
+    if access_status == AccessStatus.GRACE_PERIOD:
+        if granting:
+            return Outcome.END_GRACE
+        if grace_ends_at is not None and grace_ends_at <= now:
+            return Outcome.FLAG_GRACE_EXPIRED
+        return Outcome.IN_SYNC
+    # active
+    if granting:
+        return Outcome.IN_SYNC
+    if has_active_comp:
+        return Outcome.IN_SYNC
+    if not sub_statuses:
+        return Outcome.FLAG_MANUAL_GRANT
+    if past_due:
+        return Outcome.PAYMENT_FAILED
+    return Outcome.START_GRACE
+
+
+# Outcomes that change an account's access status (what the audit's safety brake counts).
+STATUS_CHANGING = frozenset(
+    {Outcome.START_GRACE, Outcome.PAYMENT_FAILED, Outcome.END_GRACE, Outcome.REACTIVATE}
+)
+
+_FLAG_FOR_OUTCOME = {
+    Outcome.START_GRACE: FlagKind.MISSING_SUBSCRIPTION,
+    Outcome.PAYMENT_FAILED: FlagKind.PAYMENT_FAILED,
+    Outcome.REACTIVATE: FlagKind.REACTIVATED,
+    Outcome.FLAG_MISMATCH: FlagKind.PROVIDER_MISMATCH,
+    Outcome.FLAG_MANUAL_GRANT: FlagKind.MANUAL_GRANT,
+    Outcome.FLAG_GRACE_EXPIRED: FlagKind.GRACE_EXPIRED,
+}
+
+_FLAG_REASON = {
+    Outcome.START_GRACE: "No access-granting subscription at the provider.",
+    Outcome.PAYMENT_FAILED: "The provider reports a failed payment (past_due).",
+    Outcome.REACTIVATE: "Inactive in the app but valid at the provider: re-activated. Why did they "
+    "drift?",
+    Outcome.FLAG_MISMATCH: "Revoked in Janitor but the provider shows a valid subscription.",
+    Outcome.FLAG_MANUAL_GRANT: "Active in the app, no subscription at the provider, no comp.",
+    Outcome.FLAG_GRACE_EXPIRED: "The grace period ended and the provider still grants nothing.",
+}
+
+
+def _grace_end(now: datetime) -> datetime:
+    return now + timedelta(days=settings.JANITOR_GRACE_DAYS)
+
+
+def customer_notify_payment_issue(*, account: User) -> None:
+    """Tell the customer, once the grace period is committed (never for a rolled-back change)."""
+    message = (
+        f"Hello {account.name or account.email},\n\n"
+        "There seems to be an issue with your payment. Your access continues until "
+        f"{account.grace_ends_at:%Y-%m-%d}; please update your payment details before then.\n"
+    )
+
+    transaction.on_commit(
+        lambda: send_mail(
+            "There seems to be an issue with your payment",
+            message,
+            settings.DEFAULT_FROM_EMAIL,
+            [account.email],
+            fail_silently=True,
+        )
+    )
+
+
+@transaction.atomic
+def outcome_apply(
+    *,
+    account: User,
+    outcome: str,
+    actor: str,
+    source: str,
+    run: ReconciliationRun | None = None,
+    event: WebhookEvent | None = None,
+    detail: dict | None = None,
+) -> None:
+    """Carry out one outcome of access_decide. Re-applying an outcome already applied is a no-op."""
+    if outcome == Outcome.IN_SYNC:
+        return
+    now = timezone.now()
+    current = User.objects.select_for_update().only("access_status").get(pk=account.pk)
+    if outcome in {Outcome.START_GRACE, Outcome.PAYMENT_FAILED}:
+        if current.access_status == AccessStatus.ACTIVE:
+            access_status_change(
+                account=account,
+                to_status=AccessStatus.GRACE_PERIOD,
+                actor=actor,
+                reason=_FLAG_REASON[outcome],
+                source=source,
+                grace_ends_at=_grace_end(now),
+                details=detail,
+            )
+            customer_notify_payment_issue(account=account)
+    elif outcome == Outcome.END_GRACE:
+        if current.access_status == AccessStatus.GRACE_PERIOD:
+            access_status_change(
+                account=account,
+                to_status=AccessStatus.ACTIVE,
+                actor=actor,
+                reason="The provider shows a valid subscription again.",
+                source=source,
+                details=detail,
+            )
+        flags_resolve_for_account(
+            account=account,
+            kinds=[
+                FlagKind.MISSING_SUBSCRIPTION,
+                FlagKind.PAYMENT_FAILED,
+                FlagKind.GRACE_EXPIRED,
+            ],
+            resolution="Resolved automatically: the provider shows a valid subscription again.",
+            actor=actor,
+        )
+        return
+    elif outcome == Outcome.REACTIVATE:
+        if current.access_status == AccessStatus.REVOKED:
+            access_status_change(
+                account=account,
+                to_status=AccessStatus.ACTIVE,
+                actor=actor,
+                reason="Inactive in the app but the provider shows a valid subscription.",
+                source=source,
+                details=detail,
+            )
+    flag_open(
+        account=account,
+        kind=_FLAG_FOR_OUTCOME[outcome],
+        reason=_FLAG_REASON[outcome],
+        opened_by=source or actor,
+        run=run,
+        event=event,
+    )
+
+
+def active_comp_account_ids(*, account_ids: Iterable[int], now: datetime | None = None) -> set[int]:
+    return set(
+        AccessComp.objects.filter(
+            account_id__in=list(account_ids), expires_at__gt=now or timezone.now()
+        ).values_list("account_id", flat=True)
+    )
+
+
+def account_access_sync(
+    *,
+    account: User,
+    actor: str,
+    source: str,
+    run: ReconciliationRun | None = None,
+    event: WebhookEvent | None = None,
+) -> str:
+    """Decide and apply for one account from its mirrored subscriptions. Returns the outcome."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=account.pk)
+        outcome = access_decide(
+            access_status=locked.access_status,
+            grace_ends_at=locked.grace_ends_at,
+            sub_statuses=list(
+                Subscription.objects.filter(account=locked).values_list("status", flat=True)
+            ),
+            has_active_comp=bool(active_comp_account_ids(account_ids=[locked.pk], now=now)),
+            revoked_by_staff=bool(last_revoked_by_staff(account_ids=[locked.pk])),
+            now=now,
+        )
+        outcome_apply(
+            account=locked, outcome=outcome, actor=actor, source=source, run=run, event=event
+        )
+    account.refresh_from_db(fields=["access_status", "is_active", "grace_ends_at"])
+    return outcome
+
+
+def grace_period_extend(*, account: User, days: int, reason: str, actor_user: User) -> AccessAudit:
+    """Push an account's grace end out by 1..30 days (from now or the current end, the later)."""
+    if not 1 <= days <= GRACE_EXTENSION_MAX_DAYS:
+        raise ValueError(f"Extend grace by 1 to {GRACE_EXTENSION_MAX_DAYS} days.")
+    if not reason.strip():
+        raise ValueError("A reason is required to extend a grace period.")
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=account.pk)
+        if locked.access_status != AccessStatus.GRACE_PERIOD:
+            raise ValueError("Only an account in its grace period can have it extended.")
+        start = max(locked.grace_ends_at or timezone.now(), timezone.now())
+        return access_status_change(
+            account=account,
+            to_status=AccessStatus.GRACE_PERIOD,
+            actor=actor_user.email,
+            actor_user=actor_user,
+            reason=f"Grace extended by {days} day(s): {reason.strip()}",
+            grace_ends_at=start + timedelta(days=days),
+            details={"extended_days": days},
+        )
+
+
+def comp_record(
+    *, account: User, reason: str, expires_at: datetime, granted_by: User
+) -> AccessComp:
+    """Record a deliberate manual grant so the audit stops flagging it until it expires."""
+    if not reason.strip():
+        raise ValueError("A reason is required to record a comp.")
+    now = timezone.now()
+    if expires_at <= now:
+        raise ValueError("A comp must expire in the future.")
+    if expires_at > now + timedelta(days=366):
+        raise ValueError("A comp can last at most a year; record a new one when it ends.")
+    return AccessComp.objects.create(
+        account=account,
+        reason=reason.strip(),
+        expires_at=expires_at,
+        granted_by=granted_by,
+        created_at=now,
+    )

@@ -1,0 +1,172 @@
+"""Applying the provider's view of a subscription to the mirror and to the account's access."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.db.models.functions import Lower
+
+from accounts.models import User
+from reconciliation.models import (
+    ReconciliationRun,
+    Subscription,
+    SubscriptionStatus,
+    WebhookEvent,
+)
+from reconciliation.services.access import account_access_sync
+
+# A subscription never leaves these at Stripe: an event claiming otherwise is older news.
+TERMINAL_STATUSES = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
+
+
+def _timestamp(value) -> datetime | None:
+    if value in (None, "", 0):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _customer_id(value) -> str:
+    if isinstance(value, dict):  # expanded customer object
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+def subscription_fields(obj: dict) -> dict:
+    """The mirror's fields from a subscription object of any API version Stripe may send."""
+    items = ((obj.get("items") or {}).get("data") or [{}]) if isinstance(obj, dict) else [{}]
+    item = items[0] if items and isinstance(items[0], dict) else {}
+    price = item.get("price") or {}
+    legacy_plan = obj.get("plan") or item.get("plan") or {}
+    recurring = price.get("recurring") or {}
+    status = obj.get("status") or ""
+    if status not in SubscriptionStatus.values:
+        raise ValueError(f"unknown subscription status {status!r}")
+    amount = price.get("unit_amount", legacy_plan.get("amount"))
+    return {
+        "status": status,
+        "customer_id": _customer_id(obj.get("customer")),
+        "price_id": str(price.get("id") or legacy_plan.get("id") or ""),
+        "plan_name": str(price.get("nickname") or legacy_plan.get("nickname") or "")[:255],
+        "amount": int(amount) if isinstance(amount, int | float) and amount >= 0 else None,
+        "currency": str(price.get("currency") or legacy_plan.get("currency") or "")[:3],
+        "interval": str(recurring.get("interval") or legacy_plan.get("interval") or "")[:10],
+        "current_period_end": _timestamp(
+            item.get("current_period_end") or obj.get("current_period_end")
+        ),
+        "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
+    }
+
+
+def account_link(
+    *, customer_id: str, metadata: dict | None = None, email: str | None = None
+) -> User | None:
+    """Find the account a provider customer belongs to: customer id, metadata, then unique email.
+
+    When found by metadata or email, the customer id is stored on the account so the next
+    lookup is the cheap one.
+    """
+    if customer_id:
+        account = User.objects.filter(stripe_customer_id=customer_id, is_staff=False).first()
+        if account is not None:
+            return account
+    account = None
+    public_id = str((metadata or {}).get("account_id") or "")
+    if public_id:
+        account = User.objects.filter(public_id=public_id, is_staff=False).first()
+    if account is None and email:
+        matches = list(
+            User.objects.annotate(email_ci=Lower("email")).filter(
+                email_ci=email.strip().lower(), is_staff=False
+            )[:2]
+        )
+        account = matches[0] if len(matches) == 1 else None
+    if account is not None and customer_id and not account.stripe_customer_id:
+        taken = User.objects.filter(stripe_customer_id=customer_id).exists()
+        if not taken:
+            User.objects.filter(pk=account.pk, stripe_customer_id="").update(
+                stripe_customer_id=customer_id
+            )
+            account.stripe_customer_id = customer_id
+    return account
+
+
+@dataclass
+class ApplyResult:
+    subscription: Subscription | None
+    applied: bool
+    account: User | None
+    outcome: str | None
+
+
+def subscription_apply(
+    *,
+    obj: dict,
+    provider_time: datetime,
+    actor: str,
+    source: str,
+    event: WebhookEvent | None = None,
+    run: ReconciliationRun | None = None,
+) -> ApplyResult:
+    """Apply the provider's view of one subscription: mirror first, then the account's access.
+
+    Order safety by provider time: the mirror keeps the time of the newest change applied, and
+    an older view is skipped (webhooks arrive out of order). Runs under a row lock on the mirror
+    row, so two workers with events for one subscription serialise.
+    """
+    provider_id = str(obj.get("id") or "")
+    if not provider_id:
+        raise ValueError("subscription object without an id")
+    fields = subscription_fields(obj)
+    with transaction.atomic():
+        # Make sure the row exists (no-op if it does), then lock it.
+        Subscription.objects.bulk_create(
+            [
+                Subscription(
+                    provider_id=provider_id,
+                    provider_updated_at=datetime.min.replace(tzinfo=UTC),
+                    raw={},
+                    **fields,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        mirror = Subscription.objects.select_for_update().get(provider_id=provider_id)
+        # A row made just now carries the minimum time and this view's own status: never stale.
+        stale = provider_time < mirror.provider_updated_at or (
+            mirror.status in TERMINAL_STATUSES and fields["status"] not in TERMINAL_STATUSES
+        )
+        account = mirror.account
+        if account is None:
+            account = account_link(
+                customer_id=fields["customer_id"], metadata=obj.get("metadata") or {}
+            )
+        if stale and account == mirror.account:
+            return ApplyResult(mirror, False, account, None)
+        if not stale:
+            for name, value in fields.items():
+                setattr(mirror, name, value)
+            mirror.provider_updated_at = provider_time
+            mirror.raw = obj
+        mirror.account = account
+        mirror.save()
+        outcome = None
+        if account is not None:
+            outcome = account_access_sync(
+                account=account, actor=actor, source=source, run=run, event=event
+            )
+    return ApplyResult(mirror, not stale, account, outcome)
+
+
+def subscriptions_link_waiting(*, account: User, actor: str, source: str) -> int:
+    """Attach mirror rows that arrived before their account (e.g. an import); returns a count."""
+    if not account.stripe_customer_id:
+        return 0
+    linked = Subscription.objects.filter(
+        account__isnull=True, customer_id=account.stripe_customer_id
+    ).update(account=account)
+    if linked:
+        account_access_sync(account=account, actor=actor, source=source)
+    return linked
