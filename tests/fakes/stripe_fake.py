@@ -1,0 +1,1213 @@
+"""A local fake of the Stripe API: the real stripe-python SDK talks HTTP to it on 127.0.0.1.
+
+What it serves is the subset Janitor uses (subscriptions, customers, events, disputes, files),
+with Stripe's shapes, list envelopes, errors and parameter checks. State lives in memory
+behind one lock; handlers run on the server's threads. tests/conftest.py loads this module
+as a pytest plugin for the `stripe_fake` fixture at the bottom.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pytest
+
+# What stripe-python 16.1 sends as Stripe-Version; events are rendered in it.
+API_VERSION = "2026-10-28.endive"
+TEST_API_KEY = "sk_test_fake"
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_EVIDENCE_FIELD_CHARS = 20_000
+MAX_EVIDENCE_TOTAL_CHARS = 150_000
+MAX_EVENT_TYPES = 20
+
+SUBSCRIPTION_STATUSES = frozenset(
+    {
+        "incomplete",
+        "incomplete_expired",
+        "trialing",
+        "active",
+        "past_due",
+        "canceled",
+        "unpaid",
+        "paused",
+    }
+)
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+SUBSCRIPTION_LIST_STATUSES = SUBSCRIPTION_STATUSES | {"all", "ended"}
+PERIOD_SECONDS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}
+
+EVIDENCE_TEXT_FIELDS = frozenset(
+    {
+        "access_activity_log",
+        "billing_address",
+        "cancellation_policy_disclosure",
+        "cancellation_rebuttal",
+        "customer_email_address",
+        "customer_name",
+        "customer_purchase_ip",
+        "duplicate_charge_explanation",
+        "duplicate_charge_id",
+        "product_description",
+        "refund_policy_disclosure",
+        "refund_refusal_explanation",
+        "service_date",
+        "shipping_address",
+        "shipping_carrier",
+        "shipping_date",
+        "shipping_tracking_number",
+        "uncategorized_text",
+    }
+)
+EVIDENCE_FILE_FIELDS = frozenset(
+    {
+        "cancellation_policy",
+        "customer_communication",
+        "customer_signature",
+        "duplicate_charge_documentation",
+        "receipt",
+        "refund_policy",
+        "service_documentation",
+        "shipping_documentation",
+        "uncategorized_file",
+    }
+)
+DISPUTE_OPEN_STATUSES = {
+    "needs_response": "under_review",
+    "warning_needs_response": "warning_under_review",
+}
+FILE_PURPOSES = frozenset(
+    {
+        "account_requirement",
+        "additional_verification",
+        "business_icon",
+        "business_logo",
+        "customer_signature",
+        "dispute_evidence",
+        "identity_document",
+        "issuing_regulatory_reporting",
+        "pci_document",
+        "tax_document_user_upload",
+        "terminal_reader_splashscreen",
+    }
+)
+EVIDENCE_FILE_TYPES = frozenset({"pdf", "jpg", "png"})
+_FILE_MAGIC = ((b"%PDF", "pdf"), (b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"))
+_FILE_EXTENSIONS = {"pdf": "pdf", "jpg": "jpg", "jpeg": "jpg", "png": "png"}
+_CREATED_OPS = {"gt", "gte", "lt", "lte"}
+
+Params = dict[str, str]  # a query string or form body, nested keys left flat: "evidence[x]"
+Files = dict[str, bytes]  # multipart file parts by field name
+Json = dict[str, Any]
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class StripeApiError(Exception):
+    """Raised inside a handler; becomes Stripe's error envelope with this HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": {"type": type, "message": message}}
+        if code:
+            self.body["error"]["code"] = code
+        if param:
+            self.body["error"]["param"] = param
+
+
+def _missing(kind: str, object_id: str, param: str = "id", status: int = 404) -> StripeApiError:
+    return StripeApiError(
+        status, f"No such {kind}: '{object_id}'", code="resource_missing", param=param
+    )
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it; `form` holds parsed body fields, nested keys flat."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    form: dict[str, str]
+    headers: dict[str, str]
+    files: dict[str, bytes] = field(default_factory=dict)
+    status: int | None = None
+
+
+@dataclass
+class _Fault:
+    path_prefix: str
+    status: int
+    times: int
+    after: int
+    seen: int = 0
+
+
+@dataclass
+class _Delay:
+    path_prefix: str
+    seconds: float
+    times: int
+
+
+@dataclass(frozen=True)
+class _BulkBlock:
+    """Subscriptions `first_number`..`first_number + count - 1`, rendered only when listed."""
+
+    first_ordinal: int
+    first_number: int
+    count: int
+    id_prefix: str
+    customer_prefix: str
+    status_cycle: tuple[str, ...]
+    created_start: int
+    current_period_end: int
+    price_id: str
+    amount: int
+    currency: str
+    interval: str
+
+    def number_of(self, object_id: str, prefix: str) -> int | None:
+        """The block number behind `object_id`, if this block made it."""
+        if not object_id.startswith(prefix):
+            return None
+        digits = object_id[len(prefix) :]
+        if not digits.isdigit() or f"{int(digits):07d}" != digits:
+            return None
+        number = int(digits)
+        if self.first_number <= number < self.first_number + self.count:
+            return number
+        return None
+
+
+# --- Object shapes --------------------------------------------------------------------------
+
+
+def subscription_object(
+    *,
+    id: str,
+    customer: str,
+    status: str,
+    price_id: str,
+    amount: int,
+    currency: str,
+    interval: str,
+    current_period_end: int,
+    cancel_at_period_end: bool,
+    created: int,
+    metadata: dict[str, str],
+    legacy_shape: bool,
+    ended_at: int | None = None,
+) -> dict[str, Any]:
+    """A subscription as Stripe renders it today, or (legacy_shape) as pre-2020 API versions did."""
+    period_start = current_period_end - PERIOD_SECONDS[interval]
+    product = f"prod_{price_id.removeprefix('price_')}"
+    recurring = {"interval": interval, "interval_count": 1, "usage_type": "licensed"}
+    item: dict[str, Any] = {
+        "id": f"si_{id.removeprefix('sub_')}",
+        "object": "subscription_item",
+        "created": created,
+        "quantity": 1,
+        "subscription": id,
+        "metadata": {},
+    }
+    subscription: dict[str, Any] = {
+        "id": id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "created": created,
+        "start_date": created,
+        "currency": currency,
+        "cancel_at_period_end": cancel_at_period_end,
+        "cancel_at": current_period_end if cancel_at_period_end else None,
+        "canceled_at": ended_at if status in ENDED_STATUSES else None,
+        "ended_at": ended_at if status in ENDED_STATUSES else None,
+        "collection_method": "charge_automatically",
+        "latest_invoice": None,
+        "livemode": False,
+        "metadata": dict(metadata),
+        "trial_start": None,
+        "trial_end": current_period_end if status == "trialing" else None,
+        "items": {
+            "object": "list",
+            "data": [item],
+            "has_more": False,
+            "total_count": 1,
+            "url": f"/v1/subscription_items?subscription={id}",
+        },
+    }
+    if legacy_shape:
+        plan = {
+            "id": price_id,
+            "object": "plan",
+            "active": True,
+            "amount": amount,
+            "currency": currency,
+            "interval": interval,
+            "interval_count": 1,
+            "product": product,
+        }
+        item["plan"] = plan
+        subscription["plan"] = plan
+        subscription["current_period_start"] = period_start
+        subscription["current_period_end"] = current_period_end
+    else:
+        item["price"] = {
+            "id": price_id,
+            "object": "price",
+            "active": True,
+            "currency": currency,
+            "unit_amount": amount,
+            "product": product,
+            "recurring": recurring,
+            "type": "recurring",
+        }
+        item["current_period_start"] = period_start
+        item["current_period_end"] = current_period_end
+    return subscription
+
+
+def customer_object(
+    *, id: str, email: str, name: str, metadata: dict[str, str], created: int
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": "customer",
+        "email": email,
+        "name": name,
+        "created": created,
+        "livemode": False,
+        "metadata": dict(metadata),
+        "delinquent": False,
+    }
+
+
+def event_object(
+    type: str, obj: dict[str, Any], *, id: str | None = None, created: int | None = None
+) -> dict[str, Any]:
+    """A v1 snapshot event wrapping `obj`, as webhooks deliver it and /v1/events lists it."""
+    return {
+        "id": id or _new_id("evt"),
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": _now() if created is None else created,
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": type,
+    }
+
+
+# --- Request parsing ------------------------------------------------------------------------
+
+
+def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Split a multipart/form-data body exactly, without the email parser's line rewriting."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        raise StripeApiError(400, "Invalid multipart body: no boundary")
+    form: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for chunk in body.split(b"--" + match.group(1).encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        data = data.removesuffix(b"\r\n")
+        disposition = next(
+            (
+                line
+                for line in head.decode("utf-8", "replace").split("\r\n")
+                if line.lower().startswith("content-disposition:")
+            ),
+            "",
+        )
+        params = dict(re.findall(r'(\w+)="([^"]*)"', disposition))
+        name = params.get("name")
+        if name is None:
+            continue
+        if "filename" in params:
+            files[name] = data
+            form[name] = params["filename"]
+        else:
+            form[name] = data.decode("utf-8")
+    return form, files
+
+
+def _param_root(key: str) -> str:
+    return key.split("[", 1)[0]
+
+
+def _check_params(params: dict[str, str], allowed: set[str]) -> None:
+    for key in params:
+        if _param_root(key) not in allowed:
+            raise StripeApiError(400, f"Received unknown parameter: {key}", param=key)
+
+
+def _int_param(params: dict[str, str], key: str) -> int:
+    try:
+        return int(params[key])
+    except ValueError:
+        raise StripeApiError(400, f"Invalid integer: {params[key]}", param=key) from None
+
+
+def _limit(params: dict[str, str]) -> int:
+    if "limit" not in params:
+        return 10
+    limit = _int_param(params, "limit")
+    if not 1 <= limit <= 100:
+        raise StripeApiError(
+            400, "This value must be between 1 and 100 (inclusive).", param="limit"
+        )
+    return limit
+
+
+def _created_bounds(params: dict[str, str]) -> tuple[int | None, int | None]:
+    """(lowest, highest) allowed `created`, both inclusive, from created / created[op]."""
+    low: int | None = None
+    high: int | None = None
+    for key in params:
+        if _param_root(key) != "created":
+            continue
+        value = _int_param(params, key)
+        op = key[len("created[") : -1] if key != "created" else "eq"
+        if op not in _CREATED_OPS | {"eq"}:
+            raise StripeApiError(400, f"Received unknown parameter: {key}", param=key)
+        if op in {"gt", "gte", "eq"}:
+            bound = value + 1 if op == "gt" else value
+            low = bound if low is None else max(low, bound)
+        if op in {"lt", "lte", "eq"}:
+            bound = value - 1 if op == "lt" else value
+            high = bound if high is None else min(high, bound)
+    return low, high
+
+
+def _bool_param(params: dict[str, str], key: str, default: bool) -> bool:
+    value = params.get(key)
+    if value is None:
+        return default
+    if value not in {"true", "false"}:
+        raise StripeApiError(400, f"Invalid boolean: {value}", param=key)
+    return value == "true"
+
+
+def _list_envelope(url: str, data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+# --- Server ---------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # stop() must not wait for a handler parked in delay() or an idle keep-alive connection.
+    block_on_close = False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Stripe serves it; the bench pages 10k times
+    # Headers and body go out as two writes; with Nagle on, each answer waits ~40 ms for an ACK.
+    disable_nagle_algorithm = True
+    fake: StripeFake
+
+    def setup(self) -> None:
+        super().setup()
+        self.fake._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.fake._connection_closed(self.connection)
+
+    def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        self._answer("POST")
+
+    def do_DELETE(self) -> None:
+        self._answer("DELETE")
+
+    def _answer(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, payload = self.fake._handle(method, self.path, dict(self.headers.items()), body)
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Request-Id", _new_id("req"))
+            self.send_header("Stripe-Version", API_VERSION)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a timeout test); nothing is left to tell it.
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the request log is `StripeFake.requests`
+
+
+class StripeFake:
+    """An in-memory Stripe on a random loopback port. Use as a context manager or start()/stop()."""
+
+    def __init__(self, *, api_key: str | None = None) -> None:
+        # None accepts any sk_test_/rk_test_ key; set it to demand one exact key.
+        self.api_key = api_key
+        self.record_requests = True
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self.reset()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> StripeFake:
+        if self._server is not None:
+            return self
+        handler = type("BoundHandler", (_Handler,), {"fake": self})
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="stripe-fake",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            # Unblocks handler threads parked on idle keep-alive connections.
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> StripeFake:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("StripeFake is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def reset(self) -> None:
+        """Forget all objects, faults, delays and recorded requests; the server keeps running."""
+        with self._lock:
+            self.requests: list[RecordedRequest] = []
+            self.customers: dict[str, dict[str, Any]] = {}
+            self.disputes: dict[str, dict[str, Any]] = {}
+            self.files: dict[str, dict[str, Any]] = {}
+            self.file_contents: dict[str, bytes] = {}
+            self._faults: list[_Fault] = []
+            self._delays: list[_Delay] = []
+            # Subscriptions are numbered by ordinal (insertion order) and listed newest first.
+            self._subscription_count = 0
+            self._single_subscriptions: dict[int, dict[str, Any]] = {}
+            self._single_ordinals: dict[str, int] = {}
+            self._blocks: list[_BulkBlock] = []
+            self._block_starts: list[int] = []
+            self._bulk_status: dict[str, tuple[str, int]] = {}
+            self._events: list[dict[str, Any]] = []
+            self._event_order: list[int] | None = None
+            self._event_rank: dict[str, int] = {}
+
+    def _connection_opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _connection_closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    # --- fault injection --------------------------------------------------------------------
+
+    def fail(self, path_prefix: str, status: int = 500, times: int = 1, after: int = 0) -> None:
+        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass."""
+        with self._lock:
+            self._faults.append(_Fault(path_prefix, status, times, after))
+
+    def delay(self, path_prefix: str, seconds: float, times: int = 1) -> None:
+        """Hold the next `times` requests under `path_prefix` for `seconds` before answering."""
+        with self._lock:
+            self._delays.append(_Delay(path_prefix, seconds, times))
+
+    def requests_to(self, path_prefix: str, method: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.path.startswith(path_prefix) and (method is None or r.method == method)
+            ]
+
+    # --- test-side state --------------------------------------------------------------------
+
+    def add_customer(
+        self,
+        id: str | None = None,
+        *,
+        email: str = "customer@example.test",
+        name: str = "Test Customer",
+        metadata: dict[str, str] | None = None,
+        created: int | None = None,
+    ) -> dict[str, Any]:
+        customer = customer_object(
+            id=id or _new_id("cus"),
+            email=email,
+            name=name,
+            metadata=metadata or {},
+            created=_now() if created is None else created,
+        )
+        with self._lock:
+            self.customers[customer["id"]] = customer
+        return customer
+
+    def delete_customer(self, id: str) -> None:
+        with self._lock:
+            self.customers[id] = {"id": id, "object": "customer", "deleted": True}
+
+    def add_subscription(
+        self,
+        id: str | None = None,
+        *,
+        customer: str,
+        status: str = "active",
+        price_id: str = "price_basic",
+        amount: int = 1500,
+        currency: str = "usd",
+        interval: str = "month",
+        current_period_end: int | None = None,
+        cancel_at_period_end: bool = False,
+        created: int | None = None,
+        metadata: dict[str, str] | None = None,
+        legacy_shape: bool = False,
+    ) -> dict[str, Any]:
+        """Store a subscription. Listing order is insertion order, newest first."""
+        if status not in SUBSCRIPTION_STATUSES:
+            raise ValueError(f"unknown subscription status {status!r}")
+        now = _now()
+        subscription = subscription_object(
+            id=id or _new_id("sub"),
+            customer=customer,
+            status=status,
+            price_id=price_id,
+            amount=amount,
+            currency=currency,
+            interval=interval,
+            current_period_end=(
+                now + PERIOD_SECONDS[interval] if current_period_end is None else current_period_end
+            ),
+            cancel_at_period_end=cancel_at_period_end,
+            created=now if created is None else created,
+            metadata=metadata or {},
+            legacy_shape=legacy_shape,
+            ended_at=now,
+        )
+        with self._lock:
+            if self._subscription_ordinal(subscription["id"]) is not None:
+                raise ValueError(f"subscription {subscription['id']} already exists")
+            ordinal = self._subscription_count
+            self._subscription_count += 1
+            self._single_subscriptions[ordinal] = subscription
+            self._single_ordinals[subscription["id"]] = ordinal
+        return subscription
+
+    def add_subscriptions_bulk(
+        self,
+        n: int,
+        *,
+        start: int = 0,
+        id_prefix: str = "sub_bench_",
+        customer_prefix: str = "cus_bench_",
+        status_cycle: tuple[str, ...] = ("active", "active", "trialing", "past_due", "canceled"),
+        price_id: str = "price_basic",
+        amount: int = 1500,
+        currency: str = "usd",
+        interval: str = "month",
+        created_start: int | None = None,
+        current_period_end: int | None = None,
+    ) -> None:
+        """Store n subscriptions in O(1) memory, each rendered only when listed or retrieved.
+
+        Number i in start..start+n-1 has id f"{id_prefix}{i:07d}", customer
+        f"{customer_prefix}{i:07d}" (retrievable, email f"{customer id}@example.test"),
+        status status_cycle[i % len(status_cycle)] and created created_start + (i - start).
+        """
+        if not status_cycle or not set(status_cycle) <= SUBSCRIPTION_STATUSES:
+            raise ValueError(f"status_cycle must hold subscription statuses: {status_cycle!r}")
+        now = _now()
+        with self._lock:
+            for block in self._blocks:
+                same_ids = block.id_prefix == id_prefix or block.customer_prefix == customer_prefix
+                overlap = (
+                    start < block.first_number + block.count and block.first_number < start + n
+                )
+                if same_ids and overlap:
+                    raise ValueError("bulk ids overlap an earlier add_subscriptions_bulk call")
+            block = _BulkBlock(
+                first_ordinal=self._subscription_count,
+                first_number=start,
+                count=n,
+                id_prefix=id_prefix,
+                customer_prefix=customer_prefix,
+                status_cycle=tuple(status_cycle),
+                created_start=now - n if created_start is None else created_start,
+                current_period_end=(
+                    now + PERIOD_SECONDS[interval]
+                    if current_period_end is None
+                    else current_period_end
+                ),
+                price_id=price_id,
+                amount=amount,
+                currency=currency,
+                interval=interval,
+            )
+            self._blocks.append(block)
+            self._block_starts.append(block.first_ordinal)
+            self._subscription_count += n
+
+    def set_subscription_status(self, id: str, status: str) -> dict[str, Any]:
+        if status not in SUBSCRIPTION_STATUSES:
+            raise ValueError(f"unknown subscription status {status!r}")
+        with self._lock:
+            ordinal = self._subscription_ordinal(id)
+            if ordinal is None:
+                raise KeyError(id)
+            single = self._single_subscriptions.get(ordinal)
+            if single is None:
+                self._bulk_status[id] = (status, _now())
+                return self._subscription_at(ordinal)
+            single["status"] = status
+            ended = status in ENDED_STATUSES
+            single["canceled_at"] = single["ended_at"] = _now() if ended else None
+            return single
+
+    def subscription(self, id: str) -> dict[str, Any]:
+        """The subscription as the API would render it now."""
+        with self._lock:
+            ordinal = self._subscription_ordinal(id)
+            if ordinal is None:
+                raise KeyError(id)
+            return self._subscription_at(ordinal)
+
+    def add_event(
+        self,
+        type: str,
+        obj: dict[str, Any],
+        created: int | None = None,
+        id: str | None = None,
+    ) -> dict[str, Any]:
+        event = event_object(type, obj, id=id, created=created)
+        with self._lock:
+            self._events.append(event)
+            self._event_order = None
+        return event
+
+    def add_dispute(
+        self,
+        id: str | None = None,
+        *,
+        charge: str | None = None,
+        payment_intent: str | None = None,
+        amount: int = 1500,
+        currency: str = "usd",
+        reason: str = "fraudulent",
+        status: str = "needs_response",
+        due_by: int | None = None,
+        created: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Store a dispute; due_by defaults to a week from now (0 means no response possible)."""
+        now = _now()
+        dispute = {
+            "id": id or _new_id("dp"),
+            "object": "dispute",
+            "amount": amount,
+            "currency": currency,
+            "charge": charge or _new_id("ch"),
+            "payment_intent": payment_intent,
+            "created": now if created is None else created,
+            "reason": reason,
+            "status": status,
+            "is_charge_refundable": False,
+            "livemode": False,
+            "metadata": dict(metadata or {}),
+            "balance_transactions": [],
+            "evidence": dict.fromkeys(sorted(EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS)),
+            "evidence_details": {
+                "due_by": now + 7 * 86_400 if due_by is None else due_by,
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+        }
+        with self._lock:
+            self.disputes[dispute["id"]] = dispute
+        return dispute
+
+    # --- subscription storage ---------------------------------------------------------------
+
+    def _subscription_ordinal(self, id: str) -> int | None:
+        ordinal = self._single_ordinals.get(id)
+        if ordinal is not None:
+            return ordinal
+        for block in self._blocks:
+            number = block.number_of(id, block.id_prefix)
+            if number is not None:
+                return block.first_ordinal + number - block.first_number
+        return None
+
+    def _block_at(self, ordinal: int) -> _BulkBlock:
+        return self._blocks[bisect.bisect_right(self._block_starts, ordinal) - 1]
+
+    def _subscription_summary(self, ordinal: int) -> tuple[str, str, int]:
+        """(status, customer, created) without rendering the whole object."""
+        single = self._single_subscriptions.get(ordinal)
+        if single is not None:
+            return single["status"], single["customer"], single["created"]
+        block = self._block_at(ordinal)
+        offset = ordinal - block.first_ordinal
+        number = block.first_number + offset
+        status = block.status_cycle[number % len(block.status_cycle)]
+        if self._bulk_status:
+            status = self._bulk_status.get(f"{block.id_prefix}{number:07d}", (status,))[0]
+        return status, f"{block.customer_prefix}{number:07d}", block.created_start + offset
+
+    def _subscription_at(self, ordinal: int) -> dict[str, Any]:
+        single = self._single_subscriptions.get(ordinal)
+        if single is not None:
+            return single
+        block = self._block_at(ordinal)
+        offset = ordinal - block.first_ordinal
+        number = block.first_number + offset
+        sub_id = f"{block.id_prefix}{number:07d}"
+        override = self._bulk_status.get(sub_id)
+        status, changed_at = override or (
+            block.status_cycle[number % len(block.status_cycle)],
+            block.created_start + offset,
+        )
+        return subscription_object(
+            id=sub_id,
+            customer=f"{block.customer_prefix}{number:07d}",
+            status=status,
+            price_id=block.price_id,
+            amount=block.amount,
+            currency=block.currency,
+            interval=block.interval,
+            current_period_end=block.current_period_end,
+            cancel_at_period_end=False,
+            created=block.created_start + offset,
+            metadata={},
+            legacy_shape=False,
+            ended_at=changed_at,
+        )
+
+    def _bulk_customer(self, id: str) -> dict[str, Any] | None:
+        for block in self._blocks:
+            if block.number_of(id, block.customer_prefix) is not None:
+                return customer_object(
+                    id=id,
+                    email=f"{id}@example.test",
+                    name=f"Bench {id}",
+                    metadata={},
+                    created=block.created_start,
+                )
+        return None
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+        ("GET", re.compile(r"/v1/subscriptions"), "_list_subscriptions"),
+        ("GET", re.compile(r"/v1/subscriptions/([^/]+)"), "_get_subscription"),
+        ("GET", re.compile(r"/v1/customers/([^/]+)"), "_get_customer"),
+        ("GET", re.compile(r"/v1/events"), "_list_events"),
+        ("GET", re.compile(r"/v1/events/([^/]+)"), "_get_event"),
+        ("GET", re.compile(r"/v1/disputes/([^/]+)"), "_get_dispute"),
+        ("POST", re.compile(r"/v1/disputes/([^/]+)"), "_update_dispute"),
+        ("POST", re.compile(r"/v1/files"), "_create_file"),
+        ("GET", re.compile(r"/v1/files/([^/]+)"), "_get_file"),
+    )
+
+    def _handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        url = urlsplit(raw_path)
+        path = url.path
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        form: dict[str, str] = {}
+        files: dict[str, bytes] = {}
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        body_error: StripeApiError | None = None
+        try:
+            if content_type.startswith("multipart/form-data"):
+                form, files = _parse_multipart(content_type, body)
+            elif body:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            body_error = StripeApiError(400, "Invalid request body encoding.")
+        except StripeApiError as exc:
+            body_error = exc
+        record = RecordedRequest(method, path, query, form, headers, files)
+        with self._lock:
+            if self.record_requests:
+                self.requests.append(record)
+            delay = self._take_delay(path)
+        if delay:
+            self._stopping.wait(delay)
+        try:
+            self._authenticate(headers)
+            with self._lock:
+                fault = self._take_fault(path)
+            if fault is not None:
+                raise self._fault_error(fault.status)
+            if body_error is not None:
+                # Never act on a half-read body: a dispute update without submit would submit.
+                raise body_error
+            status, payload = 200, self._route(method, path, query, form, files)
+        except StripeApiError as exc:
+            status, payload = exc.status, exc.body
+        record.status = status
+        return status, payload
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        form: dict[str, str],
+        files: dict[str, bytes],
+    ) -> dict[str, Any]:
+        for route_method, pattern, handler_name in self._ROUTES:
+            match = pattern.fullmatch(path)
+            if match and route_method == method:
+                handler = getattr(self, handler_name)
+                args = [unquote(g) for g in match.groups()]
+                with self._lock:
+                    return handler(*args, params=query if method == "GET" else form, files=files)
+        raise StripeApiError(404, f"Unrecognized request URL ({method}: {path}).")
+
+    def _authenticate(self, headers: dict[str, str]) -> None:
+        authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        key = authorization.removeprefix("Bearer ").strip()
+        if not authorization.startswith("Bearer ") or not key:
+            raise StripeApiError(
+                401, "You did not provide an API key. Provide it as a Bearer token."
+            )
+        valid = key == self.api_key if self.api_key else key.startswith(("sk_test_", "rk_test_"))
+        if not valid:
+            raise StripeApiError(401, f"Invalid API Key provided: {key[:8]}***")
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.times <= 0 or not path.startswith(fault.path_prefix):
+                continue
+            if fault.seen < fault.after:
+                fault.seen += 1
+                continue
+            fault.times -= 1
+            return fault
+        return None
+
+    def _take_delay(self, path: str) -> float:
+        for delay in self._delays:
+            if delay.times > 0 and path.startswith(delay.path_prefix):
+                delay.times -= 1
+                return delay.seconds
+        return 0.0
+
+    @staticmethod
+    def _fault_error(status: int) -> StripeApiError:
+        message = "Injected failure (StripeFake.fail)."
+        if status == 429:
+            return StripeApiError(status, message, code="rate_limit")
+        if status >= 500:
+            return StripeApiError(status, message, type="api_error")
+        return StripeApiError(status, message)
+
+    # --- handlers (called with the lock held) -----------------------------------------------
+
+    def _list_subscriptions(self, *, params: Params, files: Files) -> Json:
+        _check_params(
+            params, {"status", "limit", "starting_after", "created", "customer", "expand"}
+        )
+        limit = _limit(params)
+        status = params.get("status")
+        if status is not None and status not in SUBSCRIPTION_LIST_STATUSES:
+            raise StripeApiError(
+                400,
+                f"Invalid status: must be one of {sorted(SUBSCRIPTION_LIST_STATUSES)}",
+                param="status",
+            )
+        low, high = _created_bounds(params)
+        customer = params.get("customer")
+        position = self._subscription_count - 1
+        if "starting_after" in params:
+            cursor = self._subscription_ordinal(params["starting_after"])
+            if cursor is None:
+                raise _missing("subscription", params["starting_after"], "starting_after", 400)
+            position = cursor - 1
+
+        def wanted(sub_status: str) -> bool:
+            if status == "all":
+                return True
+            if status == "ended":
+                return sub_status in ENDED_STATUSES
+            if status is None:
+                return sub_status != "canceled"
+            return sub_status == status
+
+        # Walk down from the cursor until one match past the page proves has_more.
+        matched: list[int] = []
+        while position >= 0 and len(matched) <= limit:
+            sub_status, sub_customer, created = self._subscription_summary(position)
+            if (
+                wanted(sub_status)
+                and (customer is None or sub_customer == customer)
+                and (low is None or created >= low)
+                and (high is None or created <= high)
+            ):
+                matched.append(position)
+            position -= 1
+        page = [self._subscription_at(ordinal) for ordinal in matched[:limit]]
+        return _list_envelope("/v1/subscriptions", page, len(matched) > limit)
+
+    def _get_subscription(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        ordinal = self._subscription_ordinal(id)
+        if ordinal is None:
+            raise _missing("subscription", id)
+        return self._subscription_at(ordinal)
+
+    def _get_customer(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        customer = self.customers.get(id) or self._bulk_customer(id)
+        if customer is None:
+            raise _missing("customer", id)
+        return customer
+
+    def _sorted_events(self) -> list[int]:
+        if self._event_order is None:
+            # Newest first; ties keep the later-added event first, as with real ids.
+            self._event_order = sorted(
+                range(len(self._events)),
+                key=lambda i: (self._events[i]["created"], i),
+                reverse=True,
+            )
+            self._event_rank = {self._events[i]["id"]: r for r, i in enumerate(self._event_order)}
+        return self._event_order
+
+    def _list_events(self, *, params: Params, files: Files) -> Json:
+        _check_params(
+            params,
+            {"limit", "starting_after", "created", "type", "types", "delivery_success", "expand"},
+        )
+        limit = _limit(params)
+        low, high = _created_bounds(params)
+        types = [v for k, v in params.items() if _param_root(k) == "types"]
+        if types and "type" in params:
+            raise StripeApiError(400, "You may only specify one of these parameters: type, types.")
+        if len(types) > MAX_EVENT_TYPES:
+            raise StripeApiError(
+                400, f"types may hold at most {MAX_EVENT_TYPES} entries", param="types"
+            )
+        type_pattern = params.get("type")
+        order = self._sorted_events()
+        rank = 0
+        if "starting_after" in params:
+            cursor = self._event_rank.get(params["starting_after"])
+            if cursor is None:
+                raise _missing("event", params["starting_after"], "starting_after", 400)
+            rank = cursor + 1
+        matched: list[dict[str, Any]] = []
+        for index in order[rank:]:
+            event = self._events[index]
+            if low is not None and event["created"] < low:
+                continue
+            if high is not None and event["created"] > high:
+                continue
+            if types and event["type"] not in types:
+                continue
+            if type_pattern and not fnmatch.fnmatchcase(event["type"], type_pattern):
+                continue
+            matched.append(event)
+            if len(matched) > limit:
+                break
+        return _list_envelope("/v1/events", matched[:limit], len(matched) > limit)
+
+    def _get_event(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        order = self._sorted_events()
+        rank = self._event_rank.get(id)
+        if rank is None:
+            raise _missing("event", id)
+        return self._events[order[rank]]
+
+    def _get_dispute(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        dispute = self.disputes.get(id)
+        if dispute is None:
+            raise _missing("dispute", id)
+        return dispute
+
+    def _update_dispute(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"evidence", "submit", "metadata", "expand"})
+        dispute = self.disputes.get(id)
+        if dispute is None:
+            raise _missing("dispute", id)
+        # Stripe's default is submit=true: leaving it out submits the evidence for good.
+        submit = _bool_param(params, "submit", default=True)
+        evidence: dict[str, str] = {}
+        metadata: dict[str, str] = {}
+        for key, value in params.items():
+            inner = re.fullmatch(r"(evidence|metadata)\[([^\]]+)\]", key)
+            if inner is None:
+                if _param_root(key) in {"evidence", "metadata"}:
+                    raise StripeApiError(400, f"Received unknown parameter: {key}", param=key)
+                continue
+            kind, name = inner.groups()
+            if kind == "metadata":
+                metadata[name] = value
+            elif name in EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS:
+                evidence[name] = value
+            else:
+                raise StripeApiError(400, f"Received unknown parameter: {key}", param=key)
+
+        details = dispute["evidence_details"]
+        if evidence or submit:
+            if dispute["status"] not in DISPUTE_OPEN_STATUSES or details["submission_count"] > 0:
+                raise StripeApiError(
+                    400,
+                    "This dispute is already closed or its evidence was already submitted.",
+                )
+            if details["due_by"] == 0 or details["due_by"] < _now():
+                details["past_due"] = details["due_by"] != 0
+                raise StripeApiError(400, "The deadline for responding to this dispute has passed.")
+        for name, value in evidence.items():
+            if name in EVIDENCE_TEXT_FIELDS and len(value) > MAX_EVIDENCE_FIELD_CHARS:
+                raise StripeApiError(
+                    400,
+                    f"evidence[{name}] is longer than {MAX_EVIDENCE_FIELD_CHARS} characters.",
+                    param=f"evidence[{name}]",
+                )
+            if name in EVIDENCE_FILE_FIELDS and value and value not in self.files:
+                raise _missing("file upload", value, f"evidence[{name}]", 400)
+        merged = {**dispute["evidence"], **{k: v or None for k, v in evidence.items()}}
+        text_total = sum(len(v) for k, v in merged.items() if v and k in EVIDENCE_TEXT_FIELDS)
+        if text_total > MAX_EVIDENCE_TOTAL_CHARS:
+            raise StripeApiError(
+                400, f"Evidence is longer than {MAX_EVIDENCE_TOTAL_CHARS} characters in total."
+            )
+
+        dispute["evidence"] = merged
+        dispute["metadata"].update(metadata)
+        details["has_evidence"] = any(v is not None for v in merged.values())
+        if submit:
+            details["submission_count"] += 1
+            dispute["status"] = DISPUTE_OPEN_STATUSES[dispute["status"]]
+        return dispute
+
+    def _create_file(self, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"purpose", "file", "file_link_data", "expand"})
+        purpose = params.get("purpose")
+        if purpose not in FILE_PURPOSES:
+            raise StripeApiError(400, f"Invalid purpose: {purpose}", param="purpose")
+        if "file" not in files:
+            raise StripeApiError(400, "Missing required param: file.", param="file")
+        content = files["file"]
+        if len(content) > MAX_FILE_BYTES:
+            raise StripeApiError(
+                400, f"File is larger than the {MAX_FILE_BYTES} byte limit.", param="file"
+            )
+        filename = params["file"]
+        # Stripe sniffs the content; a name's extension is the fallback for unknown bytes.
+        file_type = next((t for magic, t in _FILE_MAGIC if content.startswith(magic)), None)
+        if file_type is None:
+            file_type = _FILE_EXTENSIONS.get(filename.rsplit(".", 1)[-1].lower())
+        if purpose == "dispute_evidence" and file_type not in EVIDENCE_FILE_TYPES:
+            raise StripeApiError(
+                400, "Dispute evidence must be a PDF, JPEG or PNG file.", param="file"
+            )
+        uploaded = {
+            "id": _new_id("file"),
+            "object": "file",
+            "created": _now(),
+            "expires_at": None,
+            "filename": filename,
+            "purpose": purpose,
+            "size": len(content),
+            "title": None,
+            "type": file_type,
+            "url": None,
+            "links": None,
+        }
+        self.files[uploaded["id"]] = uploaded
+        self.file_contents[uploaded["id"]] = content
+        return uploaded
+
+    def _get_file(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        uploaded = self.files.get(id)
+        if uploaded is None:
+            raise _missing("file", id)
+        return uploaded
+
+
+@pytest.fixture
+def stripe_fake(settings: Any) -> Iterator[StripeFake]:
+    """A running StripeFake with Django settings pointing the gateway at it."""
+    with StripeFake() as fake:
+        settings.STRIPE_API_BASE = fake.base_url
+        settings.STRIPE_API_KEY = TEST_API_KEY
+        settings.STRIPE_MAX_NETWORK_RETRIES = 0
+        # A hung fake should fail a test in seconds, not after the production 20 s.
+        settings.STRIPE_TIMEOUT_SECONDS = 5
+        yield fake
