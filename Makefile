@@ -1,0 +1,54 @@
+# Janitor: `make run` to try it, `make test` to check it. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Tests use the local PostgreSQL and Redis unless told otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/janitor
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+PYTEST_ARGS ?=
+
+.PHONY: run test test-embedded lint install install-dev clean
+
+$(VENV)/.installed: requirements.txt
+	./scripts/system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	./scripts/system-deps --tests
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py ensure_schedules
+	@echo "Starting the django-q2 worker and the web server on http://$(HOST):$(PORT)/ (Ctrl-C stops both)"
+	@$(PY) manage.py qcluster & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	  echo; echo "  Janitor: http://$(HOST):$(PORT)/   (demo logins above, password janitor-demo-2026)"; echo; \
+	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+lint: install-dev
+	$(PY) -m ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+test: install-dev lint
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	  $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The smoke part of the suite on the embedded default: SQLite, ORM broker, database sessions.
+test-embedded: install-dev
+	env -u DATABASE_URL -u REDIS_URL -u JANITOR_QUEUE_BROKER \
+	  $(PY) -m pytest -p no:cacheprovider -m smoke $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) janitor.sqlite3 staticfiles

@@ -1,0 +1,41 @@
+"""manage.py import_accounts FILE.csv: bring a product's users in, all lines or none."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.services.imports import IMPORT_COLUMNS, accounts_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import accounts from a CSV with the header "
+        f"{','.join(IMPORT_COLUMNS)}. Every line is validated first; if any line is refused, "
+        "nothing is written. Re-running the same file changes nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="CSV file (UTF-8)")
+
+    def handle(self, *args, file, **options):
+        path = Path(file)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise CommandError(f"{file}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{file}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        report = accounts_import(text=text)
+        if report.refused:
+            for line, reason in report.refused:
+                self.stderr.write(f"line {line}: {reason}")
+            raise CommandError(
+                f"{len(report.refused)} line(s) refused; nothing was imported. "
+                "Fix them and run again."
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Imported {path.name}: {report.created} created, {report.updated} updated, "
+                f"{report.unchanged} unchanged."
+            )
+        )

@@ -1,0 +1,272 @@
+"""Demo data for a first look: customers in every state, drift of every kind, staff per role."""
+
+import random
+from datetime import timedelta
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import AccessAudit, AccessStatus, ActivityKind, ActivityLog, User
+from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
+from reconciliation.models import Dispute, Flag, FlagKind, Subscription, WebhookEvent
+
+DEMO_PASSWORD = "janitor-demo-2026"
+DEMO_STAFF = [
+    ("support@janitor.local", "Sam Support", ROLE_SUPPORT),
+    ("finance@janitor.local", "Fran Finance", ROLE_FINANCE),
+    ("admin@janitor.local", "Alex Admin", ROLE_ADMIN),
+    ("admin2@janitor.local", "Robin Admin", ROLE_ADMIN),
+]
+FIRST = [
+    "ada",
+    "ben",
+    "chloe",
+    "dev",
+    "emma",
+    "farid",
+    "grace",
+    "hiro",
+    "ines",
+    "jon",
+    "kai",
+    "lena",
+    "mo",
+    "nora",
+    "omar",
+    "pia",
+    "quinn",
+    "rosa",
+    "sven",
+    "tara",
+]
+LAST = [
+    "smith",
+    "nguyen",
+    "garcia",
+    "muller",
+    "rossi",
+    "kim",
+    "okafor",
+    "silva",
+    "novak",
+    "cohen",
+    "larsen",
+    "tanaka",
+]
+PLANS = [("price_basic", "Basic", 1500), ("price_pro", "Pro", 4900), ("price_team", "Team", 9900)]
+
+# (how many, account access status, subscription statuses): drift rows are on purpose.
+PROFILES = [
+    (1400, AccessStatus.ACTIVE, ["active"]),
+    (150, AccessStatus.ACTIVE, ["trialing"]),
+    (120, AccessStatus.ACTIVE, ["canceled", "active"]),  # stays active: one valid subscription
+    (60, AccessStatus.GRACE_PERIOD, ["past_due"]),
+    (40, AccessStatus.REVOKED, ["canceled"]),
+    (30, AccessStatus.REVOKED, ["unpaid"]),
+    (25, AccessStatus.REVOKED, ["incomplete_expired"]),
+    (25, AccessStatus.ACTIVE, ["incomplete", "active"]),
+    (25, AccessStatus.REVOKED, ["paused"]),
+    (40, AccessStatus.ACTIVE, ["past_due"]),  # drift: payment failed, app not told
+    (30, AccessStatus.ACTIVE, ["canceled"]),  # drift: cancellation webhook missed
+    (20, AccessStatus.REVOKED, ["active"]),  # drift: locked in the app, paying at the provider
+    (35, AccessStatus.ACTIVE, []),  # drift: granted by hand, no subscription at all
+]
+
+
+def _public_id(rng: random.Random) -> str:
+    raw = "".join(rng.choice("0123456789abcdef") for _ in range(13))
+    return f"user-{raw[:5]}-{raw[5:9]}-{raw[9:13]}"
+
+
+def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
+    """Create the demo data; running it again leaves every count as it was."""
+    rng = random.Random(20261126)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    with transaction.atomic():
+        _staff_ensure()
+        customers, subscriptions, grace = [], [], []
+        n = 0
+        for count, status, sub_statuses in PROFILES:
+            for _ in range(count):
+                n += 1
+                first, last = rng.choice(FIRST), rng.choice(LAST)
+                customer = User(
+                    public_id=_public_id(rng),
+                    email=f"{first}.{last}.{n}@example.com",
+                    name=f"{first.title()} {last.title()}",
+                    stripe_customer_id=f"cus_demo{n:05d}",
+                    access_status=status,
+                    is_active=status != AccessStatus.REVOKED,
+                    grace_ends_at=now + timedelta(days=rng.randint(-2, 6))
+                    if status == AccessStatus.GRACE_PERIOD
+                    else None,
+                    date_joined=now - timedelta(days=rng.randint(40, 900)),
+                    password="!",
+                )
+                customers.append(customer)
+                if status == AccessStatus.GRACE_PERIOD:
+                    grace.append(customer.public_id)
+                for k, sub_status in enumerate(sub_statuses):
+                    price, plan, amount = rng.choice(PLANS)
+                    subscriptions.append(
+                        Subscription(
+                            provider_id=f"sub_demo{n:05d}{k}",
+                            customer_id=customer.stripe_customer_id,
+                            status=sub_status,
+                            price_id=price,
+                            plan_name=plan,
+                            amount=amount,
+                            currency="usd",
+                            interval="month",
+                            current_period_end=now + timedelta(days=rng.randint(1, 28)),
+                            provider_updated_at=now - timedelta(days=rng.randint(1, 60)),
+                            raw={"id": f"sub_demo{n:05d}{k}", "status": sub_status, "demo": True},
+                        )
+                    )
+                    subscriptions[-1].account_public_id = customer.public_id
+        User.objects.bulk_create(customers, ignore_conflicts=True)
+        ids = dict(
+            User.objects.filter(public_id__in=[c.public_id for c in customers]).values_list(
+                "public_id", "id"
+            )
+        )
+        for sub in subscriptions:
+            sub.account_id = ids[sub.account_public_id]
+        Subscription.objects.bulk_create(subscriptions, ignore_conflicts=True)
+        _audit_ensure(customers, ids, now)
+        _activity_ensure(customers, ids, rng, now, activity_days)
+        Flag.objects.bulk_create(
+            [
+                Flag(
+                    account_id=ids[pid],
+                    kind=FlagKind.PAYMENT_FAILED,
+                    opened_by="demo",
+                    reason="The provider reports a failed payment (past_due).",
+                )
+                for pid in grace
+            ],
+            ignore_conflicts=True,
+        )
+        _disputes_ensure(customers, ids, now)
+        _events_ensure(customers, now)
+    return {
+        "customers": User.objects.filter(is_staff=False).count(),
+        "subscriptions": Subscription.objects.count(),
+        "activity": ActivityLog.objects.count(),
+        "disputes": Dispute.objects.count(),
+        "open_flags": Flag.objects.filter(status="open").count(),
+    }
+
+
+def _staff_ensure() -> None:
+    for email, name, role in DEMO_STAFF:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            user = User.objects.create_user(email, DEMO_PASSWORD, name=name, is_staff=True)
+        user.groups.add(Group.objects.get(name=role))
+
+
+def _audit_ensure(customers, ids, now) -> None:
+    """Revoked demo accounts carry the audit row a real revocation would have left."""
+    revoked = [ids[c.public_id] for c in customers if c.access_status == AccessStatus.REVOKED]
+    already = set(
+        AccessAudit.objects.filter(account_id__in=revoked).values_list("account_id", flat=True)
+    )
+    AccessAudit.objects.bulk_create(
+        [
+            AccessAudit(
+                account_id=pk,
+                at=now - timedelta(days=20),
+                actor="system:import",
+                from_status="",
+                to_status=AccessStatus.REVOKED,
+                reason="Imported as inactive",
+                source="demo",
+            )
+            for pk in revoked
+            if pk not in already
+        ]
+    )
+
+
+def _activity_ensure(customers, ids, rng, now, days) -> None:
+    paths = ["/app/", "/app/projects/", "/app/reports/", "/app/settings/", "/app/export/"]
+    rows = []
+    for n, customer in enumerate(customers):
+        if customer.access_status == AccessStatus.REVOKED:
+            continue
+        ip = f"198.51.100.{n % 250 + 1}"
+        for day in range(days):
+            if rng.random() < 0.7:
+                continue
+            at = now - timedelta(days=day, minutes=rng.randint(0, 600))
+            kind = ActivityKind.LOGIN if rng.random() < 0.3 else ActivityKind.REQUEST
+            rows.append(
+                ActivityLog(
+                    account_id=ids[customer.public_id],
+                    occurred_at=at,
+                    kind=kind,
+                    path=rng.choice(paths),
+                    ip_address=ip,
+                    user_agent="Mozilla/5.0 (demo)",
+                    source="demo",
+                    client_event_id=f"{customer.public_id}:{day}",
+                )
+            )
+    ActivityLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+
+
+def _disputes_ensure(customers, ids, now) -> None:
+    plan = [
+        ("needs_response", "subscription_canceled", 2),
+        ("needs_response", "fraudulent", 5),
+        ("warning_needs_response", "unrecognized", 9),
+        ("under_review", "product_not_received", 12),
+        ("lost", "subscription_canceled", -10),
+        ("won", "duplicate", -20),
+    ]
+    active = [c for c in customers if c.access_status == AccessStatus.ACTIVE][: len(plan)]
+    Dispute.objects.bulk_create(
+        [
+            Dispute(
+                provider_id=f"dp_demo{k:03d}",
+                account_id=ids[c.public_id],
+                customer_id=c.stripe_customer_id,
+                charge_id=f"ch_demo{k:03d}",
+                amount=4900,
+                currency="usd",
+                reason=reason,
+                status=status,
+                due_by=now + timedelta(days=days),
+                provider_updated_at=now,
+                raw={"id": f"dp_demo{k:03d}", "demo": True},
+            )
+            for k, ((status, reason, days), c) in enumerate(zip(plan, active, strict=True))
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _events_ensure(customers, now) -> None:
+    rows = []
+    for k, customer in enumerate(customers[:40]):
+        event_id = f"evt_demo{k:04d}"
+        rows.append(
+            WebhookEvent(
+                provider_event_id=event_id,
+                type="invoice.paid",
+                created=now - timedelta(hours=k),
+                status="processed",
+                processed_at=now - timedelta(hours=k),
+                attempts=1,
+                source="demo",
+                customer_id=customer.stripe_customer_id,
+                payload={
+                    "id": event_id,
+                    "type": "invoice.paid",
+                    "data": {"object": {"customer": customer.stripe_customer_id}},
+                },
+            )
+        )
+    WebhookEvent.objects.bulk_create(rows, ignore_conflicts=True)

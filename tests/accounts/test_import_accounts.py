@@ -1,0 +1,85 @@
+"""manage.py import_accounts: validates every line, refuses with reasons, upserts idempotently."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import AccessAudit, User
+from tests.factories import StaffFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+HEADER = "public_id,email,name,is_active,stripe_customer_id\n"
+GOOD = HEADER + (
+    "user-aaf21-bb34-cc55,Ada@Example.com,Ada Lovelace,true,cus_ada\n"
+    "user-bbb22-cc34-dd55,ben@example.com,Ben,false,\n"
+    "user-ccc33-dd34-ee55,chloe@example.com,Chloé Ünïcode,1,cus_chloe\n"
+)
+
+
+def _run(tmp_path, text, name="users.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    call_command("import_accounts", str(path))
+
+
+@pytest.mark.smoke
+def test_import_creates_then_changes_nothing_on_rerun(tmp_path, capsys):
+    _run(tmp_path, GOOD)
+    assert "3 created, 0 updated, 0 unchanged" in capsys.readouterr().out
+    ada = User.objects.get(public_id="user-aaf21-bb34-cc55")
+    ben = User.objects.get(public_id="user-bbb22-cc34-dd55")
+    assert ada.email == "ada@example.com" and ada.stripe_customer_id == "cus_ada"
+    assert (ben.is_active, ben.access_status) == (False, "revoked")
+    assert AccessAudit.objects.filter(actor="system:import").count() == 3
+    _run(tmp_path, GOOD)
+    assert "0 created, 0 updated, 3 unchanged" in capsys.readouterr().out
+    assert User.objects.filter(is_staff=False).count() == 3
+    assert AccessAudit.objects.count() == 3
+
+
+def test_import_updates_and_audits_an_activation(tmp_path, capsys):
+    _run(tmp_path, GOOD)
+    _run(tmp_path, GOOD.replace("Ben,false", "Benjamin,true"))
+    assert "0 created, 1 updated, 2 unchanged" in capsys.readouterr().out
+    ben = User.objects.get(public_id="user-bbb22-cc34-dd55")
+    assert (ben.name, ben.is_active, ben.access_status) == ("Benjamin", True, "active")
+    audit = AccessAudit.objects.filter(account=ben).order_by("-id").first()
+    assert (audit.from_status, audit.to_status) == ("revoked", "active")
+
+
+@pytest.mark.smoke
+def test_bad_lines_are_refused_with_reasons_and_nothing_is_written(tmp_path, capsys):
+    UserFactory(public_id="user-taken", email="taken@example.com", stripe_customer_id="cus_taken")
+    StaffFactory(public_id="user-staff")
+    bad = HEADER + (
+        "user-ok,ok@example.com,Ok,true,\n"
+        ",noid@example.com,No id,true,\n"
+        "user-bad-email,not-an-email,X,true,\n"
+        "user-bad-flag,flag@example.com,X,perhaps,\n"
+        "user-bad-cus,cus@example.com,X,true,acct_123\n"
+        "user-dup,ok@example.com,Dup email,true,\n"
+        "user-other,taken@example.com,Steals email,true,\n"
+        "user-staff,staffy@example.com,Staff,true,\n"
+        "user-extra,extra@example.com,X,true,,surplus\n"
+    )
+    with pytest.raises(CommandError, match="8 line\\(s\\) refused; nothing was imported"):
+        _run(tmp_path, bad)
+    err = capsys.readouterr().err
+    for expected in [
+        "line 3: public_id is empty",
+        "line 4: email 'not-an-email' is not a valid address",
+        "line 5: is_active 'perhaps' is not true/false",
+        "line 6: stripe_customer_id 'acct_123' does not start with cus_",
+        "line 7: 'ok@example.com' already appears on line 2",
+        "line 8: email taken@example.com belongs to user-taken",
+        "line 9: user-staff is a staff account",
+        "line 10: more cells than the header has columns",
+    ]:
+        assert expected in err
+    assert not User.objects.filter(public_id="user-ok").exists()
+
+
+def test_missing_columns_and_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="1 line"):
+        _run(tmp_path, "id,email\n1,a@b.c\n")
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("import_accounts", str(tmp_path / "absent.csv"))

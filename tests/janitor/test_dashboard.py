@@ -1,0 +1,72 @@
+"""The dashboard shell: staff only, an overview with counts, an empty state, the account page."""
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import (
+    FlagFactory,
+    SubscriptionFactory,
+    UserFactory,
+    WebhookEventFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _dashboard_urls(account):
+    return [reverse("overview"), reverse("account_detail", args=[account.public_id])]
+
+
+@pytest.mark.smoke
+def test_customer_cannot_open_any_dashboard_page(customer_client, customer):
+    for url in _dashboard_urls(customer):
+        assert customer_client.get(url).status_code == 403, url
+
+
+def test_anonymous_is_sent_to_login(client, customer):
+    for url in _dashboard_urls(customer):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_customer_cannot_sign_in_to_the_dashboard(client, customer):
+    from tests.factories import PASSWORD
+
+    response = client.post(reverse("login"), {"username": customer.email, "password": PASSWORD})
+    assert response.status_code == 200
+    assert "This sign-in is for Janitor staff" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.smoke
+def test_overview_empty_state(support_client):
+    page = support_client.get(reverse("overview")).content.decode()
+    assert "No accounts yet" in page and "Nothing to review" in page and "No run yet" in page
+
+
+def test_overview_counts(support_client, django_assert_max_num_queries):
+    UserFactory.create_batch(3)
+    UserFactory(access_status="revoked", is_active=False)
+    FlagFactory.create_batch(2, kind="manual_grant")
+    WebhookEventFactory(status="dead")
+    with django_assert_max_num_queries(10):
+        response = support_client.get(reverse("overview"))
+    overview = response.context["overview"]
+    assert dict((v, n) for v, _label, n in overview.status_counts)["active"] == 5
+    assert overview.customers_total == 6  # 3 + 1 revoked + 2 flagged accounts
+    assert overview.open_flags == [("manual_grant", "Manual grant", 2)]
+    assert overview.webhook_dead == 1 and overview.webhook_backlog == 0
+
+
+def test_account_page_shows_subscriptions_and_flags(support_client, django_assert_max_num_queries):
+    account = UserFactory()
+    SubscriptionFactory(account=account, provider_id="sub_shown")
+    FlagFactory(account=account, kind="payment_failed")
+    with django_assert_max_num_queries(14):
+        page = support_client.get(reverse("account_detail", args=[account.public_id]))
+    body = page.content.decode()
+    assert page.status_code == 200 and "sub_shown" in body and "Payment failed" in body
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"ok": True}

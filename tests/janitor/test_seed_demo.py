@@ -1,0 +1,45 @@
+"""seed_demo: realistic demo data, and running it twice leaves the same counts."""
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import AccessAudit, ActivityLog, User
+from janitor.demo import DEMO_PASSWORD, DEMO_STAFF
+from reconciliation.models import Dispute, Flag, Subscription, WebhookEvent
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [User, Subscription, ActivityLog, Dispute, Flag, WebhookEvent, AccessAudit]
+
+
+def _counts():
+    return {model.__name__: model.objects.count() for model in MODELS}
+
+
+@pytest.mark.smoke
+def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
+    call_command("seed_demo")
+    first = _counts()
+    call_command("seed_demo")
+    assert _counts() == first
+    assert User.objects.filter(is_staff=False).count() == 2000
+    statuses = set(Subscription.objects.values_list("status", flat=True))
+    assert statuses == {
+        "incomplete",
+        "incomplete_expired",
+        "trialing",
+        "active",
+        "past_due",
+        "canceled",
+        "unpaid",
+        "paused",
+    }
+    assert User.objects.filter(is_staff=False, subscriptions__isnull=True).exists()  # manual grant
+    assert User.objects.filter(is_active=False, subscriptions__status="active").exists()
+    assert first["Dispute"] >= 4 and first["ActivityLog"] > 10_000
+    out = capsys.readouterr().out
+    assert DEMO_PASSWORD in out
+    for email, _name, role in DEMO_STAFF:
+        assert email in out
+        staff = User.objects.get(email=email)
+        assert staff.check_password(DEMO_PASSWORD) and staff.staff_role == role

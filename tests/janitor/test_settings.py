@@ -1,0 +1,67 @@
+"""Start-up refuses malformed configuration with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from janitor.settings import database_from_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check(**env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    clean.update(env, DJANGO_SETTINGS_MODULE="janitor.settings")
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://root@localhost/janitor"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://localhost"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://u@h:notaport/db"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"JANITOR_GRACE_DAYS": "seven"}, "JANITOR_GRACE_DAYS"),
+        ({"JANITOR_AUDIT_MAX_CHANGE_RATIO": "5"}, "JANITOR_AUDIT_MAX_CHANGE_RATIO"),
+        ({"JANITOR_ACCESS_STATUSES": "active,bogus"}, "JANITOR_ACCESS_STATUSES"),
+        ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
+    ],
+)
+def test_malformed_setting_stops_startup_naming_the_variable(env, message):
+    result = _check(**env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+
+
+@pytest.mark.smoke
+def test_nothing_set_starts_on_the_embedded_default():
+    result = _check()
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_database_url_parsing():
+    db = database_from_url("postgres://jan:p%40ss@db.internal:6543/janitor?sslmode=require")
+    assert (db["ENGINE"], db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "django.db.backends.postgresql",
+        "janitor",
+        "jan",
+        "p@ss",
+        "db.internal",
+        "6543",
+    )
+    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
