@@ -1,10 +1,34 @@
-"""The staff login form: customers cannot sign in to the dashboard."""
+"""The staff login form: customers cannot sign in to the dashboard; guessing is throttled."""
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from janitor.ratelimit import (
+    LOCKED_MESSAGE,
+    login_failure_record,
+    login_failures_clear,
+    login_is_locked,
+)
 
-class StaffLoginForm(AuthenticationForm):
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """AuthenticationForm that refuses a (client address, email) after repeated failures."""
+
+    def clean(self):
+        ip = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        email = self.data.get("username", "")
+        if login_is_locked(ip=ip, email=email):
+            raise forms.ValidationError(LOCKED_MESSAGE, code="locked")
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            login_failure_record(ip=ip, email=email)
+            raise
+        login_failures_clear(ip=ip, email=email)
+        return cleaned
+
+
+class StaffLoginForm(ThrottledAuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "not_staff": "This sign-in is for Janitor staff. Customers sign in at /app/login/.",

@@ -70,3 +70,16 @@ def test_account_page_shows_subscriptions_and_flags(support_client, django_asser
 
 def test_healthz(client):
     assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_staff_login_is_throttled_after_repeated_failures(client, support_user, settings):
+    from tests.factories import PASSWORD
+
+    settings.JANITOR_LOGIN_MAX_FAILURES = 3
+    url = reverse("login")
+    for _ in range(3):
+        page = client.post(url, {"username": support_user.email, "password": "wrong"})
+        assert "Please enter a correct" in page.content.decode()
+    page = client.post(url, {"username": support_user.email, "password": PASSWORD})
+    assert "Too many failed sign-ins" in page.content.decode()
+    assert "_auth_user_id" not in client.session
