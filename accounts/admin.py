@@ -1,6 +1,6 @@
 """Django admin for accounts: every model; the access audit is read-only."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts.models import (
@@ -12,6 +12,7 @@ from accounts.models import (
     SessionRecord,
     User,
 )
+from accounts.services.activity import api_token_create, api_token_revoke
 
 
 @admin.register(User)
@@ -84,6 +85,32 @@ class AccessCompAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "created_at", "revoked_at", "last_used_at")
-    readonly_fields = ("prefix", "token_hash", "created_at", "last_used_at")
-    fields = ("name", "prefix", "token_hash", "created_at", "revoked_at", "last_used_at")
+    list_display = ("name", "prefix", "created_at", "created_by", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at",)
+    readonly_fields = ("prefix", "created_at", "created_by", "revoked_at", "last_used_at")
+    fields = ("name", "prefix", "created_at", "created_by", "revoked_at", "last_used_at")
+    actions = ["revoke_tokens"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Created through the service so only the hash is stored; the raw token is shown once.
+        token, raw = api_token_create(name=obj.name, created_by=request.user)
+        obj.pk, obj.prefix, obj.token_hash = token.pk, token.prefix, token.token_hash
+        obj.created_at, obj.created_by = token.created_at, token.created_by
+        obj._state.adding = False
+        self.message_user(
+            request,
+            f"Token for {token.name}: {raw} — copy it now, it is not shown again.",
+            level=messages.WARNING,
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: a token's rows keep its id as their source
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request, queryset):
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token)
+        self.message_user(request, "Revoked.")

@@ -1,3 +1,9 @@
-"""Routes for this feature."""
+"""Routes for activity capture: the ingest API."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from accounts import views_activity
+
+urlpatterns = [
+    path("api/v1/activity", views_activity.activity_ingest_api, name="activity_ingest_api"),
+]

@@ -324,4 +324,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": _env_str("JANITOR_LOG_LEVEL", "INFO").upper()},
+    # WeasyPrint logs every layout step at INFO.
+    "loggers": {"weasyprint.progress": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},
 }

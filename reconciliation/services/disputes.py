@@ -172,6 +172,6 @@ def _flag_reason(dispute: Dispute, what: str) -> str:
 
 def disputes_link_customer(*, customer_id: str, account: User) -> int:
     """Link unlinked disputes of a customer once the account behind it becomes known."""
-    return Dispute.objects.filter(
-        Q(customer_id=customer_id) & Q(account__isnull=True)
-    ).update(account=account)
+    return Dispute.objects.filter(Q(customer_id=customer_id) & Q(account__isnull=True)).update(
+        account=account
+    )

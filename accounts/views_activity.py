@@ -1,0 +1,59 @@
+"""The activity ingest API: products that are not this app report usage with a bearer token."""
+
+import json
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from accounts.services.activity import (
+    ActivityBatchInvalid,
+    ActivityBatchTooLarge,
+    activity_ingest,
+    api_token_authenticate,
+    ingest_max_bytes,
+)
+
+
+def _unauthorized(message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="janitor"'
+    return response
+
+
+@csrf_exempt  # token-authenticated, no cookies: CSRF does not apply
+@require_POST
+def activity_ingest_api(request):
+    header = request.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return _unauthorized("Send Authorization: Bearer <token>.")
+    token = api_token_authenticate(raw=raw.strip())
+    if token is None:
+        return _unauthorized("Unknown or revoked token.")
+
+    limit = ingest_max_bytes()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return JsonResponse({"error": f"Body larger than {limit} bytes."}, status=413)
+    # read(), not .body: the limit is ours, and a lying Content-Length cannot exceed it.
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return JsonResponse({"error": f"Body larger than {limit} bytes."}, status=413)
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return JsonResponse({"error": "The body is not JSON."}, status=400)
+    events = payload.get("events") if isinstance(payload, dict) else None
+    try:
+        result = activity_ingest(token=token, events=events)
+    except ActivityBatchTooLarge as exc:
+        return JsonResponse({"error": str(exc)}, status=413)
+    except ActivityBatchInvalid as exc:
+        return JsonResponse({"error": exc.message, "errors": exc.errors}, status=400)
+    return JsonResponse(
+        {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+    )

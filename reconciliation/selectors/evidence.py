@@ -1,0 +1,258 @@
+"""Reads for chargeback evidence: one summary query over the (account, time) index, timelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, Max, Min, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from accounts.models import AccessAudit, ActivityKind, ActivityLog, User
+from reconciliation.models import Dispute, EvidenceExport, Subscription, WebhookEvent
+from reconciliation.services.disputes import OPEN_STATUSES
+
+TIMELINE_LIMIT = 200
+IP_LIMIT = 50
+LOGIN_LIMIT = 100
+
+
+@dataclass
+class EvidenceSummary:
+    """The figures finance asks for first; all from one aggregate query."""
+
+    since: datetime
+    until: datetime
+    days: int
+    activity_count: int
+    active_days: int
+    distinct_ips: int
+    logins: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+    @property
+    def has_activity(self) -> bool:
+        return self.activity_count > 0
+
+
+@dataclass
+class DailyActivity:
+    day: date
+    total: int
+    logins: int
+
+
+@dataclass
+class IpUse:
+    ip: str
+    total: int
+    logins: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # subscription, event, access
+    text: str
+
+
+@dataclass
+class Evidence:
+    account: User
+    summary: EvidenceSummary
+    subscription: Subscription | None
+    subscriptions: list[Subscription]
+    daily: list[DailyActivity]
+    ips: list[IpUse]
+    logins: list[ActivityLog]
+    timeline: list[TimelineEntry]
+    generated_at: datetime = field(default_factory=timezone.now)
+
+    @property
+    def subscription_status(self) -> str:
+        return self.subscription.status if self.subscription else "none"
+
+    @property
+    def provider(self) -> str:
+        return self.subscription.provider if self.subscription else ""
+
+
+def _window(days: int | None) -> tuple[datetime, datetime, int]:
+    days = days or settings.JANITOR_EVIDENCE_DAYS
+    until = timezone.now()
+    return until - timedelta(days=days), until, days
+
+
+def _window_activity(account: User, since: datetime, until: datetime) -> QuerySet:
+    # account + occurred_at range: exactly the shape of activity_account_time_idx.
+    return ActivityLog.objects.filter(
+        account=account, occurred_at__gte=since, occurred_at__lte=until
+    )
+
+
+def evidence_summary(*, account: User, days: int | None = None) -> EvidenceSummary:
+    """Counts, active days, distinct IPs, logins, first/last seen: one query."""
+    since, until, days = _window(days)
+    row = (
+        _window_activity(account, since, until)
+        .order_by()
+        .aggregate(
+            activity_count=Count("id"),
+            active_days=Count(TruncDate("occurred_at"), distinct=True),
+            distinct_ips=Count("ip_address", distinct=True),
+            logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)),
+            first_seen=Min("occurred_at"),
+            last_seen=Max("occurred_at"),
+        )
+    )
+    return EvidenceSummary(since=since, until=until, days=days, **row)
+
+
+def evidence_for_account(*, account: User, days: int | None = None) -> Evidence:
+    """Everything an evidence pack shows, in a fixed number of queries (7) whatever the data."""
+    summary = evidence_summary(account=account, days=days)
+    activity = _window_activity(account, summary.since, summary.until).order_by()
+
+    by_day = {
+        row["day"]: row
+        for row in activity.annotate(day=TruncDate("occurred_at"))
+        .values("day")
+        .annotate(total=Count("id"), logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)))
+        .order_by("day")
+    }
+    first_day = summary.since.date()
+    daily = []
+    for offset in range((summary.until.date() - first_day).days + 1):
+        day = first_day + timedelta(days=offset)
+        row = by_day.get(day)
+        daily.append(DailyActivity(day, row["total"] if row else 0, row["logins"] if row else 0))
+
+    ips = [
+        IpUse(r["ip_address"], r["total"], r["logins"], r["first"], r["last"])
+        for r in activity.filter(ip_address__isnull=False)
+        .values("ip_address")
+        .annotate(
+            total=Count("id"),
+            logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)),
+            first=Min("occurred_at"),
+            last=Max("occurred_at"),
+        )
+        .order_by("-total", "ip_address")[:IP_LIMIT]
+    ]
+    logins = list(
+        activity.filter(kind=ActivityKind.LOGIN)
+        .only("occurred_at", "ip_address", "user_agent", "path")
+        .order_by("-occurred_at")[:LOGIN_LIMIT]
+    )
+    subscriptions = list(
+        Subscription.objects.filter(account=account).order_by("-provider_updated_at", "-id")
+    )
+    timeline = _timeline(account=account, subscriptions=subscriptions)
+    return Evidence(
+        account=account,
+        summary=summary,
+        subscription=subscriptions[0] if subscriptions else None,
+        subscriptions=subscriptions,
+        daily=daily,
+        ips=ips,
+        logins=logins,
+        timeline=timeline,
+    )
+
+
+def _timeline(*, account: User, subscriptions: list[Subscription]) -> list[TimelineEntry]:
+    """Subscription changes, provider events and access changes, newest first (2 queries)."""
+    entries = [
+        TimelineEntry(
+            s.created_at, "subscription", f"Subscription {s.provider_id} first seen ({s.status})"
+        )
+        for s in subscriptions
+    ]
+    entries += [
+        TimelineEntry(
+            s.provider_updated_at,
+            "subscription",
+            f"Subscription {s.provider_id} is {s.status}"
+            + (f", {s.plan_name}" if s.plan_name else "")
+            + (" (cancels at period end)" if s.cancel_at_period_end else ""),
+        )
+        for s in subscriptions
+    ]
+    event_filter = Q(pk__in=[])
+    if account.stripe_customer_id:
+        event_filter |= Q(customer_id=account.stripe_customer_id)
+    sub_ids = [s.provider_id for s in subscriptions]
+    if sub_ids:
+        event_filter |= Q(payload__data__object__id__in=sub_ids)
+    events = (
+        WebhookEvent.objects.filter(event_filter)
+        .only("provider_event_id", "type", "created", "status")
+        .order_by("-created")[:TIMELINE_LIMIT]
+    )
+    entries += [
+        TimelineEntry(e.created, "event", f"{e.type} ({e.provider_event_id}, {e.status})")
+        for e in events
+    ]
+    audit = AccessAudit.objects.filter(account=account).order_by("-at")[:TIMELINE_LIMIT]
+    entries += [
+        TimelineEntry(
+            a.at,
+            "access",
+            f"Access {a.from_status or '—'} → {a.to_status} by {a.actor}: {a.reason}",
+        )
+        for a in audit
+    ]
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:TIMELINE_LIMIT]
+
+
+def activity_log_rows(*, account: User, days: int | None = None, limit: int | None = None):
+    """The raw activity of the window, newest first (for CSV and Stripe's activity log)."""
+    since, until, _ = _window(days)
+    rows = (
+        _window_activity(account, since, until)
+        .order_by("-occurred_at", "-id")
+        .values_list("occurred_at", "kind", "path", "ip_address", "user_agent", "source",
+                     "client_event_id")
+    )  # fmt: skip
+    return rows[:limit] if limit else rows
+
+
+def dispute_queue(*, status: str = "open", page: int = 1, per_page: int = 50) -> Page:
+    """Disputes by urgency: nearest deadline first, then the largest amount."""
+    disputes = Dispute.objects.select_related("account")
+    if status == "open":
+        disputes = disputes.filter(status__in=OPEN_STATUSES)
+    elif status != "all":
+        disputes = disputes.filter(status=status)
+    disputes = disputes.order_by(F("due_by").asc(nulls_last=True), "-amount", "id")
+    return Paginator(disputes, per_page).get_page(page)
+
+
+def dispute_get(*, provider_id: str) -> Dispute:
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(Dispute.objects.select_related("account"), provider_id=provider_id)
+
+
+def dispute_exports(*, dispute: Dispute, limit: int = 20) -> list[EvidenceExport]:
+    return list(
+        EvidenceExport.objects.filter(dispute=dispute)
+        .select_related("actor")
+        .order_by("-at")[:limit]
+    )
+
+
+def account_exports(*, account: User, limit: int = 5) -> list[EvidenceExport]:
+    """The latest evidence exports of an account: who already took what."""
+    return list(
+        EvidenceExport.objects.filter(account=account)
+        .select_related("actor", "dispute")
+        .order_by("-at")[:limit]
+    )

@@ -1,0 +1,181 @@
+"""Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
+
+from django.contrib import messages
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.models import User
+from janitor.permissions import staff_required
+from reconciliation.gateway import GatewayError
+from reconciliation.models import Dispute
+from reconciliation.selectors.evidence import (
+    account_exports,
+    dispute_exports,
+    dispute_get,
+    dispute_queue,
+    evidence_summary,
+)
+from reconciliation.services.evidence import (
+    EvidenceRefused,
+    dispute_evidence_stage,
+    dispute_evidence_submit,
+    evidence_csv_export,
+    evidence_pdf_export,
+)
+
+MAX_DAYS = 366
+STATUS_FILTERS = [
+    ("open", "Open (needs action or under review)"),
+    ("needs_response", "Needs response"),
+    ("under_review", "Under review"),
+    ("won", "Won"),
+    ("lost", "Lost"),
+    ("all", "All"),
+]
+
+
+def _days(value) -> int | None:
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(days, 1), MAX_DAYS)
+
+
+def _account(public_id: str) -> User:
+    return get_object_or_404(User, public_id=public_id, is_staff=False)
+
+
+def _dispute_for(request, account: User) -> Dispute | None:
+    provider_id = request.POST.get("dispute", "")
+    if not provider_id:
+        return None
+    return get_object_or_404(Dispute, provider_id=provider_id, account=account)
+
+
+@require_GET
+@staff_required("reconciliation.view_disputes")
+def account_evidence_panel(request, public_id: str):
+    account = _account(public_id)
+    summary = evidence_summary(account=account, days=_days(request.GET.get("days")))
+    context = {
+        "account": account,
+        "summary": summary,
+        "exports": account_exports(account=account),
+        "can_export": request.user.has_perm("reconciliation.export_evidence"),
+    }
+    template = "reconciliation/evidence_panel.html"
+    if request.htmx:
+        template += "#panel"
+    return render(request, template, context)
+
+
+def _filename(account: User, extension: str) -> str:
+    return f"evidence-{account.public_id}-{timezone.now():%Y%m%d-%H%M}.{extension}"
+
+
+@require_POST
+@staff_required("reconciliation.export_evidence")
+def evidence_pdf(request, public_id: str):
+    account = _account(public_id)
+    pdf = evidence_pdf_export(
+        account=account,
+        actor=request.user,
+        days=_days(request.POST.get("days")),
+        dispute=_dispute_for(request, account),
+    )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(account, "pdf")}"'
+    return response
+
+
+@require_POST
+@staff_required("reconciliation.export_evidence")
+def evidence_csv(request, public_id: str):
+    account = _account(public_id)
+    lines = evidence_csv_export(
+        account=account,
+        actor=request.user,
+        days=_days(request.POST.get("days")),
+        dispute=_dispute_for(request, account),
+    )
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(account, "csv")}"'
+    return response
+
+
+@require_GET
+@staff_required("reconciliation.view_disputes")
+def dispute_list(request):
+    status = request.GET.get("status", "open")
+    if status not in dict(STATUS_FILTERS):
+        status = "open"
+    page = dispute_queue(status=status, page=request.GET.get("page", 1))
+    return render(
+        request,
+        "reconciliation/dispute_list.html",
+        {"page": page, "status": status, "status_filters": STATUS_FILTERS, "now": timezone.now()},
+    )
+
+
+@require_GET
+@staff_required("reconciliation.view_disputes")
+def dispute_detail(request, provider_id: str):
+    dispute = dispute_get(provider_id=provider_id)
+    summary = evidence_summary(account=dispute.account) if dispute.account else None
+    return render(
+        request,
+        "reconciliation/dispute_detail.html",
+        {
+            "dispute": dispute,
+            "summary": summary,
+            "exports": dispute_exports(dispute=dispute),
+            "staged": (dispute.evidence_staged or {}).get("fields"),
+            "can_export": request.user.has_perm("reconciliation.export_evidence"),
+            "can_submit": request.user.has_perm("reconciliation.submit_dispute_evidence"),
+            "now": timezone.now(),
+        },
+    )
+
+
+@require_POST
+@staff_required("reconciliation.submit_dispute_evidence")
+def dispute_stage(request, provider_id: str):
+    dispute = dispute_get(provider_id=provider_id)
+    try:
+        dispute_evidence_stage(dispute=dispute, actor=request.user)
+    except EvidenceRefused as exc:
+        messages.error(request, str(exc))
+    except GatewayError as exc:
+        messages.error(request, f"Stripe refused or could not be reached: {exc}")
+    else:
+        messages.success(request, "Evidence staged on Stripe (not submitted). Review it below.")
+    return redirect("dispute_detail", provider_id=provider_id)
+
+
+@require_POST
+@staff_required("reconciliation.submit_dispute_evidence")
+def dispute_submit(request, provider_id: str):
+    dispute = dispute_get(provider_id=provider_id)
+    if request.POST.get("confirm") != "submit":
+        messages.error(request, "Not submitted: confirm that the evidence goes to Stripe for good.")
+        return _back_to(request, dispute)
+    try:
+        dispute_evidence_submit(dispute=dispute, actor=request.user)
+    except EvidenceRefused as exc:
+        messages.error(request, str(exc))
+    except GatewayError as exc:
+        messages.error(request, f"Stripe refused or could not be reached: {exc}")
+    else:
+        messages.success(request, "Evidence submitted to Stripe.")
+    return _back_to(request, dispute)
+
+
+def _back_to(request, dispute: Dispute):
+    # The submit form posts through htmx (for hx-confirm): tell htmx to load the page.
+    url = reverse("dispute_detail", kwargs={"provider_id": dispute.provider_id})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -1,0 +1,191 @@
+"""Evidence pages: the account panel, exports, the disputes queue, stage/submit, and who may."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from reconciliation.models import EvidenceExport
+from reconciliation.services.disputes import dispute_apply
+from tests.factories import ActivityFactory, DisputeFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def account():
+    account = UserFactory(email="ellis@example.com", stripe_customer_id="cus_views")
+    ActivityFactory(account=account, occurred_at=timezone.now() - timedelta(hours=2))
+    return account
+
+
+@pytest.fixture
+def staged_dispute(stripe_fake, account):
+    obj = stripe_fake.add_dispute(
+        due_by=int(time.time()) + 3 * 86400, metadata={"customer": "cus_views"}
+    )
+    return dispute_apply(obj=obj)
+
+
+def _actions(account, dispute):
+    """Every export and dispute action: (url, data)."""
+    return [
+        (reverse("evidence_pdf", args=[account.public_id]), {}),
+        (reverse("evidence_csv", args=[account.public_id]), {}),
+        (reverse("dispute_stage", args=[dispute.provider_id]), {}),
+        (reverse("dispute_submit", args=[dispute.provider_id]), {"confirm": "submit"}),
+    ]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("who", ["support_client", "admin_client_", "customer_client"])
+def test_non_finance_gets_403_on_every_export_and_dispute_action(
+    request, who, account, staged_dispute, stripe_fake
+):
+    client = request.getfixturevalue(who)
+    for url, data in _actions(account, staged_dispute):
+        response = client.post(url, data)
+        assert response.status_code == 403, url
+    assert not EvidenceExport.objects.exists()
+    assert stripe_fake.requests == []
+
+
+def test_anonymous_is_sent_to_login(client, account, staged_dispute):
+    for url, data in _actions(account, staged_dispute):
+        response = client.post(url, data)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+@pytest.mark.smoke
+def test_finance_downloads_pdf_and_csv(finance_client, finance_user, account):
+    pdf = finance_client.post(reverse("evidence_pdf", args=[account.public_id]), {"days": "7"})
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+    assert pdf["Content-Disposition"].startswith("attachment;") and pdf.content[:4] == b"%PDF"
+    response = finance_client.post(reverse("evidence_csv", args=[account.public_id]))
+    body = b"".join(response.streaming_content).decode()
+    assert body.startswith("occurred_at,kind,path") and body.count("\n") == 2
+    exports = EvidenceExport.objects.order_by("at")
+    assert [(e.kind, e.actor, e.account) for e in exports] == [
+        ("pdf", finance_user, account),
+        ("csv", finance_user, account),
+    ]
+    assert exports[0].details["days"] == 7
+    panel = finance_client.get(
+        reverse("account_evidence_panel", args=[account.public_id]), headers={"HX-Request": "true"}
+    ).content.decode()
+    assert panel.count('class="export-row"') == 2 and finance_user.email in panel
+    # Downloads write an audit row: never on a GET.
+    get = finance_client.get(reverse("evidence_pdf", args=[account.public_id]))
+    assert get.status_code == 405
+
+
+def test_panel_is_a_fragment_for_htmx_and_a_page_otherwise(
+    finance_client, support_user, account, django_assert_max_num_queries
+):
+    url = reverse("account_evidence_panel", args=[account.public_id])
+    with django_assert_max_num_queries(8):
+        fragment = finance_client.get(url, headers={"HX-Request": "true"})
+    html = fragment.content.decode()
+    assert "<html" not in html and "1 events on 1 day" in html
+    assert 'id="export-pdf"' in html
+    page = finance_client.get(url).content.decode()
+    assert "<html" in page and "1 events on 1 day" in page
+    # Support reads the evidence but gets no export buttons.
+    support_client = Client()
+    support_client.force_login(support_user)
+    support_html = support_client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "1 events on" in support_html and "export-pdf" not in support_html
+
+
+def test_panel_says_when_there_is_no_activity(finance_client):
+    quiet = UserFactory()
+    url = reverse("account_evidence_panel", args=[quiet.public_id])
+    html = finance_client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "No activity recorded for this account" in html
+
+
+def test_account_page_lazy_loads_the_panel(finance_client, account):
+    html = finance_client.get(reverse("account_detail", args=[account.public_id])).content
+    assert reverse("account_evidence_panel", args=[account.public_id]).encode() in html
+
+
+@pytest.mark.smoke
+def test_dispute_queue_is_sorted_by_urgency(support_client, django_assert_max_num_queries):
+    now = timezone.now()
+    later = DisputeFactory(provider_id="dp_later", due_by=now + timedelta(days=9))
+    urgent = DisputeFactory(provider_id="dp_urgent", due_by=now + timedelta(hours=20))
+    DisputeFactory(provider_id="dp_big", due_by=urgent.due_by, amount=99_00)
+    DisputeFactory(provider_id="dp_won", status="won")
+    DisputeFactory(provider_id="dp_nodue", due_by=None, account=None, customer_id="cus_x")
+    for n in range(10):
+        DisputeFactory(due_by=now + timedelta(days=20 + n))
+    with django_assert_max_num_queries(8):
+        response = support_client.get(reverse("dispute_list"))
+    html = response.content.decode()
+    order = [html.index(p) for p in ("dp_big", "dp_urgent", "dp_later", "dp_nodue")]
+    assert order == sorted(order)
+    assert "dp_won" not in html
+    assert reverse("account_evidence_panel", args=[later.account.public_id]) in html
+    assert "not linked (cus_x)" in html
+    won = support_client.get(reverse("dispute_list"), {"status": "won"}).content.decode()
+    assert "dp_won" in won and "dp_urgent" not in won
+
+
+def test_dispute_queue_empty_state_and_pages(support_client):
+    html = support_client.get(reverse("dispute_list")).content.decode()
+    assert "No disputes need attention" in html
+    for _ in range(55):
+        DisputeFactory()
+    first = support_client.get(reverse("dispute_list")).content.decode()
+    assert first.count('class="dispute-row"') == 50 and "Page 1 of 2" in first
+    second = support_client.get(reverse("dispute_list"), {"page": 2}).content.decode()
+    assert second.count('class="dispute-row"') == 5
+
+
+@pytest.mark.smoke
+def test_finance_stages_then_submits_with_confirmation(finance_client, staged_dispute, stripe_fake):
+    detail = reverse("dispute_detail", args=[staged_dispute.provider_id])
+    html = finance_client.get(detail).content.decode()
+    assert 'id="stage-evidence"' in html and "submit-evidence" not in html
+
+    response = finance_client.post(reverse("dispute_stage", args=[staged_dispute.provider_id]))
+    assert response.status_code == 302
+    page = finance_client.get(detail).content.decode()
+    assert "Evidence staged on Stripe" in page and "customer_email_address" in page
+    assert 'hx-confirm="Submit this evidence to Stripe for good?' in page
+
+    submit = reverse("dispute_submit", args=[staged_dispute.provider_id])
+    finance_client.post(submit)  # no confirm field
+    assert (
+        stripe_fake.disputes[staged_dispute.provider_id]["evidence_details"]["submission_count"]
+        == 0
+    )
+    assert "Not submitted" in finance_client.get(detail).content.decode()
+
+    confirmed = finance_client.post(submit, {"confirm": "submit"}, headers={"HX-Request": "true"})
+    assert confirmed.status_code == 200 and confirmed["HX-Redirect"] == detail
+    assert (
+        stripe_fake.disputes[staged_dispute.provider_id]["evidence_details"]["submission_count"]
+        == 1
+    )
+    after = finance_client.get(detail).content.decode()
+    assert "Evidence submitted to Stripe." in after and "submit-evidence" not in after
+
+
+def test_support_sees_the_dispute_without_actions(support_client, staged_dispute):
+    html = support_client.get(
+        reverse("dispute_detail", args=[staged_dispute.provider_id])
+    ).content.decode()
+    assert staged_dispute.provider_id in html and "stage-evidence" not in html
+
+
+def test_past_due_dispute_is_refused_with_a_message(finance_client, account, stripe_fake):
+    obj = stripe_fake.add_dispute(due_by=int(time.time()) - 60, metadata={"customer": "cus_views"})
+    dispute = dispute_apply(obj=obj)
+    finance_client.post(reverse("dispute_stage", args=[dispute.provider_id]))
+    html = finance_client.get(reverse("dispute_detail", args=[dispute.provider_id])).content
+    assert b"deadline to respond to this dispute has passed" in html
+    assert stripe_fake.requests == []
