@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from accounts.backends import ACCESS_REFUSED_MESSAGE
 from janitor.ratelimit import (
     LOCKED_MESSAGE,
     login_failure_record,
@@ -28,7 +29,17 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         return cleaned
 
 
-class StaffLoginForm(ThrottledAuthenticationForm):
+class AccessRefusalMixin:
+    """Shows the access-refused message instead of "wrong password" when the backend refused
+    the account itself (set on the request by AccessStatusBackend)."""
+
+    def get_invalid_login_error(self):
+        if getattr(self.request, "access_refused", False):
+            return forms.ValidationError(ACCESS_REFUSED_MESSAGE, code="access_refused")
+        return super().get_invalid_login_error()
+
+
+class StaffLoginForm(AccessRefusalMixin, ThrottledAuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "not_staff": "This sign-in is for Janitor staff. Customers sign in at /app/login/.",

@@ -1,6 +1,7 @@
 """Browser tests: Debian's Chromium driven by Playwright against the live_server."""
 
 import os
+from pathlib import Path
 
 # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
 # thread with a running loop unless told this is deliberate.
@@ -23,8 +24,11 @@ CHROMIUM_ARGS = [
 
 
 def pytest_collection_modifyitems(items):
+    # A conftest hook sees the whole session's items: mark only this folder's.
+    here = Path(__file__).parent
     for item in items:
-        item.add_marker(pytest.mark.browser)
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from tests.factories import ActivityFactory, UserFactory
 
 
 @pytest.mark.browser
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_finance_opens_urgent_dispute_downloads_pdf_and_stages(
     page, live_server, login_as, finance_user, stripe_fake
 ):

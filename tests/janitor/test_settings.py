@@ -13,7 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check(**env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    # Nothing of the test run's own environment (databases, the browser tests' async flag).
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_ALLOW_ASYNC"))
+    }
     clean.update(env, DJANGO_SETTINGS_MODULE="janitor.settings")
     return subprocess.run(
         [sys.executable, "manage.py", "check"],

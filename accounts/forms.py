@@ -1,0 +1,61 @@
+"""Forms for sign-in, revocation requests and decisions, restores, and the audit filters."""
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from janitor.forms import AccessRefusalMixin, ThrottledAuthenticationForm
+
+
+class CustomerLoginForm(AccessRefusalMixin, ThrottledAuthenticationForm):
+    """The product's sign-in: throttled like the staff one; staff are sent to /login/."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "staff": "Staff sign in to the dashboard at /login/.",
+    }
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if user.is_staff:
+            raise forms.ValidationError(self.error_messages["staff"], code="staff")
+
+
+class RevocationRequestForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text="Why this account must lose access.",
+    )
+    reference = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Case reference",
+        widget=forms.TextInput(attrs={"placeholder": "Chargeback Case #12345"}),
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
+
+
+class RestoreForm(RevocationRequestForm):
+    pass
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class AuditFilterForm(forms.Form):
+    account = forms.CharField(required=False, max_length=254, label="Account (public id or email)")
+    actor = forms.CharField(required=False, max_length=254)
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )

@@ -1,0 +1,76 @@
+"""Reads for revocations and the access audit: a fixed number of queries per page."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from accounts.models import AccessAudit, RevocationRequest, RevocationStatus, User
+from accounts.services.revocation import OPEN_STATUSES
+
+
+@dataclass
+class AccessPanel:
+    account: User
+    open_request: RevocationRequest | None
+    last_request: RevocationRequest | None
+
+
+def access_panel_get(*, public_id: str) -> AccessPanel:
+    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    requests = list(
+        RevocationRequest.objects.filter(account=account)
+        .select_related("requested_by", "decided_by")
+        .order_by("-created_at", "-id")[:5]
+    )
+    open_request = next((r for r in requests if r.status in OPEN_STATUSES), None)
+    last_request = next((r for r in requests if r.status not in OPEN_STATUSES), None)
+    return AccessPanel(account, open_request, last_request)
+
+
+def _with_people(qs: QuerySet) -> QuerySet:
+    return qs.select_related("account", "requested_by", "decided_by")
+
+
+def revocation_open_list() -> list[RevocationRequest]:
+    """Requests waiting for a decision, running, or failed (retryable): oldest first."""
+    return list(
+        _with_people(RevocationRequest.objects.filter(status__in=OPEN_STATUSES)).order_by(
+            "created_at", "id"
+        )
+    )
+
+
+def revocation_history_list() -> QuerySet:
+    """Decided requests with their outcomes, newest first (paginate it)."""
+    return _with_people(
+        RevocationRequest.objects.filter(
+            status__in=[RevocationStatus.COMPLETED, RevocationStatus.REJECTED]
+        )
+    ).order_by("-decided_at", "-id")
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def access_audit_list(
+    *,
+    account: str = "",
+    actor: str = "",
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> QuerySet:
+    """The access audit, newest first, filtered; dates are whole UTC days, both inclusive."""
+    qs = AccessAudit.objects.select_related("account", "actor_user", "approver")
+    if account:
+        qs = qs.filter(Q(account__public_id=account) | Q(account__email__iexact=account))
+    if actor:
+        qs = qs.filter(actor__icontains=actor)
+    if date_from:
+        qs = qs.filter(at__gte=_day_start(date_from))
+    if date_to:
+        qs = qs.filter(at__lt=_day_start(date_to + timedelta(days=1)))
+    return qs.order_by("-at", "-id")

@@ -1,0 +1,333 @@
+"""Revocation requests and the staged revocation they trigger once approved; restoring access."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import (
+    AccessAudit,
+    AccessStatus,
+    RevocationRequest,
+    RevocationStatus,
+    User,
+)
+from accounts.services.access import access_status_change
+from accounts.services.sessions import sessions_revoke_all
+
+OPEN_STATUSES = (RevocationStatus.PENDING, RevocationStatus.APPROVED, RevocationStatus.FAILED)
+
+STEP_PENDING = "1_revoked_pending"
+STEP_SESSIONS = "2_sessions_ended"
+STEP_REVOKED = "3_revoked"
+STEP_AUDIT = "4_audited"
+STEP_LABELS = {
+    STEP_PENDING: "access_status = revoked_pending (new logins refused)",
+    STEP_SESSIONS: "every session deleted from the session store, session version bumped",
+    STEP_REVOKED: "access_status = revoked, is_active = false",
+    STEP_AUDIT: "audit row written",
+}
+
+
+class RevocationError(ValueError):
+    """A request or decision the rules refuse; the message is fit to show to staff."""
+
+
+def _source(revocation: RevocationRequest) -> str:
+    return f"revocation:{revocation.pk}"
+
+
+def revocation_request(
+    *, account: User, requested_by: User, reason: str, reference: str = ""
+) -> RevocationRequest:
+    """Open a revocation request for `account`; it waits for an Admin's approval."""
+    if not requested_by.has_perm("accounts.request_revocation"):
+        raise RevocationError("Your role cannot request revocations.")
+    if not reason.strip():
+        raise RevocationError("A reason is required.")
+    if account.is_staff:
+        raise RevocationError("Staff access is managed in the Django admin, not revoked here.")
+    account.refresh_from_db(fields=["access_status", "is_active"])
+    if account.access_status in {AccessStatus.REVOKED, AccessStatus.REVOKED_PENDING}:
+        raise RevocationError("This account is already revoked or being revoked.")
+    try:
+        with transaction.atomic():
+            return RevocationRequest.objects.create(
+                account=account,
+                requested_by=requested_by,
+                reason=reason.strip(),
+                reference=reference.strip(),
+            )
+    except IntegrityError:
+        # The partial unique index: one open request per account.
+        raise RevocationError("This account already has an open revocation request.") from None
+
+
+def _decide(
+    *, revocation_id: int, approver: User, to_status: str, comment: str
+) -> RevocationRequest:
+    if not approver.has_perm("accounts.approve_revocation"):
+        raise RevocationError("Only an Admin can approve or reject revocations.")
+    with transaction.atomic():
+        # The row lock serialises concurrent decisions: the second one sees the first's result.
+        revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
+        if revocation.status != RevocationStatus.PENDING:
+            raise RevocationError(
+                f"This request is already {revocation.get_status_display().lower()}."
+            )
+        if revocation.requested_by_id == approver.pk:
+            raise RevocationError("You requested this revocation: another Admin must decide it.")
+        revocation.status = to_status
+        revocation.decided_by = approver
+        revocation.decided_at = timezone.now()
+        revocation.decision_comment = comment.strip()
+        revocation.save(update_fields=["status", "decided_by", "decided_at", "decision_comment"])
+    return revocation
+
+
+def revocation_approve(
+    *, revocation_id: int, approver: User, comment: str = ""
+) -> RevocationRequest:
+    """Approve a pending request (not one's own) and queue the staged revocation, once."""
+    revocation = _decide(
+        revocation_id=revocation_id,
+        approver=approver,
+        to_status=RevocationStatus.APPROVED,
+        comment=comment,
+    )
+    _enqueue(revocation)
+    revocation.refresh_from_db()
+    return revocation
+
+
+def revocation_reject(*, revocation_id: int, approver: User, comment: str) -> RevocationRequest:
+    """Reject a pending request; the account keeps its access. A comment says why."""
+    if not comment.strip():
+        raise RevocationError("Say why the request is rejected.")
+    return _decide(
+        revocation_id=revocation_id,
+        approver=approver,
+        to_status=RevocationStatus.REJECTED,
+        comment=comment,
+    )
+
+
+def revocation_retry(*, revocation_id: int, actor: User, enqueue: bool = True) -> RevocationRequest:
+    """Run a failed staged revocation again from where it stopped (queued, or by the caller)."""
+    if not actor.has_perm("accounts.approve_revocation"):
+        raise RevocationError("Only an Admin can retry a revocation.")
+    with transaction.atomic():
+        revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
+        if revocation.status != RevocationStatus.FAILED:
+            raise RevocationError("Only a failed revocation can be retried.")
+        revocation.status = RevocationStatus.APPROVED
+        revocation.save(update_fields=["status"])
+    if enqueue:
+        _enqueue(revocation)
+    revocation.refresh_from_db()
+    return revocation
+
+
+def revocation_run_now(
+    *,
+    account: User,
+    actor: User,
+    reason: str,
+    reference: str = "",
+    on_step: Callable[[str, dict], None] | None = None,
+) -> RevocationRequest:
+    """The incident path (manage.py revoke_access): record an approved request, run it inline.
+
+    Shell access stands in for the second person, so the actor must be an Admin and the
+    request says it came from the shell.
+    """
+    if not (actor.is_staff and actor.is_active and actor.has_perm("accounts.approve_revocation")):
+        raise RevocationError(f"{actor.email} is not an Admin: only Admins revoke from the shell.")
+    revocation = revocation_request(
+        account=account, requested_by=actor, reason=reason, reference=reference
+    )
+    RevocationRequest.objects.filter(pk=revocation.pk).update(
+        status=RevocationStatus.APPROVED,
+        decided_at=timezone.now(),
+        decision_comment="Run from the shell (manage.py revoke_access).",
+    )
+    return revocation_run(revocation_id=revocation.pk, on_step=on_step)
+
+
+def _enqueue(revocation: RevocationRequest) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "accounts.tasks.revocation_run_task",
+        revocation.pk,
+        task_name=f"revocation-{revocation.pk}-{revocation.attempts + 1}",
+        group="revocation",
+    )
+
+
+def revocation_run(
+    *, revocation_id: int, on_step: Callable[[str, dict], None] | None = None
+) -> RevocationRequest:
+    """The staged revocation of DESIGN.md, for an approved request.
+
+    Each step is skipped when already done, so a retry resumes where a failure stopped.
+    A failure leaves the account revoked_pending and the request failed with the error.
+    """
+    with transaction.atomic():
+        revocation = (
+            RevocationRequest.objects.select_related("account", "requested_by", "decided_by")
+            .select_for_update(of=("self",))
+            .get(pk=revocation_id)
+        )
+        if revocation.status != RevocationStatus.APPROVED:
+            return revocation  # already run, rejected, or waiting: a redelivered task is a no-op
+        revocation.attempts += 1
+        revocation.last_error = ""
+        revocation.save(update_fields=["attempts", "last_error"])
+
+    for step in (revocation_step_pending, revocation_step_sessions, revocation_step_revoke):
+        try:
+            done = step(revocation=revocation)
+        except Exception as exc:  # any failure: record it, stay revoked_pending, allow retry
+            RevocationRequest.objects.filter(pk=revocation.pk).update(
+                status=RevocationStatus.FAILED,
+                last_error=f"{step.__name__}: {exc.__class__.__name__}: {exc}"[:2000],
+            )
+            revocation.refresh_from_db()
+            if on_step:
+                on_step("failed", {"error": revocation.last_error})
+            return revocation
+        if on_step:
+            for name in done:
+                on_step(name, revocation.steps[name])
+    return revocation
+
+
+def _record_step(
+    revocation: RevocationRequest, name: str, started: float, also: tuple = (), **extra
+) -> None:
+    revocation.steps[name] = {
+        "at": timezone.now().isoformat(),
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+        **extra,
+    }
+    revocation.save(update_fields=["steps", *also])
+
+
+def _audit_fields(revocation: RevocationRequest) -> dict:
+    return {
+        "actor": revocation.requested_by.email,
+        "actor_user": revocation.requested_by,
+        "approver": revocation.decided_by,
+        "reason": revocation.reason,
+        "reference": revocation.reference,
+        "source": _source(revocation),
+    }
+
+
+def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
+    """Step 1: revoked_pending, so new logins are refused at once (committed on its own)."""
+    if STEP_PENDING in revocation.steps:
+        return []
+    started = time.perf_counter()
+    with transaction.atomic():
+        account = User.objects.select_for_update().get(pk=revocation.account_id)
+        if account.access_status not in {AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED}:
+            access_status_change(
+                account=account,
+                to_status=AccessStatus.REVOKED_PENDING,
+                details={"request_id": revocation.pk, "step": STEP_PENDING},
+                **_audit_fields(revocation),
+            )
+        _record_step(revocation, STEP_PENDING, started)
+    return [STEP_PENDING]
+
+
+def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
+    """Step 2: delete every indexed session and bump the session version (kills the rest)."""
+    if STEP_SESSIONS in revocation.steps:
+        return []
+    started = time.perf_counter()
+    removed = sessions_revoke_all(user=revocation.account)
+    with transaction.atomic():
+        User.objects.filter(pk=revocation.account_id).update(
+            session_version=F("session_version") + 1
+        )
+        revocation.sessions_removed = (revocation.sessions_removed or 0) + removed
+        _record_step(
+            revocation, STEP_SESSIONS, started, sessions_removed=removed, also=("sessions_removed",)
+        )
+    return [STEP_SESSIONS]
+
+
+def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
+    """Steps 3 and 4: revoked + inactive, and the audit row that carries the whole story.
+
+    One transaction, so the account is never revoked without its audit row (nor the reverse).
+    """
+    started = time.perf_counter()
+    with transaction.atomic():
+        account = User.objects.select_for_update().get(pk=revocation.account_id)
+        step_revoked = {"at": timezone.now().isoformat(), "ms": 0.0}
+        audit_id = None
+        if account.access_status != AccessStatus.REVOKED:
+            step_revoked["ms"] = round((time.perf_counter() - started) * 1000, 2)
+            audit = access_status_change(
+                account=account,
+                to_status=AccessStatus.REVOKED,
+                details={
+                    "request_id": revocation.pk,
+                    "requested_by": revocation.requested_by.email,
+                    "approved_by": revocation.decided_by.email if revocation.decided_by else "",
+                    "requested_at": revocation.created_at.isoformat(),
+                    "approved_at": revocation.decided_at.isoformat()
+                    if revocation.decided_at
+                    else "",
+                    "decision_comment": revocation.decision_comment,
+                    "sessions_removed": revocation.sessions_removed or 0,
+                    "attempts": revocation.attempts,
+                    "steps": {**revocation.steps, STEP_REVOKED: step_revoked},
+                },
+                **_audit_fields(revocation),
+            )
+            audit_id = audit.pk
+        revocation.steps[STEP_REVOKED] = step_revoked
+        revocation.steps[STEP_AUDIT] = {
+            "at": timezone.now().isoformat(),
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "audit_id": audit_id,
+        }
+        revocation.status = RevocationStatus.COMPLETED
+        revocation.completed_at = timezone.now()
+        revocation.save(update_fields=["steps", "status", "completed_at"])
+    return [STEP_REVOKED, STEP_AUDIT]
+
+
+def access_restore(*, account: User, actor: User, reason: str, reference: str = "") -> AccessAudit:
+    """Admin only: give a revoked account its access back, audited."""
+    if not actor.has_perm("accounts.restore_access"):
+        raise RevocationError("Only an Admin can restore access.")
+    if not reason.strip():
+        raise RevocationError("A reason is required.")
+    account.refresh_from_db(fields=["access_status", "is_active"])
+    if account.access_status != AccessStatus.REVOKED:
+        raise RevocationError("Only a revoked account can be restored.")
+    last = (
+        RevocationRequest.objects.filter(account=account, status=RevocationStatus.COMPLETED)
+        .order_by("-completed_at")
+        .first()
+    )
+    return access_status_change(
+        account=account,
+        to_status=AccessStatus.ACTIVE,
+        actor=actor.email,
+        actor_user=actor,
+        reason=reason,
+        reference=reference,
+        source=_source(last) if last else "restore",
+        details={"restored_from_request": last.pk if last else None},
+    )

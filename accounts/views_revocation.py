@@ -1,0 +1,249 @@
+"""Staff pages for revocations: the account's access panel, the Revocations page, the audit."""
+
+import csv
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.forms import AuditFilterForm, DecisionForm, RestoreForm, RevocationRequestForm
+from accounts.models import RevocationRequest, User
+from accounts.selectors import (
+    access_audit_list,
+    access_panel_get,
+    revocation_history_list,
+    revocation_open_list,
+)
+from accounts.services.revocation import (
+    RevocationError,
+    access_restore,
+    revocation_approve,
+    revocation_reject,
+    revocation_request,
+    revocation_retry,
+)
+from janitor.permissions import staff_required
+
+PANEL_TEMPLATE = "accounts/access_actions.html"
+LIST_TEMPLATE = "accounts/revocation_list.html"
+PAGE_SIZE = 50
+
+
+def _render_panel(request, public_id: str, *, notice: str = "", error: str = "", forms=None):
+    forms = forms or {}
+    context = {
+        "panel": access_panel_get(public_id=public_id),
+        "request_form": forms.get("request") or RevocationRequestForm(),
+        "restore_form": forms.get("restore") or RestoreForm(),
+        "notice": notice,
+        "error": error,
+    }
+    template = f"{PANEL_TEMPLATE}#panel" if request.htmx else PANEL_TEMPLATE
+    return render(request, template, context)
+
+
+@require_GET
+@staff_required("accounts.view_user")
+def account_access_actions(request, public_id: str):
+    return _render_panel(request, public_id)
+
+
+def _panel_outcome(request, public_id: str, *, notice: str = "", error: str = "", forms=None):
+    """HTMX swaps the panel in place; a plain form post goes back to the account page."""
+    if request.htmx:
+        return _render_panel(request, public_id, notice=notice, error=error, forms=forms)
+    if error:
+        messages.error(request, error)
+    elif notice:
+        messages.success(request, notice)
+    return redirect("account_detail", public_id=public_id)
+
+
+@require_POST
+@staff_required("accounts.request_revocation")
+def revocation_request_create(request, public_id: str):
+    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    form = RevocationRequestForm(request.POST)
+    if not form.is_valid():
+        return _panel_outcome(
+            request, public_id, error="A reason is required.", forms={"request": form}
+        )
+    try:
+        revocation_request(
+            account=account,
+            requested_by=request.user,
+            reason=form.cleaned_data["reason"],
+            reference=form.cleaned_data["reference"],
+        )
+    except RevocationError as exc:
+        return _panel_outcome(request, public_id, error=str(exc), forms={"request": form})
+    return _panel_outcome(
+        request, public_id, notice="Revocation requested: an Admin who is not you must approve it."
+    )
+
+
+@require_POST
+@staff_required("accounts.restore_access")
+def access_restore_view(request, public_id: str):
+    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    form = RestoreForm(request.POST)
+    if not form.is_valid():
+        return _panel_outcome(
+            request, public_id, error="A reason is required.", forms={"restore": form}
+        )
+    try:
+        access_restore(
+            account=account,
+            actor=request.user,
+            reason=form.cleaned_data["reason"],
+            reference=form.cleaned_data["reference"],
+        )
+    except RevocationError as exc:
+        return _panel_outcome(request, public_id, error=str(exc), forms={"restore": form})
+    return _panel_outcome(request, public_id, notice="Access restored.")
+
+
+def _render_list(request, *, notice: str = "", error: str = ""):
+    page = Paginator(revocation_history_list(), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "open_requests": revocation_open_list(),
+        "history": page,
+        "decision_form": DecisionForm(),
+        "notice": notice,
+        "error": error,
+    }
+    template = LIST_TEMPLATE
+    if request.htmx and request.htmx.target == "revocations":
+        template = f"{LIST_TEMPLATE}#revocations"
+    return render(request, template, context)
+
+
+@require_GET
+@staff_required("accounts.view_access_audit")
+def revocation_list(request):
+    return _render_list(request)
+
+
+def _list_outcome(request, *, notice: str = "", error: str = ""):
+    if request.htmx:
+        return _render_list(request, notice=notice, error=error)
+    if error:
+        messages.error(request, error)
+    elif notice:
+        messages.success(request, notice)
+    return redirect("revocation_list")
+
+
+def _decision(request, pk: int, action, done: str):
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        revocation = action(revocation_id=pk, approver=request.user, comment=comment)
+    except RevocationRequest.DoesNotExist:
+        raise Http404("No such revocation request.") from None
+    except RevocationError as exc:
+        return _list_outcome(request, error=str(exc))
+    return _list_outcome(
+        request,
+        notice=f"{done} {revocation.account.email}: {revocation.get_status_display().lower()}.",
+    )
+
+
+@require_POST
+@staff_required("accounts.approve_revocation")
+def revocation_approve_view(request, pk: int):
+    return _decision(request, pk, revocation_approve, "Approved the revocation of")
+
+
+@require_POST
+@staff_required("accounts.approve_revocation")
+def revocation_reject_view(request, pk: int):
+    return _decision(request, pk, revocation_reject, "Rejected the revocation of")
+
+
+@require_POST
+@staff_required("accounts.approve_revocation")
+def revocation_retry_view(request, pk: int):
+    try:
+        revocation = revocation_retry(revocation_id=pk, actor=request.user)
+    except RevocationRequest.DoesNotExist:
+        raise Http404("No such revocation request.") from None
+    except RevocationError as exc:
+        return _list_outcome(request, error=str(exc))
+    return _list_outcome(
+        request,
+        notice=f"Retried the revocation of {revocation.account.email}: "
+        f"{revocation.get_status_display().lower()}.",
+    )
+
+
+AUDIT_CSV_COLUMNS = [
+    "at",
+    "account_public_id",
+    "account_email",
+    "from_status",
+    "to_status",
+    "actor",
+    "approver",
+    "reason",
+    "reference",
+    "source",
+    "sessions_removed",
+]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _audit_csv(rows):
+    writer = csv.writer(_Echo())
+    yield writer.writerow(AUDIT_CSV_COLUMNS)
+    for row in rows.iterator(chunk_size=1000):
+        yield writer.writerow(
+            [
+                row.at.isoformat(),
+                row.account.public_id,
+                row.account.email,
+                row.from_status,
+                row.to_status,
+                row.actor,
+                row.approver.email if row.approver else "",
+                row.reason,
+                row.reference,
+                row.source,
+                (row.details or {}).get("sessions_removed", ""),
+            ]
+        )
+
+
+@require_GET
+@staff_required("accounts.view_access_audit")
+def audit_list(request):
+    form = AuditFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    rows = access_audit_list(**{k: v for k, v in filters.items() if v})
+    if request.GET.get("format") == "csv":
+        if not request.user.has_perm("accounts.export_access_audit"):
+            raise PermissionDenied("Your role cannot export the audit.")
+        response = StreamingHttpResponse(_audit_csv(rows), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="access-audit.csv"'
+        return response
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    query.pop("format", None)
+    return render(
+        request,
+        "accounts/audit_list.html",
+        {
+            "form": form if request.GET else AuditFilterForm(),
+            "page": page,
+            "query": query.urlencode(),
+            "can_export": request.user.has_perm("accounts.export_access_audit"),
+        },
+    )
