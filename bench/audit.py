@@ -1,0 +1,243 @@
+"""Benchmark the nightly audit on PostgreSQL against the Stripe fake over HTTP (separate process).
+
+Usage:
+  .venv/bin/python bench/audit.py --sizes 100000 1000000
+
+Each size runs in a fresh interpreter against a freshly created scratch database (default
+janitor_bench4), so peak RSS is that size's own. The fake Stripe serves
+StripeFake.add_subscriptions_bulk from another process, so its memory is not counted.
+The database is seeded in SQL as it stands after earlier nights: accounts linked to their
+customers, the mirror up to date, past_due/canceled customers already in grace. 0.2 % of
+accounts drifted (active in the app, canceled or past_due at the provider), so the run applies
+real changes while staying under the 5 % brake. What is measured is one nightly run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This directory holds queue.py, which would shadow the standard library's queue module.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import secrets  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+STATUS_CYCLE = ("active", "active", "trialing", "past_due", "canceled")
+
+
+def _serve_fake(n: int, current_period_end: int, created_start: int, conn) -> None:
+    """Child process: a StripeFake holding n bulk subscriptions until told to stop."""
+    from tests.fakes.stripe_fake import StripeFake
+
+    fake = StripeFake()
+    fake.record_requests = False  # 10,000 recorded requests would only grow this process
+    fake.start()
+    fake.add_subscriptions_bulk(
+        n,
+        status_cycle=STATUS_CYCLE,
+        current_period_end=current_period_end,
+        created_start=created_start,
+    )
+    conn.send(fake.base_url)
+    conn.recv()
+    fake.stop()
+
+
+def _admin_sql(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        c.execute(sql)
+
+
+SEED_ACCOUNTS = """
+INSERT INTO accounts_user (password, is_superuser, public_id, email, name, is_active, is_staff,
+    date_joined, access_status, grace_ends_at, stripe_customer_id, session_version)
+SELECT '', false, 'user-b' || lpad(i::text, 8, '0'),
+    'cus_bench_' || lpad(i::text, 7, '0') || '@example.test', '', true, false, now(),
+    CASE WHEN i %% 5 IN (3, 4) AND i %% 1000 NOT IN (3, 4) THEN 'grace_period' ELSE 'active' END,
+    CASE WHEN i %% 5 IN (3, 4) AND i %% 1000 NOT IN (3, 4) THEN now() + interval '5 days' END,
+    'cus_bench_' || lpad(i::text, 7, '0'), 0
+FROM generate_series(0, %(n)s - 1) AS i
+"""
+
+SEED_MIRROR = """
+INSERT INTO reconciliation_subscription (provider, provider_id, account_id, customer_id, status,
+    price_id, plan_name, amount, currency, interval, current_period_end, cancel_at_period_end,
+    provider_updated_at, raw, created_at, updated_at)
+SELECT 'stripe', 'sub_bench_' || lpad(i::text, 7, '0'), u.id, u.stripe_customer_id,
+    (ARRAY['active', 'active', 'trialing', 'past_due', 'canceled'])[i %% 5 + 1],
+    %(price_id)s, %(plan_name)s, %(amount)s, %(currency)s, %(interval)s, %(cpe)s, false,
+    now() - interval '1 day', '{}'::jsonb, now(), now()
+FROM generate_series(0, %(n)s - 1) AS i
+JOIN accounts_user u ON u.stripe_customer_id = 'cus_bench_' || lpad(i::text, 7, '0')
+"""
+
+
+def run_one(n: int, database: str, *, cold: bool = False) -> dict:
+    """Create and seed the scratch database, start the fake, run one audit, return figures."""
+    _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    _admin_sql(f'CREATE DATABASE "{database}"')
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "janitor.settings")
+    os.environ.setdefault("JANITOR_LOG_LEVEL", "WARNING")
+    # As in production: with DEBUG on, Django keeps (and formats) the last 9,000 queries.
+    os.environ.setdefault("DJANGO_DEBUG", "false")
+    # Production settings refuse DEBUG=false without a real key; a throwaway one is fine here.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(64))
+    os.environ.setdefault("JANITOR_SSL_REDIRECT", "false")  # plain HTTP in-process
+    # The grace-period emails go to memory: the console backend would time the terminal.
+    os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    from reconciliation import gateway
+    from reconciliation.services.audit import audit_run
+    from reconciliation.services.subscriptions import subscription_fields
+
+    call_command("migrate", verbosity=0)
+
+    now = int(time.time())
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    fake = ctx.Process(target=_serve_fake, args=(n, now + 20 * 86400, now - n, child), daemon=True)
+    fake.start()
+    base_url = parent.recv()
+    settings.STRIPE_API_BASE = base_url
+    settings.STRIPE_API_KEY = "sk_test_bench"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 2
+
+    seed_started = time.perf_counter()
+    sample = subscription_fields(next(iter(gateway.subscription_pages(limit=1)))[0])
+    with connection.cursor() as cursor:
+        cursor.execute(SEED_ACCOUNTS, {"n": n})
+        if not cold:
+            cursor.execute(
+                SEED_MIRROR,
+                {
+                    "n": n,
+                    "price_id": sample["price_id"],
+                    "plan_name": sample["plan_name"],
+                    "amount": sample["amount"],
+                    "currency": sample["currency"],
+                    "interval": sample["interval"],
+                    "cpe": sample["current_period_end"],
+                },
+            )
+        cursor.execute("ANALYZE")
+    seed_seconds = time.perf_counter() - seed_started
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    round_trips = {"total": 0, "apply": 0}
+    phase = {"name": "listing"}
+
+    def count(execute, sql, params, many, context):
+        round_trips["total"] += 1
+        if phase["name"] == "applying":
+            round_trips["apply"] += 1
+        return execute(sql, params, many, context)
+
+    def on_progress(state: dict) -> None:
+        phase["name"] = state.get("phase", "")
+
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    with connection.execute_wrapper(count):
+        wall_started = time.perf_counter()
+        run = audit_run(dry_run=False, triggered_by="bench", on_progress=on_progress)
+        wall = time.perf_counter() - wall_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
+    parent.send("stop")
+    fake.join(timeout=10)
+    changes = {k: v for k, v in run.counts.items() if v and k != "in_sync"}
+    return {
+        "size": n,
+        "cold_mirror": cold,
+        "status": run.status,
+        "halt_reason": run.halt_reason,
+        "errors": run.errors[:500],
+        "wall_seconds": round(wall, 2),
+        "durations": run.durations,
+        "own_work_seconds": run.durations.get("own_work"),
+        "own_work_cpu_seconds": run.durations.get("own_work_cpu"),
+        "load_average": os.getloadavg(),
+        "listing_seconds": run.durations.get("listing"),
+        "pages": run.pages_read,
+        "subscriptions": run.subscriptions_read,
+        "outcomes_not_in_sync": changes,
+        "round_trips": round_trips["total"],
+        "round_trips_apply": round_trips["apply"],
+        "round_trips_excluding_apply": round_trips["total"] - round_trips["apply"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_run_mb": round(rss_before / 1024, 1),
+        "seed_seconds": round(seed_seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--database", default="janitor_bench4")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cold", action="store_true", help="start with an empty mirror (the first night)"
+    )
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.database, cold=args.cold)))
+        return
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    results = []
+    for size in args.sizes:
+        # A fresh interpreter per size: peak RSS is that size's alone.
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(size), "--database", args.database]
+            + (["--cold"] if args.cold else []),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        if out.returncode != 0:
+            sys.exit(f"size {size} failed:\n{out.stderr[-3000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(json.dumps(result, indent=2))
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        factor = large["size"] / small["size"]
+        own = large["own_work_seconds"] / small["own_work_seconds"]
+        own_cpu = large["own_work_cpu_seconds"] / small["own_work_cpu_seconds"]
+        total = large["durations"]["total"] / small["durations"]["total"]
+        trips = large["round_trips"] / small["round_trips"]
+        print(
+            f"{factor:.0f}x data: own work x{own:.2f} (CPU x{own_cpu:.2f}), total x{total:.2f}, "
+            f"round trips x{trips:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

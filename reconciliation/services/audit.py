@@ -1,0 +1,581 @@
+"""The nightly audit: stream provider subscriptions, refresh the mirror, decide, brake, apply."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import AccessComp, AccessStatus, User
+from accounts.services.access import last_revoked_by_staff, system_actor
+from reconciliation import gateway
+from reconciliation.models import (
+    Outcome,
+    ReconciliationRun,
+    RunOutcome,
+    RunStatus,
+    Subscription,
+)
+from reconciliation.services.access import (
+    STATUS_CHANGING,
+    access_decide,
+    outcome_apply,
+)
+from reconciliation.services.sync import (
+    SyncReport,
+    customers_link,
+    mirror_page_upsert,
+    subscriptions_parse,
+)
+
+logger = logging.getLogger(__name__)
+
+AUDIT_ACTOR = system_actor("audit")
+SCHEDULE_TRIGGER = system_actor("schedule")
+SCHEDULE_NAME = "janitor: nightly audit"
+SCHEDULE_FUNC = "reconciliation.tasks_audit.audit_scheduled"
+# A million subscriptions take minutes, past the cluster's default task timeout. A broker that
+# redelivers a task still running meets the run guard below and does nothing.
+AUDIT_TASK_TIMEOUT = 3600
+# pg_advisory_xact_lock key ("JANI" in ASCII): serialises run starts across every cluster.
+START_LOCK_KEY = 0x4A414E49
+ACCOUNT_BATCH = 2000
+APPLY_BATCH = 100
+# A running run that stopped reporting progress this long ago died with its worker.
+RUN_STALE_AFTER = timedelta(minutes=20)
+# A scheduled trigger this soon after another scheduled run is the same night, delivered twice.
+SCHEDULED_MIN_GAP = timedelta(hours=12)
+PROGRESS_EVERY_SECONDS = 1.0
+# Provider pages are 100 subscriptions; the mirror is compared and written 500 at a time.
+MIRROR_ROWS_PER_WRITE = 500
+# Linking an unknown customer costs a provider call; a backlog of them is sync_stripe's job.
+LINK_LOOKUPS_PER_RUN = 500
+# Accounts that can use the product: the brake's denominator.
+WITH_ACCESS = frozenset({AccessStatus.ACTIVE, AccessStatus.GRACE_PERIOD})
+NO_SUBSCRIPTIONS: frozenset[str] = frozenset()
+
+ProgressCallback = Callable[[dict], None]
+
+
+class RunStateError(ValueError):
+    """The run is not in a state that allows this (e.g. applying a run that is not halted)."""
+
+
+# --- Starting a run (at most one at a time, once per night) --------------------------------
+
+
+def _serialise_starts() -> None:
+    # Row locks cannot guard a row that does not exist yet; an advisory lock held to the end of
+    # this transaction makes "is one running? no: create" atomic across processes.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [START_LOCK_KEY])
+
+
+def _last_sign_of_life(run: ReconciliationRun):
+    stamp = (run.progress or {}).get("updated_at")
+    if stamp:
+        try:
+            return datetime.fromisoformat(stamp)
+        except ValueError:
+            pass
+    return run.started_at
+
+
+def audit_run_start(
+    *, dry_run: bool, triggered_by: str, scheduled: bool = False
+) -> ReconciliationRun | None:
+    """Create the run row, or return None when another run is going (or tonight's already ran).
+
+    Several clusters' schedulers, a redelivered task and a staff click all come through here.
+    """
+    with transaction.atomic():
+        _serialise_starts()
+        now = timezone.now()
+        for running in ReconciliationRun.objects.select_for_update().filter(
+            status=RunStatus.RUNNING
+        ):
+            if _last_sign_of_life(running) > now - RUN_STALE_AFTER:
+                return None
+            running.status = RunStatus.FAILED
+            running.finished_at = now
+            running.errors = (running.errors + "\n" if running.errors else "") + (
+                "The worker stopped reporting progress; marked failed by the next start."
+            )
+            running.save(update_fields=["status", "finished_at", "errors"])
+        if (
+            scheduled
+            and ReconciliationRun.objects.filter(
+                triggered_by=SCHEDULE_TRIGGER, started_at__gte=now - SCHEDULED_MIN_GAP
+            ).exists()
+        ):
+            return None
+        return ReconciliationRun.objects.create(
+            started_at=now,
+            dry_run=dry_run,
+            triggered_by=triggered_by,
+            status=RunStatus.RUNNING,
+            progress={"phase": "starting", "updated_at": now.isoformat()},
+        )
+
+
+# --- Executing it ---------------------------------------------------------------------------
+
+
+class _Progress:
+    """Writes the run's progress at most once a second: round trips follow time, not rows."""
+
+    def __init__(self, run: ReconciliationRun, callback: ProgressCallback | None) -> None:
+        self.run = run
+        self.callback = callback
+        self.state: dict = {"phase": "listing", "pages": 0, "subscriptions": 0, "accounts": 0}
+        self._last = 0.0
+
+    def update(self, force: bool = False, **changes) -> None:
+        self.state.update(changes)
+        if self.callback is not None:
+            self.callback(dict(self.state))
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_EVERY_SECONDS:
+            return
+        self._last = now
+        self.state["updated_at"] = timezone.now().isoformat()
+        self.run.progress = dict(self.state)
+        ReconciliationRun.objects.filter(pk=self.run.pk).update(
+            progress=self.run.progress,
+            pages_read=self.state["pages"],
+            subscriptions_read=self.state["subscriptions"],
+        )
+
+
+class _StatusSets:
+    """customer id -> the set of its subscriptions' statuses, sets shared between customers.
+
+    A million customers share a few dozen distinct sets, so memory is one dict entry each.
+    """
+
+    def __init__(self) -> None:
+        self.by_customer: dict[str, frozenset[str]] = {}
+        self._interned: dict[frozenset[str], frozenset[str]] = {}
+
+    def add(self, customer_id: str, status: str) -> None:
+        current = self.by_customer.get(customer_id, NO_SUBSCRIPTIONS)
+        if status in current:
+            return
+        merged = current | {status}
+        self.by_customer[customer_id] = self._interned.setdefault(merged, merged)
+
+
+def _listing_read(
+    *, run: ReconciliationRun, progress: _Progress, durations: Counter
+) -> tuple[_StatusSets, set[str], Exception | None]:
+    """Read every provider subscription; returns (statuses, unknown customers, listing error).
+
+    The mirror is compared and written MIRROR_ROWS_PER_WRITE subscriptions at a time: one query
+    for 500 costs much less than five for 100. What was read is written even when the listing
+    fails part way.
+    """
+    statuses = _StatusSets()
+    unknown: set[str] = set()
+    write = not run.dry_run
+    buffered: list = []
+    buffered_since = None
+
+    def flush() -> None:
+        if not buffered:
+            return
+        started = time.perf_counter()
+        # The oldest page's time: a row a webhook changed after it is newer than the listing.
+        result = mirror_page_upsert(subscriptions=buffered, fetched_at=buffered_since, write=write)
+        unknown.update(result.unknown_customers)
+        progress.state["mirror_written"] = progress.state.get("mirror_written", 0) + result.written
+        buffered.clear()
+        durations["mirror"] += time.perf_counter() - started
+
+    pages = iter(gateway.subscription_pages(status="all", limit=100))
+    while True:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            page = next(pages)
+        except StopIteration:
+            flush()
+            return statuses, unknown, None
+        except gateway.GatewayError as exc:
+            flush()
+            return statuses, unknown, exc
+        finally:
+            durations["listing"] += time.perf_counter() - started
+            durations["listing_cpu"] += time.process_time() - cpu_started
+        started = time.perf_counter()
+        if not buffered:
+            buffered_since = timezone.now()
+        parsed = subscriptions_parse(page)
+        for sub in parsed:
+            statuses.add(sub.fields["customer_id"], sub.fields["status"])
+        buffered.extend(parsed)
+        durations["parsing"] += time.perf_counter() - started
+        if len(buffered) >= MIRROR_ROWS_PER_WRITE:
+            flush()
+        progress.update(
+            pages=progress.state["pages"] + 1,
+            subscriptions=progress.state["subscriptions"] + len(parsed),
+        )
+
+
+def _mirror_statuses(*, customer_ids: list[str]) -> dict[str, set[str]]:
+    """What the mirror knew before this run, for customers a failed listing never reached."""
+    found: dict[str, set[str]] = {}
+    for customer_id, status in Subscription.objects.filter(
+        customer_id__in=customer_ids
+    ).values_list("customer_id", "status"):
+        found.setdefault(customer_id, set()).add(status)
+    return found
+
+
+def _decider(now: datetime) -> Callable[..., str]:
+    """access_decide, remembered per distinct situation: a million accounts fall into a few
+    dozen (status, grace ended or not, subscription statuses, comp, staff revocation).
+
+    access_decide is pure and uses grace_ends_at only against `now`, so a grace end stands in
+    as "ended" (now) or "running" (a day later) without changing the answer.
+    """
+    remembered: dict[tuple, str] = {}
+    running = now + timedelta(days=1)
+
+    def decide(access_status, grace_ends_at, sub_statuses, has_comp, staff_revoked) -> str:
+        grace = None if grace_ends_at is None else (now if grace_ends_at <= now else running)
+        key = (access_status, grace, sub_statuses, has_comp, staff_revoked)
+        outcome = remembered.get(key)
+        if outcome is None:
+            outcome = remembered[key] = access_decide(
+                access_status=access_status,
+                grace_ends_at=grace,
+                sub_statuses=sub_statuses,
+                has_active_comp=has_comp,
+                revoked_by_staff=staff_revoked,
+                now=now,
+            )
+        return outcome
+
+    return decide
+
+
+def _outcomes_decide(
+    *,
+    run: ReconciliationRun,
+    statuses: _StatusSets,
+    listing_complete: bool,
+    progress: _Progress,
+) -> tuple[Counter, int, int]:
+    """Decide every account in batches; saves RunOutcome rows for the ones needing a change.
+
+    Returns (counts per outcome, accounts with access, customers with no account).
+    Queries per batch: accounts, staff revocations, outcome insert (+ mirror if partial).
+    """
+    counts: Counter = Counter()
+    with_access = 0
+    matched_customers = 0
+    now = timezone.now()
+    last_id = 0
+    decided = 0
+    # Comps are a handful of deliberate grants: one read for the whole run beats an IN list
+    # of thousands of ids per batch.
+    comps = set(AccessComp.objects.filter(expires_at__gt=now).values_list("account_id", flat=True))
+    decide = _decider(now)
+    while True:
+        batch = list(
+            User.objects.filter(is_staff=False, pk__gt=last_id)
+            .order_by("pk")
+            .values_list("pk", "access_status", "grace_ends_at", "stripe_customer_id")[
+                :ACCOUNT_BATCH
+            ]
+        )
+        if not batch:
+            break
+        last_id = batch[-1][0]
+        revoked = [row[0] for row in batch if row[1] == AccessStatus.REVOKED]
+        staff_revoked = last_revoked_by_staff(account_ids=revoked) if revoked else set()
+        fallback: dict[str, set[str]] = {}
+        if not listing_complete:
+            unseen = [row[3] for row in batch if row[3] and row[3] not in statuses.by_customer]
+            fallback = _mirror_statuses(customer_ids=unseen) if unseen else {}
+        pending: list[RunOutcome] = []
+        for account_id, access_status, grace_ends_at, customer_id in batch:
+            sub_statuses = NO_SUBSCRIPTIONS
+            if customer_id:
+                if customer_id in statuses.by_customer:
+                    matched_customers += 1
+                    sub_statuses = statuses.by_customer[customer_id]
+                else:
+                    sub_statuses = frozenset(fallback.get(customer_id, NO_SUBSCRIPTIONS))
+            outcome = decide(
+                access_status,
+                grace_ends_at,
+                sub_statuses,
+                account_id in comps,
+                account_id in staff_revoked,
+            )
+            counts[outcome] += 1
+            if access_status in WITH_ACCESS:
+                with_access += 1
+            if outcome != Outcome.IN_SYNC:
+                pending.append(
+                    RunOutcome(
+                        run=run,
+                        account_id=account_id,
+                        outcome=outcome,
+                        detail={
+                            "access_status": access_status,
+                            "subscription_statuses": sorted(sub_statuses),
+                            "customer_id": customer_id,
+                        },
+                    )
+                )
+        RunOutcome.objects.bulk_create(pending, batch_size=1000)
+        decided += len(batch)
+        progress.update(phase="deciding", accounts=decided)
+    unmatched = len(statuses.by_customer) - matched_customers
+    return counts, with_access, unmatched
+
+
+def _outcomes_apply(*, run: ReconciliationRun, progress: _Progress | None = None) -> list[str]:
+    """Apply the run's saved, not yet applied outcomes; returns per-account errors.
+
+    outcome_apply is idempotent, so a crash mid-way is finished by applying again.
+    """
+    errors: list[str] = []
+    source = f"run:{run.pk}"
+    last_id = 0
+    applied = 0
+    while True:
+        rows = list(
+            RunOutcome.objects.filter(run=run, applied=False, pk__gt=last_id)
+            .select_related("account")
+            .order_by("pk")[:APPLY_BATCH]
+        )
+        if not rows:
+            break
+        last_id = rows[-1].pk
+        done: list[int] = []
+        # One commit per batch, not per account (each commit waits for the WAL flush); the
+        # savepoint per account keeps one failure from undoing the others.
+        with transaction.atomic():
+            for row in rows:
+                try:
+                    # outcome_apply is atomic itself: inside this transaction, a savepoint.
+                    outcome_apply(
+                        account=row.account,
+                        outcome=row.outcome,
+                        actor=AUDIT_ACTOR,
+                        source=source,
+                        run=run,
+                        detail=row.detail,
+                    )
+                except Exception as exc:  # one account's failure must not stop the night
+                    logger.exception("audit run %s: applying %s failed", run.pk, row.account_id)
+                    errors.append(f"{row.account.public_id}: {row.outcome}: {exc}")
+                    continue
+                done.append(row.pk)
+            RunOutcome.objects.filter(pk__in=done).update(applied=True)
+        applied += len(done)
+        if progress is not None:
+            progress.update(phase="applying", applied=applied)
+    return errors
+
+
+def _brake_reason(*, changes: int, with_access: int, ratio: float) -> str:
+    limit = settings.JANITOR_AUDIT_MAX_CHANGE_RATIO
+    if ratio <= limit:
+        return ""
+    return (
+        f"Safety brake: {changes} of {with_access} accounts with access would change access "
+        f"status ({ratio:.1%}, the limit is {limit:.1%}). Nothing was applied; an Admin can "
+        "review the outcomes and apply or discard them."
+    )
+
+
+def _run_claim(*, run: ReconciliationRun) -> bool:
+    """Take a freshly started run for this worker; False if a (redelivered) task already has."""
+    with transaction.atomic():
+        locked = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.RUNNING or (locked.progress or {}).get("phase") != "starting":
+            return False
+        locked.progress = {**locked.progress, "phase": "listing"}
+        locked.save(update_fields=["progress"])
+    return True
+
+
+def audit_run_execute(
+    *, run: ReconciliationRun, on_progress: ProgressCallback | None = None
+) -> ReconciliationRun:
+    """Run the audit for a started run: list, mirror, link, decide, brake, then apply or halt.
+
+    A dry run writes nothing but the run and its outcomes. A listing that fails part way, or a
+    change ratio above JANITOR_AUDIT_MAX_CHANGE_RATIO, halts the run with nothing applied.
+    """
+    if not _run_claim(run=run):
+        return run
+    durations: Counter = Counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    progress = _Progress(run, on_progress)
+    try:
+        statuses, unknown, listing_error = _listing_read(
+            run=run, progress=progress, durations=durations
+        )
+        link_report = SyncReport()
+        if unknown and not run.dry_run and listing_error is None:
+            phase_started = time.perf_counter()
+            progress.update(force=True, phase="linking")
+            customers_link(customer_ids=sorted(unknown)[:LINK_LOOKUPS_PER_RUN], report=link_report)
+            durations["linking"] += time.perf_counter() - phase_started
+        phase_started = time.perf_counter()
+        progress.update(force=True, phase="deciding")
+        counts, with_access, unmatched = _outcomes_decide(
+            run=run,
+            statuses=statuses,
+            listing_complete=listing_error is None,
+            progress=progress,
+        )
+        durations["deciding"] += time.perf_counter() - phase_started
+        changes = sum(counts[o] for o in STATUS_CHANGING)
+        ratio = changes / with_access if with_access else (1.0 if changes else 0.0)
+        run.counts = {o.value: counts.get(o.value, 0) for o in Outcome}
+        run.counts["unmatched_customers"] = unmatched
+        run.counts["linked_customers"] = len(link_report.linked)
+        run.change_ratio = ratio
+        errors: list[str] = [f"ambiguous {c}: {why}" for c, why in link_report.ambiguous]
+        halt_reason = _brake_reason(changes=changes, with_access=with_access, ratio=ratio)
+        if listing_error is not None:
+            halt_reason = (
+                f"The provider listing failed after {progress.state['pages']} page(s): "
+                f"{listing_error}. Nothing was applied; outcomes for accounts the listing did "
+                "not reach use the mirror's last known state."
+            )
+        if run.dry_run:
+            run.status = RunStatus.DRY_RUN
+            run.halt_reason = f"A real run would halt here. {halt_reason}" if halt_reason else ""
+        elif halt_reason:
+            run.status = RunStatus.HALTED
+            run.halt_reason = halt_reason
+        else:
+            phase_started = time.perf_counter()
+            progress.update(force=True, phase="applying", applied=0)
+            errors += _outcomes_apply(run=run, progress=progress)
+            durations["applying"] += time.perf_counter() - phase_started
+            run.status = RunStatus.APPLIED
+        run.errors = "\n".join(errors[:200])
+    except Exception as exc:
+        logger.exception("audit run %s failed", run.pk)
+        run.status = RunStatus.FAILED
+        run.errors = f"{type(exc).__name__}: {exc}"
+    durations["total"] = time.perf_counter() - started
+    durations["own_work"] = durations["total"] - durations["listing"]
+    # CPU seconds of this process: steadier than wall time on a busy machine (the database's
+    # own time is not in them).
+    durations["own_work_cpu"] = time.process_time() - cpu_started - durations["listing_cpu"]
+    run.durations = {phase: round(seconds, 3) for phase, seconds in durations.items()}
+    run.finished_at = timezone.now()
+    run.pages_read = progress.state["pages"]
+    run.subscriptions_read = progress.state["subscriptions"]
+    progress.state.update(phase="done", updated_at=run.finished_at.isoformat())
+    run.progress = dict(progress.state)
+    run.save()
+    return run
+
+
+def audit_run(
+    *,
+    dry_run: bool,
+    triggered_by: str,
+    scheduled: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ReconciliationRun | None:
+    """Start and execute a run in this process; None when another run is already going."""
+    run = audit_run_start(dry_run=dry_run, triggered_by=triggered_by, scheduled=scheduled)
+    if run is None:
+        return None
+    return audit_run_execute(run=run, on_progress=on_progress)
+
+
+# --- An Admin's decision on a halted run ----------------------------------------------------
+
+
+def audit_run_apply_begin(*, run: ReconciliationRun, actor_user: User) -> ReconciliationRun:
+    """Claim a halted run for applying (two clicks cannot both apply it)."""
+    with transaction.atomic():
+        locked = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.HALTED:
+            raise RunStateError(f"Run {locked.pk} is {locked.status}, not halted.")
+        if locked.dry_run:
+            raise RunStateError("A dry run's outcomes are for reading; start a real run instead.")
+        locked.status = RunStatus.RUNNING
+        locked.decided_by = actor_user
+        locked.decided_at = timezone.now()
+        locked.progress = {**locked.progress, "phase": "applying", "applied": 0}
+        locked.progress["updated_at"] = locked.decided_at.isoformat()
+        locked.save(update_fields=["status", "decided_by", "decided_at", "progress"])
+    return locked
+
+
+def audit_run_apply_finish(*, run: ReconciliationRun) -> ReconciliationRun:
+    """Apply exactly the outcomes the halted run saved, then mark it applied."""
+    progress = _Progress(run, None)
+    progress.state.update(run.progress or {})
+    started = time.perf_counter()
+    errors = _outcomes_apply(run=run, progress=progress)
+    run.refresh_from_db()
+    run.durations = {**run.durations, "applying": round(time.perf_counter() - started, 3)}
+    run.status = RunStatus.APPLIED
+    run.errors = "\n".join(filter(None, [run.errors, *errors[:200]]))
+    run.progress = {**progress.state, "phase": "done", "updated_at": timezone.now().isoformat()}
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+def audit_run_discard(*, run: ReconciliationRun, actor_user: User) -> ReconciliationRun:
+    """Throw a halted run's outcomes away (they stay readable); nothing is applied."""
+    with transaction.atomic():
+        locked = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.HALTED:
+            raise RunStateError(f"Run {locked.pk} is {locked.status}, not halted.")
+        locked.status = RunStatus.DISCARDED
+        locked.decided_by = actor_user
+        locked.decided_at = timezone.now()
+        locked.save(update_fields=["status", "decided_by", "decided_at"])
+    return locked
+
+
+# --- The schedule ---------------------------------------------------------------------------
+
+
+def audit_schedule_ensure() -> None:
+    """Create or update the nightly audit's django-q2 cron schedule from JANITOR_AUDIT_CRON."""
+    from django_q.models import Schedule
+
+    cron = settings.JANITOR_AUDIT_CRON
+    kwargs = repr({"q_options": {"timeout": AUDIT_TASK_TIMEOUT}})
+    schedule = Schedule.objects.filter(name=SCHEDULE_NAME).first()
+    if schedule is None:
+        Schedule.objects.create(
+            name=SCHEDULE_NAME,
+            func=SCHEDULE_FUNC,
+            kwargs=kwargs,
+            schedule_type=Schedule.CRON,
+            cron=cron,
+            repeats=-1,
+        )
+        return
+    wanted = (SCHEDULE_FUNC, kwargs, Schedule.CRON, cron, -1)
+    current = (schedule.func, schedule.kwargs, schedule.schedule_type, schedule.cron)
+    if (*current, schedule.repeats) != wanted:
+        schedule.func, schedule.kwargs, schedule.schedule_type, schedule.cron = wanted[:4]
+        schedule.repeats = -1
+        schedule.next_run = schedule.calculate_next_run()
+        schedule.save()

@@ -1,0 +1,197 @@
+"""The review queue page and its inline flag actions (each answers with the updated row)."""
+
+from datetime import datetime, time
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from janitor.permissions import staff_required
+from reconciliation.models import Flag, FlagKind
+from reconciliation.selectors.queue import (
+    AGE_CHOICES,
+    PAGE_SIZES,
+    SORTS,
+    QueueFilters,
+    flag_notes_list,
+    flag_row_get,
+    review_queue_page,
+)
+from reconciliation.services.queue import (
+    FlagActionError,
+    flag_assign,
+    flag_comp_record,
+    flag_grace_extend,
+    flag_note_add,
+    flag_resolve_by_staff,
+)
+
+TEMPLATE = "reconciliation/queue.html"
+
+
+def _revocation_available() -> bool:
+    """The revocation feature's account panel exists (otherwise the button is left out)."""
+    try:
+        reverse("account_access_actions", kwargs={"public_id": "x"})
+    except NoReverseMatch:
+        return False
+    return True
+
+
+def _abilities(user) -> dict:
+    return {
+        "can_work": user.has_perm("reconciliation.work_review_queue"),
+        "can_comp": user.has_perm("reconciliation.record_comp"),
+        "can_request_revocation": user.has_perm("accounts.request_revocation")
+        and _revocation_available(),
+    }
+
+
+@require_GET
+@staff_required("reconciliation.view_review_queue")
+def review_queue(request):
+    filters = QueueFilters.from_query(request.GET)
+    context = {
+        "queue": review_queue_page(filters=filters, user=request.user),
+        "kinds": FlagKind.choices,
+        "ages": AGE_CHOICES,
+        "page_sizes": PAGE_SIZES,
+        "sort_keys": list(SORTS),
+        **_abilities(request.user),
+    }
+    if request.htmx and request.htmx.target == "queue-results":
+        return render(request, f"{TEMPLATE}#results", context)
+    return render(request, TEMPLATE, context)
+
+
+def _row_response(request, flag_id: int, *, error: str = "", status: int = 200):
+    try:
+        flag = flag_row_get(flag_id=flag_id)
+    except Flag.DoesNotExist:
+        raise Http404("No such flag.") from None
+    if not request.htmx:
+        # Without JavaScript the form posted the whole page: go back to the queue.
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, f"Saved: {flag.get_kind_display()} for {flag.account.email}.")
+        return redirect("review_queue")
+    context = {
+        "flag": flag,
+        "error": error,
+        "notes": flag_notes_list(flag=flag),
+        "show_actions": True,
+    }
+    context.update(_abilities(request.user))
+    return render(request, f"{TEMPLATE}#flag-row", context, status=status)
+
+
+def _flag_or_404(flag_id: int) -> Flag:
+    try:
+        return Flag.objects.select_related("account").get(pk=flag_id)
+    except Flag.DoesNotExist:
+        raise Http404("No such flag.") from None
+
+
+@require_GET
+@staff_required("reconciliation.view_review_queue")
+def flag_row(request, flag_id: int):
+    """One flag with its actions and notes: the queue row opened in place (HTMX), else a page.
+
+    The queue's rows carry no forms until opened, so a page of 200 rows stays light.
+    """
+    try:
+        flag = flag_row_get(flag_id=flag_id)
+    except Flag.DoesNotExist:
+        raise Http404("No such flag.") from None
+    context = {"flag": flag, "notes": flag_notes_list(flag=flag), "show_actions": True}
+    context.update(_abilities(request.user))
+    template = f"{TEMPLATE}#flag-row" if request.htmx else "reconciliation/queue_flag.html"
+    return render(request, template, context)
+
+
+def _act(request, flag_id: int, action) -> object:
+    flag = _flag_or_404(flag_id)
+    try:
+        action(flag)
+    except FlagActionError as exc:
+        return _row_response(request, flag_id, error=str(exc), status=422)
+    return _row_response(request, flag_id)
+
+
+@require_POST
+@staff_required("reconciliation.work_review_queue")
+def flag_assign_view(request, flag_id: int):
+    return _act(
+        request,
+        flag_id,
+        lambda flag: flag_assign(flag=flag, assignee=request.user, actor_user=request.user),
+    )
+
+
+@require_POST
+@staff_required("reconciliation.work_review_queue")
+def flag_note_view(request, flag_id: int):
+    body = request.POST.get("body", "")
+    return _act(
+        request, flag_id, lambda flag: flag_note_add(flag=flag, body=body, author=request.user)
+    )
+
+
+@require_POST
+@staff_required("reconciliation.work_review_queue")
+def flag_extend_view(request, flag_id: int):
+    try:
+        days = int(request.POST.get("days", ""))
+    except ValueError:
+        days = 0
+    reason = request.POST.get("reason", "")
+    return _act(
+        request,
+        flag_id,
+        lambda flag: flag_grace_extend(
+            flag=flag, days=days, reason=reason, actor_user=request.user
+        ),
+    )
+
+
+def _parse_expiry(raw: str) -> datetime:
+    try:
+        day = datetime.strptime(raw.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise FlagActionError("Give the comp's expiry as a date (YYYY-MM-DD).") from None
+    return timezone.make_aware(datetime.combine(day, time(23, 59)))
+
+
+@require_POST
+@staff_required("reconciliation.record_comp")
+def flag_comp_view(request, flag_id: int):
+    reason = request.POST.get("reason", "")
+    raw_expiry = request.POST.get("expires_on", "")
+
+    def record(flag):
+        flag_comp_record(
+            flag=flag,
+            reason=reason,
+            expires_at=_parse_expiry(raw_expiry),
+            actor_user=request.user,
+        )
+
+    return _act(request, flag_id, record)
+
+
+@require_POST
+@staff_required("reconciliation.work_review_queue")
+def flag_resolve_view(request, flag_id: int):
+    resolution = request.POST.get("resolution", "")
+    restore = request.POST.get("restore_access") == "on"
+    return _act(
+        request,
+        flag_id,
+        lambda flag: flag_resolve_by_staff(
+            flag=flag, resolution=resolution, actor_user=request.user, restore_access=restore
+        ),
+    )
