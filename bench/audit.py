@@ -14,22 +14,17 @@ real changes while staying under the 5 % brake. What is measured is one nightly 
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import secrets
+import subprocess
 import sys
+import time
 from pathlib import Path
-
-# This directory holds queue.py, which would shadow the standard library's queue module.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import secrets  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -15,28 +15,26 @@ import time
 from importlib import import_module
 from pathlib import Path
 
-# Run as a script, bench/ would be sys.path[0] and its sibling bench/queue.py would shadow the
-# standard library's queue: put the project root there instead.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "janitor.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import login  # noqa: E402
-from django.contrib.auth.models import Group  # noqa: E402
-from django.contrib.messages.storage.fallback import FallbackStorage  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.http import HttpResponse  # noqa: E402
-from django.test import Client, RequestFactory, override_settings  # noqa: E402
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.models import Group
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.core.management import call_command
+from django.http import HttpResponse
+from django.test import Client, RequestFactory, override_settings
 
-from accounts.middleware import AccessEnforcementMiddleware  # noqa: E402
-from accounts.models import RevocationRequest, RevocationStatus, User  # noqa: E402
-from accounts.roles import ROLE_ADMIN, ROLE_SUPPORT  # noqa: E402
-from accounts.services import sessions as session_index  # noqa: E402
-from accounts.services.revocation import revocation_request, revocation_run  # noqa: E402
+from accounts.middleware import AccessEnforcementMiddleware
+from accounts.models import RevocationRequest, RevocationStatus, User
+from accounts.roles import ROLE_ADMIN, ROLE_SUPPORT
+from accounts.services import sessions as session_index
+from accounts.services.revocation import revocation_request, revocation_run
 
 BACKEND = "accounts.backends.AccessStatusBackend"
 MIDDLEWARE_PATH = "accounts.middleware.AccessEnforcementMiddleware"

@@ -6,8 +6,11 @@ from django.urls import include, path
 
 from janitor import views
 from janitor.forms import StaffLoginForm
+from reconciliation.views_webhooks import stripe_webhook
 
 urlpatterns = [
+    # First: Stripe's deliveries are the busiest route, so they resolve without a scan.
+    path("webhooks/stripe/", stripe_webhook, name="stripe_webhook"),
     path("", views.overview, name="overview"),
     path(
         "login/",

@@ -43,3 +43,15 @@ def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
         assert email in out
         staff = User.objects.get(email=email)
         assert staff.check_password(DEMO_PASSWORD) and staff.staff_role == role
+
+
+def test_ensure_schedules_is_idempotent(capsys):
+    from django_q.models import Schedule
+
+    call_command("ensure_schedules")
+    first = sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes"))
+    call_command("ensure_schedules")
+    assert sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes")) == first
+    assert len(first) == 3
+    assert ("webhooks: sweeper", "I", None, 1) in first
+    assert "30 2 * * *" in capsys.readouterr().out

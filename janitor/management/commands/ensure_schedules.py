@@ -1,17 +1,25 @@
 """manage.py ensure_schedules: create or update Janitor's django-q2 schedules (idempotent)."""
 
 from django.core.management.base import BaseCommand
+from django_q.models import Schedule
 
-from reconciliation.services.audit import audit_schedule_ensure
-from reconciliation.services.webhooks import webhook_schedules_ensure
+from reconciliation.services.audit import SCHEDULE_NAME, audit_schedule_ensure
+from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedules_ensure
 
 
 class Command(BaseCommand):
     help = "Create or update the nightly audit, webhook sweeper and catch-up schedules."
 
     def handle(self, *args, **options):
-        for schedule in [audit_schedule_ensure(), *webhook_schedules_ensure()]:
+        audit_schedule_ensure()
+        webhook_schedules_ensure()
+        names = [SCHEDULE_NAME, *(name for name, _func, _minutes in WEBHOOK_SCHEDULES)]
+        for schedule in Schedule.objects.filter(name__in=names).order_by("name"):
+            every = (
+                schedule.cron
+                if schedule.schedule_type == Schedule.CRON
+                else (f"every {schedule.minutes} min")
+            )
             self.stdout.write(
-                f"  {schedule.name}: {schedule.get_schedule_type_display()} "
-                f"{schedule.cron or schedule.minutes or ''}"
+                f"  {schedule.name}: {every}, next run {schedule.next_run:%Y-%m-%d %H:%M} UTC"
             )

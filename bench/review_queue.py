@@ -1,7 +1,7 @@
 """Benchmark the review queue page with 100,000 open flags on PostgreSQL: queries and p95.
 
 Usage:
-  .venv/bin/python bench/queue.py --flags 100000 --requests 60
+  .venv/bin/python bench/review_queue.py --flags 100000 --requests 60
 
 Seeds a scratch database (default janitor_bench4_queue) in SQL, then renders the page through
 Django's test client in-process (full middleware, view, selector and template), so the time
@@ -11,19 +11,14 @@ request ran and p50/p95/max of the server time.
 
 from __future__ import annotations
 
+import argparse
+import os
+import platform
+import secrets
+import statistics
 import sys
+import time
 from pathlib import Path
-
-# This directory holds queue.py, which would shadow the standard library's queue module.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import secrets  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

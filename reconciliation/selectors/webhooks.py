@@ -1,0 +1,97 @@
+"""Reads for the Webhooks page: the event list, counts, one event's history, the rejections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models import Count, Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+
+from reconciliation.models import WebhookAttempt, WebhookEvent, WebhookStatus
+from reconciliation.services.webhooks import REJECTION_KEY, REJECTION_KINDS, REJECTION_LAST_KEY
+
+LIST_FIELDS = (
+    "id",
+    "provider_event_id",
+    "type",
+    "created",
+    "status",
+    "attempts",
+    "last_error",
+    "received_at",
+    "processed_at",
+    "next_attempt_at",
+    "source",
+    "customer_id",
+)
+
+
+@dataclass
+class WebhookCounts:
+    by_status: dict[str, int]
+    backlog: int  # stored and not finished yet: pending + failed
+    failed: int
+    dead: int
+    total: int
+
+
+def webhook_event_list(*, type: str = "", status: str = "") -> QuerySet[WebhookEvent]:
+    """Newest first, without the payload (a list never shows it)."""
+    events = WebhookEvent.objects.only(*LIST_FIELDS).order_by("-received_at", "-id")
+    if type:
+        events = events.filter(type=type)
+    if status:
+        events = events.filter(status=status)
+    return events
+
+
+def webhook_counts() -> WebhookCounts:
+    by_status = dict(
+        WebhookEvent.objects.order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    by_status = {s.value: by_status.get(s.value, 0) for s in WebhookStatus}
+    return WebhookCounts(
+        by_status=by_status,
+        backlog=by_status[WebhookStatus.PENDING] + by_status[WebhookStatus.FAILED],
+        failed=by_status[WebhookStatus.FAILED],
+        dead=by_status[WebhookStatus.DEAD],
+        total=sum(by_status.values()),
+    )
+
+
+def webhook_event_types() -> list[str]:
+    """Types seen so far, for the filter."""
+    return list(
+        WebhookEvent.objects.order_by("type").values_list("type", flat=True).distinct()[:200]
+    )
+
+
+def webhook_event_get(*, pk: int) -> WebhookEvent:
+    """One event with its attempt history, newest attempt first."""
+    return get_object_or_404(
+        WebhookEvent.objects.prefetch_related(
+            Prefetch("attempts_log", queryset=WebhookAttempt.objects.order_by("-started_at", "-id"))
+        ),
+        pk=pk,
+    )
+
+
+def webhook_rejections() -> dict:
+    """Refused deliveries by kind since the cache was last emptied, and the latest reason."""
+    keys = [REJECTION_KEY.format(kind=kind) for kind in REJECTION_KINDS]
+    try:
+        found = cache.get_many([*keys, REJECTION_LAST_KEY])
+    except Exception:  # a cache outage must not take the page down
+        return {"by_kind": {}, "total": None, "last": None}
+    by_kind = {
+        kind: int(found.get(key) or 0) for kind, key in zip(REJECTION_KINDS, keys, strict=True)
+    }
+    return {
+        "by_kind": by_kind,
+        "total": sum(by_kind.values()),
+        "last": found.get(REJECTION_LAST_KEY),
+    }

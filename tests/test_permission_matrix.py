@@ -1,0 +1,204 @@
+"""Every URL pattern, as every kind of visitor: the declared outcome, and CSRF on every POST.
+
+The table below is the declaration. A URL pattern that is not in it fails the coverage test,
+so a new page cannot be forgotten.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
+from reconciliation.models import ReconciliationRun, RunStatus
+from tests.factories import (
+    DisputeFactory,
+    FlagFactory,
+    StaffFactory,
+    UserFactory,
+    WebhookEventFactory,
+)
+
+ANON, CUSTOMER = "anonymous", "customer"
+VISITORS = [ANON, CUSTOMER, ROLE_SUPPORT, ROLE_FINANCE, ROLE_ADMIN]
+STAFF = {ROLE_SUPPORT, ROLE_FINANCE, ROLE_ADMIN}
+SUPPORT_ADMIN = {ROLE_SUPPORT, ROLE_ADMIN}
+
+# Outcomes: "ok" (served: 2xx, 3xx that is not to a login page, or a 4xx form error other than
+# 401/403), "login" (302 to the staff login), "app_login" (302 to the customer login),
+# "forbidden" (403), "unauthorized" (401), "bad_request" (400).
+PUBLIC = "public"  # everyone: ok
+# name: (method, who is allowed ("public", or a set of roles; others: anon->login, rest->403))
+MATRIX = {
+    "overview": ("get", STAFF),
+    "account_detail": ("get", STAFF),
+    "account_access_actions": ("get", STAFF),
+    "revocation_request_create": ("post", STAFF),
+    "access_restore": ("post", {ROLE_ADMIN}),
+    "revocation_list": ("get", STAFF),
+    "revocation_approve": ("post", {ROLE_ADMIN}),
+    "revocation_reject": ("post", {ROLE_ADMIN}),
+    "revocation_retry": ("post", {ROLE_ADMIN}),
+    "audit_list": ("get", STAFF),
+    "review_queue": ("get", STAFF),
+    "flag_row": ("get", STAFF),
+    "flag_assign": ("post", SUPPORT_ADMIN),
+    "flag_note": ("post", SUPPORT_ADMIN),
+    "flag_extend": ("post", SUPPORT_ADMIN),
+    "flag_comp": ("post", SUPPORT_ADMIN),
+    "flag_resolve": ("post", SUPPORT_ADMIN),
+    "reconciliation_runs": ("get", STAFF),
+    "reconciliation_run_start": ("post", {ROLE_ADMIN}),
+    "reconciliation_run_detail": ("get", STAFF),
+    "reconciliation_run_progress": ("get", STAFF),
+    "reconciliation_run_apply": ("post", {ROLE_ADMIN}),
+    "reconciliation_run_discard": ("post", {ROLE_ADMIN}),
+    "webhook_list": ("get", SUPPORT_ADMIN),
+    "webhook_detail": ("get", SUPPORT_ADMIN),
+    "webhook_replay": ("post", {ROLE_ADMIN}),
+    "webhook_replay_dead": ("post", {ROLE_ADMIN}),
+    "dispute_list": ("get", STAFF),
+    "dispute_detail": ("get", STAFF),
+    "dispute_stage": ("post", {ROLE_FINANCE}),
+    "dispute_submit": ("post", {ROLE_FINANCE}),
+    "account_evidence_panel": ("get", STAFF),
+    "evidence_pdf": ("post", {ROLE_FINANCE}),
+    "evidence_csv": ("post", {ROLE_FINANCE}),
+}
+# Pages with their own rules, outside the staff matrix: name -> (method, outcome per visitor).
+SPECIAL = {
+    "login": ("get", dict.fromkeys(VISITORS, "ok")),
+    "logout": ("post", dict.fromkeys(VISITORS, "login")),  # signed out, back to the login
+    "healthz": ("get", dict.fromkeys(VISITORS, "ok")),
+    "customer_login": ("get", dict.fromkeys(VISITORS, "ok")),
+    "customer_logout": ("post", dict.fromkeys(VISITORS, "app_login")),
+    "customer_home": ("get", {ANON: "app_login", CUSTOMER: "ok", **dict.fromkeys(STAFF, "ok")}),
+    # Machine endpoints: no session counts, only a signature or a bearer token.
+    "stripe_webhook": ("post", dict.fromkeys(VISITORS, "bad_request")),
+    "activity_ingest_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+}
+ADMIN_SITE_PREFIX = "django-admin/"
+
+
+def _patterns(resolvers, prefix=""):
+    for entry in resolvers:
+        if isinstance(entry, URLResolver):
+            route = prefix + str(entry.pattern)
+            if route.startswith(ADMIN_SITE_PREFIX):
+                yield route, "django-admin"
+                continue
+            yield from _patterns(entry.url_patterns, route)
+        elif isinstance(entry, URLPattern):
+            yield prefix + str(entry.pattern), entry.name
+
+
+def test_every_url_pattern_is_declared():
+    declared = set(MATRIX) | set(SPECIAL) | {"django-admin"}
+    found = {name for _route, name in _patterns(get_resolver().url_patterns)}
+    unnamed = [route for route, name in _patterns(get_resolver().url_patterns) if not name]
+    assert not unnamed, f"URL patterns without a name cannot be checked: {unnamed}"
+    assert found - declared == set(), "add these URLs to the permission matrix"
+    assert declared - found == set(), "the matrix names URLs that no longer exist"
+
+
+@pytest.fixture
+def world(db):
+    requester = StaffFactory(role=ROLE_SUPPORT, email="requester@janitor.test")
+    account = UserFactory()
+    revoked = UserFactory(access_status="revoked", is_active=False)
+    from accounts.services.revocation import revocation_request
+
+    pending = revocation_request(account=account, requested_by=requester, reason="Fraud")
+    flag = FlagFactory(account=UserFactory(), kind="missing_subscription")
+    run = ReconciliationRun.objects.create(status=RunStatus.HALTED, finished_at=timezone.now())
+    event = WebhookEventFactory(status="dead")
+    dispute = DisputeFactory(account=account, due_by=timezone.now() + timedelta(days=3))
+    return {
+        "public_id": account.public_id,
+        "revoked": revoked.public_id,
+        "pk": pending.pk,
+        "flag_id": flag.pk,
+        "run_id": run.pk,
+        "event_pk": event.pk,
+        "provider_id": dispute.provider_id,
+    }
+
+
+def _url(name: str, world: dict) -> str:
+    kwargs_for = {
+        "access_restore": {"public_id": world["revoked"]},
+        "revocation_approve": {"pk": world["pk"]},
+        "revocation_reject": {"pk": world["pk"]},
+        "revocation_retry": {"pk": world["pk"]},
+        "webhook_detail": {"pk": world["event_pk"]},
+        "webhook_replay": {"pk": world["event_pk"]},
+    }
+    if name in kwargs_for:
+        return reverse(name, kwargs=kwargs_for[name])
+    pattern = next(p for p in get_resolver().reverse_dict.getlist(name))
+    params = pattern[0][0][1]
+    return reverse(name, kwargs={param: world[param] for param in params})
+
+
+def _visitor(role: str, **client_kwargs) -> Client:
+    client = Client(**client_kwargs)
+    if role == CUSTOMER:
+        client.force_login(UserFactory())
+    elif role != ANON:
+        client.force_login(StaffFactory(role=role))
+    return client
+
+
+def _outcome(response) -> str:
+    status = response.status_code
+    location = response.get("Location", "") or response.get("HX-Redirect", "")
+    if status == 302 and location.startswith(reverse("login")):
+        return "login"
+    if status == 302 and location.startswith(reverse("customer_login")):
+        return "app_login"
+    return {403: "forbidden", 401: "unauthorized", 400: "bad_request"}.get(status, "ok")
+
+
+def _expected(name: str, role: str) -> str:
+    if name in SPECIAL:
+        return SPECIAL[name][1][role]
+    allowed = MATRIX[name][1]
+    if role == ANON:
+        return "login"
+    return "ok" if role in allowed else "forbidden"
+
+
+CASES = [(name, role) for name in [*MATRIX, *SPECIAL] for role in VISITORS]
+
+
+@pytest.mark.parametrize(("name", "role"), CASES, ids=[f"{n}-{r}" for n, r in CASES])
+def test_url_as_visitor(world, stripe_fake, name, role):
+    method = (MATRIX.get(name) or SPECIAL[name])[0]
+    response = getattr(_visitor(role), method)(_url(name, world))
+    assert response.status_code < 500, response.content[:500]
+    # A form refused for missing fields is still "served"; only 400 on the machine endpoints
+    # is an outcome of its own.
+    outcome = _outcome(response)
+    if outcome == "bad_request" and name not in SPECIAL:
+        outcome = "ok"
+    assert outcome == _expected(name, role), (response.status_code, response.content[:300])
+
+
+POSTS = [name for name, (method, _allowed) in MATRIX.items() if method == "post"]
+
+
+@pytest.mark.parametrize("name", POSTS)
+def test_every_state_changing_request_needs_the_csrf_token(world, stripe_fake, name):
+    allowed = MATRIX[name][1]
+    role = ROLE_ADMIN if ROLE_ADMIN in allowed else next(iter(allowed))
+    client = _visitor(role, enforce_csrf_checks=True)
+    response = client.post(_url(name, world))
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+    client.get(reverse("overview"))  # the cookie the dashboard's pages set
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    with_token = client.post(_url(name, world), headers={"X-CSRFToken": token})
+    assert with_token.status_code != 403
