@@ -76,7 +76,7 @@ def database_from_url(url: str) -> dict:
             "HOST": parsed.hostname or "",
             "PORT": str(port or ""),
             "CONN_MAX_AGE": _env_int("DATABASE_CONN_MAX_AGE", 60),
-            "CONN_HEALTH_CHECKS": True,
+            "CONN_HEALTH_CHECKS": _env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
             "OPTIONS": options,
         }
     if parsed.scheme == "sqlite":
