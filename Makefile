@@ -39,7 +39,7 @@ run: install
 
 lint: install-dev
 	$(PY) -m ruff check .
-	$(PY) manage.py makemigrations --check --dry-run
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py makemigrations --check --dry-run
 
 test: install-dev lint
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
