@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from accounts.models import User
 from reconciliation import gateway
-from reconciliation.models import FlagKind, WebhookAttempt, WebhookEvent, WebhookStatus
+from reconciliation.models import (
+    FlagKind,
+    Subscription,
+    WebhookAttempt,
+    WebhookEvent,
+    WebhookStatus,
+)
 from reconciliation.services.disputes import dispute_apply
 from reconciliation.services.flags import flag_open
 from reconciliation.services.subscriptions import subscription_apply
@@ -260,28 +266,61 @@ def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
     return subscription or None
 
 
-def _prefetch(event: WebhookEvent) -> dict[str, Any] | None:
-    """Network reads an event needs, done before any lock is taken."""
-    if event.type not in INVOICE_TYPES:
-        return None
-    subscription_id = invoice_subscription_id(_event_object(event))
-    if subscription_id is None:
-        return None
+def _fetch_subscription(subscription_id: str) -> tuple[dict[str, Any], datetime]:
+    # Stamp the fetched view with the time just before asking: anything the provider changed
+    # later carries a later time, so a fresher event still wins over this view.
+    fetched_at = timezone.now()
     try:
-        return gateway.subscription_retrieve(provider_id=subscription_id)
+        return gateway.subscription_retrieve(provider_id=subscription_id), fetched_at
     except gateway.GatewayError as exc:
         raise WebhookProcessingError(
             f"Stripe unavailable fetching {subscription_id}: {exc}"
         ) from exc
 
 
-def _dispatch(event: WebhookEvent, prefetched: dict[str, Any] | None) -> str:
+def _same_second_conflict(event: WebhookEvent) -> str | None:
+    """The subscription id when this event's time equals the mirror's and its view differs.
+
+    Stripe's event times are whole seconds, so two changes in one second (incomplete -> active
+    on the first payment) cannot be ordered by time: ask the provider for the current view.
+    """
+    obj = _event_object(event)
+    mirror = (
+        Subscription.objects.filter(provider_id=str(obj.get("id") or ""))
+        .only("status", "provider_updated_at", "cancel_at_period_end")
+        .first()
+    )
+    if mirror is None or mirror.provider_updated_at != event.created:
+        return None
+    if (mirror.status, mirror.cancel_at_period_end) == (
+        obj.get("status"),
+        bool(obj.get("cancel_at_period_end")),
+    ):
+        return None
+    return mirror.provider_id
+
+
+def _prefetch(event: WebhookEvent) -> tuple[dict[str, Any], datetime] | None:
+    """Network reads an event needs, done before any lock is taken: (object, provider time)."""
+    if event.type in SUBSCRIPTION_TYPES:
+        subscription_id = _same_second_conflict(event)
+        return _fetch_subscription(subscription_id) if subscription_id else None
+    if event.type not in INVOICE_TYPES:
+        return None
+    subscription_id = invoice_subscription_id(_event_object(event))
+    if subscription_id is None:
+        return None
+    return _fetch_subscription(subscription_id)
+
+
+def _dispatch(event: WebhookEvent, prefetched: tuple[dict[str, Any], datetime] | None) -> str:
     """Apply one event; returns the status it ends in (processed or ignored)."""
     source = f"event:{event.provider_event_id}"
     if event.type in SUBSCRIPTION_TYPES:
+        obj, provider_time = prefetched or (_event_object(event), event.created)
         subscription_apply(
-            obj=_event_object(event),
-            provider_time=event.created,
+            obj=obj,
+            provider_time=provider_time,
             actor=WEBHOOK_ACTOR,
             source=source,
             event=event,
@@ -290,10 +329,10 @@ def _dispatch(event: WebhookEvent, prefetched: dict[str, Any] | None) -> str:
     if event.type in INVOICE_TYPES:
         if prefetched is None:
             return WebhookStatus.IGNORED  # a one-off invoice: no subscription to apply
-        # The fetched object is the provider's view now; the event's time still orders it.
+        obj, provider_time = prefetched
         subscription_apply(
-            obj=prefetched,
-            provider_time=event.created,
+            obj=obj,
+            provider_time=provider_time,
             actor=WEBHOOK_ACTOR,
             source=source,
             event=event,

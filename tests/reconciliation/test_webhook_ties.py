@@ -1,0 +1,63 @@
+"""Ordering limits of Stripe's whole-second event times, and re-fetched views."""
+
+import time
+
+import pytest
+
+from accounts.models import AccessStatus
+from reconciliation.models import Subscription, WebhookStatus
+from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
+from tests.factories import UserFactory
+from tests.fakes.stripe_fake import event_object
+from tests.reconciliation.webhook_support import sub_obj
+
+pytestmark = pytest.mark.django_db
+
+
+def _process(event: dict) -> str:
+    row = webhook_event_store(event=event)
+    return webhook_event_process(event_id=row.pk)
+
+
+def test_same_second_events_in_reverse_order_end_in_the_providers_view(stripe_fake):
+    """created(incomplete) and updated(active) in one second, delivered newest first."""
+    account = UserFactory(stripe_customer_id="cus_tie")
+    stripe_fake.add_subscription("sub_tie", customer="cus_tie", status="active")
+    second = int(time.time())
+    updated = event_object(
+        "customer.subscription.updated", sub_obj("sub_tie", "cus_tie"), created=second
+    )
+    created = event_object(
+        "customer.subscription.created", sub_obj("sub_tie", "cus_tie", "incomplete"), created=second
+    )
+    assert _process(updated) == WebhookStatus.PROCESSED
+    assert _process(created) == WebhookStatus.PROCESSED
+    assert Subscription.objects.get(provider_id="sub_tie").status == "active"
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.ACTIVE
+    # The tie was settled by asking the provider, once.
+    assert len(stripe_fake.requests_to("/v1/subscriptions/sub_tie", "GET")) == 1
+
+
+def test_refetched_invoice_view_does_not_hide_a_later_event(stripe_fake):
+    """An invoice event re-fetches the subscription; that view is as of the fetch, so an event
+    stamped between the invoice and the fetch must not overwrite it."""
+    account = UserFactory(stripe_customer_id="cus_inv2")
+    stripe_fake.add_subscription("sub_inv2", customer="cus_inv2", status="active")
+    t0 = int(time.time()) - 60
+    invoice = {
+        "id": "in_1",
+        "object": "invoice",
+        "customer": "cus_inv2",
+        "subscription": "sub_inv2",
+    }
+    assert _process(event_object("invoice.payment_failed", invoice, created=t0)) == "processed"
+    late = event_object(
+        "customer.subscription.updated",
+        sub_obj("sub_inv2", "cus_inv2", "past_due"),
+        created=t0 + 10,
+    )
+    _process(late)
+    assert Subscription.objects.get(provider_id="sub_inv2").status == "active"
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.ACTIVE
