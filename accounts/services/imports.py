@@ -32,6 +32,8 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    # Lines whose is_active differs from the access Janitor already manages: left as they are.
+    access_kept: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def applied(self) -> bool:
@@ -119,8 +121,9 @@ def _conflicts(rows: list[ImportRow]) -> list[tuple[int, str]]:
 def accounts_import(*, text: str, batch_size: int = 1000) -> ImportReport:
     """Validate every line first; if any is refused, write nothing and report all reasons.
 
-    Re-importing the same file changes nothing. An is_active flip is an access change and is
-    audited like any other (actor system:import).
+    Re-importing the same file changes nothing. is_active sets the access of NEW accounts
+    (audited as system:import); for existing ones Janitor's access status stands and the line
+    is reported, since a revocation or a restore has its own approved, audited flow.
     """
     report = ImportReport()
     rows, refused = _parse(csv.DictReader(io.StringIO(text)))
@@ -165,22 +168,15 @@ def _import_batch(rows: list[ImportRow], report: ImportReport) -> None:
         ]
         for name in changed:
             setattr(user, name, getattr(row, name))
-        if user.is_active != row.is_active and (
-            row.is_active or user.access_status != AccessStatus.REVOKED_PENDING
-        ):
-            from_status = user.access_status
-            user.is_active = row.is_active
-            user.access_status = AccessStatus.ACTIVE if row.is_active else AccessStatus.REVOKED
-            user.grace_ends_at = None
-            changed += ["is_active", "access_status", "grace_ends_at"]
-            audits.append(
-                AccessAudit(
-                    account=user,
-                    actor=IMPORT_ACTOR,
-                    from_status=from_status,
-                    to_status=user.access_status,
-                    reason=f"is_active={row.is_active} in the imported file",
-                    source=f"import:line {row.line}",
+        if user.is_active != row.is_active:
+            # Once an account is in Janitor, access moves only through its audited flows: a
+            # revocation needs an approval, a restore an admin. A file must not bypass them.
+            hint = "request a revocation" if user.is_active else "an admin restores access"
+            report.access_kept.append(
+                (
+                    row.line,
+                    f"{row.public_id} is {user.access_status} in Janitor; is_active="
+                    f"{str(row.is_active).lower()} ignored ({hint} to change it)",
                 )
             )
         if changed:

@@ -36,14 +36,34 @@ def test_import_creates_then_changes_nothing_on_rerun(tmp_path, capsys):
     assert AccessAudit.objects.count() == 3
 
 
-def test_import_updates_and_audits_an_activation(tmp_path, capsys):
+def test_import_updates_profiles_but_never_moves_access(tmp_path, capsys, admin_user):
+    from accounts.services.access import access_status_change
+
     _run(tmp_path, GOOD)
-    _run(tmp_path, GOOD.replace("Ben,false", "Benjamin,true"))
-    assert "0 created, 1 updated, 2 unchanged" in capsys.readouterr().out
+    ada = User.objects.get(public_id="user-aaf21-bb34-cc55")
+    for status in ("revoked_pending", "revoked"):  # revoked by staff, after approval
+        access_status_change(
+            account=ada,
+            to_status=status,
+            actor=admin_user.email,
+            actor_user=admin_user,
+            reason="chargeback",
+        )
+    audit_rows = AccessAudit.objects.count()
+    capsys.readouterr()
+    _run(tmp_path, GOOD.replace("Ben,false", "Benjamin,true").replace("Chloé Ünïcode,1", "Chloé,0"))
+    out = capsys.readouterr().out
+    assert "0 created, 2 updated, 1 unchanged" in out
     ben = User.objects.get(public_id="user-bbb22-cc34-dd55")
-    assert (ben.name, ben.is_active, ben.access_status) == ("Benjamin", True, "active")
-    audit = AccessAudit.objects.filter(account=ben).order_by("-id").first()
-    assert (audit.from_status, audit.to_status) == ("revoked", "active")
+    chloe = User.objects.get(public_id="user-ccc33-dd34-ee55")
+    ada.refresh_from_db()
+    assert (ben.name, ben.access_status) == ("Benjamin", "revoked")  # an admin restores access
+    assert (chloe.name, chloe.access_status) == ("Chloé", "active")  # revoking needs approval
+    assert ada.access_status == "revoked"  # the file still says true: the revocation stands
+    assert AccessAudit.objects.count() == audit_rows
+    assert "line 3: user-bbb22-cc34-dd55 is revoked in Janitor; is_active=true ignored" in out
+    assert "line 4: user-ccc33-dd34-ee55 is active in Janitor; is_active=false ignored" in out
+    assert "line 2: user-aaf21-bb34-cc55 is revoked in Janitor; is_active=true ignored" in out
 
 
 @pytest.mark.smoke

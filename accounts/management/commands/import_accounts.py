@@ -33,6 +33,8 @@ class Command(BaseCommand):
                 f"{len(report.refused)} line(s) refused; nothing was imported. "
                 "Fix them and run again."
             )
+        for line, note in report.access_kept:
+            self.stdout.write(self.style.WARNING(f"line {line}: {note}"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Imported {path.name}: {report.created} created, {report.updated} updated, "
