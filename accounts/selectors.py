@@ -71,6 +71,6 @@ def access_audit_list(
         qs = qs.filter(actor__icontains=actor)
     if date_from:
         qs = qs.filter(at__gte=_day_start(date_from))
-    if date_to:
+    if date_to and date_to < date.max:  # the last day there is means "no upper bound"
         qs = qs.filter(at__lt=_day_start(date_to + timedelta(days=1)))
     return qs.order_by("-at", "-id")

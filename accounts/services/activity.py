@@ -235,8 +235,17 @@ def _validate_item(index: int, item, now: datetime) -> tuple[dict | None, dict |
         user_agent = ""
     if not isinstance(user_agent, str):
         errors["user_agent"] = "must be a string"
+    for name, value in (
+        ("id", event_id),
+        ("account", account),
+        ("path", path),
+        ("user_agent", user_agent),
+    ):
+        # PostgreSQL text cannot hold NUL; say so instead of failing the whole request.
+        if isinstance(value, str) and "\x00" in value:
+            errors[name] = "contains a NUL character"
     if errors:
-        safe_id = event_id if isinstance(event_id, str) else None
+        safe_id = event_id if isinstance(event_id, str) and "\x00" not in event_id else None
         return None, {"index": index, "id": safe_id, "errors": errors}
     return {
         "id": event_id,
