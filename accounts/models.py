@@ -1,6 +1,7 @@
 """The product's accounts and their access: users, sessions, activity, revocations, the audit."""
 
 import secrets
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
@@ -257,6 +258,22 @@ class RevocationRequest(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="revocation_status_idx")]
+
+    # An approved request with no step done for this long lost its task (a broker can lose one,
+    # or the worker died mid-run): it may be retried like a failed one.
+    STALLED_AFTER = timedelta(minutes=10)
+
+    @property
+    def is_stalled(self) -> bool:
+        if self.status != RevocationStatus.APPROVED or self.decided_at is None:
+            return False
+        times = [self.decided_at]
+        for step in (self.steps or {}).values():
+            try:
+                times.append(datetime.fromisoformat(step["at"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return timezone.now() - max(times) > self.STALLED_AFTER
 
 
 class AuditQuerySet(models.QuerySet):

@@ -117,13 +117,14 @@ def revocation_reject(*, revocation_id: int, approver: User, comment: str) -> Re
 
 
 def revocation_retry(*, revocation_id: int, actor: User, enqueue: bool = True) -> RevocationRequest:
-    """Run a failed staged revocation again from where it stopped (queued, or by the caller)."""
+    """Run a failed (or stalled: approved, its task lost) staged revocation again from where it
+    stopped (queued, or by the caller)."""
     if not actor.has_perm("accounts.approve_revocation"):
         raise RevocationError("Only an Admin can retry a revocation.")
     with transaction.atomic():
         revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
-        if revocation.status != RevocationStatus.FAILED:
-            raise RevocationError("Only a failed revocation can be retried.")
+        if revocation.status != RevocationStatus.FAILED and not revocation.is_stalled:
+            raise RevocationError("Only a failed or stalled revocation can be retried.")
         revocation.status = RevocationStatus.APPROVED
         revocation.save(update_fields=["status"])
     if enqueue:
@@ -159,14 +160,24 @@ def revocation_run_now(
 
 
 def _enqueue(revocation: RevocationRequest) -> None:
+    """Queue the staged run; if the queue cannot take it, the request becomes failed (and
+    retryable) instead of staying approved with nothing running."""
     from django_q.tasks import async_task
 
-    async_task(
-        "accounts.tasks.revocation_run_task",
-        revocation.pk,
-        task_name=f"revocation-{revocation.pk}-{revocation.attempts + 1}",
-        group="revocation",
-    )
+    try:
+        async_task(
+            "accounts.tasks.revocation_run_task",
+            revocation.pk,
+            task_name=f"revocation-{revocation.pk}-{revocation.attempts + 1}",
+            group="revocation",
+        )
+    except Exception as exc:  # broker down: say so where an admin will see it
+        RevocationRequest.objects.filter(
+            pk=revocation.pk, status=RevocationStatus.APPROVED
+        ).update(
+            status=RevocationStatus.FAILED,
+            last_error=f"could not queue the revocation: {exc.__class__.__name__}: {exc}"[:2000],
+        )
 
 
 def revocation_run(

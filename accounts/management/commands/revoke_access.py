@@ -40,11 +40,19 @@ class Command(BaseCommand):
 
         try:
             if retry:
-                failed = RevocationRequest.objects.filter(
-                    account=account, status=RevocationStatus.FAILED
-                ).first()
+                failed = next(
+                    (
+                        r
+                        for r in RevocationRequest.objects.filter(
+                            account=account,
+                            status__in=[RevocationStatus.FAILED, RevocationStatus.APPROVED],
+                        )
+                        if r.status == RevocationStatus.FAILED or r.is_stalled
+                    ),
+                    None,
+                )
                 if failed is None:
-                    raise CommandError(f"{public_id} has no failed revocation to retry.")
+                    raise CommandError(f"{public_id} has no failed or stalled revocation.")
                 revocation_retry(revocation_id=failed.pk, actor=staff, enqueue=False)
                 self.stdout.write(f"Retrying revocation request #{failed.pk} for {account.email}")
                 revocation = revocation_run(revocation_id=failed.pk, on_step=self._print_step)
