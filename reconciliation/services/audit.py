@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import AccessComp, AccessStatus, User
@@ -266,6 +267,25 @@ def _decider(now: datetime) -> Callable[..., str]:
     return decide
 
 
+def _mirror_holds_subscriptions() -> bool:
+    return Subscription.objects.exists()
+
+
+def _statuses_linked_elsewhere(*, account_ids: list[int]) -> dict[int, frozenset[str]]:
+    """Statuses of subscriptions linked to these accounts under another customer id (found by
+    metadata or email): webhooks decide from them too, so the audit must. One query a batch;
+    the mirror rows were refreshed from this run's listing."""
+    found: dict[int, set[str]] = {}
+    rows = (
+        Subscription.objects.filter(account_id__in=account_ids)
+        .exclude(customer_id=F("account__stripe_customer_id"))
+        .values_list("account_id", "status")
+    )
+    for account_id, status in rows:
+        found.setdefault(account_id, set()).add(status)
+    return {account_id: frozenset(found_statuses) for account_id, found_statuses in found.items()}
+
+
 def _outcomes_decide(
     *,
     run: ReconciliationRun,
@@ -305,6 +325,7 @@ def _outcomes_decide(
         if not listing_complete:
             unseen = [row[3] for row in batch if row[3] and row[3] not in statuses.by_customer]
             fallback = _mirror_statuses(customer_ids=unseen) if unseen else {}
+        elsewhere = _statuses_linked_elsewhere(account_ids=[row[0] for row in batch])
         pending: list[RunOutcome] = []
         for account_id, access_status, grace_ends_at, customer_id in batch:
             sub_statuses = NO_SUBSCRIPTIONS
@@ -314,6 +335,8 @@ def _outcomes_decide(
                     sub_statuses = statuses.by_customer[customer_id]
                 else:
                     sub_statuses = frozenset(fallback.get(customer_id, NO_SUBSCRIPTIONS))
+            if account_id in elsewhere:
+                sub_statuses = sub_statuses | elsewhere[account_id]
             outcome = decide(
                 access_status,
                 grace_ends_at,
@@ -451,6 +474,13 @@ def audit_run_execute(
         run.change_ratio = ratio
         errors: list[str] = [f"ambiguous {c}: {why}" for c, why in link_report.ambiguous]
         halt_reason = _brake_reason(changes=changes, with_access=with_access, ratio=ratio)
+        if listing_error is None and not statuses.by_customer and _mirror_holds_subscriptions():
+            # A wrong key (another Stripe account, test mode) lists nothing: that would flag
+            # every account as a manual grant. Nothing is applied until someone looks.
+            halt_reason = (
+                "The provider listed no subscriptions while the mirror holds some: check "
+                "STRIPE_API_KEY (another account or mode?). Nothing was applied."
+            )
         if listing_error is not None:
             halt_reason = (
                 f"The provider listing failed after {progress.state['pages']} page(s): "

@@ -1,0 +1,42 @@
+"""The audit decides from the same subscriptions webhooks do, and an empty listing halts it
+(found in review)."""
+
+import pytest
+
+from accounts.models import AccessStatus
+from reconciliation.models import Flag, RunStatus
+from reconciliation.services.audit import audit_run
+from tests.factories import SubscriptionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_brake(settings):
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+
+
+def test_a_subscription_linked_by_metadata_counts_for_its_account(stripe_fake):
+    account = UserFactory(stripe_customer_id="cus_old")
+    stripe_fake.add_subscription("sub_old", customer="cus_old", status="canceled")
+    stripe_fake.add_subscription(
+        "sub_new", customer="cus_new", status="active", metadata={"account_id": account.public_id}
+    )
+    # The new subscription was linked to the account by a webhook (metadata.account_id).
+    SubscriptionFactory(provider_id="sub_new", account=account, customer_id="cus_new")
+    run = audit_run(dry_run=False, triggered_by="test")
+    account.refresh_from_db()
+    assert run.status == RunStatus.APPLIED
+    assert account.access_status == AccessStatus.ACTIVE
+    assert not Flag.objects.filter(account=account).exists()
+
+
+def test_an_empty_listing_halts_instead_of_flagging_everyone(stripe_fake):
+    accounts = UserFactory.create_batch(3)
+    for account in accounts:
+        SubscriptionFactory(account=account)  # the mirror knows their subscriptions
+    run = audit_run(dry_run=False, triggered_by="test")  # the provider lists nothing
+    assert run.status == RunStatus.HALTED
+    assert "listed no subscriptions" in run.halt_reason
+    assert not Flag.objects.exists()
+    assert {a.access_status for a in accounts} == {AccessStatus.ACTIVE}
