@@ -1,22 +1,11 @@
 """The customer surface: /app/login/, /app/ and /app/logout/."""
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
 from accounts.services import sessions as session_index
 from tests.factories import PASSWORD
-
-
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 @pytest.mark.smoke

@@ -14,16 +14,6 @@ from accounts.services.access import access_status_change
 from tests.factories import PASSWORD, UserFactory
 
 
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-
 def _set_status(user, *statuses):
     for status in statuses:
         access_status_change(

@@ -32,17 +32,6 @@ from tests.factories import PASSWORD, UserFactory
 DEAD_REDIS = "redis://127.0.0.1:6390/0"
 
 
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    """Remove this run's keys (our prefix only: other suites share the server)."""
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-
 def _login(user: User) -> Client:
     """A separate browser: signs in through the real customer form."""
     client = Client()

@@ -5,25 +5,13 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, RevocationRequest, RevocationStatus
-from accounts.services import sessions as session_index
 from accounts.services.revocation import revocation_approve, revocation_request
 from tests.factories import UserFactory
-
-
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 def _panel(client, account, htmx=True):

@@ -7,22 +7,11 @@ from django.urls import reverse
 
 from accounts.models import AccessStatus, RevocationRequest, RevocationStatus
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
-from accounts.services import sessions as session_index
 from accounts.services.access import access_status_change
 from accounts.services.revocation import revocation_request
 from tests.factories import StaffFactory, UserFactory
 
 ROLES = ["anonymous", "customer", ROLE_SUPPORT, ROLE_FINANCE, ROLE_ADMIN]
-
-
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 @pytest.fixture

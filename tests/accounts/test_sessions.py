@@ -13,16 +13,6 @@ from accounts.services import sessions as session_index
 from tests.factories import PASSWORD, StaffFactory
 
 
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
-
 def _store():
     return import_module(settings.SESSION_ENGINE).SessionStore
 

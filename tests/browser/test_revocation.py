@@ -1,22 +1,10 @@
 """Revocation in real Chromium: a signed-in customer is thrown out by the next click."""
 
 import pytest
-from django.conf import settings
 
 from accounts.backends import ACCESS_REFUSED_MESSAGE
 from accounts.models import AccessStatus, RevocationRequest, RevocationStatus
-from accounts.services import sessions as session_index
 from tests.factories import PASSWORD, StaffFactory, UserFactory
-
-
-@pytest.fixture(autouse=True)
-def _clean_redis_prefix():
-    yield
-    if settings.REDIS_URL:
-        client = session_index._redis()
-        keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 @pytest.fixture
