@@ -108,3 +108,12 @@ def test_catch_up_never_asks_past_stripes_30_days(stripe_fake):
 @pytest.mark.django_db
 def test_catch_up_task_reports(stripe_fake):
     assert webhook_events_catch_up_task()["stored"] == 0
+
+
+@pytest.mark.django_db
+def test_catch_up_without_a_stripe_key_skips_quietly(settings):
+    from reconciliation.services.webhooks import webhook_events_catch_up
+
+    settings.STRIPE_API_KEY = ""
+    result = webhook_events_catch_up()
+    assert (result.listed, result.stored) == (0, 0)
