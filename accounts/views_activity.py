@@ -47,6 +47,8 @@ def activity_ingest_api(request):
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return JsonResponse({"error": "The body is not JSON."}, status=400)
+    except RecursionError:
+        return JsonResponse({"error": "The body is nested too deeply."}, status=400)
     events = payload.get("events") if isinstance(payload, dict) else None
     try:
         result = activity_ingest(token=token, events=events)

@@ -17,19 +17,35 @@ class ContentSecurityPolicyMiddleware:
 
 
 class RejectNulBytesMiddleware:
-    """A NUL byte in the path or query string is never meaningful here, and PostgreSQL cannot
-    store or compare it: answer 400 at the door instead of a 500 deep in a query."""
+    """A NUL byte in the path, the query string or a form field is never meaningful here, and
+    PostgreSQL cannot store or compare it: answer 400 at the door, not a 500 deep in a query."""
+
+    FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if (
-            "\x00" in request.path
-            or "\x00" in request.META.get("QUERY_STRING", "")
-            or any("\x00" in value for values in request.GET.lists() for value in values[1])
-        ):
+        if "\x00" in request.path or _has_nul(request.GET):
             return HttpResponseBadRequest(
                 "NUL characters are not accepted in URLs.", content_type="text/plain"
             )
         return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        # Form posts only, and not to the machine endpoints (csrf_exempt: the webhook and the
+        # activity API), which read and validate their own raw bodies.
+        if (
+            request.method == "POST"
+            and request.content_type in self.FORM_TYPES
+            and not getattr(view_func, "csrf_exempt", False)
+            and _has_nul(request.POST)
+        ):
+            return HttpResponseBadRequest(
+                "NUL characters are not accepted in form fields.", content_type="text/plain"
+            )
+        return None
+
+
+def _has_nul(query) -> bool:
+    return any("\x00" in value for _key, values in query.lists() for value in values)

@@ -149,6 +149,10 @@ def _signature_reason(exc: stripe.SignatureVerificationError) -> str:
     return "signature verification failed"
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def webhook_event_verify(
     *, payload: bytes, sig_header: str | None, secrets: list[str], tolerance: int = 300
 ) -> dict[str, Any]:
@@ -176,9 +180,12 @@ def webhook_event_verify(
         raise WebhookSignatureInvalid(reason)
 
     try:
-        event = json.loads(payload)
+        # Stripe never sends NaN/Infinity (not JSON); a body nested thousands deep is an attack.
+        event = json.loads(payload, parse_constant=_reject_constant)
     except ValueError:
         raise WebhookPayloadInvalid("body is not JSON") from None
+    except RecursionError:
+        raise WebhookPayloadInvalid("body is nested too deeply") from None
     if not (
         isinstance(event, dict)
         and event.get("object") == "event"

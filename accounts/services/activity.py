@@ -7,7 +7,7 @@ import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -186,6 +186,14 @@ class IngestResult:
 _KINDS = frozenset(ActivityKind.values)
 
 
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse_time(value, now: datetime) -> tuple[datetime | None, str | None]:
     if not isinstance(value, str) or not value:
         return None, "required: an ISO 8601 time with a timezone"
@@ -195,6 +203,10 @@ def _parse_time(value, now: datetime) -> tuple[datetime | None, str | None]:
         return None, "not an ISO 8601 time"
     if parsed.tzinfo is None:
         return None, "needs a timezone (e.g. 2026-11-20T14:03:00Z)"
+    try:
+        parsed.astimezone(UTC)  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+    except OverflowError:
+        return None, "is out of range"
     if parsed > now + FUTURE_SKEW:
         return None, "is in the future"
     return parsed, None
@@ -217,7 +229,7 @@ def _validate_item(index: int, item, now: datetime) -> tuple[dict | None, dict |
     if time_error:
         errors["occurred_at"] = time_error
     kind = item.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         errors["kind"] = f"must be one of {', '.join(sorted(_KINDS))}"
     path = item.get("path", "")
     if path is None:
@@ -241,11 +253,17 @@ def _validate_item(index: int, item, now: datetime) -> tuple[dict | None, dict |
         ("path", path),
         ("user_agent", user_agent),
     ):
-        # PostgreSQL text cannot hold NUL; say so instead of failing the whole request.
+        # PostgreSQL text cannot hold NUL or a lone surrogate; say so instead of a 500.
         if isinstance(value, str) and "\x00" in value:
             errors[name] = "contains a NUL character"
+        elif isinstance(value, str) and not _encodable(value):
+            errors[name] = "is not valid Unicode (a lone surrogate)"
     if errors:
-        safe_id = event_id if isinstance(event_id, str) and "\x00" not in event_id else None
+        safe_id = (
+            event_id
+            if isinstance(event_id, str) and "\x00" not in event_id and _encodable(event_id)
+            else None
+        )
         return None, {"index": index, "id": safe_id, "errors": errors}
     return {
         "id": event_id,

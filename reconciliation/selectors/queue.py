@@ -55,7 +55,7 @@ class QueueFilters:
         return cls(
             kind=kind if kind in FlagKind.values else "",
             age=age if age in dict(AGE_CHOICES) else "",
-            assignee=assignee if assignee in {"", "me", "none"} or assignee.isdigit() else "",
+            assignee=assignee if assignee in {"", "me", "none"} or _is_id(assignee) else "",
             q=params.get("q", "").strip()[:200],
             sort=sort if sort.lstrip("-") in SORTS else DEFAULT_SORT,
             page=page,
@@ -75,6 +75,11 @@ class QueueFilters:
         }
         values.update(overrides)
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+
+def _is_id(value: str) -> bool:
+    # isdigit() alone accepts "²" and 30-digit numbers no database id column can hold.
+    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 def _flags_base() -> QuerySet[Flag]:

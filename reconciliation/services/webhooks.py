@@ -107,12 +107,27 @@ def webhook_rejection_record(*, kind: str, reason: str) -> None:
 def _epoch(value: Any) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise EventInvalid("event has no numeric created time")
-    return datetime.fromtimestamp(value, tz=UTC)
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # 1e20, NaN, before year 1...
+        raise EventInvalid("event created time is out of range") from None
+
+
+def _storable(value: str, name: str) -> str:
+    """Text PostgreSQL can hold: no NUL, no lone surrogate (JSON allows both escaped)."""
+    if "\x00" in value:
+        raise EventInvalid(f"event {name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventInvalid(f"event {name} is not valid Unicode") from None
+    return value
 
 
 def event_customer_id(event: dict[str, Any]) -> str:
     """The Stripe customer an event is about, or "" (e.g. a charge without a customer)."""
-    obj = (event.get("data") or {}).get("object") or {}
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return ""
     if obj.get("object") == "customer":
@@ -137,8 +152,8 @@ def webhook_event_store(
         raise EventInvalid("event has no id or type")
     now = timezone.now()
     row = WebhookEvent(
-        provider_event_id=event_id[:255],
-        type=event_type[:100],
+        provider_event_id=_storable(event_id, "id")[:255],
+        type=_storable(event_type, "type")[:100],
         created=_epoch(event.get("created")),
         payload=event,
         status=WebhookStatus.PENDING,
@@ -147,7 +162,7 @@ def webhook_event_store(
         received_at=now,
         next_attempt_at=now + timedelta(seconds=WEBHOOK_SWEEP_GRACE_SECONDS),
         source=source,
-        customer_id=event_customer_id(event)[:255],
+        customer_id=_storable(event_customer_id(event), "customer")[:255],
     )
     row.pk = _insert_ignoring_duplicate(row, raw if raw is not None else json.dumps(event))
     if row.pk is None:

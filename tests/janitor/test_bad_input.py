@@ -51,3 +51,18 @@ def test_activity_item_with_nul_is_refused_per_item(client, customer, admin_user
     errors = response.json()["errors"][0]["errors"]
     assert errors["id"] == errors["path"] == "contains a NUL character"
     assert not ActivityLog.objects.exists()
+
+
+def test_nul_in_a_form_field_is_refused_but_machine_endpoints_read_their_own_bodies(
+    support_client, client
+):
+    from tests.factories import FlagFactory
+
+    flag = FlagFactory()
+    response = support_client.post(reverse("flag_note", args=[flag.pk]), {"body": "a\x00b"})
+    assert response.status_code == 400
+    assert b"NUL characters are not accepted in form fields" in response.content
+    assert not flag.notes.exists()
+    # A form-encoded post to the webhook is judged by its signature, not by this guard.
+    webhook = client.post(reverse("stripe_webhook"), {"x": "a\x00b"})
+    assert webhook.status_code == 400 and b"NUL" not in webhook.content
