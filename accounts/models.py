@@ -27,8 +27,12 @@ class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def get_by_natural_key(self, username):
-        # Emails are unique case-insensitively, so logins are too.
-        return self.get(email__iexact=username)
+        # Emails are unique case-insensitively, so logins are too. LOWER() = LOWER() uses the
+        # unique index on PostgreSQL; iexact would be a LIKE (which SQLite refuses for long,
+        # wildcard-heavy input). Nothing longer than an email column can match.
+        if not isinstance(username, str) or len(username) > 254:
+            raise self.model.DoesNotExist("No account with that email.")
+        return self.annotate(email_ci=Lower("email")).get(email_ci=username.lower())
 
     def create_user(self, email, password=None, **extra):
         user = self.model(email=self.normalize_email(email), **extra)
