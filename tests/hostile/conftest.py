@@ -30,6 +30,8 @@ settings.register_profile(
     print_blob=True,
 )
 settings.register_profile("dev", settings.get_profile("ci"), max_examples=100)
+# Random seeds, to look for what the fixed CI examples happen not to reach.
+settings.register_profile("shake", settings.get_profile("ci"), max_examples=300, derandomize=False)
 # HYPOTHESIS_PROFILE=dev for a quick local run; CI runs the default.
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from hypothesis import assume, given, note
 from hypothesis import event as hypothesis_event
-from hypothesis import given, note
 from hypothesis import strategies as st
 
 from accounts.models import AccessAudit
@@ -208,6 +208,13 @@ def _post(client, body: bytes, *, signature, content_type: str, encoding, **meta
 def test_unsigned_deliveries_are_refused_with_a_reason_and_change_nothing(
     raw_client, body, signature, content_type, encoding, content_length
 ):
+    # Django's test client cannot hand the view fewer bytes than a Content-Length larger than
+    # the body (a real server would wait, then time out): keep declared lengths <= the body.
+    try:
+        declared = int(content_length) if content_length is not None else None
+    except ValueError:
+        declared = None
+    assume(declared is None or declared <= len(body))
     meta = {} if content_length is None else {"CONTENT_LENGTH": content_length}
     with rolled_back():
         before = {name: count() for name, count in COUNTERS.items()}
