@@ -23,9 +23,6 @@ from reconciliation.services.disputes import dispute_apply
 from tests.factories import PASSWORD, FlagFactory, StaffFactory, UserFactory
 from tests.hostile.conftest import assert_answered, rolled_back
 
-# Share of the profile's examples each form gets (1,000 in CI): see FORM_EXAMPLES_SHARE below.
-FORM_EXAMPLES_SHARE = 0.2
-
 # --- Strategies ---------------------------------------------------------------------------
 
 # What a browser (or a forger with curl) can put in a form field. No lone surrogates: a form
@@ -348,10 +345,12 @@ def _client_for(world: World, role: str | None) -> Client:
 def test_every_form_answers_hostile_values_without_a_server_error(form, world):
     client = _client_for(world, form.role)
     url = form.url(world)
+    sent: list[int] = []
 
-    @settings(max_examples=max(10, int(settings().max_examples * FORM_EXAMPLES_SHARE)))
+    # Each form is its own endpoint: it gets the profile's full count (1,000 in CI).
     @given(data=form.data, htmx=st.booleans())
     def check(data, htmx):
+        sent.append(1)
         headers = {"HX-Request": "true"} if htmx else {}
         with rolled_back():
             if form.method == "post":
@@ -364,3 +363,5 @@ def test_every_form_answers_hostile_values_without_a_server_error(form, world):
         assert response.status_code != 403, f"{form.role} may use {form.name}"
 
     check()
+    # The count the issue asks for, per form, is a checked fact rather than a setting.
+    assert len(sent) >= settings.default.max_examples, f"{form.name}: only {len(sent)} examples"
