@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -149,6 +150,12 @@ def _signature_reason(exc: stripe.SignatureVerificationError) -> str:
     return "signature verification failed"
 
 
+def _signed_at(sig_header: str) -> int:
+    """The header's first `t=`, read as the SDK reads it (it has already parsed it)."""
+    items = (item.split("=", 1) for item in sig_header.split(","))
+    return int(next(value for key, *rest in items if key == "t" for value in rest))
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
@@ -178,6 +185,10 @@ def webhook_event_verify(
     else:
         reason = next((r for r in _REASON_PRIORITY if r in reasons), reasons[0])
         raise WebhookSignatureInvalid(reason)
+    # The SDK bounds the age only from below. A signed timestamp beyond the same tolerance in
+    # the future is clock skew or a signature minted to outlive the replay window: refuse it.
+    if tolerance and _signed_at(sig_header) > time.time() + tolerance:
+        raise WebhookSignatureInvalid("timestamp in the future")
 
     try:
         # Stripe never sends NaN/Infinity (not JSON); a body nested thousands deep is an attack.

@@ -207,8 +207,10 @@ def test_verify_accepts_any_of_several_v1_signatures() -> None:
         (b'{"id": "evt_2"}', SECRET, 0, "no signature matched"),  # altered body
         (None, "whsec_wrong", 0, "no signature matched"),
         (None, SECRET, 301, "timestamp outside tolerance"),
+        (None, SECRET, -301, "timestamp in the future"),
+        (None, OLD_SECRET, -3600, "timestamp in the future"),
     ],
-    ids=["altered-body", "wrong-secret", "stale"],
+    ids=["altered-body", "wrong-secret", "stale", "future", "future-old-secret"],
 )
 def test_verify_rejects(body: bytes | None, secret: str, age: int, reason: str) -> None:
     payload = event_payload("invoice.paid", {"id": "in_1"}, id="evt_1")
@@ -220,6 +222,15 @@ def test_verify_rejects(body: bytes | None, secret: str, age: int, reason: str) 
         )
 
     assert rejected.value.reason == reason
+
+
+def test_verify_allows_a_clock_a_little_ahead() -> None:
+    payload = event_payload("invoice.paid", {"id": "in_1"})
+    header = _signed(payload, SECRET, timestamp=int(time.time()) + 290)
+
+    event = gateway.webhook_event_verify(payload=payload, sig_header=header, secrets=[SECRET])
+
+    assert event["data"]["object"]["id"] == "in_1"
 
 
 @pytest.mark.parametrize(

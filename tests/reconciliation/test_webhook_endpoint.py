@@ -94,13 +94,14 @@ def test_rotated_secret_still_verifies(client):
         ("wrong_secret", "no signature matched", "signature"),
         ("altered", "no signature matched", "signature"),
         ("stale", "timestamp outside tolerance", "stale"),
+        ("future", "timestamp in the future", "stale"),
         ("missing", "missing Stripe-Signature header", "signature"),
         ("garbage_header", "malformed header", "signature"),
     ],
 )
 def test_bad_signatures_are_refused_with_a_reason(client, mutate, reason, kind):
     body = body_for("customer.subscription.created", sub_obj("sub_bad", "cus_bad"), id="evt_bad")
-    signed_at = int(time.time()) - (301 if mutate == "stale" else 0)
+    signed_at = int(time.time()) + {"stale": -301, "future": 301}.get(mutate, 0)
     header = stripe_signature_header(
         body, "whsec_someone_else" if mutate == "wrong_secret" else SECRET, signed_at
     )
