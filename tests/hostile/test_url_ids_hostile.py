@@ -1,0 +1,97 @@
+"""Random and stale object ids in every URL path: a plain 404, never a 5xx, nothing changed.
+
+The permission matrix visits each pattern with real ids; this suite fills the same patterns
+with whatever their converters accept (huge integers, unicode, ids of rows that are gone),
+as a visitor allowed to use the page, so the refusal is about the id and not the role.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import get_resolver, reverse
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from accounts.models import AccessAudit, RevocationRequest, User
+from accounts.roles import ROLE_ADMIN
+from reconciliation.models import Flag, FlagNote, ReconciliationRun, WebhookEvent
+from tests.factories import StaffFactory
+from tests.hostile.conftest import assert_answered, rolled_back
+from tests.test_permission_matrix import MATRIX, _patterns
+
+# A path id is a lookup, not a parser: a tenth of the endpoint count is plenty to cover the
+# converter's range (100 per pattern in CI, 1,000 in all).
+PATH_EXAMPLES_SHARE = 0.1
+
+ID_PATTERNS = sorted(
+    (route, name) for route, name in _patterns(get_resolver().url_patterns) if "<" in route
+)
+
+
+def _converters(name: str) -> dict:
+    for entry in get_resolver().reverse_dict.getlist(name):
+        if isinstance(entry, tuple) and len(entry) == 4:
+            return entry[3]
+    raise LookupError(name)
+
+
+def _path_values(name: str) -> st.SearchStrategy[dict[str, str]]:
+    """What each converter accepts: `int` any run of digits, `str` anything without a slash."""
+    values = {}
+    for param, converter in _converters(name).items():
+        regex = st.from_regex(f"^(?:{converter.regex})$", fullmatch=True)
+        if converter.regex == "[0-9]+":
+            regex = st.one_of(
+                st.integers(min_value=0, max_value=2**70).map(str),
+                st.just("9" * 40),
+                regex,
+            )
+        else:
+            regex = st.one_of(st.sampled_from(["user-", "du_", "0", ".", "..", "%00"]), regex)
+        values[param] = regex
+    return st.fixed_dictionaries(values)
+
+
+def _snapshot() -> dict[str, int]:
+    return {
+        "users": User.objects.count(),
+        "audit": AccessAudit.objects.count(),
+        "revocations": RevocationRequest.objects.count(),
+        "flags": Flag.objects.filter(status="open").count(),
+        "notes": FlagNote.objects.count(),
+        "runs": ReconciliationRun.objects.count(),
+        "webhooks": WebhookEvent.objects.count(),
+    }
+
+
+def test_every_pattern_with_an_id_is_fuzzed():
+    assert {name for _route, name in ID_PATTERNS} <= set(MATRIX), "declare it in the matrix"
+    assert len(ID_PATTERNS) >= 25
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("route", "name"), ID_PATTERNS, ids=[n for _r, n in ID_PATTERNS])
+def test_unknown_ids_in_the_path_are_a_plain_not_found(route, name, stripe_fake):
+    method, allowed = MATRIX[name]
+    role = ROLE_ADMIN if ROLE_ADMIN in allowed else sorted(allowed)[0]
+    client = Client()
+    client.force_login(StaffFactory(role=role))
+    sent: list[int] = []
+
+    @settings(max_examples=max(20, int(settings.default.max_examples * PATH_EXAMPLES_SHARE)))
+    @given(kwargs=_path_values(name), htmx=st.booleans())
+    def check(kwargs, htmx):
+        sent.append(1)
+        url = reverse(name, kwargs=kwargs)
+        headers = {"HX-Request": "true"} if htmx else {}
+        with rolled_back():
+            before = _snapshot()
+            response = getattr(client, method)(url, headers=headers)
+            assert _snapshot() == before, url
+        note(f"{response.status_code} {url}")
+        assert_answered(response, context=f"{method.upper()} {url}")
+        assert response.status_code == 404, f"{response.status_code} for {url}"
+
+    check()
+    assert len(sent) >= 20, route
