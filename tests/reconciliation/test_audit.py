@@ -237,6 +237,27 @@ def test_a_listing_that_fails_on_page_3_halts_with_nothing_applied(stripe_fake, 
     assert not RunOutcome.objects.filter(applied=True).exists()
 
 
+@pytest.mark.parametrize("outage", [False, True], ids=["applied", "listing-failed"])
+def test_the_run_leaves_the_cycle_collector_as_it_found_it(stripe_fake, no_brake, outage):
+    """The audit collects cycles less often while it runs; the worker must get its own
+    setting back, whatever the run's end."""
+    import gc
+
+    _bulk_accounts(20)
+    stripe_fake.add_subscriptions_bulk(20, status_cycle=("active",))
+    if outage:
+        stripe_fake.fail("/v1/subscriptions", status=500, times=10)
+    seen: list[tuple[int, ...]] = []
+    before = gc.get_threshold()
+    gc.set_threshold(1234, *before[1:])
+    try:
+        _run(on_progress=lambda state: seen.append(gc.get_threshold()))
+        assert gc.get_threshold() == (1234, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+    assert seen and all(threshold[0] > 1234 for threshold in seen)
+
+
 def test_an_outage_from_the_first_page_locks_nobody_out(stripe_fake, no_brake):
     _bulk_accounts(30)
     stripe_fake.add_subscriptions_bulk(30, status_cycle=("active",))

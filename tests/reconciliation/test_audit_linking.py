@@ -40,3 +40,32 @@ def test_an_empty_listing_halts_instead_of_flagging_everyone(stripe_fake):
     assert "listed no subscriptions" in run.halt_reason
     assert not Flag.objects.exists()
     assert {a.access_status for a in accounts} == {AccessStatus.ACTIVE}
+
+
+def test_linked_subscriptions_count_in_every_batch_not_only_the_first(stripe_fake, monkeypatch):
+    """The audit reads accounts 2,000 at a time and looks up linked subscriptions by id range:
+    with batches of 2, every account below sits in its own range, a staff account among them."""
+    monkeypatch.setattr("reconciliation.services.audit.ACCOUNT_BATCH", 2)
+    linked, unlinked = [], []
+    for n in range(5):
+        UserFactory(is_staff=True, email=f"staff{n}@janitor.test")  # ids between customers
+        account = UserFactory(stripe_customer_id=f"cus_old{n}")
+        stripe_fake.add_subscription(f"sub_old{n}", customer=f"cus_old{n}", status="canceled")
+        if n % 2 == 0:
+            stripe_fake.add_subscription(f"sub_new{n}", customer=f"cus_new{n}", status="active")
+            SubscriptionFactory(
+                provider_id=f"sub_new{n}", account=account, customer_id=f"cus_new{n}"
+            )
+            linked.append(account)
+        else:
+            unlinked.append(account)
+
+    run = audit_run(dry_run=False, triggered_by="test")
+
+    assert run.status == RunStatus.APPLIED
+    for account in linked:
+        account.refresh_from_db()
+        assert account.access_status == AccessStatus.ACTIVE, account.email
+    for account in unlinked:
+        account.refresh_from_db()
+        assert account.access_status == AccessStatus.GRACE_PERIOD, account.email
