@@ -236,13 +236,10 @@ def test_unsigned_deliveries_are_refused_with_a_reason_and_change_nothing(
 
 @st.composite
 def forged_signatures(draw, body: bytes) -> str:
-    """Headers that are well formed but must not verify for `body`.
-
-    Not here: a timestamp in the future signed with the real secret. stripe-python accepts it
-    (it checks only the lower bound) and only the secret's holder can make one.
-    """
+    """Headers that are well formed but must not verify for `body`, including a real secret's
+    signature dated beyond the tolerance either way (stripe-python checks only the past)."""
     now = int(time.time())
-    way = draw(st.sampled_from(["other_body", "other_secret", "stale", "extra_bad"]))
+    way = draw(st.sampled_from(["other_body", "other_secret", "stale", "future", "extra_bad"]))
     if way == "other_body":
         other = draw(st.binary(max_size=256).filter(lambda b: b != body))
         return stripe_signature_header(other, SECRET, now)
@@ -251,6 +248,10 @@ def forged_signatures(draw, body: bytes) -> str:
     if way == "stale":
         age = draw(st.integers(min_value=STALE_SECONDS, max_value=10 * 365 * 86_400))
         return stripe_signature_header(body, SECRET, now - age)
+    if way == "future":
+        # A minute's margin: the clock moves on between signing and checking.
+        ahead = draw(st.integers(min_value=STALE_SECONDS + 60, max_value=10 * 365 * 86_400))
+        return stripe_signature_header(body, SECRET, now + ahead)
     # A valid v1 for another body next to bad ones: none of them verifies this body.
     header = stripe_signature_header(b"something else", SECRET, now)
     return header + "," + ",".join(f"v1={d}" for d in draw(st.lists(hex_digests, max_size=3)))
@@ -418,6 +419,10 @@ def _valid_body() -> bytes:
         pytest.param(
             lambda body: stripe_signature_header(body, SECRET, int(time.time()) - STALE_SECONDS),
             id="replayed-301s-old",
+        ),
+        pytest.param(
+            lambda body: stripe_signature_header(body, SECRET, int(time.time()) + 360),
+            id="dated-6-minutes-ahead",
         ),
         pytest.param(lambda body: stripe_signature_header(body, OTHER_SECRET), id="wrong-secret"),
         pytest.param(lambda body: "t=abc,v1=zz", id="garbled"),
