@@ -151,9 +151,13 @@ def _signature_reason(exc: stripe.SignatureVerificationError) -> str:
 
 
 def _signed_at(sig_header: str) -> int:
-    """The header's first `t=`, read as the SDK reads it (it has already parsed it)."""
-    items = (item.split("=", 1) for item in sig_header.split(","))
-    return int(next(value for key, *rest in items if key == "t" for value in rest))
+    """The header's timestamp, read exactly as stripe-python reads it (the first `t=` item,
+    each item split at its first two `=`), so `t=<ts>=junk` means <ts> here as it did there."""
+    items = [item.split("=", 2) for item in sig_header.split(",")]
+    try:
+        return int([item[1] for item in items if item[0] == "t"][0])
+    except (IndexError, ValueError):
+        raise WebhookSignatureInvalid("malformed header") from None
 
 
 def _reject_constant(name: str):

@@ -403,6 +403,26 @@ def test_signed_event_with_a_nul_character_is_refused_or_stored(client, field):
     assert_answered(response, context=f"NUL in {field}")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("ahead", [0, 360])
+def test_a_timestamp_item_with_a_trailing_value_is_answered(raw_client, ahead):
+    """A regression: `t=<ts>=junk` with a valid v1 passed the SDK and then broke the
+    future-timestamp check (a 500)."""
+    body = json.dumps(_event(id=f"evt_trailing_{ahead}")).encode()
+    timestamp, signature = stripe_signature_header(body, SECRET, int(time.time()) + ahead).split(
+        ",", 1
+    )
+    response = _post(
+        raw_client,
+        body,
+        signature=f"{timestamp}=junk,{signature}",
+        content_type="application/json",
+        encoding=None,
+    )
+    assert_answered(response, context="t=<ts>=junk")
+    assert response.status_code == (200 if ahead == 0 else 400), response.content
+
+
 # --- The same properties on one fixed example each: fast, for the smoke run -----------------
 
 

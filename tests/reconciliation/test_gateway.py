@@ -224,6 +224,24 @@ def test_verify_rejects(body: bytes | None, secret: str, age: int, reason: str) 
     assert rejected.value.reason == reason
 
 
+@pytest.mark.parametrize(("ahead", "accepted"), [(0, True), (360, False)])
+def test_verify_reads_the_timestamp_as_the_sdk_does(ahead: int, accepted: bool) -> None:
+    """`t=<ts>=junk` passes the SDK (it splits each item at two `=`): the future check must
+    read the same <ts>, not fail on the rest (found in review: it raised ValueError, a 500)."""
+    payload = event_payload("invoice.paid", {"id": "in_1"})
+    signed = _signed(payload, SECRET, timestamp=int(time.time()) + ahead)
+    timestamp, signature = signed.split(",", 1)
+    header = f"{timestamp}=junk,{signature}"
+
+    if accepted:
+        event = gateway.webhook_event_verify(payload=payload, sig_header=header, secrets=[SECRET])
+        assert event["data"]["object"]["id"] == "in_1"
+    else:
+        with pytest.raises(WebhookSignatureInvalid) as rejected:
+            gateway.webhook_event_verify(payload=payload, sig_header=header, secrets=[SECRET])
+        assert rejected.value.reason == "timestamp in the future"
+
+
 def test_verify_allows_a_clock_a_little_ahead() -> None:
     payload = event_payload("invoice.paid", {"id": "in_1"})
     header = _signed(payload, SECRET, timestamp=int(time.time()) + 290)
