@@ -54,9 +54,13 @@ test-embedded: install-dev
 # look up fails the audit instead of passing it unaudited. It needs PyPI's JSON API or OSV, which
 # these machines cannot reach; so it is not part of `make test` (see docs/operations.md).
 AUDIT_VENV := .venv-audit
-audit:
-	test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && \
-	  $(AUDIT_VENV)/bin/pip install -q pip-audit==2.10.1; }
+PIP_AUDIT_VERSION := 2.10.1
+$(AUDIT_VENV)/.pip-audit-$(PIP_AUDIT_VERSION):
+	test -x $(AUDIT_VENV)/bin/python || $(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install -q pip-audit==$(PIP_AUDIT_VERSION)
+	touch $@
+
+audit: $(AUDIT_VENV)/.pip-audit-$(PIP_AUDIT_VERSION)
 	$(AUDIT_VENV)/bin/pip-audit --strict --no-deps --disable-pip -r requirements-dev.txt
 
 clean:

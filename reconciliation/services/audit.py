@@ -283,8 +283,8 @@ def _statuses_linked_elsewhere(
 
     `own_customer` maps the batch's account ids to their customer id; the batch is the accounts
     with ids in (after_id, max(own_customer)]. One index range scan a batch, compared here: an
-    IN list of 2,000 ids (or a join PostgreSQL plans as a scan of every account) cost 50 ms a
-    batch. The mirror rows were refreshed from this run's listing.
+    IN list of 2,000 ids (or a join PostgreSQL plans as a scan of every account) cost about
+    12 ms a batch, 6 s at 1M. The mirror rows were refreshed from this run's listing.
     """
     found: dict[int, set[str]] = {}
     rows = Subscription.objects.filter(

@@ -14,14 +14,20 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from accounts.models import AccessAudit, RevocationRequest, User
-from accounts.roles import ROLE_ADMIN
-from reconciliation.models import Flag, FlagNote, ReconciliationRun, WebhookEvent
-from tests.factories import StaffFactory
+from accounts.roles import ROLE_ADMIN, ROLE_SUPPORT
+from reconciliation.models import Flag, FlagNote, ReconciliationRun, RunStatus, WebhookEvent
+from tests.factories import (
+    DisputeFactory,
+    FlagFactory,
+    StaffFactory,
+    UserFactory,
+    WebhookEventFactory,
+)
 from tests.hostile.conftest import assert_answered, rolled_back
 from tests.test_permission_matrix import MATRIX, _patterns
 
 # A path id is a lookup, not a parser: a tenth of the endpoint count is plenty to cover the
-# converter's range (100 per pattern in CI, 1,000 in all).
+# converter's range and the stale ids (100 per pattern in CI; at least 20 in a dev run).
 PATH_EXAMPLES_SHARE = 0.1
 
 ID_PATTERNS = sorted(
@@ -36,8 +42,9 @@ def _converters(name: str) -> dict:
     raise LookupError(name)
 
 
-def _path_values(name: str) -> st.SearchStrategy[dict[str, str]]:
-    """What each converter accepts: `int` any run of digits, `str` anything without a slash."""
+def _path_values(name: str, stale: dict[str, str]) -> st.SearchStrategy[dict[str, str]]:
+    """What each converter accepts: `int` any run of digits, `str` anything without a slash;
+    one time in three, the id a row of this kind had before it was deleted."""
     values = {}
     for param, converter in _converters(name).items():
         regex = st.from_regex(f"^(?:{converter.regex})$", fullmatch=True)
@@ -49,8 +56,39 @@ def _path_values(name: str) -> st.SearchStrategy[dict[str, str]]:
             )
         else:
             regex = st.one_of(st.sampled_from(["user-", "du_", "0", ".", "..", "%00"]), regex)
-        values[param] = regex
+        values[param] = st.one_of(st.just(stale[_kind(name, param)]), regex, regex)
     return st.fixed_dictionaries(values)
+
+
+def _kind(name: str, param: str) -> str:
+    """Which kind of row a path parameter names: `pk` depends on the page."""
+    if param == "pk":
+        return "revocation" if name.startswith("revocation") else "webhook"
+    return param
+
+
+@pytest.fixture
+def stale(db) -> dict[str, str]:
+    """One row of each kind that a URL names, created and deleted: their ids are stale."""
+    requester = StaffFactory(role=ROLE_SUPPORT)
+    rows = {
+        "public_id": UserFactory(),
+        "revocation": RevocationRequest.objects.create(
+            account=UserFactory(), requested_by=requester, reason="Stale"
+        ),
+        "webhook": WebhookEventFactory(),
+        "flag_id": FlagFactory(),
+        "run_id": ReconciliationRun.objects.create(status=RunStatus.FAILED),
+        "provider_id": DisputeFactory(account=None, customer_id=""),
+    }
+    ids = {
+        "public_id": rows["public_id"].public_id,
+        "provider_id": rows["provider_id"].provider_id,
+        **{kind: str(rows[kind].pk) for kind in ("revocation", "webhook", "flag_id", "run_id")},
+    }
+    for row in rows.values():
+        row.delete()
+    return ids
 
 
 def _snapshot() -> dict[str, int]:
@@ -72,7 +110,7 @@ def test_every_pattern_with_an_id_is_fuzzed():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("route", "name"), ID_PATTERNS, ids=[n for _r, n in ID_PATTERNS])
-def test_unknown_ids_in_the_path_are_a_plain_not_found(route, name, stripe_fake):
+def test_unknown_ids_in_the_path_are_a_plain_not_found(route, name, stale, stripe_fake):
     method, allowed = MATRIX[name]
     role = ROLE_ADMIN if ROLE_ADMIN in allowed else sorted(allowed)[0]
     client = Client()
@@ -80,7 +118,7 @@ def test_unknown_ids_in_the_path_are_a_plain_not_found(route, name, stripe_fake)
     sent: list[int] = []
 
     @settings(max_examples=max(20, int(settings.default.max_examples * PATH_EXAMPLES_SHARE)))
-    @given(kwargs=_path_values(name), htmx=st.booleans())
+    @given(kwargs=_path_values(name, stale), htmx=st.booleans())
     def check(kwargs, htmx):
         sent.append(1)
         url = reverse(name, kwargs=kwargs)

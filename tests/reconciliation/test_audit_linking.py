@@ -69,3 +69,26 @@ def test_linked_subscriptions_count_in_every_batch_not_only_the_first(stripe_fak
     for account in unlinked:
         account.refresh_from_db()
         assert account.access_status == AccessStatus.GRACE_PERIOD, account.email
+
+
+def test_linked_elsewhere_keeps_to_the_batch_and_to_other_customer_ids():
+    """The range scan also meets accounts outside the batch (staff, ids past a concurrent
+    insert): only the batch's accounts come back, and only subscriptions under another id."""
+    from reconciliation.services.audit import _statuses_linked_elsewhere
+
+    before = UserFactory(stripe_customer_id="cus_before")
+    own = UserFactory(stripe_customer_id="cus_own")
+    staff = UserFactory(is_staff=True, email="linked-staff@janitor.test", stripe_customer_id="")
+    linked = UserFactory(stripe_customer_id="")
+    SubscriptionFactory(account=before, customer_id="cus_elsewhere0", status="active")
+    SubscriptionFactory(account=own, customer_id="cus_own", status="canceled")
+    SubscriptionFactory(account=own, customer_id="cus_other", status="past_due")
+    SubscriptionFactory(account=staff, customer_id="cus_staff", status="active")
+    SubscriptionFactory(account=linked, customer_id="cus_linked", status="trialing")
+
+    found = _statuses_linked_elsewhere(
+        after_id=before.pk,
+        own_customer={own.pk: "cus_own", linked.pk: ""},
+    )
+
+    assert found == {own.pk: frozenset({"past_due"}), linked.pk: frozenset({"trialing"})}
