@@ -202,3 +202,47 @@ def test_every_state_changing_request_needs_the_csrf_token(world, stripe_fake, n
     token = client.cookies[settings.CSRF_COOKIE_NAME].value
     with_token = client.post(_url(name, world), headers={"X-CSRFToken": token})
     assert with_token.status_code != 403
+
+
+# --- The Django admin site, under django-admin/ --------------------------------------------
+# Its patterns are generated per registered model, so they are checked per model rather than
+# listed above: every changelist, add and change page, as every visitor. The staff roles hold
+# no add/change/delete permission on any model: the admin is read-only to them (a superuser,
+# made by hand, administers it), and a model is readable only with its view permission.
+
+
+def _admin_pages(world_user):
+    from django.contrib import admin
+
+    for model in admin.site._registry:
+        opts = model._meta
+        base = f"admin:{opts.app_label}_{opts.model_name}"
+        view_perm = f"{opts.app_label}.view_{opts.model_name}"
+        yield view_perm, "changelist", reverse(f"{base}_changelist")
+        yield f"{opts.app_label}.add_{opts.model_name}", "add", reverse(f"{base}_add")
+        target = world_user if model is type(world_user) else model.objects.first()
+        if target is not None:
+            yield view_perm, "change", reverse(f"{base}_change", args=[target.pk])
+
+
+@pytest.mark.parametrize("role", VISITORS)
+def test_the_admin_site_is_read_only_to_staff_and_closed_to_others(world, role):
+    from accounts.roles import ROLE_PERMISSIONS
+
+    client = _visitor(role)
+    target = UserFactory(email="admin-target@example.com")
+    granted = ROLE_PERMISSIONS.get(role, frozenset())
+    checked = 0
+    for view_perm, page, url in _admin_pages(target):
+        response = client.get(url)
+        checked += 1
+        if role in (ANON, CUSTOMER):
+            assert response.status_code == 302, (url, response.status_code)
+            assert response["Location"].startswith(reverse("admin:login")), url
+            continue
+        expected = 200 if page != "add" and view_perm in granted else 403
+        assert response.status_code == expected, (role, url, response.status_code)
+        if page == "change" and expected == 200:
+            # Read-only: the page offers no save button.
+            assert b'name="_save"' not in response.content, url
+    assert checked >= 20
