@@ -138,9 +138,6 @@ def _list_outcome(request, *, notice: str = "", error: str = ""):
 
 
 def _decision(request, pk: int, action, done: str):
-    # An unknown request is a 404 whatever the form says, not a "say why" about nothing.
-    if not RevocationRequest.objects.filter(pk=pk).exists():
-        raise Http404("No such revocation request.")
     form = DecisionForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     try:

@@ -81,6 +81,9 @@ def _decide(
             )
         if revocation.requested_by_id == approver.pk:
             raise RevocationError("You requested this revocation: another Admin must decide it.")
+        # After the lookup: an unknown request is DoesNotExist (a 404), not a "say why".
+        if to_status == RevocationStatus.REJECTED and not comment.strip():
+            raise RevocationError("Say why the request is rejected.")
         revocation.status = to_status
         revocation.decided_by = approver
         revocation.decided_at = timezone.now()
@@ -106,8 +109,6 @@ def revocation_approve(
 
 def revocation_reject(*, revocation_id: int, approver: User, comment: str) -> RevocationRequest:
     """Reject a pending request; the account keeps its access. A comment says why."""
-    if not comment.strip():
-        raise RevocationError("Say why the request is rejected.")
     return _decide(
         revocation_id=revocation_id,
         approver=approver,
