@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import transaction
 
 from accounts.models import (
     AccessAudit,
@@ -36,6 +37,19 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not obj.is_staff:
+            # A new account (or one given a customer id) takes the subscriptions that waited
+            # for it, by the audit's rules.
+            from reconciliation.services.subscriptions import subscriptions_link_waiting
+
+            transaction.on_commit(
+                lambda: subscriptions_link_waiting(
+                    account=obj, actor="system:link", source=f"admin:{request.user.email}"
+                )
+            )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

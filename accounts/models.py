@@ -3,6 +3,7 @@
 import secrets
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models import F, Q
@@ -224,6 +225,7 @@ class RevocationStatus(models.TextChoices):
     FAILED = "failed", "Failed, retryable"
     COMPLETED = "completed", "Completed"
     REJECTED = "rejected", "Rejected"
+    ABANDONED = "abandoned", "Abandoned, access restored"
 
 
 class RevocationRequest(models.Model):
@@ -247,6 +249,10 @@ class RevocationRequest(models.Model):
     last_error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The last time the staged run said it was alive (started an attempt, finished a step).
+    reported_at = models.DateTimeField(null=True, blank=True)
+    # Retries and abandonment: [{"action", "by", "at", ...}], oldest first.
+    history = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [
@@ -267,21 +273,31 @@ class RevocationRequest(models.Model):
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="revocation_status_idx")]
 
-    # An approved request with no step done for this long lost its task (a broker can lose one,
-    # or the worker died mid-run): it may be retried like a failed one.
-    STALLED_AFTER = timedelta(minutes=10)
-
     @property
     def is_stalled(self) -> bool:
+        """Approved, and its task has not reported for JANITOR_REVOCATION_STALL_SECONDS: the
+        task was lost (a broker can lose one) or its worker died mid-run. Retry or abandon it."""
         if self.status != RevocationStatus.APPROVED or self.decided_at is None:
             return False
         times = [self.decided_at]
+        if self.reported_at is not None:
+            times.append(self.reported_at)
+        for entry in self.history or []:
+            try:
+                times.append(datetime.fromisoformat(entry["at"]))
+            except (KeyError, TypeError, ValueError):
+                continue
         for step in (self.steps or {}).values():
             try:
                 times.append(datetime.fromisoformat(step["at"]))
             except (KeyError, TypeError, ValueError):
                 continue
-        return timezone.now() - max(times) > self.STALLED_AFTER
+        stall = timedelta(seconds=settings.JANITOR_REVOCATION_STALL_SECONDS)
+        return timezone.now() - max(times) > stall
+
+    @property
+    def status_label(self) -> str:
+        return "Stalled: no word from its task" if self.is_stalled else self.get_status_display()
 
 
 class AuditQuerySet(models.QuerySet):

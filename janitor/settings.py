@@ -250,6 +250,11 @@ if not JANITOR_ACCESS_STATUSES or not JANITOR_ACCESS_STATUSES <= _KNOWN_SUBSCRIP
         f"known: {', '.join(sorted(_KNOWN_SUBSCRIPTION_STATUSES))}."
     )
 JANITOR_AUDIT_MAX_CHANGE_RATIO = _env_ratio("JANITOR_AUDIT_MAX_CHANGE_RATIO", 0.05)
+# Customers no account knows yet are looked up one by one at the provider, at most this many
+# a run; accounts that might belong to the rest are "not checked" until a later run.
+JANITOR_AUDIT_LINK_LOOKUPS = _env_int("JANITOR_AUDIT_LINK_LOOKUPS", 500, minimum=0)
+# An approved revocation whose task has not reported for this long shows as stalled.
+JANITOR_REVOCATION_STALL_SECONDS = _env_int("JANITOR_REVOCATION_STALL_SECONDS", 120, minimum=10)
 JANITOR_AUDIT_CRON = _env_str("JANITOR_AUDIT_CRON", "30 2 * * *")
 if len(JANITOR_AUDIT_CRON.split()) != 5:
     raise ImproperlyConfigured(

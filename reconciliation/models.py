@@ -43,6 +43,9 @@ class Subscription(models.Model):
     # Provider time of the newest change applied here: older events must not roll it back.
     provider_updated_at = models.DateTimeField()
     raw = models.JSONField(default=dict)
+    # The customer's email as the provider gave it, kept while the row waits for its account:
+    # an account created later with that email links the row (unique, case-insensitive).
+    customer_email = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -148,6 +151,8 @@ class ReconciliationRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     decided_at = models.DateTimeField(null=True, blank=True)
+    # When the outcomes were decided: an apply skips an account a person changed after this.
+    outcomes_decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -167,6 +172,9 @@ class Outcome(models.TextChoices):
     FLAG_MISMATCH = "flag_mismatch", "Flag provider mismatch"
     FLAG_GRACE_EXPIRED = "flag_grace_expired", "Flag grace expired"
     END_GRACE = "end_grace", "End grace period"
+    # The account could not be verified this run (a capped or failed customer lookup, a partial
+    # listing): no change and no flag, only counted and listed with the reason.
+    NOT_CHECKED = "not_checked", "Not checked"
 
 
 class RunOutcome(models.Model):
@@ -180,10 +188,35 @@ class RunOutcome(models.Model):
     outcome = models.CharField(max_length=24, choices=Outcome.choices)
     detail = models.JSONField(default=dict, blank=True)
     applied = models.BooleanField(default=False)
+    # Set when the apply re-decided this account and found the outcome no longer right.
+    skip_reason = models.CharField(max_length=255, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["run", "account"], name="run_outcome_one_per_account"),
+        ]
+
+
+class RunLink(models.Model):
+    """A provider customer a run found for an account that had none (by metadata or email).
+
+    Decided with the outcomes (a dry run reports it too) and written only when the run is
+    applied, so a dry or halted run changes no account.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="links")
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    customer_id = models.CharField(max_length=255)
+    how = models.CharField(max_length=32)  # metadata.account_id or email
+    applied = models.BooleanField(default=False)
+    skip_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "account"], name="run_link_one_per_account"),
         ]
 
 

@@ -34,6 +34,8 @@ class ImportReport:
     refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
     # Lines whose is_active differs from the access Janitor already manages: left as they are.
     access_kept: list[tuple[int, str]] = field(default_factory=list)
+    # Every account the file named: subscriptions waiting for them are linked after the import.
+    public_ids: list[str] = field(default_factory=list)
 
     @property
     def applied(self) -> bool:
@@ -134,6 +136,7 @@ def accounts_import(*, text: str, batch_size: int = 1000) -> ImportReport:
     with transaction.atomic():
         for start in range(0, len(rows), batch_size):
             _import_batch(rows[start : start + batch_size], report)
+    report.public_ids = [row.public_id for row in rows]
     return report
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessComp, AccessStatus, User
@@ -186,6 +187,109 @@ def active_comp_account_ids(*, account_ids: Iterable[int], now: datetime | None 
     )
 
 
+def _mirror_statuses_for(account: User) -> list[str]:
+    """Statuses of the account's subscriptions in the mirror: linked to it, or its customer's."""
+    linked = Q(account_id=account.pk)
+    if account.stripe_customer_id:
+        linked |= Q(customer_id=account.stripe_customer_id)
+    return list(Subscription.objects.filter(linked).values_list("status", flat=True))
+
+
+def _staff_change_since(*, account_id: int, since: datetime) -> AccessAudit | None:
+    """The latest access change a person made to this account after `since`, if any."""
+    return (
+        AccessAudit.objects.filter(account_id=account_id, at__gt=since)
+        .exclude(actor__startswith="system:")
+        .order_by("-at", "-id")
+        .first()
+    )
+
+
+def _why_no_longer(*, planned: str, now_outcome: str, sub_statuses: list[str], comp: bool) -> str:
+    granting = any(status in settings.JANITOR_ACCESS_STATUSES for status in sub_statuses)
+    if planned in GRACE_OR_FLAG_FOR_NO_ACCESS and granting:
+        return "resubscribed since the run"
+    if comp and planned in GRACE_OR_FLAG_FOR_NO_ACCESS:
+        return "a comp was recorded since the run"
+    return f"the provider's state changed since the run (now: {Outcome(now_outcome).label})"
+
+
+# Outcomes that say "the provider grants nothing": a subscription since makes them wrong.
+GRACE_OR_FLAG_FOR_NO_ACCESS = frozenset(
+    {
+        Outcome.START_GRACE,
+        Outcome.PAYMENT_FAILED,
+        Outcome.FLAG_MANUAL_GRANT,
+        Outcome.FLAG_GRACE_EXPIRED,
+    }
+)
+
+
+@transaction.atomic
+def access_outcome_apply_checked(
+    *,
+    account: User,
+    actor: str,
+    source: str,
+    planned: str | None = None,
+    planned_status: str | None = None,
+    decided_at: datetime | None = None,
+    run: ReconciliationRun | None = None,
+    event: WebhookEvent | None = None,
+    detail: dict | None = None,
+) -> tuple[str, str]:
+    """The one way automation changes access: decide again under the account's row lock from
+    its current state, its latest staff change and the mirror, and apply only what is right now.
+
+    `planned` is an outcome decided earlier (a run's saved outcome, decided at `decided_at` for
+    an account then in `planned_status`); it is applied only if a person has not changed the
+    account since and deciding now gives the same outcome. Without a plan (webhooks, the
+    catch-up) the decision is simply taken now. Returns (outcome, skip reason or "").
+    """
+    now = timezone.now()
+    locked = User.objects.select_for_update().get(pk=account.pk)
+    if planned is not None:
+        if decided_at is not None:
+            staff = _staff_change_since(account_id=locked.pk, since=decided_at)
+            if staff is not None:
+                if staff.to_status == AccessStatus.REVOKED:
+                    return planned, "revoked by staff since the run"
+                return planned, (
+                    f"changed by staff since the run ({staff.from_status or 'new'} → "
+                    f"{staff.to_status}, {staff.actor})"
+                )
+        if planned_status is not None and locked.access_status != planned_status:
+            return planned, (
+                f"status changed since the run ({planned_status} → {locked.access_status})"
+            )
+    sub_statuses = _mirror_statuses_for(locked)
+    comp = bool(active_comp_account_ids(account_ids=[locked.pk], now=now))
+    outcome = access_decide(
+        access_status=locked.access_status,
+        grace_ends_at=locked.grace_ends_at,
+        sub_statuses=sub_statuses,
+        has_active_comp=comp,
+        revoked_by_staff=bool(last_revoked_by_staff(account_ids=[locked.pk])),
+        now=now,
+    )
+    if planned is not None and outcome != planned:
+        return planned, _why_no_longer(
+            planned=planned, now_outcome=outcome, sub_statuses=sub_statuses, comp=comp
+        )
+    outcome_apply(
+        account=locked,
+        outcome=outcome,
+        actor=actor,
+        source=source,
+        run=run,
+        event=event,
+        detail=detail,
+    )
+    account.access_status, account.is_active = locked.access_status, locked.is_active
+    account.grace_ends_at = locked.grace_ends_at
+    return outcome, ""
+
+
 def account_access_sync(
     *,
     account: User,
@@ -194,23 +298,10 @@ def account_access_sync(
     run: ReconciliationRun | None = None,
     event: WebhookEvent | None = None,
 ) -> str:
-    """Decide and apply for one account from its mirrored subscriptions. Returns the outcome."""
-    now = timezone.now()
-    with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=account.pk)
-        outcome = access_decide(
-            access_status=locked.access_status,
-            grace_ends_at=locked.grace_ends_at,
-            sub_statuses=list(
-                Subscription.objects.filter(account=locked).values_list("status", flat=True)
-            ),
-            has_active_comp=bool(active_comp_account_ids(account_ids=[locked.pk], now=now)),
-            revoked_by_staff=bool(last_revoked_by_staff(account_ids=[locked.pk])),
-            now=now,
-        )
-        outcome_apply(
-            account=locked, outcome=outcome, actor=actor, source=source, run=run, event=event
-        )
+    """Decide now and apply for one account from its mirrored subscriptions. Returns the outcome."""
+    outcome, _ = access_outcome_apply_checked(
+        account=account, actor=actor, source=source, run=run, event=event
+    )
     account.refresh_from_db(fields=["access_status", "is_active", "grace_ends_at"])
     return outcome
 

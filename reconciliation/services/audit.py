@@ -20,6 +20,7 @@ from reconciliation import gateway
 from reconciliation.models import (
     Outcome,
     ReconciliationRun,
+    RunLink,
     RunOutcome,
     RunStatus,
     Subscription,
@@ -27,13 +28,16 @@ from reconciliation.models import (
 from reconciliation.services.access import (
     STATUS_CHANGING,
     access_decide,
-    outcome_apply,
+    access_outcome_apply_checked,
 )
 from reconciliation.services.sync import (
+    LinkPlan,
     SyncReport,
-    customers_link,
+    customer_link_write,
+    customers_link_plan,
     mirror_page_upsert,
     subscriptions_parse,
+    waiting_emails_store,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,8 +63,6 @@ SCHEDULED_MIN_GAP = timedelta(hours=12)
 PROGRESS_EVERY_SECONDS = 1.0
 # Provider pages are 100 subscriptions; the mirror is compared and written 500 at a time.
 MIRROR_ROWS_PER_WRITE = 500
-# Linking an unknown customer costs a provider call; a backlog of them is sync_stripe's job.
-LINK_LOOKUPS_PER_RUN = 500
 # Accounts that can use the product: the brake's denominator.
 WITH_ACCESS = frozenset({AccessStatus.ACTIVE, AccessStatus.GRACE_PERIOD})
 NO_SUBSCRIPTIONS: frozenset[str] = frozenset()
@@ -233,16 +235,6 @@ def _listing_read(
         )
 
 
-def _mirror_statuses(*, customer_ids: list[str]) -> dict[str, set[str]]:
-    """What the mirror knew before this run, for customers a failed listing never reached."""
-    found: dict[str, set[str]] = {}
-    for customer_id, status in Subscription.objects.filter(
-        customer_id__in=customer_ids
-    ).values_list("customer_id", "status"):
-        found.setdefault(customer_id, set()).add(status)
-    return found
-
-
 def _decider(now: datetime) -> Callable[..., str]:
     """access_decide, remembered per distinct situation: a million accounts fall into a few
     dozen (status, grace ended or not, subscription statuses, comp, staff revocation).
@@ -297,19 +289,45 @@ def _statuses_linked_elsewhere(
     return {account_id: frozenset(found_statuses) for account_id, found_statuses in found.items()}
 
 
+def _unchecked_reason(
+    *, customer_id: str, statuses: _StatusSets, listing_complete: bool, plan: LinkPlan
+) -> str:
+    """Why this account cannot be verified this run, or "" when it can."""
+    if not listing_complete and customer_id not in statuses.by_customer:
+        return "the provider listing failed before reaching this account's customer"
+    if not customer_id and plan.unresolved:
+        failed = sum(1 for why in plan.unresolved.values() if why.startswith("lookup failed"))
+        capped = len(plan.unresolved) - failed
+        parts = []
+        if capped:
+            parts.append(f"{capped} over the {settings.JANITOR_AUDIT_LINK_LOOKUPS} lookups a run")
+        if failed:
+            parts.append(f"{failed} failed")
+        return (
+            "no customer linked, and provider customers not looked up this run could be "
+            f"this account's ({', '.join(parts)})"
+        )
+    return ""
+
+
 def _outcomes_decide(
     *,
     run: ReconciliationRun,
     statuses: _StatusSets,
     listing_complete: bool,
+    plan: LinkPlan,
     progress: _Progress,
-) -> tuple[Counter, int, int]:
-    """Decide every account in batches; saves RunOutcome rows for the ones needing a change.
+) -> tuple[Counter, Counter, int, int]:
+    """Decide every account in batches; saves RunOutcome rows for the ones needing a change
+    (or that could not be checked) and RunLink rows for the links the lookups found.
 
-    Returns (counts per outcome, accounts with access, customers with no account).
-    Queries per batch: accounts, staff revocations, outcome insert (+ mirror if partial).
+    Links are used in memory only: the decision is the same whether they are written later
+    (an applied run) or never (a dry or halted run).
+    Returns (counts per outcome, not-checked reasons, accounts with access, customers with no
+    account). Queries per batch: accounts, staff revocations, linked elsewhere, inserts.
     """
     counts: Counter = Counter()
+    unchecked_reasons: Counter = Counter()
     with_access = 0
     matched_customers = 0
     now = timezone.now()
@@ -319,6 +337,13 @@ def _outcomes_decide(
     # of thousands of ids per batch.
     comps = set(AccessComp.objects.filter(expires_at__gt=now).values_list("account_id", flat=True))
     decide = _decider(now)
+    RunLink.objects.bulk_create(
+        [
+            RunLink(run=run, account_id=account_id, customer_id=customer_id, how=how)
+            for account_id, (customer_id, how) in plan.by_account.items()
+        ],
+        batch_size=1000,
+    )
     while True:
         batch = list(
             User.objects.filter(is_staff=False, pk__gt=last_id)
@@ -332,22 +357,17 @@ def _outcomes_decide(
         after_id, last_id = last_id, batch[-1][0]
         revoked = [row[0] for row in batch if row[1] == AccessStatus.REVOKED]
         staff_revoked = last_revoked_by_staff(account_ids=revoked) if revoked else set()
-        fallback: dict[str, set[str]] = {}
-        if not listing_complete:
-            unseen = [row[3] for row in batch if row[3] and row[3] not in statuses.by_customer]
-            fallback = _mirror_statuses(customer_ids=unseen) if unseen else {}
         elsewhere = _statuses_linked_elsewhere(
             after_id=after_id, own_customer={row[0]: row[3] for row in batch}
         )
         pending: list[RunOutcome] = []
         for account_id, access_status, grace_ends_at, customer_id in batch:
-            sub_statuses = NO_SUBSCRIPTIONS
-            if customer_id:
-                if customer_id in statuses.by_customer:
-                    matched_customers += 1
-                    sub_statuses = statuses.by_customer[customer_id]
-                else:
-                    sub_statuses = frozenset(fallback.get(customer_id, NO_SUBSCRIPTIONS))
+            link = plan.by_account.get(account_id) if not customer_id else None
+            if link is not None:
+                customer_id = link[0]
+            sub_statuses = statuses.by_customer.get(customer_id, NO_SUBSCRIPTIONS)
+            if customer_id and customer_id in statuses.by_customer:
+                matched_customers += 1
             if account_id in elsewhere:
                 sub_statuses = sub_statuses | elsewhere[account_id]
             outcome = decide(
@@ -357,41 +377,84 @@ def _outcomes_decide(
                 account_id in comps,
                 account_id in staff_revoked,
             )
-            counts[outcome] += 1
             if access_status in WITH_ACCESS:
                 with_access += 1
+            detail = {
+                "access_status": access_status,
+                "subscription_statuses": sorted(sub_statuses),
+                "customer_id": customer_id,
+            }
+            if link is not None:
+                detail["linked_by"] = link[1]
+            unchecked = _unchecked_reason(
+                customer_id=customer_id,
+                statuses=statuses,
+                listing_complete=listing_complete,
+                plan=plan,
+            )
+            if unchecked:
+                counts[Outcome.NOT_CHECKED] += 1
+                unchecked_reasons[unchecked] += 1
+                if outcome != Outcome.IN_SYNC:
+                    detail.update(would_be=outcome, reason=unchecked)
+                    pending.append(
+                        RunOutcome(
+                            run=run, account_id=account_id, outcome=Outcome.NOT_CHECKED,
+                            detail=detail,
+                        )
+                    )  # fmt: skip
+                continue
+            counts[outcome] += 1
             if outcome != Outcome.IN_SYNC:
                 pending.append(
-                    RunOutcome(
-                        run=run,
-                        account_id=account_id,
-                        outcome=outcome,
-                        detail={
-                            "access_status": access_status,
-                            "subscription_statuses": sorted(sub_statuses),
-                            "customer_id": customer_id,
-                        },
-                    )
+                    RunOutcome(run=run, account_id=account_id, outcome=outcome, detail=detail)
                 )
         RunOutcome.objects.bulk_create(pending, batch_size=1000)
         decided += len(batch)
         progress.update(phase="deciding", accounts=decided)
     unmatched = len(statuses.by_customer) - matched_customers
-    return counts, with_access, unmatched
+    return counts, unchecked_reasons, with_access, unmatched
+
+
+def _links_apply(*, run: ReconciliationRun) -> list[str]:
+    """Write the run's planned links, each re-checked under the account's lock."""
+    errors: list[str] = []
+    last_id = 0
+    while True:
+        links = list(
+            RunLink.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id)
+            .order_by("pk")[:APPLY_BATCH]
+        )
+        if not links:
+            return errors
+        last_id = links[-1].pk
+        with transaction.atomic():
+            for link in links:
+                why = customer_link_write(account_id=link.account_id, customer_id=link.customer_id)
+                if why:
+                    link.skip_reason = why
+                else:
+                    link.applied = True
+            RunLink.objects.bulk_update(links, ["applied", "skip_reason"])
 
 
 def _outcomes_apply(*, run: ReconciliationRun, progress: _Progress | None = None) -> list[str]:
-    """Apply the run's saved, not yet applied outcomes; returns per-account errors.
+    """Apply the run's saved outcomes, each decided again under the account's lock at the
+    moment of writing (access_outcome_apply_checked): one no longer right is skipped and the
+    reason kept on its row. Returns per-account errors.
 
-    outcome_apply is idempotent, so a crash mid-way is finished by applying again.
+    Re-applying is a no-op for rows done or skipped, so a crash mid-way is finished by
+    applying again.
     """
     errors: list[str] = []
     source = f"run:{run.pk}"
     last_id = 0
-    applied = 0
+    applied = skipped = 0
+    decided_at = run.outcomes_decided_at or run.started_at
     while True:
         rows = list(
-            RunOutcome.objects.filter(run=run, applied=False, pk__gt=last_id)
+            RunOutcome.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id)
+            .exclude(outcome=Outcome.NOT_CHECKED)
             .select_related("account")
             .order_by("pk")[:APPLY_BATCH]
         )
@@ -399,15 +462,18 @@ def _outcomes_apply(*, run: ReconciliationRun, progress: _Progress | None = None
             break
         last_id = rows[-1].pk
         done: list[int] = []
+        skips: list[RunOutcome] = []
         # One commit per batch, not per account (each commit waits for the WAL flush); the
         # savepoint per account keeps one failure from undoing the others.
         with transaction.atomic():
             for row in rows:
                 try:
-                    # outcome_apply is atomic itself: inside this transaction, a savepoint.
-                    outcome_apply(
+                    # Atomic itself: inside this transaction, a savepoint.
+                    _, why = access_outcome_apply_checked(
                         account=row.account,
-                        outcome=row.outcome,
+                        planned=row.outcome,
+                        planned_status=(row.detail or {}).get("access_status"),
+                        decided_at=decided_at,
                         actor=AUDIT_ACTOR,
                         source=source,
                         run=run,
@@ -417,11 +483,20 @@ def _outcomes_apply(*, run: ReconciliationRun, progress: _Progress | None = None
                     logger.exception("audit run %s: applying %s failed", run.pk, row.account_id)
                     errors.append(f"{row.account.public_id}: {row.outcome}: {exc}")
                     continue
-                done.append(row.pk)
+                if why:
+                    row.skip_reason = why[:255]
+                    skips.append(row)
+                else:
+                    done.append(row.pk)
             RunOutcome.objects.filter(pk__in=done).update(applied=True)
+            RunOutcome.objects.bulk_update(skips, ["skip_reason"])
         applied += len(done)
+        skipped += len(skips)
         if progress is not None:
-            progress.update(phase="applying", applied=applied)
+            progress.update(phase="applying", applied=applied, skipped=skipped)
+    if skipped:
+        run.counts = {**(run.counts or {}), "skipped_at_apply": skipped}
+        ReconciliationRun.objects.filter(pk=run.pk).update(counts=run.counts)
     return errors
 
 
@@ -492,17 +567,30 @@ def _audit_run_execute(
             run=run, progress=progress, durations=durations
         )
         link_report = SyncReport()
-        if unknown and not run.dry_run and listing_error is None:
+        plan = LinkPlan()
+        if unknown and listing_error is None:
+            # Looked up (read only) in a dry run too, so it predicts the real run.
             phase_started = time.perf_counter()
             progress.update(force=True, phase="linking")
-            customers_link(customer_ids=sorted(unknown)[:LINK_LOOKUPS_PER_RUN], report=link_report)
+            cap = settings.JANITOR_AUDIT_LINK_LOOKUPS
+            ordered = sorted(unknown)
+            plan = customers_link_plan(customer_ids=ordered[:cap], report=link_report)
+            for customer_id in ordered[cap:]:
+                plan.unresolved[customer_id] = "over the lookup cap"
+            if not run.dry_run:
+                waiting_emails_store(emails=plan.unmatched_emails)  # mirror data only
             durations["linking"] += time.perf_counter() - phase_started
         phase_started = time.perf_counter()
         progress.update(force=True, phase="deciding")
-        counts, with_access, unmatched = _outcomes_decide(
+        run.outcomes_decided_at = timezone.now()
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            outcomes_decided_at=run.outcomes_decided_at
+        )
+        counts, unchecked_reasons, with_access, unmatched = _outcomes_decide(
             run=run,
             statuses=statuses,
             listing_complete=listing_error is None,
+            plan=plan,
             progress=progress,
         )
         durations["deciding"] += time.perf_counter() - phase_started
@@ -510,7 +598,10 @@ def _audit_run_execute(
         ratio = changes / with_access if with_access else (1.0 if changes else 0.0)
         run.counts = {o.value: counts.get(o.value, 0) for o in Outcome}
         run.counts["unmatched_customers"] = unmatched
-        run.counts["linked_customers"] = len(link_report.linked)
+        run.counts["linked_customers"] = len(plan.by_account)
+        run.counts["customers_not_looked_up"] = len(plan.unresolved)
+        if unchecked_reasons:
+            run.counts["not_checked_reasons"] = dict(unchecked_reasons)
         run.change_ratio = ratio
         errors: list[str] = [f"ambiguous {c}: {why}" for c, why in link_report.ambiguous]
         halt_reason = _brake_reason(changes=changes, with_access=with_access, ratio=ratio)
@@ -524,8 +615,8 @@ def _audit_run_execute(
         if listing_error is not None:
             halt_reason = (
                 f"The provider listing failed after {progress.state['pages']} page(s): "
-                f"{listing_error}. Nothing was applied; outcomes for accounts the listing did "
-                "not reach use the mirror's last known state."
+                f"{listing_error}. Nothing was applied; accounts the listing did not reach "
+                "are not checked."
             )
         if run.dry_run:
             run.status = RunStatus.DRY_RUN
@@ -536,6 +627,7 @@ def _audit_run_execute(
         else:
             phase_started = time.perf_counter()
             progress.update(force=True, phase="applying", applied=0)
+            errors += _links_apply(run=run)
             errors += _outcomes_apply(run=run, progress=progress)
             durations["applying"] += time.perf_counter() - phase_started
             run.status = RunStatus.APPLIED
@@ -598,7 +690,8 @@ def audit_run_apply_finish(*, run: ReconciliationRun) -> ReconciliationRun:
     progress = _Progress(run, None)
     progress.state.update(run.progress or {})
     started = time.perf_counter()
-    errors = _outcomes_apply(run=run, progress=progress)
+    errors = _links_apply(run=run)
+    errors += _outcomes_apply(run=run, progress=progress)
     run.refresh_from_db()
     run.durations = {**run.durations, "applying": round(time.perf_counter() - started, 3)}
     run.status = RunStatus.APPLIED

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 
 from accounts.models import User
@@ -62,10 +63,20 @@ def subscription_fields(obj: dict) -> dict:
     }
 
 
+def _unique_account_by_email(email: str) -> User | None:
+    matches = list(
+        User.objects.annotate(email_ci=Lower("email")).filter(
+            email_ci=email.strip().lower(), is_staff=False
+        )[:2]
+    )
+    return matches[0] if len(matches) == 1 else None
+
+
 def account_link(
     *, customer_id: str, metadata: dict | None = None, email: str | None = None
 ) -> User | None:
-    """Find the account a provider customer belongs to: customer id, metadata, then unique email.
+    """Find the account a provider customer belongs to: customer id, metadata, then unique email
+    (the audit's rules).
 
     When found by metadata or email, the customer id is stored on the account so the next
     lookup is the cheap one.
@@ -79,12 +90,13 @@ def account_link(
     if public_id:
         account = User.objects.filter(public_id=public_id, is_staff=False).first()
     if account is None and email:
-        matches = list(
-            User.objects.annotate(email_ci=Lower("email")).filter(
-                email_ci=email.strip().lower(), is_staff=False
-            )[:2]
-        )
-        account = matches[0] if len(matches) == 1 else None
+        account = _unique_account_by_email(email)
+        if (
+            account is not None
+            and account.stripe_customer_id
+            and account.stripe_customer_id != customer_id
+        ):
+            return None  # that person already pays through another customer: not a match
     if account is not None and customer_id and not account.stripe_customer_id:
         taken = User.objects.filter(stripe_customer_id=customer_id).exists()
         if not taken:
@@ -93,6 +105,33 @@ def account_link(
             )
             account.stripe_customer_id = customer_id
     return account
+
+
+def customer_email_prefetch(*, obj: dict) -> str | None:
+    """The email of a subscription's customer when no account knows the customer yet, read
+    from the provider before any lock is taken; None when not needed or not reachable (the
+    row then waits, and the nightly audit looks again)."""
+    customer_id = _customer_id(obj.get("customer"))
+    if not customer_id or User.objects.filter(stripe_customer_id=customer_id).exists():
+        return None
+    waiting = (
+        Subscription.objects.filter(customer_id=customer_id, account__isnull=True)
+        .exclude(customer_email="")
+        .values_list("customer_email", flat=True)
+        .first()
+    )
+    if waiting:
+        return waiting
+    customer = obj.get("customer")
+    if isinstance(customer, dict) and customer.get("email"):
+        return str(customer["email"])
+    from reconciliation import gateway
+
+    try:
+        found = gateway.customer_retrieve(customer_id=customer_id)
+    except gateway.GatewayError:
+        return None
+    return None if found.get("deleted") else (found.get("email") or None)
 
 
 @dataclass
@@ -111,6 +150,7 @@ def subscription_apply(
     source: str,
     event: WebhookEvent | None = None,
     run: ReconciliationRun | None = None,
+    customer_email: str | None = None,
 ) -> ApplyResult:
     """Apply the provider's view of one subscription: mirror first, then the account's access.
 
@@ -143,7 +183,9 @@ def subscription_apply(
         account = mirror.account
         if account is None:
             account = account_link(
-                customer_id=fields["customer_id"], metadata=obj.get("metadata") or {}
+                customer_id=fields["customer_id"],
+                metadata=obj.get("metadata") or {},
+                email=customer_email,
             )
         if stale and account == mirror.account:
             return ApplyResult(mirror, False, account, None)
@@ -153,6 +195,8 @@ def subscription_apply(
             mirror.provider_updated_at = provider_time
             mirror.raw = obj
         mirror.account = account
+        if account is None and customer_email:
+            mirror.customer_email = customer_email[:254]
         mirror.save()
         outcome = None
         if account is not None:
@@ -163,12 +207,62 @@ def subscription_apply(
 
 
 def subscriptions_link_waiting(*, account: User, actor: str, source: str) -> int:
-    """Attach mirror rows that arrived before their account (e.g. an import); returns a count."""
-    if not account.stripe_customer_id:
+    """Attach mirror rows that arrived before their account (an import, a new account, a
+    webhook for a customer not yet known), by the audit's rules: the account's customer id,
+    metadata.account_id, or the customer's email when it is unique among accounts. Then decide
+    the account's access from them. Returns the number of rows linked.
+    """
+    if account.is_staff:
         return 0
-    linked = Subscription.objects.filter(
-        account__isnull=True, customer_id=account.stripe_customer_id
-    ).update(account=account)
-    if linked:
-        account_access_sync(account=account, actor=actor, source=source)
+    waiting = Subscription.objects.filter(account__isnull=True)
+    match = Q(raw__metadata__account_id=account.public_id)
+    if account.stripe_customer_id:
+        match |= Q(customer_id=account.stripe_customer_id)
+    elif account.email and _unique_account_by_email(account.email) is not None:
+        match |= Q(customer_email__iexact=account.email.strip())
+    with transaction.atomic():
+        rows = list(waiting.filter(match).select_for_update().values_list("pk", "customer_id"))
+        if not rows:
+            return 0
+        customers = {customer_id for _, customer_id in rows if customer_id}
+        if not account.stripe_customer_id and len(customers) == 1:
+            customer_id = customers.pop()
+            if not User.objects.filter(stripe_customer_id=customer_id).exists():
+                User.objects.filter(pk=account.pk, stripe_customer_id="").update(
+                    stripe_customer_id=customer_id
+                )
+                account.stripe_customer_id = customer_id
+        linked = Subscription.objects.filter(pk__in=[pk for pk, _ in rows]).update(account=account)
+    account_access_sync(account=account, actor=actor, source=source)
+    return linked
+
+
+def subscriptions_link_waiting_for(*, account_ids: list[int], actor: str, source: str) -> int:
+    """subscriptions_link_waiting for many accounts (an import): the waiting rows are read once
+    and only the accounts that match one of them are linked one by one."""
+    if not account_ids:
+        return 0
+    waiting = list(
+        Subscription.objects.filter(account__isnull=True).values_list(
+            "customer_id", "customer_email", "raw__metadata__account_id"
+        )
+    )
+    if not waiting:
+        return 0
+    customers = {c for c, _, _ in waiting if c}
+    emails = {e.strip().lower() for _, e, _ in waiting if e}
+    public_ids = {str(p) for _, _, p in waiting if p}
+    linked = 0
+    for start in range(0, len(account_ids), 1000):
+        candidates = (
+            User.objects.annotate(email_ci=Lower("email"))
+            .filter(pk__in=account_ids[start : start + 1000], is_staff=False)
+            .filter(
+                Q(stripe_customer_id__in=customers)
+                | Q(public_id__in=public_ids)
+                | Q(email_ci__in=emails)
+            )
+        )
+        for account in candidates:
+            linked += subscriptions_link_waiting(account=account, actor=actor, source=source)
     return linked

@@ -10,14 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
 from reconciliation import gateway
 from reconciliation.models import Subscription
-from reconciliation.services.subscriptions import account_link, subscription_fields
+from reconciliation.services.subscriptions import subscription_fields
 
 logger = logging.getLogger(__name__)
 
@@ -248,39 +248,89 @@ def _link_candidates(*, customer: dict[str, Any]) -> tuple[User | None, str]:
     return candidate, "metadata.account_id" if by_metadata else "email"
 
 
-def customers_link(*, customer_ids: Iterable[str], report: SyncReport) -> dict[str, int]:
-    """Link customers no account knows yet by metadata.account_id or a unique email.
+@dataclass
+class LinkPlan:
+    """What looking up unknown customers found, before anything is written."""
 
-    One provider call per unknown customer: only customers never linked before get here.
+    # account id -> (customer id, how): the account the customer belongs to.
+    by_account: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # customer id -> email, for customers that match no account: kept on their waiting rows.
+    unmatched_emails: dict[str, str] = field(default_factory=dict)
+    # Customers not looked up (over the cap) or whose lookup failed: accounts that might be
+    # theirs cannot be verified this run.
+    unresolved: dict[str, str] = field(default_factory=dict)  # customer id -> why
+
+
+def customers_link_plan(*, customer_ids: Iterable[str], report: SyncReport) -> LinkPlan:
+    """Find the account of each customer no account knows yet (metadata.account_id, then a
+    unique email), writing nothing. One provider call per customer.
     """
-    linked: dict[str, int] = {}
+    plan = LinkPlan()
+    taken: dict[int, str] = {}
     for customer_id in sorted(set(customer_ids)):
         try:
             customer = gateway.customer_retrieve(customer_id=customer_id)
         except gateway.GatewayError as exc:
             report.ambiguous.append((customer_id, f"customer lookup failed: {exc}"))
+            plan.unresolved[customer_id] = f"lookup failed: {exc}"
             continue
         if customer.get("deleted"):
             report.unmatched.append(customer_id)
             continue
         candidate, how = _link_candidates(customer=customer)
+        if candidate is not None and candidate.pk in taken:
+            candidate, how = None, (
+                f"ambiguous: {candidate.public_id} also matches {taken[candidate.pk]}"
+            )
         if candidate is None:
             if how == "unmatched":
                 report.unmatched.append(customer_id)
+                email = (customer.get("email") or "").strip()
+                if email:
+                    plan.unmatched_emails[customer_id] = email[:254]
             else:
                 report.ambiguous.append((customer_id, how))
             continue
-        account = account_link(
-            customer_id=customer_id, metadata=customer.get("metadata"), email=customer.get("email")
-        )
-        if account is None:
-            report.unmatched.append(customer_id)
-            continue
+        taken[candidate.pk] = customer_id
+        plan.by_account[candidate.pk] = (customer_id, how)
+        report.linked.append((customer_id, candidate.public_id, how))
+    return plan
+
+
+def customer_link_write(*, account_id: int, customer_id: str) -> str:
+    """Store a planned link, re-checked under the account's row lock. Returns "" when linked
+    (or already linked to this customer), else why not."""
+    with transaction.atomic():
+        account = User.objects.select_for_update().only("stripe_customer_id").get(pk=account_id)
+        if account.stripe_customer_id and account.stripe_customer_id != customer_id:
+            return "linked to another customer since the run"
+        if not account.stripe_customer_id:
+            if User.objects.filter(stripe_customer_id=customer_id).exists():
+                return "the customer was linked to another account since the run"
+            User.objects.filter(pk=account_id).update(stripe_customer_id=customer_id)
         Subscription.objects.filter(customer_id=customer_id, account__isnull=True).update(
-            account=account
+            account_id=account_id
         )
-        linked[customer_id] = account.pk
-        report.linked.append((customer_id, account.public_id, how))
+    return ""
+
+
+def waiting_emails_store(*, emails: dict[str, str]) -> None:
+    """Keep unmatched customers' emails on their waiting rows: an account created later with
+    that email links them (subscriptions_link_waiting). Mirror data, not an account change."""
+    for customer_id, email in emails.items():
+        Subscription.objects.filter(customer_id=customer_id, account__isnull=True).exclude(
+            customer_email=email
+        ).update(customer_email=email)
+
+
+def customers_link(*, customer_ids: Iterable[str], report: SyncReport) -> dict[str, int]:
+    """Look up and link customers no account knows yet (sync_stripe's backfill)."""
+    plan = customers_link_plan(customer_ids=customer_ids, report=report)
+    linked: dict[str, int] = {}
+    for account_id, (customer_id, _how) in plan.by_account.items():
+        if not customer_link_write(account_id=account_id, customer_id=customer_id):
+            linked[customer_id] = account_id
+    waiting_emails_store(emails=plan.unmatched_emails)
     return linked
 
 

@@ -25,7 +25,7 @@ from reconciliation.models import (
 )
 from reconciliation.services.disputes import dispute_apply
 from reconciliation.services.flags import flag_open
-from reconciliation.services.subscriptions import subscription_apply
+from reconciliation.services.subscriptions import customer_email_prefetch, subscription_apply
 
 logger = logging.getLogger("janitor.webhooks")
 
@@ -329,7 +329,21 @@ def _prefetch(event: WebhookEvent) -> tuple[dict[str, Any], datetime] | None:
     return _fetch_subscription(subscription_id)
 
 
-def _dispatch(event: WebhookEvent, prefetched: tuple[dict[str, Any], datetime] | None) -> str:
+def _prefetch_customer_email(
+    event: WebhookEvent, prefetched: tuple[dict[str, Any], datetime] | None
+) -> str | None:
+    """The customer's email for a subscription no account knows yet (linking by email)."""
+    if event.type not in SUBSCRIPTION_TYPES and prefetched is None:
+        return None
+    obj = prefetched[0] if prefetched is not None else _event_object(event)
+    return customer_email_prefetch(obj=obj)
+
+
+def _dispatch(
+    event: WebhookEvent,
+    prefetched: tuple[dict[str, Any], datetime] | None,
+    customer_email: str | None = None,
+) -> str:
     """Apply one event; returns the status it ends in (processed or ignored)."""
     source = f"event:{event.provider_event_id}"
     if event.type in SUBSCRIPTION_TYPES or event.type in INVOICE_TYPES:
@@ -345,6 +359,7 @@ def _dispatch(event: WebhookEvent, prefetched: tuple[dict[str, Any], datetime] |
             actor=WEBHOOK_ACTOR,
             source=source,
             event=event,
+            customer_email=customer_email,
         )
         return WebhookStatus.PROCESSED
     if event.type in DISPUTE_TYPES:
@@ -385,8 +400,10 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
     started_at = timezone.now()
     error: Exception | None = None
     prefetched = None
+    customer_email = None
     try:
         prefetched = _prefetch(event)
+        customer_email = _prefetch_customer_email(event, prefetched)
     except WebhookProcessingError as exc:
         error = exc
 
@@ -398,7 +415,7 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
         if error is None:
             try:
                 with transaction.atomic():
-                    status = _dispatch(event, prefetched)
+                    status = _dispatch(event, prefetched, customer_email)
             except Exception as exc:  # any failure is retried, then dead-lettered
                 error = exc
         now = timezone.now()

@@ -4,7 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.services.imports import IMPORT_COLUMNS, accounts_import
+from accounts.models import User
+from accounts.services.imports import IMPORT_ACTOR, IMPORT_COLUMNS, accounts_import
+from reconciliation.services.subscriptions import subscriptions_link_waiting_for
 
 
 class Command(BaseCommand):
@@ -33,6 +35,17 @@ class Command(BaseCommand):
                 f"{len(report.refused)} line(s) refused; nothing was imported. "
                 "Fix them and run again."
             )
+        # Subscriptions that reached Janitor before their account (webhooks, the audit) are
+        # linked now, by the audit's rules, and the account's access decided from them.
+        linked = subscriptions_link_waiting_for(
+            account_ids=list(
+                User.objects.filter(public_id__in=report.public_ids).values_list("pk", flat=True)
+            ),
+            actor=IMPORT_ACTOR,
+            source="import",
+        )
+        if linked:
+            self.stdout.write(f"Linked {linked} waiting subscription(s) to imported accounts.")
         for line, note in report.access_kept:
             self.stdout.write(self.style.WARNING(f"line {line}: {note}"))
         self.stdout.write(
