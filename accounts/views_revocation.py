@@ -20,6 +20,7 @@ from accounts.selectors import (
 from accounts.services.revocation import (
     RevocationError,
     access_restore,
+    revocation_abandon,
     revocation_approve,
     revocation_reject,
     revocation_request,
@@ -177,6 +178,24 @@ def revocation_retry_view(request, pk: int):
         request,
         notice=f"Retried the revocation of {revocation.account.email}: "
         f"{revocation.get_status_display().lower()}.",
+    )
+
+
+@require_POST
+@staff_required("accounts.approve_revocation")
+def revocation_abandon_view(request, pk: int):
+    form = DecisionForm(request.POST)
+    reason = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        revocation = revocation_abandon(revocation_id=pk, actor=request.user, reason=reason)
+    except RevocationRequest.DoesNotExist:
+        raise Http404("No such revocation request.") from None
+    except RevocationError as exc:
+        return _list_outcome(request, error=str(exc))
+    return _list_outcome(
+        request,
+        notice=f"Abandoned the revocation of {revocation.account.email}: its access is "
+        "back to what it was before.",
     )
 
 

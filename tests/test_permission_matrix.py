@@ -42,6 +42,7 @@ MATRIX = {
     "revocation_approve": ("post", {ROLE_ADMIN}),
     "revocation_reject": ("post", {ROLE_ADMIN}),
     "revocation_retry": ("post", {ROLE_ADMIN}),
+    "revocation_abandon": ("post", {ROLE_ADMIN}),
     "audit_list": ("get", STAFF),
     "review_queue": ("get", STAFF),
     "flag_row": ("get", STAFF),
@@ -133,6 +134,7 @@ def _url(name: str, world: dict) -> str:
         "revocation_approve": {"pk": world["pk"]},
         "revocation_reject": {"pk": world["pk"]},
         "revocation_retry": {"pk": world["pk"]},
+        "revocation_abandon": {"pk": world["pk"]},
         "webhook_detail": {"pk": world["event_pk"]},
         "webhook_replay": {"pk": world["event_pk"]},
     }

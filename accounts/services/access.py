@@ -1,5 +1,6 @@
 """Writes to accounts: every access-status change goes through here, with its audit row."""
 
+import time
 from datetime import datetime
 
 from django.db import transaction
@@ -16,7 +17,13 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
         AccessStatus.GRACE_PERIOD,  # grace extended: same status, new end, still audited
         AccessStatus.REVOKED_PENDING,
     },
-    AccessStatus.REVOKED_PENDING: {AccessStatus.REVOKED, AccessStatus.REVOKED_PENDING},
+    AccessStatus.REVOKED_PENDING: {
+        AccessStatus.REVOKED,
+        AccessStatus.REVOKED_PENDING,
+        # An abandoned revocation gives back the access the account had (staff only).
+        AccessStatus.ACTIVE,
+        AccessStatus.GRACE_PERIOD,
+    },
     AccessStatus.REVOKED: {AccessStatus.ACTIVE},
 }
 AUTOMATION_FORBIDDEN = {AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED}
@@ -43,18 +50,27 @@ def access_status_change(
     source: str = "",
     grace_ends_at: datetime | None = None,
     details: dict | None = None,
+    timings: dict | None = None,
 ) -> AccessAudit:
     """Move one account to `to_status` and write its audit row, in one transaction.
 
     The account row is locked and re-read first, so two concurrent changes serialise and the
-    audit's from_status is the real one.
+    audit's from_status is the real one. `timings`, when given, receives the milliseconds of
+    the status write (lock, re-read, update) and of the audit insert, each on its own.
     """
+    started = time.perf_counter()
     if not reason.strip():
         raise AccessTransitionError("A reason is required for every access change.")
     if actor.startswith("system:") and to_status in AUTOMATION_FORBIDDEN:
         raise AccessTransitionError("Automation never revokes: a staff approval is required.")
     locked = User.objects.select_for_update().get(pk=account.pk)
     from_status = locked.access_status
+    if actor.startswith("system:") and from_status in AUTOMATION_FORBIDDEN and (
+        to_status != AccessStatus.ACTIVE or from_status != AccessStatus.REVOKED
+    ):
+        # Automation may re-activate an account it did not revoke (DESIGN.md), nothing else
+        # out of a revocation.
+        raise AccessTransitionError("Automation never moves an account out of a revocation.")
     if to_status not in ALLOWED_TRANSITIONS.get(from_status, set()):
         raise AccessTransitionError(
             f"{locked.public_id}: {from_status} -> {to_status} is not an allowed access change."
@@ -69,11 +85,14 @@ def access_status_change(
     # Keep the caller's instance true to the database.
     account.access_status, account.is_active = locked.access_status, locked.is_active
     account.grace_ends_at = locked.grace_ends_at
+    if timings is not None:
+        timings["status_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        started = time.perf_counter()
 
     audit_details = dict(details or {})
     if grace_ends_at is not None and to_status == AccessStatus.GRACE_PERIOD:
         audit_details.setdefault("grace_ends_at", grace_ends_at.isoformat())
-    return AccessAudit.objects.create(
+    audit = AccessAudit.objects.create(
         account=locked,
         at=timezone.now(),
         actor=actor,
@@ -86,6 +105,9 @@ def access_status_change(
         source=source,
         details=audit_details,
     )
+    if timings is not None:
+        timings["audit_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return audit
 
 
 def last_revoked_by_staff(*, account_ids: list[int]) -> set[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -117,20 +118,83 @@ def revocation_reject(*, revocation_id: int, approver: User, comment: str) -> Re
     )
 
 
-def revocation_retry(*, revocation_id: int, actor: User, enqueue: bool = True) -> RevocationRequest:
+def _history_entry(action: str, actor: User, **extra) -> dict:
+    return {"action": action, "by": actor.email, "at": timezone.now().isoformat(), **extra}
+
+
+def revocation_retry(
+    *, revocation_id: int, actor: User, enqueue: bool = True, via: str = "dashboard"
+) -> RevocationRequest:
     """Run a failed (or stalled: approved, its task lost) staged revocation again from where it
-    stopped (queued, or by the caller)."""
+    stopped (queued, or by the caller). Who retried, when and from where is kept in the
+    request's history and carried into the final step's audit row."""
     if not actor.has_perm("accounts.approve_revocation"):
         raise RevocationError("Only an Admin can retry a revocation.")
     with transaction.atomic():
         revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
         if revocation.status != RevocationStatus.FAILED and not revocation.is_stalled:
             raise RevocationError("Only a failed or stalled revocation can be retried.")
+        was = "stalled" if revocation.status == RevocationStatus.APPROVED else "failed"
         revocation.status = RevocationStatus.APPROVED
-        revocation.save(update_fields=["status"])
+        revocation.history = [
+            *(revocation.history or []),
+            _history_entry("retry", actor, via=via, was=was),
+        ]
+        revocation.save(update_fields=["status", "history"])
     if enqueue:
         _enqueue(revocation)
     revocation.refresh_from_db()
+    return revocation
+
+
+def revocation_abandon(*, revocation_id: int, actor: User, reason: str) -> RevocationRequest:
+    """Give up a failed or stalled revocation: the account gets back the access it had before
+    step 1, through the audited transition, and the request is closed as abandoned.
+
+    A revocation that reached step 3 (revoked) is complete, not abandonable: restore it instead.
+    """
+    if not actor.has_perm("accounts.approve_revocation"):
+        raise RevocationError("Only an Admin can abandon a revocation.")
+    with transaction.atomic():
+        revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
+        if not reason.strip():
+            raise RevocationError("Say why the revocation is abandoned.")
+        if revocation.status != RevocationStatus.FAILED and not revocation.is_stalled:
+            raise RevocationError("Only a failed or stalled revocation can be abandoned.")
+        account = User.objects.select_for_update().get(pk=revocation.account_id)
+        if account.access_status == AccessStatus.REVOKED:
+            raise RevocationError(
+                "The account is already revoked: restore its access instead of abandoning."
+            )
+        before = (revocation.steps or {}).get(STEP_PENDING, {})
+        previous = before.get("previous_status") or AccessStatus.ACTIVE
+        audit_id = None
+        if account.access_status == AccessStatus.REVOKED_PENDING:
+            grace_ends_at = None
+            if previous == AccessStatus.GRACE_PERIOD:
+                stored = before.get("previous_grace_ends_at")
+                grace_ends_at = datetime.fromisoformat(stored) if stored else timezone.now()
+            audit = access_status_change(
+                account=account,
+                to_status=previous,
+                actor=actor.email,
+                actor_user=actor,
+                reason=f"Revocation abandoned: {reason.strip()}",
+                reference=revocation.reference,
+                source=_source(revocation),
+                grace_ends_at=grace_ends_at,
+                details={"request_id": revocation.pk, "abandoned": True},
+            )
+            audit_id = audit.pk
+        revocation.status = RevocationStatus.ABANDONED
+        revocation.completed_at = timezone.now()
+        revocation.history = [
+            *(revocation.history or []),
+            _history_entry(
+                "abandon", actor, reason=reason.strip(), restored=previous, audit_id=audit_id
+            ),
+        ]
+        revocation.save(update_fields=["status", "completed_at", "history"])
     return revocation
 
 
@@ -199,7 +263,8 @@ def revocation_run(
             return revocation  # already run, rejected, or waiting: a redelivered task is a no-op
         revocation.attempts += 1
         revocation.last_error = ""
-        revocation.save(update_fields=["attempts", "last_error"])
+        revocation.reported_at = timezone.now()
+        revocation.save(update_fields=["attempts", "last_error", "reported_at"])
 
     for step in (revocation_step_pending, revocation_step_sessions, revocation_step_revoke):
         try:
@@ -220,14 +285,20 @@ def revocation_run(
 
 
 def _record_step(
-    revocation: RevocationRequest, name: str, started: float, also: tuple = (), **extra
+    revocation: RevocationRequest,
+    name: str,
+    started: float,
+    also: tuple = (),
+    ms: float | None = None,
+    **extra,
 ) -> None:
-    revocation.steps[name] = {
-        "at": timezone.now().isoformat(),
-        "ms": round((time.perf_counter() - started) * 1000, 2),
-        **extra,
-    }
-    revocation.save(update_fields=["steps", *also])
+    """Keep a step's time: `started` is taken just before the step's own work, and the time is
+    read before this bookkeeping write (or given as `ms` when measured inside a call)."""
+    if ms is None:
+        ms = round((time.perf_counter() - started) * 1000, 2)
+    revocation.reported_at = timezone.now()
+    revocation.steps[name] = {"at": revocation.reported_at.isoformat(), "ms": ms, **extra}
+    revocation.save(update_fields=["steps", "reported_at", *also])
 
 
 def _audit_fields(revocation: RevocationRequest) -> dict:
@@ -245,9 +316,15 @@ def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
     """Step 1: revoked_pending, so new logins are refused at once (committed on its own)."""
     if STEP_PENDING in revocation.steps:
         return []
-    started = time.perf_counter()
     with transaction.atomic():
+        started = time.perf_counter()
         account = User.objects.select_for_update().get(pk=revocation.account_id)
+        previous = {
+            "previous_status": account.access_status,
+            "previous_grace_ends_at": account.grace_ends_at.isoformat()
+            if account.grace_ends_at
+            else None,
+        }
         if account.access_status not in {AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED}:
             access_status_change(
                 account=account,
@@ -255,7 +332,9 @@ def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
                 details={"request_id": revocation.pk, "step": STEP_PENDING},
                 **_audit_fields(revocation),
             )
-        _record_step(revocation, STEP_PENDING, started)
+        else:
+            previous["previous_status"] = ""  # already pending: nothing of ours to give back
+        _record_step(revocation, STEP_PENDING, started, **previous)
     return [STEP_PENDING]
 
 
@@ -276,18 +355,31 @@ def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
     return [STEP_SESSIONS]
 
 
+def _flags_resolve_revoked(revocation: RevocationRequest) -> int:
+    """Close the account's open flags: support has nothing left to work on a revoked account."""
+    from reconciliation.services.flags import flags_resolve_revoked
+
+    decider = revocation.decided_by or revocation.requested_by
+    return flags_resolve_revoked(
+        account=revocation.account,
+        resolution=f"Account revoked (revocation request #{revocation.pk}).",
+        actor=decider.email,
+        author=decider,
+    )
+
+
 def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
     """Steps 3 and 4: revoked + inactive, and the audit row that carries the whole story.
 
     One transaction, so the account is never revoked without its audit row (nor the reverse).
+    Step 3's time is the status write alone, step 4's the audit insert alone (measured inside
+    access_status_change). Completing also resolves the account's open flags.
     """
-    started = time.perf_counter()
     with transaction.atomic():
         account = User.objects.select_for_update().get(pk=revocation.account_id)
-        step_revoked = {"at": timezone.now().isoformat(), "ms": 0.0}
+        timings: dict = {"status_ms": 0.0, "audit_ms": 0.0}
         audit_id = None
         if account.access_status != AccessStatus.REVOKED:
-            step_revoked["ms"] = round((time.perf_counter() - started) * 1000, 2)
             audit = access_status_change(
                 account=account,
                 to_status=AccessStatus.REVOKED,
@@ -302,20 +394,27 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
                     "decision_comment": revocation.decision_comment,
                     "sessions_removed": revocation.sessions_removed or 0,
                     "attempts": revocation.attempts,
-                    "steps": {**revocation.steps, STEP_REVOKED: step_revoked},
+                    "retries": [
+                        entry
+                        for entry in (revocation.history or [])
+                        if entry.get("action") == "retry"
+                    ],
+                    "steps": dict(revocation.steps),
                 },
+                timings=timings,
                 **_audit_fields(revocation),
             )
             audit_id = audit.pk
-        revocation.steps[STEP_REVOKED] = step_revoked
-        revocation.steps[STEP_AUDIT] = {
-            "at": timezone.now().isoformat(),
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-            "audit_id": audit_id,
-        }
+        now = timezone.now().isoformat()
+        revocation.steps[STEP_REVOKED] = {"at": now, "ms": timings["status_ms"]}
+        revocation.steps[STEP_AUDIT] = {"at": now, "ms": timings["audit_ms"], "audit_id": audit_id}
+        flags_closed = _flags_resolve_revoked(revocation)
+        if flags_closed:
+            revocation.steps[STEP_AUDIT]["flags_resolved"] = flags_closed
         revocation.status = RevocationStatus.COMPLETED
         revocation.completed_at = timezone.now()
-        revocation.save(update_fields=["steps", "status", "completed_at"])
+        revocation.reported_at = revocation.completed_at
+        revocation.save(update_fields=["steps", "status", "completed_at", "reported_at"])
     return [STEP_REVOKED, STEP_AUDIT]
 
 

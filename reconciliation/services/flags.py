@@ -67,3 +67,13 @@ def flags_resolve_for_account(
         resolved_at=timezone.now(),
         resolved_by=actor,
     )
+
+
+def flags_resolve_revoked(*, account: User, resolution: str, actor: str, author: User) -> int:
+    """Resolve every open flag of an account whose revocation completed, each recorded like a
+    resolution by hand (a note by the deciding Admin). Returns how many were open."""
+    count = 0
+    for flag in Flag.objects.filter(account=account, status=FlagStatus.OPEN):
+        flag_resolve(flag=flag, resolution=resolution, actor=actor, author=author)
+        count += 1
+    return count
