@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from reconciliation.models import Outcome, ReconciliationRun, RunOutcome
+from reconciliation.models import Outcome, ReconciliationRun, RunLink, RunOutcome
 from reconciliation.services.access import STATUS_CHANGING
 
 CHART_RUNS = 30
@@ -128,22 +128,42 @@ class RunDetail:
     outcome_counts: list[tuple[str, str, int]]  # saved outcomes per kind: (value, label, n)
 
 
+# The outcome filter's extra choice: rows an apply re-decided and left alone, with the reason.
+SKIPPED_FILTER = "skipped"
+
+
 def run_outcomes(*, run: ReconciliationRun, outcome: str = "") -> QuerySet[RunOutcome]:
     rows = RunOutcome.objects.filter(run=run).select_related("account").order_by("outcome", "pk")
-    if outcome:
+    if outcome == SKIPPED_FILTER:
+        rows = rows.exclude(skip_reason="")
+    elif outcome:
         rows = rows.filter(outcome=outcome)
     return rows
 
 
 def run_detail(*, run_id: int, outcome: str = "", page_number: int = 1) -> RunDetail:
     run = run_get(run_id=run_id)
-    outcome = outcome if outcome in Outcome.values else ""
+    outcome = outcome if outcome in Outcome.values or outcome == SKIPPED_FILTER else ""
     page = Paginator(run_outcomes(run=run, outcome=outcome), 50).get_page(page_number)
-    saved = dict(
+    saved: dict[str, int] = {}
+    skipped = 0
+    for value, n, n_skipped in (
         RunOutcome.objects.filter(run=run)
         .values_list("outcome")
-        .annotate(n=Count("id"))
-        .values_list("outcome", "n")
-    )
+        .annotate(n=Count("id"), skipped=Count("id", filter=~Q(skip_reason="")))
+        .values_list("outcome", "n", "skipped")
+    ):
+        saved[value] = n
+        skipped += n_skipped
     counts = [(o.value, o.label, saved[o.value]) for o in Outcome if saved.get(o.value)]
+    if skipped:
+        counts.append((SKIPPED_FILTER, "Skipped at apply (no longer right)", skipped))
+    run.links_skipped = []
+    if (run.counts or {}).get("linked_customers") and run.status == "applied":
+        run.links_skipped = list(
+            RunLink.objects.filter(run=run)
+            .exclude(skip_reason="")
+            .select_related("account")
+            .order_by("pk")[:50]
+        )
     return RunDetail(run=run, outcomes=page, outcome_filter=outcome, outcome_counts=counts)
