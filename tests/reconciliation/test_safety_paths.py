@@ -1,0 +1,376 @@
+"""The safety rules on every path (issue 11): a saved run is re-decided when applied, links are
+written only by an applied run, what was not checked is never flagged, and subscriptions that
+arrive before their account are linked when it appears."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from accounts.models import AccessAudit, AccessStatus, User
+from accounts.services.revocation import access_restore, revocation_run_now
+from reconciliation.models import (
+    Flag,
+    Outcome,
+    RunLink,
+    RunOutcome,
+    RunStatus,
+    Subscription,
+)
+from reconciliation.services.access import comp_record
+from reconciliation.services.audit import (
+    audit_run,
+    audit_run_apply_begin,
+    audit_run_apply_finish,
+)
+from reconciliation.services.subscriptions import subscription_apply
+from tests.factories import StaffFactory, UserFactory
+from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin(admin_user):
+    return admin_user
+
+
+def _halted_run(settings):
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.0
+    run = audit_run(dry_run=False, triggered_by="test")
+    assert run.status == RunStatus.HALTED, run.halt_reason
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    return run
+
+
+def _apply(run, admin):
+    audit_run_apply_begin(run=run, actor_user=admin)
+    return audit_run_apply_finish(run=run)
+
+
+# --- Applying an old halted run -------------------------------------------------------------
+
+
+def test_an_old_halted_run_does_not_undo_a_staff_revocation(stripe_fake, settings, admin):
+    # Revoked by an import (not by staff) while Stripe shows a paid subscription: reactivate.
+    account = UserFactory(access_status=AccessStatus.REVOKED, is_active=False)
+    AccessAudit.objects.create(
+        account=account, actor="system:import", from_status="", to_status="revoked", reason="x"
+    )
+    stripe_fake.add_subscription("sub_paid", customer=account.stripe_customer_id)
+    run = _halted_run(settings)
+    assert RunOutcome.objects.get(run=run, account=account).outcome == Outcome.REACTIVATE
+
+    # Later an Admin restores and then revokes the account by hand.
+    access_restore(account=account, actor=admin, reason="Bank reversed the chargeback")
+    revocation_run_now(account=account, actor=admin, reason="Fraud confirmed")
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.REVOKED
+
+    applied = _apply(run, admin)
+
+    account.refresh_from_db()
+    assert applied.status == RunStatus.APPLIED
+    assert account.access_status == AccessStatus.REVOKED
+    assert not AccessAudit.objects.filter(account=account, source=f"run:{run.pk}").exists()
+    row = RunOutcome.objects.get(run=run, account=account)
+    assert (row.applied, row.skip_reason) == (False, "revoked by staff since the run")
+
+
+def test_an_old_halted_run_does_not_start_grace_for_a_customer_who_resubscribed(
+    stripe_fake, settings, admin
+):
+    account = UserFactory()
+    stripe_fake.add_subscription("sub_gone", customer=account.stripe_customer_id, status="canceled")
+    run = _halted_run(settings)
+    assert RunOutcome.objects.get(run=run, account=account).outcome == Outcome.START_GRACE
+
+    # The customer resubscribes; the webhook brings it into the mirror.
+    subscription_apply(
+        obj=sub_obj("sub_back", account.stripe_customer_id, "active"),
+        provider_time=run.started_at.replace(year=run.started_at.year + 1),
+        actor="system:webhook",
+        source="event:evt_back",
+    )
+    _apply(run, admin)
+
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.ACTIVE
+    row = RunOutcome.objects.get(run=run, account=account)
+    assert row.skip_reason == "resubscribed since the run"
+    assert not Flag.objects.filter(account=account).exists()
+
+
+def test_an_old_halted_run_skips_an_account_whose_status_changed_since(
+    stripe_fake, settings, admin
+):
+    account = UserFactory()
+    stripe_fake.add_subscription("sub_gone", customer=account.stripe_customer_id, status="canceled")
+    other = UserFactory()
+    stripe_fake.add_subscription("sub_other", customer=other.stripe_customer_id, status="canceled")
+    run = _halted_run(settings)
+    # A comp recorded since: the other account's grace is no longer right either.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    comp_record(
+        account=other,
+        reason="Sales deal",
+        expires_at=timezone.now() + timedelta(days=30),
+        granted_by=admin,
+    )
+    # A webhook already started the grace period of the first one.
+    subscription_apply(
+        obj=sub_obj("sub_gone", account.stripe_customer_id, "canceled"),
+        provider_time=timezone.now() + timedelta(days=1),
+        actor="system:webhook",
+        source="event:evt_late",
+    )
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.GRACE_PERIOD
+
+    _apply(run, admin)
+
+    rows = {r.account_id: r for r in RunOutcome.objects.filter(run=run)}
+    assert rows[account.pk].skip_reason == "status changed since the run (active → grace_period)"
+    assert rows[other.pk].skip_reason == "a comp was recorded since the run"
+    assert AccessAudit.objects.filter(account=account).count() == 1  # only the webhook's
+
+
+def test_the_run_page_lists_skipped_rows_with_their_reason(
+    stripe_fake, settings, admin, admin_client_
+):
+    account = UserFactory()
+    stripe_fake.add_subscription("sub_gone", customer=account.stripe_customer_id, status="canceled")
+    run = _halted_run(settings)
+    subscription_apply(
+        obj=sub_obj("sub_back", account.stripe_customer_id, "active"),
+        provider_time=run.started_at.replace(year=run.started_at.year + 1),
+        actor="system:webhook",
+        source="event:evt_back",
+    )
+    _apply(run, admin)
+    page = admin_client_.get(
+        reverse("reconciliation_run_detail", args=[run.pk]), {"outcome": "skipped"}
+    ).content.decode()
+    assert "skipped: resubscribed since the run" in page
+    assert "Skipped at apply" in page
+
+
+# --- Never flag what was not checked; first runs on email-matched customers ----------------
+
+
+def _email_matched_shop(stripe_fake, n: int, status: str = "active") -> list[User]:
+    accounts = UserFactory.create_batch(n, stripe_customer_id="")
+    for i, account in enumerate(accounts):
+        customer = stripe_fake.add_customer(f"cus_mail{i:05d}", email=account.email.upper())
+        stripe_fake.add_subscription(f"sub_mail{i:05d}", customer=customer["id"], status=status)
+    return accounts
+
+
+def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_fake, settings):
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.05
+    accounts = _email_matched_shop(stripe_fake, 1000)
+
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+
+    run = audit_run(dry_run=True, triggered_by="test")  # what a second look would say
+    assert not Flag.objects.exists()
+    first = run.__class__.objects.exclude(pk=run.pk).get()
+    assert first.status == RunStatus.APPLIED
+    cap = settings.JANITOR_AUDIT_LINK_LOOKUPS
+    assert first.counts["linked_customers"] == cap
+    assert first.counts[Outcome.NOT_CHECKED] == 1000 - cap
+    assert first.counts[Outcome.FLAG_MANUAL_GRANT] == 0
+    assert "not checked" not in first.counts.get("not_checked_reasons", {})
+    assert User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(
+        stripe_customer_id=""
+    ).count() == cap
+    # The next night links the rest, and still flags no one.
+    audit_run(dry_run=False, triggered_by="test")
+    assert not Flag.objects.exists()
+    assert not User.objects.filter(is_staff=False, stripe_customer_id="").exists()
+
+
+def test_a_failed_customer_lookup_makes_unlinked_accounts_not_checked(stripe_fake, settings):
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    [account] = _email_matched_shop(stripe_fake, 1)
+    lonely = UserFactory(stripe_customer_id="")  # no customer anywhere: a manual grant, if checked
+    stripe_fake.fail("/v1/customers/", status=500, times=10)
+
+    run = audit_run(dry_run=False, triggered_by="test")
+
+    assert run.counts[Outcome.NOT_CHECKED] == 2
+    assert not Flag.objects.exists()
+    rows = RunOutcome.objects.filter(run=run, outcome=Outcome.NOT_CHECKED)
+    assert {r.account_id for r in rows} == {account.pk, lonely.pk}
+    assert all("failed" in r.detail["reason"] for r in rows)
+    assert {r.detail["would_be"] for r in rows} == {Outcome.FLAG_MANUAL_GRANT}
+
+
+def test_a_partial_listing_neither_flags_nor_graces_accounts_it_did_not_reach(
+    stripe_fake, settings
+):
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    reached = UserFactory(stripe_customer_id="cus_a")
+    stripe_fake.add_subscription("sub_a", customer="cus_a", status="canceled")
+    unreached = UserFactory(stripe_customer_id="cus_z")
+    stripe_fake.add_subscription("sub_z", customer="cus_z", status="canceled")
+    Subscription.objects.create(
+        provider_id="sub_z", account=unreached, customer_id="cus_z", status="canceled",
+        provider_updated_at="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    monkey_pages = iter([[stripe_fake.subscription("sub_a")]])
+
+    def pages(**kwargs):
+        yield next(monkey_pages)
+        from reconciliation.gateway import GatewayError
+
+        raise GatewayError("listing broke", retryable=True)
+
+    import reconciliation.services.audit as audit
+
+    original = audit.gateway.subscription_pages
+    audit.gateway.subscription_pages = pages
+    try:
+        run = audit_run(dry_run=False, triggered_by="test")
+    finally:
+        audit.gateway.subscription_pages = original
+    assert run.status == RunStatus.HALTED
+    outcomes = {r.account_id: r for r in RunOutcome.objects.filter(run=run)}
+    assert outcomes[reached.pk].outcome == Outcome.START_GRACE
+    assert outcomes[unreached.pk].outcome == Outcome.NOT_CHECKED
+    assert "listing failed" in outcomes[unreached.pk].detail["reason"]
+
+
+# --- Dry-run parity; a halted run writes to no account -------------------------------------
+
+
+def _table(run):
+    return sorted(
+        (r.account_id, r.outcome, tuple(sorted(r.detail.items(), key=str)))
+        for r in RunOutcome.objects.filter(run=run)
+    )
+
+
+def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    accounts = _email_matched_shop(stripe_fake, 6)
+    for i in (1, 3):
+        stripe_fake.set_subscription_status(f"sub_mail{i:05d}", "canceled")
+    stripe_fake.set_subscription_status("sub_mail00005", "past_due")
+    UserFactory(stripe_customer_id="")  # a real manual grant
+    settings.JANITOR_AUDIT_LINK_LOOKUPS = 4  # two customers left for the next night
+
+    dry = audit_run(dry_run=True, triggered_by="test")
+    assert not User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(
+        stripe_customer_id=""
+    ).exists()
+    real = audit_run(dry_run=False, triggered_by="test")
+
+    assert dry.status == RunStatus.DRY_RUN and real.status == RunStatus.APPLIED
+    assert dry.counts == real.counts
+    assert _table(dry) == _table(real)
+    assert dry.counts[Outcome.START_GRACE] == 2  # found only through the links
+    # Two customers were not looked up: the two accounts they belong to and the account with
+    # no customer at all (it could be theirs) are not checked, not flagged.
+    assert dry.counts[Outcome.NOT_CHECKED] == 3
+    assert dry.counts[Outcome.FLAG_MANUAL_GRANT] == 0
+
+
+def test_a_halted_run_changes_no_account_and_its_apply_writes_the_links(
+    stripe_fake, settings, admin
+):
+    accounts = _email_matched_shop(stripe_fake, 3, status="canceled")
+    run = _halted_run(settings)
+
+    assert not User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(
+        stripe_customer_id=""
+    ).exists()
+    assert not AccessAudit.objects.exists()
+    assert RunLink.objects.filter(run=run).count() == 3
+    assert Subscription.objects.count() == 3  # the mirror was refreshed: provider data only
+
+    _apply(run, admin)
+    for account in accounts:
+        account.refresh_from_db()
+        assert account.stripe_customer_id.startswith("cus_mail")
+        assert account.access_status == AccessStatus.GRACE_PERIOD
+    assert not Subscription.objects.filter(account__isnull=True).exists()
+
+
+# --- Waiting subscriptions are linked when their account appears ----------------------------
+
+
+@pytest.fixture
+def signed(settings, django_capture_on_commit_callbacks):
+    settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
+    return django_capture_on_commit_callbacks
+
+
+def _post(signed, client, type_, obj, event_id):
+    with signed(execute=True):  # the queue takes the event after the intake commits
+        response = post_signed(client, body_for(type_, obj, id=event_id))
+    assert response.status_code == 200
+
+
+def test_a_waiting_subscription_is_linked_by_import(client, stripe_fake, signed, tmp_path):
+    stripe_fake.add_customer("cus_early", email="Early.Bird@Example.com")
+    _post(signed, client, "customer.subscription.created", sub_obj("sub_early", "cus_early"), "evt_1")
+    waiting = Subscription.objects.get(provider_id="sub_early")
+    assert waiting.account is None
+    assert waiting.customer_email == "Early.Bird@Example.com"
+
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(
+        "public_id,email,name,is_active,stripe_customer_id\n"
+        "user-early,early.bird@example.com,Early Bird,true,\n"
+    )
+    out = StringIO()
+    call_command("import_accounts", str(csv), stdout=out)
+
+    account = User.objects.get(public_id="user-early")
+    waiting.refresh_from_db()
+    assert waiting.account == account
+    assert account.stripe_customer_id == "cus_early"
+    assert "Linked 1 waiting subscription" in out.getvalue()
+
+
+def test_a_waiting_subscription_is_linked_by_the_next_event(client, stripe_fake, signed):
+    stripe_fake.add_customer("cus_late", email="late@example.com")
+    _post(signed, client, "customer.subscription.created", sub_obj("sub_late", "cus_late"), "evt_1")
+    account = UserFactory(email="late@example.com", stripe_customer_id="")  # created later
+    stripe_fake.add_subscription("sub_late", customer="cus_late", status="past_due")
+
+    _post(
+        signed,
+        client,
+        "customer.subscription.updated",
+        sub_obj("sub_late", "cus_late", "past_due"),
+        "evt_2",
+    )
+
+    account.refresh_from_db()
+    assert Subscription.objects.get(provider_id="sub_late").account == account
+    assert account.stripe_customer_id == "cus_late"
+    assert account.access_status == AccessStatus.GRACE_PERIOD
+
+
+def test_a_waiting_subscription_is_linked_by_metadata_on_import(
+    client, stripe_fake, signed, tmp_path
+):
+    stripe_fake.add_customer("cus_meta", email="someone-else@example.com")
+    obj = sub_obj("sub_meta", "cus_meta", "canceled", metadata={"account_id": "user-meta"})
+    _post(signed, client, "customer.subscription.created", obj, "evt_1")
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(
+        "public_id,email,name,is_active,stripe_customer_id\n"
+        "user-meta,meta@example.com,Meta,true,\n"
+    )
+    call_command("import_accounts", str(csv), stdout=StringIO())
+    account = User.objects.get(public_id="user-meta")
+    assert Subscription.objects.get(provider_id="sub_meta").account == account
+    assert account.access_status == AccessStatus.GRACE_PERIOD  # decided from what waited
