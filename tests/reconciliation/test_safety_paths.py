@@ -25,7 +25,7 @@ from reconciliation.services.audit import (
     audit_run_apply_finish,
 )
 from reconciliation.services.subscriptions import subscription_apply
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import UserFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db
@@ -186,9 +186,10 @@ def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_f
     assert first.counts[Outcome.NOT_CHECKED] == 1000 - cap
     assert first.counts[Outcome.FLAG_MANUAL_GRANT] == 0
     assert "not checked" not in first.counts.get("not_checked_reasons", {})
-    assert User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(
-        stripe_customer_id=""
-    ).count() == cap
+    assert (
+        User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(stripe_customer_id="").count()
+        == cap
+    )
     # The next night links the rest, and still flags no one.
     audit_run(dry_run=False, triggered_by="test")
     assert not Flag.objects.exists()
@@ -266,9 +267,11 @@ def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
     settings.JANITOR_AUDIT_LINK_LOOKUPS = 4  # two customers left for the next night
 
     dry = audit_run(dry_run=True, triggered_by="test")
-    assert not User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(
-        stripe_customer_id=""
-    ).exists()
+    assert (
+        not User.objects.filter(pk__in=[a.pk for a in accounts])
+        .exclude(stripe_customer_id="")
+        .exists()
+    )
     real = audit_run(dry_run=False, triggered_by="test")
 
     assert dry.status == RunStatus.DRY_RUN and real.status == RunStatus.APPLIED
@@ -287,9 +290,11 @@ def test_a_halted_run_changes_no_account_and_its_apply_writes_the_links(
     accounts = _email_matched_shop(stripe_fake, 3, status="canceled")
     run = _halted_run(settings)
 
-    assert not User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(
-        stripe_customer_id=""
-    ).exists()
+    assert (
+        not User.objects.filter(pk__in=[a.pk for a in accounts])
+        .exclude(stripe_customer_id="")
+        .exists()
+    )
     assert not AccessAudit.objects.exists()
     assert RunLink.objects.filter(run=run).count() == 3
     assert Subscription.objects.count() == 3  # the mirror was refreshed: provider data only
@@ -319,7 +324,9 @@ def _post(signed, client, type_, obj, event_id):
 
 def test_a_waiting_subscription_is_linked_by_import(client, stripe_fake, signed, tmp_path):
     stripe_fake.add_customer("cus_early", email="Early.Bird@Example.com")
-    _post(signed, client, "customer.subscription.created", sub_obj("sub_early", "cus_early"), "evt_1")
+    _post(
+        signed, client, "customer.subscription.created", sub_obj("sub_early", "cus_early"), "evt_1"
+    )
     waiting = Subscription.objects.get(provider_id="sub_early")
     assert waiting.account is None
     assert waiting.customer_email == "Early.Bird@Example.com"
@@ -367,8 +374,7 @@ def test_a_waiting_subscription_is_linked_by_metadata_on_import(
     _post(signed, client, "customer.subscription.created", obj, "evt_1")
     csv = tmp_path / "accounts.csv"
     csv.write_text(
-        "public_id,email,name,is_active,stripe_customer_id\n"
-        "user-meta,meta@example.com,Meta,true,\n"
+        "public_id,email,name,is_active,stripe_customer_id\nuser-meta,meta@example.com,Meta,true,\n"
     )
     call_command("import_accounts", str(csv), stdout=StringIO())
     account = User.objects.get(public_id="user-meta")
