@@ -45,6 +45,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "accounts.approve_revocation",
             "accounts.restore_access",
             "accounts.export_access_audit",
+            "janitor.view_notice",
         }
     ),
 }
@@ -93,6 +94,8 @@ def roles_sync(apps) -> None:
 def _model_for(app_label: str, codename: str) -> str:
     if app_label == "accounts":
         return "user"
+    if app_label == "janitor":
+        return "notice"
     if codename in {"export_evidence", "submit_dispute_evidence"}:
         return "dispute"
     return "permissions"

@@ -11,6 +11,8 @@ NAV_ITEMS = [
     ("dispute_list", "Disputes", "reconciliation.view_disputes"),
     ("revocation_list", "Revocations", "accounts.view_access_audit"),
     ("audit_list", "Audit trail", "accounts.view_access_audit"),
+    ("notice_list", "Notifications", "janitor.view_notice"),
+    ("notice_preferences", "My notifications", "accounts.view_dashboard"),
 ]
 
 

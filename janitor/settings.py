@@ -124,6 +124,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "janitor.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "janitor.middleware.ContentSecurityPolicyMiddleware",
     "janitor.middleware.RejectNulBytesMiddleware",
@@ -278,6 +279,32 @@ EMAIL_HOST_PASSWORD = _env_str("DJANGO_EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = _env_bool("DJANGO_EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = _env_str("DJANGO_DEFAULT_FROM_EMAIL", "billing@janitor.local")
 
+# --- Notifications and metrics --------------------------------------------------------------
+# Apprise URLs per role (comma-separated); unset: the role's staff members by email.
+JANITOR_NOTIFY = {
+    "support": _env_list("JANITOR_NOTIFY_SUPPORT", ""),
+    "finance": _env_list("JANITOR_NOTIFY_FINANCE", ""),
+    "admins": _env_list("JANITOR_NOTIFY_ADMINS", ""),
+}
+# Where links in notices point (the dashboard's address as staff reach it).
+JANITOR_PUBLIC_URL = _env_str("JANITOR_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where a customer fixes their payment; with JANITOR_BILLING_PORTAL_RETURN_URL set instead, each
+# grace notice carries a fresh Stripe billing portal session that returns there.
+JANITOR_BILLING_URL = _env_str("JANITOR_BILLING_URL", "")
+JANITOR_BILLING_PORTAL_RETURN_URL = _env_str("JANITOR_BILLING_PORTAL_RETURN_URL", "")
+JANITOR_NOTIFY_MAX_ATTEMPTS = _env_int("JANITOR_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
+JANITOR_DIGEST_CRON = _env_str("JANITOR_DIGEST_CRON", "0 7 * * *")
+if len(JANITOR_DIGEST_CRON.split()) != 5:
+    raise ImproperlyConfigured(
+        f"JANITOR_DIGEST_CRON={JANITOR_DIGEST_CRON!r} is not a 5-field cron expression."
+    )
+# /metrics: a bearer token, or a client address in this list (loopback by default).
+JANITOR_METRICS_TOKEN = _env_str("JANITOR_METRICS_TOKEN", "")
+JANITOR_METRICS_ALLOWED_IPS = frozenset(_env_list("JANITOR_METRICS_ALLOWED_IPS", "127.0.0.1,::1"))
+# prometheus-client's own variable: a directory shared by one host's gunicorn workers, so the
+# request-latency histogram sums over them (wipe it when gunicorn starts).
+PROMETHEUS_MULTIPROC_DIR = _env_str("PROMETHEUS_MULTIPROC_DIR", "")
+
 # --- Static, i18n ---------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -316,7 +343,7 @@ if not DEBUG:
     # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
     if _env_bool("JANITOR_BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^webhooks/"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^webhooks/"]
 # Failed sign-ins per (address, email) before a cool-down, and its length.
 JANITOR_LOGIN_MAX_FAILURES = _env_int("JANITOR_LOGIN_MAX_FAILURES", 5, minimum=1)
 JANITOR_LOGIN_LOCKOUT_SECONDS = _env_int("JANITOR_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)

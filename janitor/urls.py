@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from janitor import views
 from janitor.forms import StaffLoginForm
+from janitor.metrics import metrics
 from reconciliation.views_webhooks import stripe_webhook
 
 urlpatterns = [
@@ -22,6 +23,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/<str:public_id>/", views.account_detail, name="account_detail"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
+    path("notifications/", views.notice_list, name="notice_list"),
+    path("notifications/mine/", views.notice_preferences, name="notice_preferences"),
     path("django-admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("reconciliation.urls")),

@@ -1,13 +1,20 @@
-"""The dashboard shell's own pages: the overview and a health check."""
+"""The dashboard shell's own pages: the overview, a health check, notifications."""
 
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
+from janitor.models import NoticeKind, NoticeStatus
 from janitor.permissions import staff_required
-from janitor.selectors import account_page_get, overview_get
+from janitor.selectors import (
+    account_page_get,
+    notice_page,
+    notice_preferences_get,
+    overview_get,
+)
+from janitor.services.notifications import notice_mutes_set
 
 
 @require_GET
@@ -47,4 +54,38 @@ def account_detail(request, public_id: str):
             "access_actions_url": _panel_url("account_access_actions", public_id),
             "evidence_panel_url": _panel_url("account_evidence_panel", public_id),
         },
+    )
+
+
+@require_GET
+@staff_required("janitor.view_notice")
+def notice_list(request):
+    """Admins: every notice Janitor recorded (what, to whom, when, outcome)."""
+    status, kind = request.GET.get("status", ""), request.GET.get("kind", "")
+    page = notice_page(status=status, kind=kind, page_number=request.GET.get("page"))
+    return render(
+        request,
+        "janitor/notices.html",
+        {
+            "page": page,
+            "status": status,
+            "kind": kind,
+            "statuses": NoticeStatus.choices,
+            "kinds": NoticeKind.choices,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required()
+def notice_preferences(request):
+    """Any staff member: which kinds of notice they receive by email (approvals stay on)."""
+    notice = ""
+    if request.method == "POST":
+        notice_mutes_set(user=request.user, kinds=request.POST.getlist("muted"))
+        notice = "Saved."
+    return render(
+        request,
+        "janitor/notice_preferences.html",
+        {"kinds": notice_preferences_get(user=request.user), "notice": notice},
     )

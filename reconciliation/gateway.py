@@ -271,6 +271,14 @@ def dispute_evidence_update(
         return _plain(_client().v1.disputes.update(dispute_id, params=params))
 
 
+def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
+    """A Stripe-hosted page where the customer updates their payment method; returns its URL."""
+    params: dict[str, Any] = {"customer": customer_id, "return_url": return_url}
+    with _translated_errors():
+        session = _plain(_client().v1.billing_portal.sessions.create(params=params))
+    return str(session.get("url") or "")
+
+
 def file_upload(
     *,
     content: bytes,

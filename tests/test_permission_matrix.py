@@ -68,12 +68,16 @@ MATRIX = {
     "account_evidence_panel": ("get", STAFF),
     "evidence_pdf": ("post", {ROLE_FINANCE}),
     "evidence_csv": ("post", {ROLE_FINANCE}),
+    "notice_list": ("get", {ROLE_ADMIN}),
+    "notice_preferences": ("post", STAFF),
 }
 # Pages with their own rules, outside the staff matrix: name -> (method, outcome per visitor).
 SPECIAL = {
     "login": ("get", dict.fromkeys(VISITORS, "ok")),
     "logout": ("post", dict.fromkeys(VISITORS, "login")),  # signed out, back to the login
     "healthz": ("get", dict.fromkeys(VISITORS, "ok")),
+    # From loopback (the test client's address) or with the bearer token; see test_metrics.py.
+    "metrics": ("get", dict.fromkeys(VISITORS, "ok")),
     "customer_login": ("get", dict.fromkeys(VISITORS, "ok")),
     "customer_logout": ("post", dict.fromkeys(VISITORS, "app_login")),
     "customer_home": ("get", {ANON: "app_login", CUSTOMER: "ok", **dict.fromkeys(STAFF, "ok")}),

@@ -19,6 +19,7 @@ from accounts.models import (
 )
 from accounts.services.access import access_status_change
 from accounts.services.sessions import sessions_revoke_all
+from janitor.services import notify
 
 OPEN_STATUSES = (RevocationStatus.PENDING, RevocationStatus.APPROVED, RevocationStatus.FAILED)
 
@@ -43,9 +44,15 @@ def _source(revocation: RevocationRequest) -> str:
 
 
 def revocation_request(
-    *, account: User, requested_by: User, reason: str, reference: str = ""
+    *,
+    account: User,
+    requested_by: User,
+    reason: str,
+    reference: str = "",
+    announce: bool = True,
 ) -> RevocationRequest:
-    """Open a revocation request for `account`; it waits for an Admin's approval."""
+    """Open a revocation request for `account`; it waits for an Admin's approval (the other
+    Admins are told, unless `announce` is off: the shell's incident path approves at once)."""
     if not requested_by.has_perm("accounts.request_revocation"):
         raise RevocationError("Your role cannot request revocations.")
     if not reason.strip():
@@ -57,12 +64,15 @@ def revocation_request(
         raise RevocationError("This account is already revoked or being revoked.")
     try:
         with transaction.atomic():
-            return RevocationRequest.objects.create(
+            revocation = RevocationRequest.objects.create(
                 account=account,
                 requested_by=requested_by,
                 reason=reason.strip(),
                 reference=reference.strip(),
             )
+            if announce:
+                notify.revocation_waiting(revocation=revocation)
+            return revocation
     except IntegrityError:
         # The partial unique index: one open request per account.
         raise RevocationError("This account already has an open revocation request.") from None
@@ -110,12 +120,15 @@ def revocation_approve(
 
 def revocation_reject(*, revocation_id: int, approver: User, comment: str) -> RevocationRequest:
     """Reject a pending request; the account keeps its access. A comment says why."""
-    return _decide(
-        revocation_id=revocation_id,
-        approver=approver,
-        to_status=RevocationStatus.REJECTED,
-        comment=comment,
-    )
+    with transaction.atomic():
+        revocation = _decide(
+            revocation_id=revocation_id,
+            approver=approver,
+            to_status=RevocationStatus.REJECTED,
+            comment=comment,
+        )
+        notify.revocation_decided(revocation=revocation)
+    return revocation
 
 
 def _history_entry(action: str, actor: User, **extra) -> dict:
@@ -214,7 +227,7 @@ def revocation_run_now(
     if not (actor.is_staff and actor.is_active and actor.has_perm("accounts.approve_revocation")):
         raise RevocationError(f"{actor.email} is not an Admin: only Admins revoke from the shell.")
     revocation = revocation_request(
-        account=account, requested_by=actor, reason=reason, reference=reference
+        account=account, requested_by=actor, reason=reason, reference=reference, announce=False
     )
     RevocationRequest.objects.filter(pk=revocation.pk).update(
         status=RevocationStatus.APPROVED,
@@ -275,6 +288,7 @@ def revocation_run(
                 last_error=f"{step.__name__}: {exc.__class__.__name__}: {exc}"[:2000],
             )
             revocation.refresh_from_db()
+            notify.revocation_stuck(revocation=revocation, why="failed")
             if on_step:
                 on_step("failed", {"error": revocation.last_error})
             return revocation
@@ -415,6 +429,7 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
         revocation.completed_at = timezone.now()
         revocation.reported_at = revocation.completed_at
         revocation.save(update_fields=["steps", "status", "completed_at", "reported_at"])
+        notify.revocation_decided(revocation=revocation)
     return [STEP_REVOKED, STEP_AUDIT]
 
 

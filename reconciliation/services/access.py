@@ -4,7 +4,6 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -92,22 +91,11 @@ def _grace_end(now: datetime) -> datetime:
 
 
 def customer_notify_payment_issue(*, account: User) -> None:
-    """Tell the customer, once the grace period is committed (never for a rolled-back change)."""
-    message = (
-        f"Hello {account.name or account.email},\n\n"
-        "There seems to be an issue with your payment. Your access continues until "
-        f"{account.grace_ends_at:%Y-%m-%d}; please update your payment details before then.\n"
-    )
+    """Tell the customer (queued after commit, recorded, retried; never for a rolled-back
+    change)."""
+    from janitor.services.notify import grace_started
 
-    transaction.on_commit(
-        lambda: send_mail(
-            "There seems to be an issue with your payment",
-            message,
-            settings.DEFAULT_FROM_EMAIL,
-            [account.email],
-            fail_silently=True,
-        )
-    )
+    grace_started(account=account)
 
 
 @transaction.atomic

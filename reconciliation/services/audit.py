@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import AccessComp, AccessStatus, User
 from accounts.services.access import last_revoked_by_staff, system_actor
+from janitor.services import notify
 from reconciliation import gateway
 from reconciliation.models import (
     Outcome,
@@ -612,6 +613,10 @@ def _audit_run_execute(
                 "The provider listed no subscriptions while the mirror holds some: check "
                 "STRIPE_API_KEY (another account or mode?). Nothing was applied."
             )
+        if listing_error is not None and getattr(listing_error, "status", None) in {401, 403}:
+            notify.provider_key_refused(
+                status=listing_error.status, message=str(listing_error), where="Nightly audit"
+            )
         if listing_error is not None:
             halt_reason = (
                 f"The provider listing failed after {progress.state['pages']} page(s): "
@@ -648,6 +653,8 @@ def _audit_run_execute(
     progress.state.update(phase="done", updated_at=run.finished_at.isoformat())
     run.progress = dict(progress.state)
     run.save()
+    if run.status in {RunStatus.HALTED, RunStatus.FAILED}:
+        notify.run_halted(run=run)
     return run
 
 

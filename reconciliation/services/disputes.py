@@ -143,6 +143,10 @@ def dispute_apply(*, obj: dict, event: WebhookEvent | dict | None = None) -> Dis
             dispute.raw = obj
             dispute.save()
 
+        if created:
+            from janitor.services.notify import dispute_opened
+
+            dispute_opened(dispute=dispute)
         if dispute.account_id is not None:
             # New to us, or newly tied to an account: someone should look at it now.
             if not was_linked and dispute.status in OPEN_STATUSES:

@@ -351,4 +351,7 @@ def dispute_evidence_submit(*, dispute: Dispute, actor: User) -> Dispute:
             dispute=locked,
             details={"fields": sorted(staged), "status": locked.status},
         )
+        from janitor.services.notify import evidence_submitted
+
+        evidence_submitted(dispute=locked, actor=actor)
     return locked

@@ -548,9 +548,8 @@ def webhook_events_catch_up(
         # The demo (make run) has no Stripe account: nothing to catch up with, no traceback.
         logger.info("catch-up skipped: STRIPE_API_KEY is not set")
         return CatchUpResult(listed=0, stored=0, since=since)
-    for page in gateway.event_pages(
-        created_gte=int(since.timestamp()), types=sorted(HANDLED_TYPES)
-    ):
+    pages = gateway.event_pages(created_gte=int(since.timestamp()), types=sorted(HANDLED_TYPES))
+    for page in _key_checked(pages):
         listed += len(page)
         page_ids = [event["id"] for event in page if isinstance(event.get("id"), str)]
         seen = set(
@@ -569,6 +568,18 @@ def webhook_events_catch_up(
     if stored:
         logger.warning("catch-up stored %s events the endpoint never received", stored)
     return CatchUpResult(listed=listed, stored=stored, since=since)
+
+
+def _key_checked(pages):
+    """The pages, telling Admins when Stripe refuses the key (401/403) before re-raising."""
+    try:
+        yield from pages
+    except gateway.GatewayError as exc:
+        if exc.status in {401, 403}:
+            from janitor.services.notify import provider_key_refused
+
+            provider_key_refused(status=exc.status, message=str(exc), where="Webhook catch-up")
+        raise
 
 
 # --- Schedules ------------------------------------------------------------------------------

@@ -875,7 +875,30 @@ class StripeFake:
         ("POST", re.compile(r"/v1/disputes/([^/]+)"), "_update_dispute"),
         ("POST", re.compile(r"/v1/files"), "_create_file"),
         ("GET", re.compile(r"/v1/files/([^/]+)"), "_get_file"),
+        ("POST", re.compile(r"/v1/billing_portal/sessions"), "_create_billing_portal_session"),
     )
+
+    def _create_billing_portal_session(self, *, params: Params, files: Files) -> Json:
+        """A billing_portal.session as Stripe returns it (the fields Stripe's fixture has)."""
+        _check_params(params, {"customer", "return_url", "configuration", "locale"})
+        customer = params.get("customer", "")
+        if customer not in self.customers and self._bulk_customer(customer) is None:
+            raise _missing("customer", customer, param="customer", status=400)
+        session_id = _new_id("bps")
+        return {
+            "id": session_id,
+            "object": "billing_portal.session",
+            "configuration": params.get("configuration") or "bpc_janitor_fake",
+            "created": _now(),
+            "customer": customer,
+            "customer_account": None,
+            "flow": None,
+            "livemode": False,
+            "locale": params.get("locale") or None,
+            "on_behalf_of": None,
+            "return_url": params.get("return_url") or None,
+            "url": f"{self.base_url}/p/session/{session_id}",
+        }
 
     def _handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes

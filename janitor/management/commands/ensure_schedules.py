@@ -3,6 +3,11 @@
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
+from janitor.services.notifications import (
+    DIGEST_SCHEDULE,
+    NOTICE_SCHEDULES,
+    notice_schedules_ensure,
+)
 from reconciliation.services.audit import SCHEDULE_NAME, audit_schedule_ensure
 from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedules_ensure
 
@@ -13,7 +18,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         audit_schedule_ensure()
         webhook_schedules_ensure()
-        names = [SCHEDULE_NAME, *(name for name, _func, _minutes in WEBHOOK_SCHEDULES)]
+        notice_schedules_ensure()
+        names = [
+            SCHEDULE_NAME,
+            *(name for name, _func, _minutes in WEBHOOK_SCHEDULES),
+            *(name for name, _func, _minutes in NOTICE_SCHEDULES),
+            DIGEST_SCHEDULE[0],
+        ]
         for schedule in Schedule.objects.filter(name__in=names).order_by("name"):
             every = (
                 schedule.cron
