@@ -150,6 +150,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
         )
         _disputes_ensure(customers, ids, now)
         _events_ensure(customers, now)
+        _notices_ensure()
     return {
         "customers": User.objects.filter(is_staff=False).count(),
         "subscriptions": Subscription.objects.count(),
@@ -157,6 +158,19 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
         "disputes": Dispute.objects.count(),
         "open_flags": Flag.objects.filter(status="open").count(),
     }
+
+
+def _notices_ensure() -> None:
+    """What the demo's staff would have been told: new disputes (Finance), the morning digest
+    (Support). Sent by the worker (`make run` prints the emails on its console); listed on
+    Notifications. Dedup keys keep a second seed from sending them again."""
+    from janitor.services import notify
+
+    for dispute in Dispute.objects.filter(
+        provider_id__startswith="dp_demo", status__in=notify.OPEN_DISPUTE_STATUSES
+    ).select_related("account"):
+        notify.dispute_opened(dispute=dispute)
+    notify.support_digest()
 
 
 def _staff_ensure() -> None:

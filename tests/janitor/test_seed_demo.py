@@ -52,6 +52,27 @@ def test_ensure_schedules_is_idempotent(capsys):
     first = sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes"))
     call_command("ensure_schedules")
     assert sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes")) == first
-    assert len(first) == 3
+    assert len(first) == 6
     assert ("webhooks: sweeper", "I", None, 1) in first
+    assert ("notices: retry", "I", None, 1) in first
+    assert ("notices: support digest", "C", "0 7 * * *", None) in first
     assert "30 2 * * *" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_the_demo_records_notices_for_its_staff(django_capture_on_commit_callbacks):
+    from io import StringIO
+
+    from django.core import mail
+
+    from janitor.models import Notice, NoticeKind, NoticeStatus
+
+    with django_capture_on_commit_callbacks(execute=True):  # the worker sends them
+        call_command("seed_demo", stdout=StringIO())
+    kinds = set(Notice.objects.values_list("kind", flat=True))
+    assert {NoticeKind.DISPUTE_NEW, NoticeKind.SUPPORT_DIGEST} <= kinds
+    count = Notice.objects.count()
+    call_command("seed_demo", stdout=StringIO())
+    assert Notice.objects.count() == count  # a second seed sends nothing again
+    assert not Notice.objects.exclude(status=NoticeStatus.SENT).exists()
+    assert any("finance@janitor.local" in m.to for m in mail.outbox)
