@@ -24,8 +24,6 @@ urlpatterns = [
     path("revocations/<int:pk>/approve/", views.revocation_approve_view, name="revocation_approve"),
     path("revocations/<int:pk>/reject/", views.revocation_reject_view, name="revocation_reject"),
     path("revocations/<int:pk>/retry/", views.revocation_retry_view, name="revocation_retry"),
-    path(
-        "revocations/<int:pk>/abandon/", views.revocation_abandon_view, name="revocation_abandon"
-    ),
+    path("revocations/<int:pk>/abandon/", views.revocation_abandon_view, name="revocation_abandon"),
     path("access-audit/", views.audit_list, name="audit_list"),
 ]

@@ -4,33 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_queue_indexes'),
+        ("accounts", "0004_queue_indexes"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='revocationrequest',
-            name='revocation_status_valid',
+            model_name="revocationrequest",
+            name="revocation_status_valid",
         ),
         migrations.AddField(
-            model_name='revocationrequest',
-            name='history',
+            model_name="revocationrequest",
+            name="history",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='revocationrequest',
-            name='reported_at',
+            model_name="revocationrequest",
+            name="reported_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='revocationrequest',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Awaiting approval'), ('approved', 'Approved, running'), ('failed', 'Failed, retryable'), ('completed', 'Completed'), ('rejected', 'Rejected'), ('abandoned', 'Abandoned, access restored')], default='pending', max_length=16),
+            model_name="revocationrequest",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Awaiting approval"),
+                    ("approved", "Approved, running"),
+                    ("failed", "Failed, retryable"),
+                    ("completed", "Completed"),
+                    ("rejected", "Rejected"),
+                    ("abandoned", "Abandoned, access restored"),
+                ],
+                default="pending",
+                max_length=16,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='revocationrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'approved', 'failed', 'completed', 'rejected', 'abandoned'])), name='revocation_status_valid'),
+            model_name="revocationrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        ["pending", "approved", "failed", "completed", "rejected", "abandoned"],
+                    )
+                ),
+                name="revocation_status_valid",
+            ),
         ),
     ]

@@ -65,8 +65,10 @@ def access_status_change(
         raise AccessTransitionError("Automation never revokes: a staff approval is required.")
     locked = User.objects.select_for_update().get(pk=account.pk)
     from_status = locked.access_status
-    if actor.startswith("system:") and from_status in AUTOMATION_FORBIDDEN and (
-        to_status != AccessStatus.ACTIVE or from_status != AccessStatus.REVOKED
+    if (
+        actor.startswith("system:")
+        and from_status in AUTOMATION_FORBIDDEN
+        and (to_status != AccessStatus.ACTIVE or from_status != AccessStatus.REVOKED)
     ):
         # Automation may re-activate an account it did not revoke (DESIGN.md), nothing else
         # out of a revocation.

@@ -250,9 +250,7 @@ def _enqueue(revocation: RevocationRequest) -> None:
             group="revocation",
         )
     except Exception as exc:  # broker down: say so where an admin will see it
-        RevocationRequest.objects.filter(
-            pk=revocation.pk, status=RevocationStatus.APPROVED
-        ).update(
+        RevocationRequest.objects.filter(pk=revocation.pk, status=RevocationStatus.APPROVED).update(
             status=RevocationStatus.FAILED,
             last_error=f"could not queue the revocation: {exc.__class__.__name__}: {exc}"[:2000],
         )

@@ -6,46 +6,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reconciliation', '0001_initial'),
+        ("reconciliation", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reconciliationrun',
-            name='outcomes_decided_at',
+            model_name="reconciliationrun",
+            name="outcomes_decided_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='runoutcome',
-            name='skip_reason',
+            model_name="runoutcome",
+            name="skip_reason",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='subscription',
-            name='customer_email',
+            model_name="subscription",
+            name="customer_email",
             field=models.CharField(blank=True, max_length=254),
         ),
         migrations.AlterField(
-            model_name='runoutcome',
-            name='outcome',
-            field=models.CharField(choices=[('in_sync', 'In sync'), ('start_grace', 'Start grace period'), ('payment_failed', 'Payment failed: grace period'), ('reactivate', 'Re-activate'), ('flag_manual_grant', 'Flag manual grant'), ('flag_mismatch', 'Flag provider mismatch'), ('flag_grace_expired', 'Flag grace expired'), ('end_grace', 'End grace period'), ('not_checked', 'Not checked')], max_length=24),
+            model_name="runoutcome",
+            name="outcome",
+            field=models.CharField(
+                choices=[
+                    ("in_sync", "In sync"),
+                    ("start_grace", "Start grace period"),
+                    ("payment_failed", "Payment failed: grace period"),
+                    ("reactivate", "Re-activate"),
+                    ("flag_manual_grant", "Flag manual grant"),
+                    ("flag_mismatch", "Flag provider mismatch"),
+                    ("flag_grace_expired", "Flag grace expired"),
+                    ("end_grace", "End grace period"),
+                    ("not_checked", "Not checked"),
+                ],
+                max_length=24,
+            ),
         ),
         migrations.CreateModel(
-            name='RunLink',
+            name="RunLink",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('customer_id', models.CharField(max_length=255)),
-                ('how', models.CharField(max_length=32)),
-                ('applied', models.BooleanField(default=False)),
-                ('skip_reason', models.CharField(blank=True, max_length=255)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='reconciliation.reconciliationrun')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("customer_id", models.CharField(max_length=255)),
+                ("how", models.CharField(max_length=32)),
+                ("applied", models.BooleanField(default=False)),
+                ("skip_reason", models.CharField(blank=True, max_length=255)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="links",
+                        to="reconciliation.reconciliationrun",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('run', 'account'), name='run_link_one_per_account')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("run", "account"), name="run_link_one_per_account"
+                    )
+                ],
             },
         ),
     ]

@@ -423,8 +423,9 @@ def _links_apply(*, run: ReconciliationRun) -> list[str]:
     last_id = 0
     while True:
         links = list(
-            RunLink.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id)
-            .order_by("pk")[:APPLY_BATCH]
+            RunLink.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id).order_by(
+                "pk"
+            )[:APPLY_BATCH]
         )
         if not links:
             return errors

@@ -279,8 +279,9 @@ def customers_link_plan(*, customer_ids: Iterable[str], report: SyncReport) -> L
             continue
         candidate, how = _link_candidates(customer=customer)
         if candidate is not None and candidate.pk in taken:
-            candidate, how = None, (
-                f"ambiguous: {candidate.public_id} also matches {taken[candidate.pk]}"
+            candidate, how = (
+                None,
+                (f"ambiguous: {candidate.public_id} also matches {taken[candidate.pk]}"),
             )
         if candidate is None:
             if how == "unmatched":

@@ -53,9 +53,7 @@ class Command(BaseCommand):
                 )
                 if failed is None:
                     raise CommandError(f"{public_id} has no failed or stalled revocation.")
-                revocation_retry(
-                    revocation_id=failed.pk, actor=staff, enqueue=False, via="shell"
-                )
+                revocation_retry(revocation_id=failed.pk, actor=staff, enqueue=False, via="shell")
                 self.stdout.write(f"Retrying revocation request #{failed.pk} for {account.email}")
                 revocation = revocation_run(revocation_id=failed.pk, on_step=self._print_step)
             else:
