@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 PROVIDER_STRIPE = "stripe"
@@ -46,6 +47,9 @@ class Subscription(models.Model):
     # The customer's email as the provider gave it, kept while the row waits for its account:
     # an account created later with that email links the row (unique, case-insensitive).
     customer_email = models.CharField(max_length=254, blank=True)
+    # When the audit last looked the customer up and found no account: not asked again each
+    # night (a later account with that email is matched from customer_email, without a call).
+    customer_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,7 +63,15 @@ class Subscription(models.Model):
                 name="subscription_amount_not_negative",
             ),
         ]
-        indexes = [models.Index(fields=["account", "status"], name="subscription_account_idx")]
+        indexes = [
+            models.Index(fields=["account", "status"], name="subscription_account_idx"),
+            # Rows waiting for their account, found by the customer's email when it appears.
+            models.Index(
+                Lower("customer_email"),
+                name="subscription_waiting_email_idx",
+                condition=Q(account__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider_id} ({self.status})"
@@ -105,6 +117,8 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="webhook_status_idx"),
             models.Index(fields=["created"], name="webhook_created_idx"),
+            # /metrics reads the last hour's deliveries by type and their processing time.
+            models.Index(fields=["received_at"], name="webhook_received_idx"),
         ]
 
     def __str__(self) -> str:

@@ -280,12 +280,21 @@ def revocation_run(
     for step in (revocation_step_pending, revocation_step_sessions, revocation_step_revoke):
         try:
             done = step(revocation=revocation)
+        except NoLongerApproved:
+            # Abandoned (or finished by another run of a retried task) meanwhile: the request
+            # says what happened; this run stops without touching it.
+            revocation.refresh_from_db()
+            return revocation
         except Exception as exc:  # any failure: record it, stay revoked_pending, allow retry
-            RevocationRequest.objects.filter(pk=revocation.pk).update(
+            marked = RevocationRequest.objects.filter(
+                pk=revocation.pk, status=RevocationStatus.APPROVED
+            ).update(
                 status=RevocationStatus.FAILED,
                 last_error=f"{step.__name__}: {exc.__class__.__name__}: {exc}"[:2000],
             )
             revocation.refresh_from_db()
+            if not marked:
+                return revocation
             notify.revocation_stuck(revocation=revocation, why="failed")
             if on_step:
                 on_step("failed", {"error": revocation.last_error})
@@ -294,6 +303,25 @@ def revocation_run(
             for name in done:
                 on_step(name, revocation.steps[name])
     return revocation
+
+
+class NoLongerApproved(Exception):
+    """The request left "approved" while a staged run was on it (abandoned, or completed by
+    a second run after a retry): the run stops."""
+
+
+def _still_approved(revocation: RevocationRequest) -> None:
+    """Lock the request (inside the caller's transaction), check it is still approved, and
+    take the steps another run may have done since: decide at the moment of writing."""
+    current = (
+        RevocationRequest.objects.select_for_update()
+        .only("status", "steps", "sessions_removed")
+        .get(pk=revocation.pk)
+    )
+    if current.status != RevocationStatus.APPROVED:
+        raise NoLongerApproved(current.status)
+    revocation.steps = dict(current.steps or {})
+    revocation.sessions_removed = current.sessions_removed
 
 
 def _record_step(
@@ -326,9 +354,10 @@ def _audit_fields(revocation: RevocationRequest) -> dict:
 
 def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
     """Step 1: revoked_pending, so new logins are refused at once (committed on its own)."""
-    if STEP_PENDING in revocation.steps:
-        return []
     with transaction.atomic():
+        _still_approved(revocation)
+        if STEP_PENDING in revocation.steps:
+            return []
         started = time.perf_counter()
         account = User.objects.select_for_update().get(pk=revocation.account_id)
         previous = {
@@ -352,11 +381,19 @@ def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
 
 def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
     """Step 2: delete every indexed session and bump the session version (kills the rest)."""
-    if STEP_SESSIONS in revocation.steps:
-        return []
+    with transaction.atomic():
+        _still_approved(revocation)
+        if STEP_SESSIONS in revocation.steps:
+            return []
+        # Alive: a slow purge of many sessions must not look like a lost task.
+        revocation.reported_at = timezone.now()
+        RevocationRequest.objects.filter(pk=revocation.pk).update(
+            reported_at=revocation.reported_at
+        )
     started = time.perf_counter()
     removed = sessions_revoke_all(user=revocation.account)
     with transaction.atomic():
+        _still_approved(revocation)
         User.objects.filter(pk=revocation.account_id).update(
             session_version=F("session_version") + 1
         )
@@ -388,6 +425,9 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
     access_status_change). Completing also resolves the account's open flags.
     """
     with transaction.atomic():
+        _still_approved(revocation)
+        if STEP_AUDIT in revocation.steps:
+            return []
         account = User.objects.select_for_update().get(pk=revocation.account_id)
         timings: dict = {"status_ms": 0.0, "audit_ms": 0.0}
         audit_id = None

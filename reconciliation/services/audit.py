@@ -35,6 +35,8 @@ from reconciliation.services.sync import (
     LinkPlan,
     SyncReport,
     customer_link_write,
+    customers_known_unmatched,
+    customers_link_local,
     customers_link_plan,
     mirror_page_upsert,
     subscriptions_parse,
@@ -117,6 +119,7 @@ def audit_run_start(
                 "The worker stopped reporting progress; marked failed by the next start."
             )
             running.save(update_fields=["status", "finished_at", "errors"])
+            notify.run_halted(run=running)
         if (
             scheduled
             and ReconciliationRun.objects.filter(
@@ -290,25 +293,25 @@ def _statuses_linked_elsewhere(
     return {account_id: frozenset(found_statuses) for account_id, found_statuses in found.items()}
 
 
-def _unchecked_reason(
-    *, customer_id: str, statuses: _StatusSets, listing_complete: bool, plan: LinkPlan
-) -> str:
-    """Why this account cannot be verified this run, or "" when it can."""
-    if not listing_complete and customer_id not in statuses.by_customer:
-        return "the provider listing failed before reaching this account's customer"
-    if not customer_id and plan.unresolved:
-        failed = sum(1 for why in plan.unresolved.values() if why.startswith("lookup failed"))
-        capped = len(plan.unresolved) - failed
-        parts = []
-        if capped:
-            parts.append(f"{capped} over the {settings.JANITOR_AUDIT_LINK_LOOKUPS} lookups a run")
-        if failed:
-            parts.append(f"{failed} failed")
-        return (
-            "no customer linked, and provider customers not looked up this run could be "
-            f"this account's ({', '.join(parts)})"
-        )
-    return ""
+def _unresolved_reason(plan: LinkPlan) -> str:
+    """Why an account with no customer cannot be verified this run ("" when it can): some
+    provider customer could not be looked up, and it could be that account's. Once a run."""
+    if not plan.unresolved:
+        return ""
+    failed = sum(1 for why in plan.unresolved.values() if why.startswith("lookup failed"))
+    capped = len(plan.unresolved) - failed
+    parts = []
+    if capped:
+        parts.append(f"{capped} over the {settings.JANITOR_AUDIT_LINK_LOOKUPS} lookups a run")
+    if failed:
+        parts.append(f"{failed} failed")
+    return (
+        "no customer linked, and provider customers not looked up this run could be "
+        f"this account's ({', '.join(parts)})"
+    )
+
+
+LISTING_UNREACHED = "the provider listing failed before reaching this account's customer"
 
 
 def _outcomes_decide(
@@ -338,6 +341,7 @@ def _outcomes_decide(
     # of thousands of ids per batch.
     comps = set(AccessComp.objects.filter(expires_at__gt=now).values_list("account_id", flat=True))
     decide = _decider(now)
+    unresolved_reason = _unresolved_reason(plan)
     RunLink.objects.bulk_create(
         [
             RunLink(run=run, account_id=account_id, customer_id=customer_id, how=how)
@@ -380,6 +384,18 @@ def _outcomes_decide(
             )
             if access_status in WITH_ACCESS:
                 with_access += 1
+            unchecked = ""
+            if not listing_complete and customer_id not in statuses.by_customer:
+                unchecked = LISTING_UNREACHED
+            elif not customer_id:
+                unchecked = unresolved_reason
+            if unchecked:
+                counts[Outcome.NOT_CHECKED] += 1
+                unchecked_reasons[unchecked] += 1
+            else:
+                counts[outcome] += 1
+            if outcome == Outcome.IN_SYNC:
+                continue
             detail = {
                 "access_status": access_status,
                 "subscription_statuses": sorted(sub_statuses),
@@ -387,29 +403,12 @@ def _outcomes_decide(
             }
             if link is not None:
                 detail["linked_by"] = link[1]
-            unchecked = _unchecked_reason(
-                customer_id=customer_id,
-                statuses=statuses,
-                listing_complete=listing_complete,
-                plan=plan,
-            )
             if unchecked:
-                counts[Outcome.NOT_CHECKED] += 1
-                unchecked_reasons[unchecked] += 1
-                if outcome != Outcome.IN_SYNC:
-                    detail.update(would_be=outcome, reason=unchecked)
-                    pending.append(
-                        RunOutcome(
-                            run=run, account_id=account_id, outcome=Outcome.NOT_CHECKED,
-                            detail=detail,
-                        )
-                    )  # fmt: skip
-                continue
-            counts[outcome] += 1
-            if outcome != Outcome.IN_SYNC:
-                pending.append(
-                    RunOutcome(run=run, account_id=account_id, outcome=outcome, detail=detail)
-                )
+                detail.update(would_be=outcome, reason=unchecked)
+                outcome = Outcome.NOT_CHECKED
+            pending.append(
+                RunOutcome(run=run, account_id=account_id, outcome=outcome, detail=detail)
+            )
         RunOutcome.objects.bulk_create(pending, batch_size=1000)
         decided += len(batch)
         progress.update(phase="deciding", accounts=decided)
@@ -576,8 +575,13 @@ def _audit_run_execute(
             progress.update(force=True, phase="linking")
             cap = settings.JANITOR_AUDIT_LINK_LOOKUPS
             ordered = sorted(unknown)
-            plan = customers_link_plan(customer_ids=ordered[:cap], report=link_report)
-            for customer_id in ordered[cap:]:
+            # Customers looked up on an earlier night are matched from what was kept; only
+            # the others cost a call, so the cap moves on to new customers each night.
+            known = customers_known_unmatched(customer_ids=ordered)
+            customers_link_local(emails=known, plan=plan, report=link_report)
+            fresh = [customer_id for customer_id in ordered if customer_id not in known]
+            customers_link_plan(customer_ids=fresh[:cap], report=link_report, plan=plan)
+            for customer_id in fresh[cap:]:
                 plan.unresolved[customer_id] = "over the lookup cap"
             if not run.dry_run:
                 waiting_emails_store(emails=plan.unmatched_emails)  # mirror data only

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import KT
 from django.db.models.functions import Lower
 
 from accounts.models import User
@@ -209,59 +210,65 @@ def subscription_apply(
 def subscriptions_link_waiting(*, account: User, actor: str, source: str) -> int:
     """Attach mirror rows that arrived before their account (an import, a new account, a
     webhook for a customer not yet known), by the audit's rules: the account's customer id,
-    metadata.account_id, or the customer's email when it is unique among accounts. Then decide
-    the account's access from them. Returns the number of rows linked.
+    metadata.account_id, or the customer's email when it is unique among accounts and names
+    one customer. Then decide the account's access from them. Returns the rows linked.
     """
     if account.is_staff:
         return 0
     waiting = Subscription.objects.filter(account__isnull=True)
-    match = Q(raw__metadata__account_id=account.public_id)
-    if account.stripe_customer_id:
-        match |= Q(customer_id=account.stripe_customer_id)
-    elif account.email and _unique_account_by_email(account.email) is not None:
-        match |= Q(customer_email__iexact=account.email.strip())
     with transaction.atomic():
-        rows = list(waiting.filter(match).select_for_update().values_list("pk", "customer_id"))
+        by_id = Q(raw__metadata__account_id=account.public_id)
+        if account.stripe_customer_id:
+            by_id |= Q(customer_id=account.stripe_customer_id)
+        rows = list(waiting.filter(by_id).select_for_update().values_list("pk", "customer_id"))
+        if not account.stripe_customer_id and account.email:
+            by_email = list(
+                waiting.annotate(email_ci=Lower("customer_email"))
+                .filter(email_ci=account.email.strip().lower())
+                .select_for_update()
+                .values_list("pk", "customer_id")
+            )
+            # One customer with that email: the account's. Several: nobody can tell which.
+            if len({customer_id for _, customer_id in by_email}) == 1:
+                rows += by_email
         if not rows:
             return 0
         customers = {customer_id for _, customer_id in rows if customer_id}
         if not account.stripe_customer_id and len(customers) == 1:
-            customer_id = customers.pop()
+            customer_id = next(iter(customers))
             if not User.objects.filter(stripe_customer_id=customer_id).exists():
                 User.objects.filter(pk=account.pk, stripe_customer_id="").update(
                     stripe_customer_id=customer_id
                 )
                 account.stripe_customer_id = customer_id
-        linked = Subscription.objects.filter(pk__in=[pk for pk, _ in rows]).update(account=account)
+        linked = Subscription.objects.filter(pk__in={pk for pk, _ in rows}).update(account=account)
     account_access_sync(account=account, actor=actor, source=source)
     return linked
 
 
 def subscriptions_link_waiting_for(*, account_ids: list[int], actor: str, source: str) -> int:
-    """subscriptions_link_waiting for many accounts (an import): the waiting rows are read once
-    and only the accounts that match one of them are linked one by one."""
-    if not account_ids:
+    """subscriptions_link_waiting for many accounts (an import): the database picks, 1,000
+    accounts a query, the few that a waiting row names; only those are linked one by one."""
+    if not account_ids or not Subscription.objects.filter(account__isnull=True).exists():
         return 0
-    waiting = list(
-        Subscription.objects.filter(account__isnull=True).values_list(
-            "customer_id", "customer_email", "raw__metadata__account_id"
+    waiting = Subscription.objects.filter(account__isnull=True)
+    named = (
+        Exists(waiting.filter(customer_id=OuterRef("stripe_customer_id")).exclude(customer_id=""))
+        | Exists(
+            waiting.annotate(metadata_account=KT("raw__metadata__account_id")).filter(
+                metadata_account=OuterRef("public_id")
+            )
+        )
+        | Exists(
+            waiting.annotate(email_ci=Lower("customer_email")).filter(
+                email_ci=Lower(OuterRef("email"))
+            )
         )
     )
-    if not waiting:
-        return 0
-    customers = {c for c, _, _ in waiting if c}
-    emails = {e.strip().lower() for _, e, _ in waiting if e}
-    public_ids = {str(p) for _, _, p in waiting if p}
     linked = 0
     for start in range(0, len(account_ids), 1000):
-        candidates = (
-            User.objects.annotate(email_ci=Lower("email"))
-            .filter(pk__in=account_ids[start : start + 1000], is_staff=False)
-            .filter(
-                Q(stripe_customer_id__in=customers)
-                | Q(public_id__in=public_ids)
-                | Q(email_ci__in=emails)
-            )
+        candidates = User.objects.filter(
+            named, pk__in=account_ids[start : start + 1000], is_staff=False
         )
         for account in candidates:
             linked += subscriptions_link_waiting(account=account, actor=actor, source=source)

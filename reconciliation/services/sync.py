@@ -254,19 +254,66 @@ class LinkPlan:
 
     # account id -> (customer id, how): the account the customer belongs to.
     by_account: dict[int, tuple[str, str]] = field(default_factory=dict)
-    # customer id -> email, for customers that match no account: kept on their waiting rows.
+    # customer id -> email ("" if none) of customers looked up now that match no account: kept
+    # on their waiting rows, so they are not asked for again and match an account created later.
     unmatched_emails: dict[str, str] = field(default_factory=dict)
     # Customers not looked up (over the cap) or whose lookup failed: accounts that might be
     # theirs cannot be verified this run.
     unresolved: dict[str, str] = field(default_factory=dict)  # customer id -> why
 
+    def _take(self, *, customer_id: str, candidate: User | None, how: str, report) -> bool:
+        if candidate is not None:
+            if candidate.pk in self.by_account:
+                taken = self.by_account[candidate.pk][0]
+                report.ambiguous.append(
+                    (customer_id, f"ambiguous: {candidate.public_id} also matches {taken}")
+                )
+                return False
+            self.by_account[candidate.pk] = (customer_id, how)
+            report.linked.append((customer_id, candidate.public_id, how))
+            return True
+        if how == "unmatched":
+            report.unmatched.append(customer_id)
+        else:
+            report.ambiguous.append((customer_id, how))
+        return False
 
-def customers_link_plan(*, customer_ids: Iterable[str], report: SyncReport) -> LinkPlan:
+
+def customers_known_unmatched(*, customer_ids: list[str]) -> dict[str, str]:
+    """Customers an earlier run looked up and matched to no account: id -> stored email."""
+    known: dict[str, str] = {}
+    for start in range(0, len(customer_ids), 5000):
+        rows = (
+            Subscription.objects.filter(
+                customer_id__in=customer_ids[start : start + 5000],
+                account__isnull=True,
+                customer_checked_at__isnull=False,
+            )
+            .values_list("customer_id", "customer_email")
+            .distinct()
+        )
+        known.update(rows)
+    return known
+
+
+def customers_link_local(*, emails: dict[str, str], plan: LinkPlan, report: SyncReport) -> None:
+    """Match customers looked up before by their stored email, without a provider call (an
+    account may have been created with it since)."""
+    for customer_id, email in sorted(emails.items()):
+        if not email:
+            report.unmatched.append(customer_id)
+            continue
+        candidate, how = _link_candidates(customer={"id": customer_id, "email": email})
+        plan._take(customer_id=customer_id, candidate=candidate, how=how, report=report)
+
+
+def customers_link_plan(
+    *, customer_ids: Iterable[str], report: SyncReport, plan: LinkPlan | None = None
+) -> LinkPlan:
     """Find the account of each customer no account knows yet (metadata.account_id, then a
     unique email), writing nothing. One provider call per customer.
     """
-    plan = LinkPlan()
-    taken: dict[int, str] = {}
+    plan = plan if plan is not None else LinkPlan()
     for customer_id in sorted(set(customer_ids)):
         try:
             customer = gateway.customer_retrieve(customer_id=customer_id)
@@ -276,25 +323,11 @@ def customers_link_plan(*, customer_ids: Iterable[str], report: SyncReport) -> L
             continue
         if customer.get("deleted"):
             report.unmatched.append(customer_id)
+            plan.unmatched_emails[customer_id] = ""
             continue
         candidate, how = _link_candidates(customer=customer)
-        if candidate is not None and candidate.pk in taken:
-            candidate, how = (
-                None,
-                (f"ambiguous: {candidate.public_id} also matches {taken[candidate.pk]}"),
-            )
-        if candidate is None:
-            if how == "unmatched":
-                report.unmatched.append(customer_id)
-                email = (customer.get("email") or "").strip()
-                if email:
-                    plan.unmatched_emails[customer_id] = email[:254]
-            else:
-                report.ambiguous.append((customer_id, how))
-            continue
-        taken[candidate.pk] = customer_id
-        plan.by_account[candidate.pk] = (customer_id, how)
-        report.linked.append((customer_id, candidate.public_id, how))
+        if not plan._take(customer_id=customer_id, candidate=candidate, how=how, report=report):
+            plan.unmatched_emails[customer_id] = (customer.get("email") or "").strip()[:254]
     return plan
 
 
@@ -316,12 +349,14 @@ def customer_link_write(*, account_id: int, customer_id: str) -> str:
 
 
 def waiting_emails_store(*, emails: dict[str, str]) -> None:
-    """Keep unmatched customers' emails on their waiting rows: an account created later with
-    that email links them (subscriptions_link_waiting). Mirror data, not an account change."""
+    """Mark customers just looked up and matched to no account on their waiting rows (email
+    and when): later runs do not ask for them again, and an account created later with that
+    email links them (subscriptions_link_waiting). Mirror data, not an account change."""
+    now = timezone.now()
     for customer_id, email in emails.items():
-        Subscription.objects.filter(customer_id=customer_id, account__isnull=True).exclude(
-            customer_email=email
-        ).update(customer_email=email)
+        Subscription.objects.filter(customer_id=customer_id, account__isnull=True).update(
+            customer_email=email, customer_checked_at=now
+        )
 
 
 def customers_link(*, customer_ids: Iterable[str], report: SyncReport) -> dict[str, int]:

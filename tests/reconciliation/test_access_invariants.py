@@ -21,6 +21,9 @@ longer run, e.g. before a release or after touching an access writer, is
 (the only environment variable this module reads; still derandomized, so a failure found there
 is found again by the same command).
 
+The named interleavings of issue 11 (a staff change between a halted run's decision and its
+apply) are also played by hand at the end of this module on the same machine, every run.
+
 Each example runs in a savepoint rolled back at its end and restarts the fake from nothing:
 the audit is append-only, so examples are isolated by rollback, never by deleting rows.
 """
@@ -38,7 +41,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -81,7 +84,7 @@ from tests.factories import UserFactory
 from tests.fakes.signing import stripe_signature_header
 from tests.reconciliation.webhook_support import SECRET
 
-ACCOUNTS = 3
+ACCOUNTS = 2
 MAX_SUBSCRIPTIONS = 6
 EXAMPLES = int(os.environ.get("JANITOR_INVARIANT_EXAMPLES") or 200)
 MACHINE_SETTINGS = settings(
@@ -97,7 +100,7 @@ STAFF_ONLY = frozenset({AccessStatus.REVOKED, AccessStatus.REVOKED_PENDING})
 # How an account starts an example. "revoked_legacy" was revoked before the audit trail
 # existed (no audit row says a person did it), so automation may re-activate it: the one way
 # a halted run can hold a "reactivate" outcome, issue 11's first bullet.
-ACCOUNT_STARTS = ("active", "active", "grace", "grace_ended", "revoked_legacy")
+ACCOUNT_STARTS = ("active", "active", "grace", "grace", "grace_ended", "revoked_legacy")
 # Stripe's own subscription life cycle: canceled and incomplete_expired are final.
 PROVIDER_NEXT: dict[str, tuple[str, ...]] = {
     "incomplete": ("active", "incomplete_expired"),
@@ -441,7 +444,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
 
     # --- the nightly audit and an Admin's decision on a halted run --------------------------
 
-    @rule(target=halted, max_change_ratio=st.sampled_from([1.0, 0.0]))
+    @rule(target=halted, max_change_ratio=st.sampled_from([0.0, 0.0, 1.0]))
     def audit(self, max_change_ratio: float):
         """An audit run; a ratio of 0 halts it on any change, to be applied (much) later."""
         self.django_settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = max_change_ratio
@@ -449,7 +452,6 @@ class AccessRulesMachine(RuleBasedStateMachine):
         assert run is not None
         assert run.status in {RunStatus.APPLIED, RunStatus.HALTED}, run.errors
         assert not run.errors, run.errors
-        event(f"audit run {run.status}")
         return run.pk if run.status == RunStatus.HALTED else multiple()
 
     @rule(pk=halted, decision=st.sampled_from(["apply", "apply", "apply", "discard"]))
@@ -467,11 +469,6 @@ class AccessRulesMachine(RuleBasedStateMachine):
         run = audit_run_apply_finish(run=decide(run=run, actor_user=self.admin))
         assert run.status == RunStatus.APPLIED
         assert not run.errors, run.errors
-        # What the late apply did, for --hypothesis-show-statistics: the paths reached.
-        for outcome, applied, why in RunOutcome.objects.filter(run=run).values_list(
-            "outcome", "applied", "skip_reason"
-        ):
-            event(f"halted run, later: {outcome} " + ("applied" if applied else why.split("(")[0]))
 
     # --- staff ------------------------------------------------------------------------------
 
@@ -496,6 +493,9 @@ class AccessRulesMachine(RuleBasedStateMachine):
         """An Admin revokes (the staged revocation, inline), restores, or extends a grace."""
         account = self._account_drawn(data)
         extend = data.draw(st.booleans(), label="extend a grace period rather than revoke")
+        self.staff_act(account, extend=extend)
+
+    def staff_act(self, account: User, *, extend: bool = False) -> None:
         status = self.status[account.pk]
         if status == AccessStatus.REVOKED:
             access_restore(account=account, actor=self.admin, reason="Dispute won")
@@ -552,9 +552,6 @@ class AccessRulesMachine(RuleBasedStateMachine):
             check_one_audit_row_per_change(account, rows, self.initial_status[pk])
             check_automation_never_revokes(account, rows)
             self.status[pk] = account.access_status
-            for row in rows:
-                who = row.actor if _is_system(row.actor) else "staff"
-                event(f"{who} {row.source.split(':')[0]}: {row.from_status} -> {row.to_status}")
         # Invariants run once after every step: the one place to move the clock on.
         self.clock.tick()
 
@@ -564,7 +561,6 @@ def test_access_rules_hold_on_every_interleaving(stripe_fake, settings, admin_us
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
     clock = StepClock()
     monkeypatch.setattr(timezone, "now", clock)
-    monkeypatch.setattr("reconciliation.services.access._staff_change_since", lambda **kw: None)
     client = Client()
     run_state_machine_as_test(
         lambda: AccessRulesMachine(
@@ -576,3 +572,66 @@ def test_access_rules_hold_on_every_interleaving(stripe_fake, settings, admin_us
         ),
         settings=MACHINE_SETTINGS,
     )
+
+
+# --- The interleavings issue 11 names, played by hand on the same machine -------------------
+# Random search reaches these only now and then in 200 examples; played here every run, so a
+# writer that stops re-checking staff changes fails CI for certain.
+
+
+@pytest.fixture
+def machine(stripe_fake, settings, admin_user, monkeypatch):
+    settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
+    clock = StepClock()
+    monkeypatch.setattr(timezone, "now", clock)
+    machine = AccessRulesMachine(
+        fake=stripe_fake, admin=admin_user, client=Client(), django_settings=settings, clock=clock
+    )
+    yield machine
+    machine.teardown()
+
+
+def _step(machine: AccessRulesMachine, result=None):
+    """What hypothesis does after every rule: check the rules (and move the clock on)."""
+    machine.access_rules_hold()
+    return result
+
+
+@pytest.mark.django_db
+def test_a_grace_extended_after_a_halted_run_is_not_ended_by_its_apply(machine):
+    _step(machine, machine.world(starts=["grace", "active"], histories=[["active"], ["active"]]))
+    grace = machine.accounts[0]
+    run_pk = _step(machine, machine.audit(max_change_ratio=0.0))
+    assert RunOutcome.objects.get(run_id=run_pk, account=grace).outcome == Outcome.END_GRACE
+    _step(machine, machine.staff_act(grace, extend=True))
+    _step(machine, machine.halted_run_decide(pk=run_pk, decision="apply"))
+    grace.refresh_from_db()
+    assert grace.access_status == AccessStatus.GRACE_PERIOD
+
+
+@pytest.mark.django_db
+def test_a_halted_reactivate_does_not_undo_a_later_staff_revocation(machine):
+    # Issue 11's first bullet: revoked before the audit trail (automation may re-activate it),
+    # the run halts with "reactivate", an Admin restores then revokes, the old run is applied.
+    _step(machine, machine.world(starts=["revoked_legacy", "active"], histories=[["active"]] * 2))
+    legacy = machine.accounts[0]
+    run_pk = _step(machine, machine.audit(max_change_ratio=0.0))
+    assert RunOutcome.objects.get(run_id=run_pk, account=legacy).outcome == Outcome.REACTIVATE
+    _step(machine, machine.staff_act(legacy))  # restore
+    _step(machine, machine.staff_act(legacy))  # revoke
+    _step(machine, machine.halted_run_decide(pk=run_pk, decision="apply"))
+    legacy.refresh_from_db()
+    assert legacy.access_status == AccessStatus.REVOKED
+
+
+@pytest.mark.django_db
+def test_a_halted_grace_start_is_not_applied_after_a_revoke_and_restore(machine):
+    _step(machine, machine.world(starts=["active", "active"], histories=[["canceled"], ["active"]]))
+    lapsed = machine.accounts[0]
+    run_pk = _step(machine, machine.audit(max_change_ratio=0.0))
+    assert RunOutcome.objects.get(run_id=run_pk, account=lapsed).outcome == Outcome.START_GRACE
+    _step(machine, machine.staff_act(lapsed))  # revoke
+    _step(machine, machine.staff_act(lapsed))  # restore
+    _step(machine, machine.halted_run_decide(pk=run_pk, decision="apply"))
+    lapsed.refresh_from_db()
+    assert lapsed.access_status == AccessStatus.ACTIVE

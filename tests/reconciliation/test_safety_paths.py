@@ -6,6 +6,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AccessAudit, AccessStatus, User
@@ -25,7 +26,7 @@ from reconciliation.services.audit import (
     audit_run_apply_finish,
 )
 from reconciliation.services.subscriptions import subscription_apply
-from tests.factories import UserFactory
+from tests.factories import StaffFactory, UserFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db
@@ -380,3 +381,73 @@ def test_a_waiting_subscription_is_linked_by_metadata_on_import(
     account = User.objects.get(public_id="user-meta")
     assert Subscription.objects.get(provider_id="sub_meta").account == account
     assert account.access_status == AccessStatus.GRACE_PERIOD  # decided from what waited
+
+
+def test_the_lookup_cap_moves_on_to_new_customers_each_night(stripe_fake, settings):
+    """Customers looked up once and matched to nobody are not asked for again: the cap
+    reaches the others, and an account created later with their email is matched locally."""
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    settings.JANITOR_AUDIT_LINK_LOOKUPS = 2
+    for name in ("a", "b", "c"):
+        stripe_fake.add_customer(f"cus_nobody_{name}", email=f"{name}@elsewhere.example")
+        stripe_fake.add_subscription(f"sub_nobody_{name}", customer=f"cus_nobody_{name}")
+    UserFactory()  # some account, so there is something to decide
+
+    def lookups():
+        return sorted(r.path for r in stripe_fake.requests_to("/v1/customers/"))
+
+    audit_run(dry_run=False, triggered_by="test")
+    assert lookups() == ["/v1/customers/cus_nobody_a", "/v1/customers/cus_nobody_b"]
+    audit_run(dry_run=False, triggered_by="test")
+    assert lookups() == [
+        "/v1/customers/cus_nobody_a",
+        "/v1/customers/cus_nobody_b",
+        "/v1/customers/cus_nobody_c",
+    ]
+    third = audit_run(dry_run=False, triggered_by="test")
+    assert len(lookups()) == 3  # nobody left to ask
+    assert third.counts.get(Outcome.NOT_CHECKED, 0) == 0
+
+    # An account appears with b's email: the next night links it without a call.
+    late = UserFactory(email="B@elsewhere.example", stripe_customer_id="")
+    Subscription.objects.filter(customer_id="cus_nobody_b").update(account=None)
+    audit_run(dry_run=False, triggered_by="test")
+    late.refresh_from_db()
+    assert late.stripe_customer_id == "cus_nobody_b"
+    assert len(lookups()) == 3
+
+
+def test_an_email_naming_two_waiting_customers_links_neither(client, stripe_fake, signed, tmp_path):
+    for n in (1, 2):
+        stripe_fake.add_customer(f"cus_twin{n}", email="twin@example.com")
+        obj = sub_obj(f"sub_t{n}", f"cus_twin{n}")
+        _post(signed, client, "customer.subscription.created", obj, f"evt_t{n}")
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(
+        "public_id,email,name,is_active,stripe_customer_id\nuser-twin,twin@example.com,Twin,true,\n"
+    )
+    call_command("import_accounts", str(csv), stdout=StringIO())
+    assert not Subscription.objects.filter(account__isnull=False).exists()
+    assert User.objects.get(public_id="user-twin").stripe_customer_id == ""
+
+
+def test_an_account_created_in_the_django_admin_takes_what_waited(
+    client, stripe_fake, signed, django_capture_on_commit_callbacks
+):
+    stripe_fake.add_customer("cus_admin_made", email="made@example.com")
+    _post(
+        signed, client, "customer.subscription.created", sub_obj("sub_am", "cus_admin_made"), "e1"
+    )
+    superuser = StaffFactory(is_superuser=True)
+    admin = Client()
+    admin.force_login(superuser)
+    with django_capture_on_commit_callbacks(execute=True):
+        password = "x-Long-pass-123"
+        response = admin.post(
+            reverse("admin:accounts_user_add"),
+            {"email": "made@example.com", "password1": password, "password2": password},
+        )
+    assert response.status_code == 302, response.content[:500]
+    account = User.objects.get(email="made@example.com")
+    assert account.stripe_customer_id == "cus_admin_made"
+    assert Subscription.objects.get(provider_id="sub_am").account == account
