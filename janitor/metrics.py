@@ -25,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+OPEN_WEBHOOK_STATUSES = ("pending", "failed", "dead")
+
 REQUEST_LATENCY = Histogram(
     "janitor_http_request_duration_seconds",
     "Time to answer an HTTP request, per host (in-process).",
@@ -56,16 +58,28 @@ class DatabaseCollector:
 
         now = timezone.now()
 
+        # Open statuses only (the status index): processed events are never pruned, so a
+        # count of every row would grow with history.
         by_status = dict(
-            WebhookEvent.objects.values_list("status").annotate(n=Count("id")).order_by()
+            WebhookEvent.objects.filter(status__in=OPEN_WEBHOOK_STATUSES)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .order_by()
         )
-        received = CounterMetricFamily(
-            "janitor_webhooks_received", "Verified webhook events stored (all time).", labels=[]
+        hour_ago = now - timedelta(hours=1)
+        recent = WebhookEvent.objects.filter(received_at__gte=hour_ago)  # webhook_received_idx
+        received = _gauge(
+            "janitor_webhooks_received_last_hour",
+            "Verified webhook events stored in the last hour, by event type.",
+            ["type"],
         )
-        received.add_metric([], sum(by_status.values()))
+        for event_type, n in recent.values_list("type").annotate(n=Count("id")).order_by():
+            received.add_metric([event_type], n)
         yield received
-        events = _gauge("janitor_webhook_events", "Stored webhook events by status.", ["status"])
-        for status in WebhookStatus.values:
+        events = _gauge(
+            "janitor_webhook_events", "Stored webhook events not finished, by status.", ["status"]
+        )
+        for status in OPEN_WEBHOOK_STATUSES:
             events.add_metric([status], by_status.get(status, 0))
         yield events
         backlog = _gauge(
@@ -89,15 +103,13 @@ class DatabaseCollector:
             rejected.add_metric([kind], int(counts.get(REJECTION_KEY.format(kind=kind)) or 0))
         yield rejected
 
-        latency = WebhookEvent.objects.filter(
-            processed_at__gte=now - timedelta(hours=1), processed_at__isnull=False
-        ).aggregate(
+        latency = recent.filter(processed_at__isnull=False).aggregate(
             avg=Avg(F("processed_at") - F("received_at")),
             max=Max(F("processed_at") - F("received_at")),
         )
         processing = _gauge(
             "janitor_webhook_processing_seconds",
-            "Receipt to processed, over events processed in the last hour.",
+            "Receipt to processed, over events received in the last hour.",
             ["stat"],
         )
         for stat in ("avg", "max"):
@@ -217,7 +229,8 @@ def _allowed(request) -> bool:
     token = settings.JANITOR_METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer "):
-        return hmac.compare_digest(header[len("Bearer ") :].strip(), token)
+        given = header[len("Bearer ") :].strip().encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, token.encode())
     from accounts.services.activity import client_ip
 
     return client_ip(request) in settings.JANITOR_METRICS_ALLOWED_IPS

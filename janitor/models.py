@@ -30,6 +30,7 @@ UNMUTABLE_KINDS = frozenset({NoticeKind.REVOCATION_WAITING})
 
 class NoticeStatus(models.TextChoices):
     PENDING = "pending", "Waiting to be sent"
+    SENDING = "sending", "Being sent"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed, will retry"
     DEAD = "dead", "Failed, gave up"
@@ -43,7 +44,8 @@ class Notice(models.Model):
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=32, choices=NoticeKind.choices)
     audience = models.CharField(max_length=16)  # support, finance, admins, staff, customer
-    # "mailto:someone@example.com" or an Apprise URL with its secrets cut (see target_label).
+    # "mailto:someone@example.com", or "apprise:<role>:<digest>" naming one of the role's
+    # Apprise URLs in the settings (the URL itself, which holds secrets, is never stored).
     target = models.TextField()
     target_label = models.CharField(max_length=254)
     recipient = models.ForeignKey(
@@ -60,6 +62,7 @@ class Notice(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

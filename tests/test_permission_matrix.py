@@ -84,6 +84,8 @@ SPECIAL = {
     # Machine endpoints: no session counts, only a signature or a bearer token.
     "stripe_webhook": ("post", dict.fromkeys(VISITORS, "bad_request")),
     "activity_ingest_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+    # A signed link from the customer's grace notice: a made-up token is a 400 for anyone.
+    "billing_portal": ("get", dict.fromkeys(VISITORS, "bad_request")),
 }
 ADMIN_SITE_PREFIX = "django-admin/"
 
@@ -141,6 +143,7 @@ def _url(name: str, world: dict) -> str:
         "revocation_abandon": {"pk": world["pk"]},
         "webhook_detail": {"pk": world["event_pk"]},
         "webhook_replay": {"pk": world["event_pk"]},
+        "billing_portal": {"token": "made-up"},
     }
     if name in kwargs_for:
         return reverse(name, kwargs=kwargs_for[name])

@@ -11,11 +11,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
@@ -34,26 +34,39 @@ SEND_TASK = "janitor.tasks.notice_send_task"
 
 @dataclass(frozen=True)
 class Target:
-    address: str  # mailto:... or an Apprise URL
+    # "mailto:someone@example.com", or "apprise:<audience>:<digest>": a reference to one of
+    # the role's Apprise URLs, read from the settings when sending (URLs hold secrets; the
+    # database never does, and a rotated URL is not used again).
+    address: str
     label: str  # what the Notifications page shows: never a secret
     user: User | None = None
 
 
+def _digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def target_label(url: str) -> str:
-    """An Apprise URL without its secrets: scheme and host only."""
-    if url.startswith("mailto:"):
-        return url[len("mailto:") :]
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"[:254]
+    """An Apprise URL reduced to its scheme: hosts and paths of many services are secrets
+    (a Slack token, a Teams webhook), and some URLs are not valid for urlsplit at all."""
+    scheme = url.split("://", 1)[0] if "://" in url else "?"
+    return f"{scheme[:20]}://… #{_digest(url)[:6]}"
+
+
+def apprise_url_for(address: str) -> str | None:
+    """The configured Apprise URL an "apprise:<audience>:<digest>" target refers to."""
+    _, audience, digest = address.split(":", 2)
+    for url in settings.JANITOR_NOTIFY.get(audience) or []:
+        if _digest(url) == digest:
+            return url
+    return None
 
 
 def role_targets(*, audience: str, exclude: User | None = None) -> list[Target]:
     """A role's Apprise URLs from the environment, or else its active staff members' emails."""
     urls = settings.JANITOR_NOTIFY.get(audience) or []
     if urls:
-        return [Target(url, target_label(url)) for url in urls]
+        return [Target(f"apprise:{audience}:{_digest(url)}", target_label(url)) for url in urls]
     members = User.objects.filter(
         is_staff=True, is_active=True, groups__name=ROLE_OF_AUDIENCE[audience]
     ).order_by("email")
@@ -147,26 +160,9 @@ def _backoff(attempts: int) -> timedelta:
     return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
 
 
-BILLING_PORTAL_LINK = "billing-portal:"
-
-
-def _link_for(notice: Notice) -> str:
-    """The notice's link; a billing-portal placeholder becomes a fresh Stripe session (they
-    expire, so one is made when sending, not when the change happened)."""
-    if not notice.link.startswith(BILLING_PORTAL_LINK):
-        return notice.link
-    from reconciliation import gateway
-
-    return gateway.billing_portal_session_create(
-        customer_id=notice.link[len(BILLING_PORTAL_LINK) :],
-        return_url=settings.JANITOR_BILLING_PORTAL_RETURN_URL,
-    )
-
-
 def _deliver(notice: Notice) -> None:
     """Send one notice; raises with the reason when it did not go out."""
-    link = _link_for(notice)
-    body = notice.body + (f"\n\n{link}" if link else "")
+    body = notice.body + (f"\n\n{notice.link}" if notice.link else "")
     if notice.target.startswith("mailto:"):
         send_mail(
             notice.subject,
@@ -178,8 +174,13 @@ def _deliver(notice: Notice) -> None:
         return
     import apprise
 
+    url = apprise_url_for(notice.target)
+    if url is None:
+        raise LookupError(
+            f"{notice.target_label} is no longer in JANITOR_NOTIFY_{notice.audience.upper()}"
+        )
     sender = apprise.Apprise()
-    if not sender.add(notice.target):
+    if not sender.add(url):
         raise ValueError(f"not an Apprise URL Janitor can use: {notice.target_label}")
     with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
         delivered = sender.notify(title=notice.subject, body=body)
@@ -192,34 +193,45 @@ def _deliver(notice: Notice) -> None:
 
 
 def notice_send(*, notice_id: int) -> str:
-    """Send a pending (or due failed) notice once; returns the status it is left in."""
-    with transaction.atomic():
-        notice = Notice.objects.select_for_update().filter(pk=notice_id).first()
-        if notice is None:
-            return "missing"
-        if notice.status not in {NoticeStatus.PENDING, NoticeStatus.FAILED}:
-            return notice.status
-        notice.attempts += 1
-        try:
-            _deliver(notice)
-        except Exception as exc:  # any failure: retry with backoff, then give up visibly
-            notice.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if notice.attempts >= settings.JANITOR_NOTIFY_MAX_ATTEMPTS:
-                notice.status = NoticeStatus.DEAD
-                notice.next_attempt_at = None
-            else:
-                notice.status = NoticeStatus.FAILED
-                notice.next_attempt_at = timezone.now() + _backoff(notice.attempts)
-            logger.warning("notice %s to %s failed: %s", notice.pk, notice.target_label, exc)
-        else:
-            notice.status = NoticeStatus.SENT
-            notice.sent_at = timezone.now()
-            notice.next_attempt_at = None
-            notice.last_error = ""
-        notice.save(
-            update_fields=["status", "attempts", "last_error", "sent_at", "next_attempt_at"]
-        )
+    """Send a pending (or due failed) notice once; returns the status it is left in.
+
+    The row is claimed (status "sending") in a short transaction, sent with no transaction
+    open, then the outcome recorded: a slow mail server or Apprise target holds no lock. A
+    worker that dies mid-send leaves it "sending"; the retry sweep sends it again later (at
+    least once).
+    """
+    claimed = Notice.objects.filter(
+        pk=notice_id, status__in=[NoticeStatus.PENDING, NoticeStatus.FAILED]
+    ).update(status=NoticeStatus.SENDING, claimed_at=timezone.now(), attempts=F("attempts") + 1)
+    notice = Notice.objects.filter(pk=notice_id).first()
+    if notice is None:
+        return "missing"
+    if not claimed:
         return notice.status
+    try:
+        _deliver(notice)
+    except Exception as exc:  # any failure: retry with backoff, then give up visibly
+        notice.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        permanent = isinstance(exc, LookupError)
+        if permanent or notice.attempts >= settings.JANITOR_NOTIFY_MAX_ATTEMPTS:
+            notice.status = NoticeStatus.DEAD
+            notice.next_attempt_at = None
+        else:
+            notice.status = NoticeStatus.FAILED
+            notice.next_attempt_at = timezone.now() + _backoff(notice.attempts)
+        logger.warning("notice %s to %s failed: %s", notice.pk, notice.target_label, exc)
+    else:
+        notice.status = NoticeStatus.SENT
+        notice.sent_at = timezone.now()
+        notice.next_attempt_at = None
+        notice.last_error = ""
+    Notice.objects.filter(pk=notice.pk, status=NoticeStatus.SENDING).update(
+        status=notice.status,
+        last_error=notice.last_error,
+        sent_at=notice.sent_at,
+        next_attempt_at=notice.next_attempt_at,
+    )
+    return notice.status
 
 
 def notices_retry_due(*, now=None) -> int:
@@ -235,6 +247,10 @@ def notices_retry_due(*, now=None) -> int:
             status=NoticeStatus.PENDING, created_at__lte=now - PENDING_LOST_AFTER
         ).values_list("pk", flat=True)[:500]
     )
+    # A worker died while sending: make it sendable again (it may go out twice).
+    Notice.objects.filter(
+        status=NoticeStatus.SENDING, claimed_at__lte=now - PENDING_LOST_AFTER
+    ).update(status=NoticeStatus.FAILED, next_attempt_at=now)
     notices_enqueue(notice_ids=due + lost)
     return len(due) + len(lost)
 

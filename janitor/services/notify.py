@@ -16,7 +16,6 @@ from django.utils import timezone
 from accounts.models import AccessStatus, RevocationRequest, RevocationStatus, User
 from janitor.models import Notice, NoticeKind
 from janitor.services.notifications import (
-    BILLING_PORTAL_LINK,
     Target,
     dashboard_link,
     notice_publish,
@@ -322,7 +321,10 @@ def grace_started(*, account: User) -> None:
     """The customer hears there is a payment issue, with where to fix it (queued, recorded)."""
     link = settings.JANITOR_BILLING_URL
     if settings.JANITOR_BILLING_PORTAL_RETURN_URL and account.stripe_customer_id:
-        link = f"{BILLING_PORTAL_LINK}{account.stripe_customer_id}"  # made when sending
+        from reconciliation.services.billing import billing_link
+
+        # A link to Janitor that opens a fresh portal session: sessions themselves expire.
+        link = billing_link(customer_id=account.stripe_customer_id)
     notice_publish(
         kind=NoticeKind.GRACE_STARTED,
         audience="customer",

@@ -66,8 +66,15 @@ def test_a_scrape_after_webhooks_a_run_and_a_revocation(
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()
-    assert _value(text, "janitor_webhooks_received_total") == 2
-    assert _value(text, "janitor_webhook_events", status="processed") == 1
+    assert (
+        _value(text, "janitor_webhooks_received_last_hour", type="customer.subscription.created")
+        == 1
+    )
+    assert (
+        _value(text, "janitor_webhooks_received_last_hour", type="customer.subscription.updated")
+        == 1
+    )
+    assert _value(text, "janitor_webhook_events", status="dead") == 1
     assert _value(text, "janitor_webhooks_dead") == 1
     assert _value(text, "janitor_webhooks_rejected_total", kind="signature") == 1
     assert _value(text, "janitor_webhook_backlog") == 0
@@ -91,6 +98,10 @@ def test_metrics_are_refused_from_another_address_without_the_token(settings):
     assert elsewhere.get(reverse("metrics")).status_code == 403
     wrong = elsewhere.get(reverse("metrics"), headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403
+    odd = elsewhere.get(reverse("metrics"), headers={"Authorization": "Bearer s3cr\u00e9t"})
+    assert odd.status_code == 403
+    local_wrong = Client().get(reverse("metrics"), headers={"Authorization": "Bearer nope"})
+    assert local_wrong.status_code == 403  # a wrong token is refused even from loopback
     right = elsewhere.get(
         reverse("metrics"), headers={"Authorization": "Bearer s3cret-metrics-token"}
     )

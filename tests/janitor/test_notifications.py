@@ -293,16 +293,29 @@ def test_the_grace_notice_is_queued_recorded_and_links_to_billing(client, sent, 
     assert (notice.status, notice.target_label) == (NoticeStatus.SENT, "pat@example.com")
 
 
-def test_the_grace_notice_can_carry_a_billing_portal_session(sent, settings, stripe_fake):
+def test_the_grace_notice_links_to_a_fresh_billing_portal_session(sent, settings, stripe_fake):
     settings.JANITOR_BILLING_PORTAL_RETURN_URL = "https://app.example.com/"
+    settings.JANITOR_PUBLIC_URL = "https://janitor.example.com"
     stripe_fake.add_customer("cus_portal", email="portal@example.com")
     account = UserFactory(stripe_customer_id="cus_portal", email="portal@example.com")
     account.grace_ends_at = timezone.now() + timedelta(days=7)
     sent(notify.grace_started, account=account)
     [message] = mail.outbox
-    assert f"{stripe_fake.base_url}/p/session/bps_" in message.body
-    [call] = stripe_fake.requests_to("/v1/billing_portal/sessions")
-    assert call.form["return_url"] == "https://app.example.com/"
+    link = next(w for w in message.body.split() if w.startswith("https://janitor.example.com/"))
+    assert not stripe_fake.requests_to("/v1/billing_portal/sessions")  # made when clicked
+
+    from django.test import Client
+
+    path = link.removeprefix("https://janitor.example.com")
+    for _ in range(2):  # each click gets its own session: they expire
+        response = Client().get(path)
+        assert response.status_code == 302
+        assert response["Location"].startswith(f"{stripe_fake.base_url}/p/session/bps_")
+    calls = stripe_fake.requests_to("/v1/billing_portal/sessions")
+    assert [c.form["customer"] for c in calls] == ["cus_portal", "cus_portal"]
+    assert calls[0].form["return_url"] == "https://app.example.com/"
+    tampered = Client().get(path.replace("/app/billing/", "/app/billing/x"))
+    assert tampered.status_code == 400
 
 
 # --- Failures, dedup, mutes, the page -------------------------------------------------------

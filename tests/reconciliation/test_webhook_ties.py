@@ -61,3 +61,28 @@ def test_refetched_invoice_view_does_not_hide_a_later_event(stripe_fake):
     assert Subscription.objects.get(provider_id="sub_inv2").status == "active"
     account.refresh_from_db()
     assert account.access_status == AccessStatus.ACTIVE
+
+
+def test_a_change_in_the_same_second_as_an_audit_fetch_is_not_dropped(stripe_fake):
+    """The audit stamps mirror rows with its fetch time (sub-second); Stripe's event for a
+    cancellation later in that second carries the whole second, which looks older. Found by
+    the invariant test: it must be settled by asking the provider, not dropped as stale."""
+    from datetime import UTC, datetime
+
+    account = UserFactory(stripe_customer_id="cus_same")
+    stripe_fake.add_subscription("sub_same", customer="cus_same", status="canceled")
+    second = int(time.time()) - 2  # the audit read the subscription two seconds ago
+    Subscription.objects.create(
+        provider_id="sub_same",
+        account=account,
+        customer_id="cus_same",
+        status="active",
+        provider_updated_at=datetime.fromtimestamp(second + 0.6, tz=UTC),  # the audit's fetch
+    )
+    deleted = event_object(
+        "customer.subscription.deleted", sub_obj("sub_same", "cus_same", "canceled"), created=second
+    )
+    assert _process(deleted) == WebhookStatus.PROCESSED
+    assert Subscription.objects.get(provider_id="sub_same").status == "canceled"
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.GRACE_PERIOD
