@@ -184,19 +184,10 @@ def revocation_retry_view(request, pk: int):
 @require_POST
 @staff_required("accounts.approve_revocation")
 def revocation_abandon_view(request, pk: int):
-    form = DecisionForm(request.POST)
-    reason = form.cleaned_data["comment"] if form.is_valid() else ""
-    try:
-        revocation = revocation_abandon(revocation_id=pk, actor=request.user, reason=reason)
-    except RevocationRequest.DoesNotExist:
-        raise Http404("No such revocation request.") from None
-    except RevocationError as exc:
-        return _list_outcome(request, error=str(exc))
-    return _list_outcome(
-        request,
-        notice=f"Abandoned the revocation of {revocation.account.email}: its access is "
-        "back to what it was before.",
-    )
+    def abandon(*, revocation_id: int, approver, comment: str):
+        return revocation_abandon(revocation_id=revocation_id, actor=approver, reason=comment)
+
+    return _decision(request, pk, abandon, "Abandoned the revocation of")
 
 
 AUDIT_CSV_COLUMNS = [
