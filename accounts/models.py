@@ -285,10 +285,26 @@ class RevocationRequest(models.Model):
 
 
 class AuditQuerySet(models.QuerySet):
+    """Refuses every ORM path that rewrites rows. As the base manager's queryset it also covers
+    related managers and Model.save() of an existing row (which updates through _update);
+    the database's triggers and grants stop the rest (accounts/audit_protection.py)."""
+
     def update(self, **kwargs):
         raise PermissionError("The access audit is append-only: rows cannot be updated.")
 
+    def _update(self, values):
+        raise PermissionError("The access audit is append-only: rows cannot be updated.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise PermissionError("The access audit is append-only: rows cannot be updated.")
+
+    def update_or_create(self, defaults=None, create_defaults=None, **kwargs):
+        raise PermissionError("The access audit is append-only: rows cannot be updated.")
+
     def delete(self):
+        raise PermissionError("The access audit is append-only: rows cannot be deleted.")
+
+    def _raw_delete(self, using):
         raise PermissionError("The access audit is append-only: rows cannot be deleted.")
 
 
@@ -315,6 +331,9 @@ class AccessAudit(models.Model):
     objects = AuditQuerySet.as_manager()
 
     class Meta:
+        # Django saves existing rows and follows relations through the base manager: make it
+        # the guarded one, or `AccessAudit._base_manager.update(...)` would rewrite history.
+        base_manager_name = "objects"
         indexes = [
             models.Index(fields=["account", "at"], name="audit_account_time_idx"),
             models.Index(fields=["at"], name="audit_time_idx"),
