@@ -1,6 +1,7 @@
-"""What keeps the access audit append-only below the ORM: SQLite triggers, PostgreSQL grants.
+"""What keeps the audits append-only below the ORM: SQLite triggers, PostgreSQL grants.
 
-The model's guarded queryset stops the ORM paths; this module stops everything under them.
+The audits are the access audit and the staff action audit (AUDIT_TABLES). The models' guarded
+queryset stops the ORM paths; this module stops everything under them.
 
 - SQLite has no roles, so two triggers refuse UPDATE and DELETE on the audit table. SQLite drops
   a table's triggers when a migration rebuilds it, so they are (re)created after every migrate
@@ -15,22 +16,23 @@ The model's guarded queryset stops the ORM paths; this module stops everything u
 from django.db import DatabaseError, connections
 
 AUDIT_TABLE = "accounts_accessaudit"
+# Every append-only table: the access audit and the staff action audit (2FA resets, erasures).
+AUDIT_TABLES = (AUDIT_TABLE, "accounts_staffactionaudit")
 
 SQLITE_TRIGGERS = {
-    f"{AUDIT_TABLE}_no_update": f"""
-        CREATE TRIGGER IF NOT EXISTS {AUDIT_TABLE}_no_update BEFORE UPDATE ON {AUDIT_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{AUDIT_TABLE} is append-only: UPDATE refused'); END
-    """,
-    f"{AUDIT_TABLE}_no_delete": f"""
-        CREATE TRIGGER IF NOT EXISTS {AUDIT_TABLE}_no_delete BEFORE DELETE ON {AUDIT_TABLE}
-        BEGIN SELECT RAISE(ABORT, '{AUDIT_TABLE} is append-only: DELETE refused'); END
-    """,
+    f"{table}_no_{op.lower()}": f"""
+        CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+        BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END
+    """
+    for table in AUDIT_TABLES
+    for op in ("UPDATE", "DELETE")
 }
 
 
-def _table_exists(connection) -> bool:
+def _tables_present(connection) -> list[str]:
     with connection.cursor() as cursor:
-        return AUDIT_TABLE in connection.introspection.table_names(cursor)
+        names = set(connection.introspection.table_names(cursor))
+    return [table for table in AUDIT_TABLES if table in names]
 
 
 def sqlite_audit_triggers_present(*, using: str = "default") -> set[str]:
@@ -38,8 +40,7 @@ def sqlite_audit_triggers_present(*, using: str = "default") -> set[str]:
     connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
-            [AUDIT_TABLE],
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'",
         )
         return {name for (name,) in cursor.fetchall()} & set(SQLITE_TRIGGERS)
 
@@ -48,11 +49,13 @@ def audit_triggers_ensure(*, using: str = "default") -> None:
     """Create the SQLite triggers if they are missing. Idempotent; a no-op on PostgreSQL,
     whose trigger is a migration's (a PostgreSQL ALTER keeps a table's triggers)."""
     connection = connections[using]
-    if connection.vendor != "sqlite" or not _table_exists(connection):
+    if connection.vendor != "sqlite":
         return
+    present = _tables_present(connection)
     with connection.cursor() as cursor:
-        for sql in SQLITE_TRIGGERS.values():
-            cursor.execute(sql)
+        for name, sql in SQLITE_TRIGGERS.items():
+            if any(name.startswith(f"{table}_no_") for table in present):
+                cursor.execute(sql)
 
 
 def audit_triggers_drop_for_flush(*, using: str = "default") -> None:
@@ -78,8 +81,8 @@ def app_role_grant_statements(*, role: str) -> list[str]:
         f"GRANT USAGE ON SCHEMA public TO {quoted}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
         f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
-        f"REVOKE ALL ON {AUDIT_TABLE} FROM {quoted}",
-        f"GRANT SELECT, INSERT ON {AUDIT_TABLE} TO {quoted}",
+        *(f"REVOKE ALL ON {table} FROM {quoted}" for table in AUDIT_TABLES),
+        *(f"GRANT SELECT, INSERT ON {table} TO {quoted}" for table in AUDIT_TABLES),
         # Tables that later migrations create (by the role running this) get the same grants.
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE "
         f"ON TABLES TO {quoted}",
@@ -95,13 +98,20 @@ def audit_rewrite_powers(*, using: str = "default") -> list[str]:
     are missing. Raises DatabaseError when the database cannot be asked.
     """
     connection = connections[using]
-    if not _table_exists(connection):
-        return []
+    tables = _tables_present(connection)
     if connection.vendor == "sqlite":
-        missing = set(SQLITE_TRIGGERS) - sqlite_audit_triggers_present(using=using)
+        wanted = {name for name in SQLITE_TRIGGERS if name.rsplit("_no_", 1)[0] in tables}
+        missing = wanted - sqlite_audit_triggers_present(using=using)
         return [f"trigger {name} is missing" for name in sorted(missing)]
     if connection.vendor != "postgresql":
         return []
+    powers = []
+    for table in tables:
+        powers += _postgres_powers(connection, table)
+    return list(dict.fromkeys(powers))
+
+
+def _postgres_powers(connection, table: str) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -114,14 +124,14 @@ def audit_rewrite_powers(*, using: str = "default") -> list[str]:
                    has_table_privilege(current_user, c.oid, 'TRIGGER')
             FROM pg_class c WHERE c.oid = %s::regclass
             """,
-            [AUDIT_TABLE],
+            [table],
         )
         user, superuser, owner, update, delete, truncate, trigger = cursor.fetchone()
     powers = []
     if superuser:
         powers.append(f"{user} is a superuser")
     if owner:
-        powers.append(f"{user} owns {AUDIT_TABLE} (can ALTER it and disable its trigger)")
+        powers.append(f"{user} owns {table} (can ALTER it and disable its trigger)")
     for name, held in (
         ("UPDATE", update),
         ("DELETE", delete),
@@ -129,7 +139,7 @@ def audit_rewrite_powers(*, using: str = "default") -> list[str]:
         ("TRIGGER", trigger),
     ):
         if held:
-            powers.append(f"{user} holds {name} on {AUDIT_TABLE}")
+            powers.append(f"{user} holds {name} on {table}")
     return powers
 
 

@@ -11,6 +11,7 @@ NAV_ITEMS = [
     ("dispute_list", "Disputes", "reconciliation.view_disputes"),
     ("revocation_list", "Revocations", "accounts.view_access_audit"),
     ("audit_list", "Audit trail", "accounts.view_access_audit"),
+    ("staff_two_factor_list", "Staff 2FA", "accounts.reset_two_factor"),
 ]
 
 

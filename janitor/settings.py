@@ -118,6 +118,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "reconciliation",
     "janitor",
@@ -131,9 +134,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.AccessEnforcementMiddleware",
+    "accounts.two_factor_middleware.TwoFactorMiddleware",
     "accounts.activity_middleware.ActivityCaptureMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -194,6 +199,17 @@ AUTHENTICATION_BACKENDS = ["accounts.backends.AccessStatusBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
+# Two-factor sign-in for staff (django-otp: TOTP plus single-use backup codes): "admins"
+# (required for Admins and superusers, optional for Support and Finance), "all" (required for
+# every staff member) or "off" (nobody is asked: for the demo only). Staff who enrolled a
+# device anyway must verify it unless "off".
+JANITOR_STAFF_2FA = _env_str("JANITOR_STAFF_2FA", "admins").lower()
+if JANITOR_STAFF_2FA not in {"admins", "all", "off"}:
+    raise ImproperlyConfigured(f"JANITOR_STAFF_2FA={JANITOR_STAFF_2FA!r}: use admins, all or off.")
+OTP_TOTP_ISSUER = "Janitor"
+# Failed codes make a device wait 1, 2, 4... seconds before it checks another (django-otp).
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_queue_indexes'),
+        ("accounts", "0004_queue_indexes"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='accessaudit',
-            options={'base_manager_name': 'objects'},
+            name="accessaudit",
+            options={"base_manager_name": "objects"},
         ),
     ]

@@ -42,6 +42,7 @@ def _check(**env):
         ({"JANITOR_AUDIT_MAX_CHANGE_RATIO": "5"}, "JANITOR_AUDIT_MAX_CHANGE_RATIO"),
         ({"JANITOR_ACCESS_STATUSES": "active,bogus"}, "JANITOR_ACCESS_STATUSES"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
+        ({"JANITOR_STAFF_2FA": "sometimes"}, "JANITOR_STAFF_2FA"),
     ],
 )
 def test_malformed_setting_stops_startup_naming_the_variable(env, message):
