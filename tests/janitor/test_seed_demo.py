@@ -39,6 +39,7 @@ def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
     assert first["Dispute"] >= 4 and first["ActivityLog"] > 10_000
     out = capsys.readouterr().out
     assert DEMO_PASSWORD in out
+    assert "Two-factor sign-in is off" in out  # the test settings' policy
     for email, _name, role in DEMO_STAFF:
         assert email in out
         staff = User.objects.get(email=email)
@@ -55,3 +56,11 @@ def test_ensure_schedules_is_idempotent(capsys):
     assert len(first) == 3
     assert ("webhooks: sweeper", "I", None, 1) in first
     assert "30 2 * * *" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("policy", ["admins", "all"])
+def test_seed_demo_says_how_to_sign_in_with_two_factor(settings, capsys, policy):
+    settings.JANITOR_STAFF_2FA = policy
+    call_command("seed_demo", "--if-empty")
+    out = capsys.readouterr().out
+    assert f"JANITOR_STAFF_2FA={policy}" in out and "/two-factor/enrol/" in out
