@@ -16,6 +16,10 @@ def public_id_generate() -> str:
     return f"user-{raw[:5]}-{raw[5:9]}-{raw[9:13]}"
 
 
+# Where an erased account's placeholder email lives (.invalid never resolves, RFC 2606).
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
+
 class AccessStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     GRACE_PERIOD = "grace_period", "Grace period"
@@ -121,6 +125,11 @@ class User(AbstractBaseUser, PermissionsMixin):
             f"{self.password}:{self.session_version}",
             algorithm="sha256",
         ).hexdigest()
+
+    @property
+    def is_erased(self) -> bool:
+        """Personal data erased on request (reconciliation.services.privacy.account_erase)."""
+        return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
 
     @property
     def can_log_in(self) -> bool:

@@ -276,6 +276,29 @@ JANITOR_TRUSTED_PROXIES = frozenset(_env_list("JANITOR_TRUSTED_PROXIES", ""))
 JANITOR_ACTIVITY_THROTTLE_SECONDS = _env_int("JANITOR_ACTIVITY_THROTTLE_SECONDS", 300)
 JANITOR_ACTIVITY_MAX_BATCH = _env_int("JANITOR_ACTIVITY_MAX_BATCH", 1000, minimum=1)
 JANITOR_EVIDENCE_DAYS = _env_int("JANITOR_EVIDENCE_DAYS", 30, minimum=1)
+# Retention (docs/operations.md): a daily task purges what is older than these.
+# Activity is chargeback evidence; card networks look back about a year, hence 400 days.
+JANITOR_ACTIVITY_RETENTION_DAYS = _env_int("JANITOR_ACTIVITY_RETENTION_DAYS", 400, minimum=1)
+if JANITOR_ACTIVITY_RETENTION_DAYS < JANITOR_EVIDENCE_DAYS:
+    raise ImproperlyConfigured(
+        "JANITOR_ACTIVITY_RETENTION_DAYS must be at least JANITOR_EVIDENCE_DAYS "
+        f"({JANITOR_EVIDENCE_DAYS}): the evidence window would be purged."
+    )
+# IP addresses and user agents on activity rows: blanked after this many days (rows stay).
+JANITOR_IP_RETENTION_DAYS = _env_int("JANITOR_IP_RETENTION_DAYS", 400, minimum=1)
+# Stored webhook bodies of finished events: emptied after this many days (the row and its
+# provider event id stay, so a late duplicate delivery is still recognised).
+JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS = _env_int(
+    "JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS", 90, minimum=1
+)
+# Copies of exported evidence kept on disputes (the staged fields): cleared this long after
+# staging once the dispute is closed or the evidence submitted.
+JANITOR_EXPORT_RETENTION_DAYS = _env_int("JANITOR_EXPORT_RETENTION_DAYS", 400, minimum=1)
+JANITOR_RETENTION_CRON = _env_str("JANITOR_RETENTION_CRON", "45 3 * * *")
+if len(JANITOR_RETENTION_CRON.split()) != 5:
+    raise ImproperlyConfigured(
+        f"JANITOR_RETENTION_CRON={JANITOR_RETENTION_CRON!r} is not a 5-field cron expression."
+    )
 JANITOR_PRODUCT_DESCRIPTION = _env_str(
     "JANITOR_PRODUCT_DESCRIPTION", "Monthly subscription to the product (software as a service)."
 )

@@ -67,6 +67,7 @@ MATRIX = {
     "account_evidence_panel": ("get", STAFF),
     "evidence_pdf": ("post", {ROLE_FINANCE}),
     "evidence_csv": ("post", {ROLE_FINANCE}),
+    "account_erase": ("post", {ROLE_ADMIN}),
     "staff_two_factor_list": ("get", {ROLE_ADMIN}),
     "staff_two_factor_reset": ("post", {ROLE_ADMIN}),
 }

@@ -53,9 +53,11 @@ def test_ensure_schedules_is_idempotent(capsys):
     first = sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes"))
     call_command("ensure_schedules")
     assert sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes")) == first
-    assert len(first) == 3
+    assert len(first) == 4
     assert ("webhooks: sweeper", "I", None, 1) in first
-    assert "30 2 * * *" in capsys.readouterr().out
+    assert ("privacy: retention purge", "C", "45 3 * * *", None) in first
+    out = capsys.readouterr().out
+    assert "30 2 * * *" in out and "privacy: retention purge" in out
 
 
 @pytest.mark.parametrize("policy", ["admins", "all"])
