@@ -4,10 +4,12 @@ import base64
 
 import segno
 from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.forms import TwoFactorCodeForm, TwoFactorResetForm
@@ -37,12 +39,11 @@ def _staff_signed_in(request):
     """The two-factor pages are for signed-in staff; others go to the staff login."""
     user = request.user
     if not user.is_authenticated or not user.is_staff:
-        from django.contrib.auth.views import redirect_to_login
-
         return redirect_to_login(request.get_full_path())
     return None
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def two_factor_verify_view(request):
     """The second step of sign-in, after the password (the login view is unchanged)."""
@@ -75,6 +76,7 @@ def _enrol_context(request, *, device, form=None) -> dict:
     }
 
 
+@never_cache  # the page shows a secret key, and backup codes once
 @require_http_methods(["GET", "POST"])
 def two_factor_enrol_view(request):
     """Set up an authenticator: a secret as a QR code, confirmed by one code from the app;

@@ -67,16 +67,18 @@ def two_factor_backup_codes_replace(*, user: User) -> list[str]:
 
 
 def two_factor_verify(*, request, user: User, token: str) -> bool:
-    """Check a code from the app (6 digits) or a backup code (used up by this check); on a
-    match, mark this session verified. Each device throttles its own failures."""
+    """Check a code from the app (6 digits) or a backup code (8 characters, used up by this
+    check); on a match, mark this session verified. Each device throttles its own failures,
+    so only the kind of device the code is for is asked."""
     token = token.strip().replace(" ", "")
+    from_app = len(token) == 6 and token.isdigit()
     devices = (
         TOTPDevice.objects.filter(user=user, confirmed=True)
-        if token.isdigit()
+        if from_app
         else StaticDevice.objects.filter(user=user, confirmed=True)
     )
     for device in devices:
-        if device.verify_token(token.lower() if not token.isdigit() else token):
+        if device.verify_token(token if from_app else token.lower()):
             otp_login(request, device)
             return True
     return False

@@ -42,6 +42,7 @@ def test_an_admin_without_a_device_is_sent_to_enrol_then_enrols(admin_user):
     page = client.post(ENROL, {"action": "start", "next": "/"})
     assert page.status_code == 200
     assert b"<svg" in page.content and b'data-testid="qr-code"' in page.content
+    assert "no-store" in page["Cache-Control"]  # a secret key on the page
     device = TOTPDevice.objects.get(user=admin_user)
     assert not device.confirmed
     assert device.config_url.startswith("otpauth://totp/Janitor")
