@@ -27,6 +27,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The demo signs in with the password alone; set JANITOR_STAFF_2FA=admins to try two-factor.
+run: export JANITOR_STAFF_2FA ?= off
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty

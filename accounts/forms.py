@@ -1,4 +1,4 @@
-"""Forms for sign-in, revocation requests and decisions, restores, and the audit filters."""
+"""Forms for sign-in, revocation requests and decisions, restores, the audit filters, 2FA."""
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
@@ -59,3 +59,28 @@ class AuditFilterForm(forms.Form):
     date_to = forms.DateField(
         required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
     )
+
+
+class TwoFactorCodeForm(forms.Form):
+    token = forms.CharField(
+        label="Code",
+        max_length=16,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}
+        ),
+        help_text="The 6 digits your authenticator app shows, or one of your backup codes.",
+    )
+
+
+class TwoFactorResetForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why: e.g. the ticket of the lost phone, and how you checked who asked.",
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason

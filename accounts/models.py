@@ -17,6 +17,10 @@ def public_id_generate() -> str:
     return f"user-{raw[:5]}-{raw[5:9]}-{raw[9:13]}"
 
 
+# Where an erased account's placeholder email lives (.invalid never resolves, RFC 2606).
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
+
 class AccessStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     GRACE_PERIOD = "grace_period", "Grace period"
@@ -105,6 +109,8 @@ class User(AbstractBaseUser, PermissionsMixin):
             ("restore_access", "Can restore a revoked account"),
             ("view_access_audit", "Can read the access audit"),
             ("export_access_audit", "Can export the access audit"),
+            ("reset_two_factor", "Can reset another staff member's two-factor devices"),
+            ("erase_customer", "Can erase a customer's personal data on request"),
         ]
 
     def __str__(self) -> str:
@@ -120,6 +126,11 @@ class User(AbstractBaseUser, PermissionsMixin):
             f"{self.password}:{self.session_version}",
             algorithm="sha256",
         ).hexdigest()
+
+    @property
+    def is_erased(self) -> bool:
+        """Personal data erased on request (reconciliation.services.privacy.account_erase)."""
+        return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
 
     @property
     def can_log_in(self) -> bool:
@@ -301,11 +312,28 @@ class RevocationRequest(models.Model):
 
 
 class AuditQuerySet(models.QuerySet):
+    """For the append-only audits (AccessAudit, StaffActionAudit): refuses every ORM path that
+    rewrites rows. As the base manager's queryset it also covers related managers and
+    Model.save() of an existing row (which updates through _update); the database's triggers
+    and grants stop the rest (accounts/audit_protection.py)."""
+
     def update(self, **kwargs):
-        raise PermissionError("The access audit is append-only: rows cannot be updated.")
+        raise PermissionError("The audit is append-only: rows cannot be updated.")
+
+    def _update(self, values):
+        raise PermissionError("The audit is append-only: rows cannot be updated.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise PermissionError("The audit is append-only: rows cannot be updated.")
+
+    def update_or_create(self, defaults=None, create_defaults=None, **kwargs):
+        raise PermissionError("The audit is append-only: rows cannot be updated.")
 
     def delete(self):
-        raise PermissionError("The access audit is append-only: rows cannot be deleted.")
+        raise PermissionError("The audit is append-only: rows cannot be deleted.")
+
+    def _raw_delete(self, using):
+        raise PermissionError("The audit is append-only: rows cannot be deleted.")
 
 
 class AccessAudit(models.Model):
@@ -331,6 +359,9 @@ class AccessAudit(models.Model):
     objects = AuditQuerySet.as_manager()
 
     class Meta:
+        # Django saves existing rows and follows relations through the base manager: make it
+        # the guarded one, or `AccessAudit._base_manager.update(...)` would rewrite history.
+        base_manager_name = "objects"
         indexes = [
             models.Index(fields=["account", "at"], name="audit_account_time_idx"),
             models.Index(fields=["at"], name="audit_time_idx"),
@@ -347,3 +378,45 @@ class AccessAudit(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("The access audit is append-only: rows cannot be deleted.")
+
+
+class StaffActionKind(models.TextChoices):
+    TWO_FACTOR_RESET = "two_factor_reset", "Two-factor devices reset"
+    ACCOUNT_ERASED = "account_erased", "Personal data erased"
+
+
+class StaffActionAudit(models.Model):
+    """A staff action on a person that changes no access status (a two-factor reset, an
+    erasure). Append-only like AccessAudit, and it names the account, never its details."""
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=32, choices=StaffActionKind.choices)
+    subject = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=254, help_text='A staff email or "system:<job>".')
+    actor_user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    reason = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        base_manager_name = "objects"
+        indexes = [models.Index(fields=["subject", "at"], name="staffaction_subject_time_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=StaffActionKind.values), name="staffaction_kind_valid"
+            ),
+            models.CheckConstraint(condition=~Q(actor=""), name="staffaction_actor_required"),
+            models.CheckConstraint(condition=~Q(reason=""), name="staffaction_reason_required"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("The staff action audit is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The staff action audit is append-only.")

@@ -46,6 +46,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "accounts.restore_access",
             "accounts.export_access_audit",
             "janitor.view_notice",
+            "accounts.reset_two_factor",
+            "accounts.erase_customer",
         }
     ),
 }
@@ -57,7 +59,8 @@ ROLE_DESCRIPTIONS = {
     ROLE_FINANCE: "Reads disputes, exports evidence (PDF/CSV), stages and submits dispute "
     "evidence, requests revocations, exports the audit.",
     ROLE_ADMIN: "Everything Support does, plus approves or rejects revocations (not their own), "
-    "restores access, runs and applies reconciliation, replays webhooks.",
+    "restores access, runs and applies reconciliation, replays webhooks, resets another staff "
+    "member's two-factor devices, erases a customer's personal data on request.",
 }
 
 

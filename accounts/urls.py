@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("accounts.urls_revocation")),
     path("", include("accounts.urls_customer")),
     path("", include("accounts.urls_activity")),
+    path("", include("accounts.urls_two_factor")),
 ]

@@ -13,6 +13,7 @@ NAV_ITEMS = [
     ("audit_list", "Audit trail", "accounts.view_access_audit"),
     ("notice_list", "Notifications", "janitor.view_notice"),
     ("notice_preferences", "My notifications", "accounts.view_dashboard"),
+    ("staff_two_factor_list", "Staff 2FA", "accounts.reset_two_factor"),
 ]
 
 

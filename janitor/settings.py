@@ -118,6 +118,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "reconciliation",
     "janitor",
@@ -132,9 +135,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.AccessEnforcementMiddleware",
+    "accounts.two_factor_middleware.TwoFactorMiddleware",
     "accounts.activity_middleware.ActivityCaptureMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -195,6 +200,17 @@ AUTHENTICATION_BACKENDS = ["accounts.backends.AccessStatusBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
+# Two-factor sign-in for staff (django-otp: TOTP plus single-use backup codes): "admins"
+# (required for Admins and superusers, optional for Support and Finance), "all" (required for
+# every staff member) or "off" (nobody is asked: for the demo only). Staff who enrolled a
+# device anyway must verify it unless "off".
+JANITOR_STAFF_2FA = _env_str("JANITOR_STAFF_2FA", "admins").lower()
+if JANITOR_STAFF_2FA not in {"admins", "all", "off"}:
+    raise ImproperlyConfigured(f"JANITOR_STAFF_2FA={JANITOR_STAFF_2FA!r}: use admins, all or off.")
+OTP_TOTP_ISSUER = "Janitor"
+# Failed codes make a device wait 1, 2, 4... seconds before it checks another (django-otp).
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -266,6 +282,29 @@ JANITOR_TRUSTED_PROXIES = frozenset(_env_list("JANITOR_TRUSTED_PROXIES", ""))
 JANITOR_ACTIVITY_THROTTLE_SECONDS = _env_int("JANITOR_ACTIVITY_THROTTLE_SECONDS", 300)
 JANITOR_ACTIVITY_MAX_BATCH = _env_int("JANITOR_ACTIVITY_MAX_BATCH", 1000, minimum=1)
 JANITOR_EVIDENCE_DAYS = _env_int("JANITOR_EVIDENCE_DAYS", 30, minimum=1)
+# Retention (docs/operations.md): a daily task purges what is older than these.
+# Activity is chargeback evidence; card networks look back about a year, hence 400 days.
+JANITOR_ACTIVITY_RETENTION_DAYS = _env_int("JANITOR_ACTIVITY_RETENTION_DAYS", 400, minimum=1)
+if JANITOR_ACTIVITY_RETENTION_DAYS < JANITOR_EVIDENCE_DAYS:
+    raise ImproperlyConfigured(
+        "JANITOR_ACTIVITY_RETENTION_DAYS must be at least JANITOR_EVIDENCE_DAYS "
+        f"({JANITOR_EVIDENCE_DAYS}): the evidence window would be purged."
+    )
+# IP addresses and user agents on activity rows: blanked after this many days (rows stay).
+JANITOR_IP_RETENTION_DAYS = _env_int("JANITOR_IP_RETENTION_DAYS", 400, minimum=1)
+# Stored webhook bodies of finished events: emptied after this many days (the row and its
+# provider event id stay, so a late duplicate delivery is still recognised).
+JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS = _env_int(
+    "JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS", 90, minimum=1
+)
+# Copies of exported evidence kept on disputes (the staged fields): cleared this long after
+# staging once the dispute is closed or the evidence submitted.
+JANITOR_EXPORT_RETENTION_DAYS = _env_int("JANITOR_EXPORT_RETENTION_DAYS", 400, minimum=1)
+JANITOR_RETENTION_CRON = _env_str("JANITOR_RETENTION_CRON", "45 3 * * *")
+if len(JANITOR_RETENTION_CRON.split()) != 5:
+    raise ImproperlyConfigured(
+        f"JANITOR_RETENTION_CRON={JANITOR_RETENTION_CRON!r} is not a 5-field cron expression."
+    )
 JANITOR_PRODUCT_DESCRIPTION = _env_str(
     "JANITOR_PRODUCT_DESCRIPTION", "Monthly subscription to the product (software as a service)."
 )

@@ -7,3 +7,13 @@ from janitor.settings import Q_CLUSTER
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# The test runner flushes between transactional tests; on SQLite that needs the audit's
+# triggers out of the way for the flush (accounts/management/commands/flush.py).
+JANITOR_AUDIT_FLUSH_ALLOWED = True
+
+# Most tests sign staff in with force_login and no device: they run with two-factor off. The
+# two-factor tests (tests/accounts/test_two_factor.py, the permission matrix, the browser
+# test) switch it to "admins" or "all" with pytest-django's settings fixture; the middleware
+# reads it per request.
+JANITOR_STAFF_2FA = "off"

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("reconciliation.urls_webhooks")),
     path("", include("reconciliation.urls_reconcile")),
     path("", include("reconciliation.urls_evidence")),
+    path("", include("reconciliation.urls_privacy")),
 ]

@@ -70,6 +70,9 @@ MATRIX = {
     "evidence_csv": ("post", {ROLE_FINANCE}),
     "notice_list": ("get", {ROLE_ADMIN}),
     "notice_preferences": ("post", STAFF),
+    "account_erase": ("post", {ROLE_ADMIN}),
+    "staff_two_factor_list": ("get", {ROLE_ADMIN}),
+    "staff_two_factor_reset": ("post", {ROLE_ADMIN}),
 }
 # Pages with their own rules, outside the staff matrix: name -> (method, outcome per visitor).
 SPECIAL = {
@@ -81,6 +84,9 @@ SPECIAL = {
     "customer_login": ("get", dict.fromkeys(VISITORS, "ok")),
     "customer_logout": ("post", dict.fromkeys(VISITORS, "app_login")),
     "customer_home": ("get", {ANON: "app_login", CUSTOMER: "ok", **dict.fromkeys(STAFF, "ok")}),
+    # The second sign-in step: signed-in staff only (with nothing to verify: on to the next page).
+    "two_factor_verify": ("get", {ANON: "login", CUSTOMER: "login", **dict.fromkeys(STAFF, "ok")}),
+    "two_factor_enrol": ("get", {ANON: "login", CUSTOMER: "login", **dict.fromkeys(STAFF, "ok")}),
     # Machine endpoints: no session counts, only a signature or a bearer token.
     "stripe_webhook": ("post", dict.fromkeys(VISITORS, "bad_request")),
     "activity_ingest_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
@@ -131,6 +137,7 @@ def world(db):
         "run_id": run.pk,
         "event_pk": event.pk,
         "provider_id": dispute.provider_id,
+        "staff": requester.public_id,
     }
 
 
@@ -144,6 +151,7 @@ def _url(name: str, world: dict) -> str:
         "webhook_detail": {"pk": world["event_pk"]},
         "webhook_replay": {"pk": world["event_pk"]},
         "billing_portal": {"token": "made-up"},
+        "staff_two_factor_reset": {"public_id": world["staff"]},
     }
     if name in kwargs_for:
         return reverse(name, kwargs=kwargs_for[name])
@@ -168,6 +176,8 @@ def _outcome(response) -> str:
         return "login"
     if status == 302 and location.startswith(reverse("customer_login")):
         return "app_login"
+    if status in (302, 204) and location.startswith("/two-factor/"):
+        return "two_factor"
     return {403: "forbidden", 401: "unauthorized", 400: "bad_request"}.get(status, "ok")
 
 
@@ -255,3 +265,93 @@ def test_the_admin_site_is_read_only_to_staff_and_closed_to_others(world, role):
             # Read-only: the page offers no save button.
             assert b'name="_save"' not in response.content, url
     assert checked >= 20
+
+
+# --- Two-factor states ------------------------------------------------------------------------
+# The tables above run with JANITOR_STAFF_2FA=off (the test settings). Under the production
+# default ("admins") and "all", a staff member who must pass a second factor and has not in
+# this session reaches nothing above but the sign-in pages: every page and action, and every
+# Django admin page, sends them to enrol (no device yet) or verify (a device, not verified).
+
+
+def _two_factor_visitor(role: str, state: str) -> Client:
+    from tests.two_factor_support import authenticator_for, verified_client
+
+    user = StaffFactory(role=role)
+    if state == "verified":
+        return verified_client(user)
+    if state == "unverified":
+        authenticator_for(user)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _state_counts() -> dict:
+    from accounts.models import AccessAudit, RevocationRequest, StaffActionAudit
+    from reconciliation.models import EvidenceExport, FlagNote
+
+    models = [AccessAudit, RevocationRequest, StaffActionAudit, EvidenceExport, FlagNote]
+    return {model.__name__: model.objects.count() for model in models}
+
+
+TWO_FACTOR_REFUSED = [
+    ("admins", ROLE_ADMIN, "no_device"),
+    ("admins", ROLE_ADMIN, "unverified"),
+    ("admins", ROLE_SUPPORT, "unverified"),  # enrolled though optional: verifies like anyone
+    ("all", ROLE_SUPPORT, "no_device"),
+    ("all", ROLE_FINANCE, "no_device"),
+    ("all", ROLE_FINANCE, "unverified"),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "role", "state"), TWO_FACTOR_REFUSED, ids=["-".join(c) for c in TWO_FACTOR_REFUSED]
+)
+def test_staff_without_a_verified_device_reach_no_page_or_action(
+    world, stripe_fake, settings, policy, role, state
+):
+    settings.JANITOR_STAFF_2FA = policy
+    client = _two_factor_visitor(role, state)
+    target = "/two-factor/verify/" if state == "unverified" else "/two-factor/enrol/"
+    before = _state_counts()
+    for name, (method, _allowed) in MATRIX.items():
+        response = getattr(client, method)(_url(name, world))
+        assert _outcome(response) == "two_factor", (name, response.status_code)
+        assert response["Location"].startswith(target), name
+    for _perm, _page, url in _admin_pages(UserFactory(email="admin-target@example.com")):
+        response = client.get(url)
+        assert _outcome(response) == "two_factor", (url, response.status_code)
+    assert _state_counts() == before
+    # The page they are sent to, and signing in, stay open.
+    for url in (target, reverse("login"), reverse("healthz")):
+        assert client.get(url).status_code == 200, url
+
+
+TWO_FACTOR_SERVED = [
+    ("admins", ROLE_ADMIN, "verified"),
+    ("admins", ROLE_SUPPORT, "no_device"),
+    ("admins", ROLE_FINANCE, "no_device"),
+    ("all", ROLE_SUPPORT, "verified"),
+    ("all", ROLE_FINANCE, "verified"),
+    ("off", ROLE_ADMIN, "unverified"),
+]
+TWO_FACTOR_CASES = [(name, *case) for case in TWO_FACTOR_SERVED for name in MATRIX]
+
+
+@pytest.mark.parametrize(
+    ("name", "policy", "role", "state"),
+    TWO_FACTOR_CASES,
+    ids=["-".join(c) for c in TWO_FACTOR_CASES],
+)
+def test_staff_who_passed_or_need_not_get_their_roles_matrix(
+    world, stripe_fake, settings, name, policy, role, state
+):
+    settings.JANITOR_STAFF_2FA = policy
+    client = _two_factor_visitor(role, state)
+    response = getattr(client, MATRIX[name][0])(_url(name, world))
+    assert response.status_code < 500, response.content[:500]
+    outcome = _outcome(response)
+    if outcome == "bad_request":
+        outcome = "ok"
+    assert outcome == _expected(name, role), (response.status_code, response.content[:300])

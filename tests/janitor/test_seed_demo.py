@@ -39,6 +39,7 @@ def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
     assert first["Dispute"] >= 4 and first["ActivityLog"] > 10_000
     out = capsys.readouterr().out
     assert DEMO_PASSWORD in out
+    assert "Two-factor sign-in is off" in out  # the test settings' policy
     for email, _name, role in DEMO_STAFF:
         assert email in out
         staff = User.objects.get(email=email)
@@ -52,11 +53,13 @@ def test_ensure_schedules_is_idempotent(capsys):
     first = sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes"))
     call_command("ensure_schedules")
     assert sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes")) == first
-    assert len(first) == 6
+    assert len(first) == 7
     assert ("webhooks: sweeper", "I", None, 1) in first
     assert ("notices: retry", "I", None, 1) in first
     assert ("notices: support digest", "C", "0 7 * * *", None) in first
-    assert "30 2 * * *" in capsys.readouterr().out
+    assert ("privacy: retention purge", "C", "45 3 * * *", None) in first
+    out = capsys.readouterr().out
+    assert "30 2 * * *" in out and "privacy: retention purge" in out
 
 
 @pytest.mark.django_db
@@ -76,3 +79,11 @@ def test_the_demo_records_notices_for_its_staff(django_capture_on_commit_callbac
     assert Notice.objects.count() == count  # a second seed sends nothing again
     assert not Notice.objects.exclude(status=NoticeStatus.SENT).exists()
     assert any("finance@janitor.local" in m.to for m in mail.outbox)
+
+
+@pytest.mark.parametrize("policy", ["admins", "all"])
+def test_seed_demo_says_how_to_sign_in_with_two_factor(settings, capsys, policy):
+    settings.JANITOR_STAFF_2FA = policy
+    call_command("seed_demo", "--if-empty")
+    out = capsys.readouterr().out
+    assert f"JANITOR_STAFF_2FA={policy}" in out and "/two-factor/enrol/" in out

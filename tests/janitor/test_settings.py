@@ -42,6 +42,11 @@ def _check(**env):
         ({"JANITOR_AUDIT_MAX_CHANGE_RATIO": "5"}, "JANITOR_AUDIT_MAX_CHANGE_RATIO"),
         ({"JANITOR_ACCESS_STATUSES": "active,bogus"}, "JANITOR_ACCESS_STATUSES"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
+        ({"JANITOR_STAFF_2FA": "sometimes"}, "JANITOR_STAFF_2FA"),
+        # Shorter than the evidence window would purge the evidence.
+        ({"JANITOR_ACTIVITY_RETENTION_DAYS": "10"}, "JANITOR_ACTIVITY_RETENTION_DAYS"),
+        ({"JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS": "0"}, "JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS"),
+        ({"JANITOR_RETENTION_CRON": "daily"}, "JANITOR_RETENTION_CRON"),
     ],
 )
 def test_malformed_setting_stops_startup_naming_the_variable(env, message):

@@ -9,21 +9,27 @@ from janitor.services.notifications import (
     notice_schedules_ensure,
 )
 from reconciliation.services.audit import SCHEDULE_NAME, audit_schedule_ensure
+from reconciliation.services.privacy import RETENTION_SCHEDULE_NAME, retention_schedule_ensure
 from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedules_ensure
 
 
 class Command(BaseCommand):
-    help = "Create or update the nightly audit, webhook sweeper and catch-up schedules."
+    help = (
+        "Create or update the nightly audit, webhook sweeper, catch-up and retention purge "
+        "schedules."
+    )
 
     def handle(self, *args, **options):
         audit_schedule_ensure()
         webhook_schedules_ensure()
         notice_schedules_ensure()
+        retention_schedule_ensure()
         names = [
             SCHEDULE_NAME,
             *(name for name, _func, _minutes in WEBHOOK_SCHEDULES),
             *(name for name, _func, _minutes in NOTICE_SCHEDULES),
             DIGEST_SCHEDULE[0],
+            RETENTION_SCHEDULE_NAME,
         ]
         for schedule in Schedule.objects.filter(name__in=names).order_by("name"):
             every = (

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0004_queue_indexes"),
+        ("accounts", "0006_staff_action_audit"),
     ]
 
     operations = [
