@@ -108,7 +108,7 @@ ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserve
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "janitor.apps.JanitorAdminConfig",  # django.contrib.admin, with a throttled login
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -312,8 +312,13 @@ if not DEBUG:
     if _env_bool("JANITOR_BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^webhooks/"]
-# Failed sign-ins per (address, email) before a cool-down, and its length.
+# Failed sign-ins per (address, email) before a cool-down, and its length. The address is the
+# client's as resolved through JANITOR_TRUSTED_PROXIES. Failures from one address across all
+# emails have a limit of their own (password spraying).
 JANITOR_LOGIN_MAX_FAILURES = _env_int("JANITOR_LOGIN_MAX_FAILURES", 5, minimum=1)
+JANITOR_LOGIN_MAX_FAILURES_PER_ADDRESS = _env_int(
+    "JANITOR_LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1
+)
 JANITOR_LOGIN_LOCKOUT_SECONDS = _env_int("JANITOR_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
