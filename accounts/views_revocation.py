@@ -25,7 +25,7 @@ from accounts.services.revocation import (
     revocation_retry,
 )
 from janitor.csv_writer import csv_lines
-from janitor.permissions import staff_required
+from janitor.permissions import role_needed_message, staff_required
 
 PANEL_TEMPLATE = "accounts/access_actions.html"
 LIST_TEMPLATE = "accounts/revocation_list.html"
@@ -225,7 +225,7 @@ def audit_list(request):
     rows = access_audit_list(**{k: v for k, v in filters.items() if v})
     if request.GET.get("format") == "csv":
         if not request.user.has_perm("accounts.export_access_audit"):
-            raise PermissionDenied("Your role cannot export the audit.")
+            raise PermissionDenied(role_needed_message(["accounts.export_access_audit"]))
         response = StreamingHttpResponse(_audit_csv(rows), content_type="text/csv")
         response["Content-Disposition"] = content_disposition_header(
             as_attachment=True, filename="access-audit.csv"
