@@ -29,6 +29,8 @@ install-dev: $(VENV)/.installed-dev
 
 # The demo signs in with the password alone; set JANITOR_STAFF_2FA=admins to try two-factor.
 run: export JANITOR_STAFF_2FA ?= off
+# The demo runs in development mode; DJANGO_DEBUG is false unless set (production's default).
+run: export DJANGO_DEBUG ?= true
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
@@ -41,7 +43,7 @@ run: install
 
 lint: install-dev
 	$(PY) -m ruff check .
-	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py makemigrations --check --dry-run
+	env -u DATABASE_URL -u REDIS_URL DJANGO_DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
 test: install-dev lint
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

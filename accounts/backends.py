@@ -5,7 +5,8 @@ from django.core.exceptions import PermissionDenied
 
 from accounts.models import User
 
-# One message for every refusal, shown whether or not the password was right.
+# Shown only to someone who proved the password: a wrong guess gets the generic error, so the
+# message never tells a stranger that an email belongs to a suspended account.
 ACCESS_REFUSED_MESSAGE = (
     "This account cannot sign in: its access has been suspended. "
     "If you think this is a mistake, contact support."
@@ -29,13 +30,14 @@ class AccessStatusBackend(ModelBackend):
         except User.DoesNotExist:
             User().set_password(password)  # same hashing time as for a real account (#20760)
             return None
-        # Hash either way, so the refusal takes as long as a login and says nothing about
-        # whether the password was right.
-        password_ok = user.check_password(password)
+        # The hasher runs on every path (an unusable password runs it too: Django's
+        # check_password hashes a dummy), so timing says nothing about the account.
+        if not user.check_password(password):
+            return None
         if not user.can_log_in:
             if request is not None:
                 request.access_refused = True
             raise PermissionDenied(ACCESS_REFUSED_MESSAGE)
-        if password_ok and self.user_can_authenticate(user):
+        if self.user_can_authenticate(user):
             return user
         return None

@@ -1,14 +1,37 @@
 """The product's accounts and their access: users, sessions, activity, revocations, the audit."""
 
+import re
 import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+# The documented alphabet of public ids (README "Bringing your users in"): ASCII letters and
+# digits, then also "-", "_" and ".", at most 64 characters. The ids travel in URLs, file names
+# and Content-Disposition headers, so nothing that could end a header parameter, a path segment
+# or a quoted string (quotes, ";", "/", "\\", spaces, control or non-ASCII characters) is allowed.
+PUBLIC_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+PUBLIC_ID_RULE = (
+    "1 to 64 characters from A-Z, a-z, 0-9, '-', '_' and '.', starting with a letter or digit"
+)
+
+
+def public_id_is_valid(value) -> bool:
+    return isinstance(value, str) and PUBLIC_ID_RE.fullmatch(value) is not None
+
+
+def public_id_validate(value) -> None:
+    """Raise ValidationError unless `value` is in the public id alphabet."""
+    if not public_id_is_valid(value):
+        raise ValidationError(
+            f"public_id {value!r} is not allowed: use {PUBLIC_ID_RULE}.", code="invalid_public_id"
+        )
 
 
 def public_id_generate() -> str:
@@ -40,6 +63,8 @@ class UserManager(BaseUserManager):
         return self.annotate(email_ci=Lower("email")).get(email_ci=username.lower())
 
     def create_user(self, email, password=None, **extra):
+        if "public_id" in extra:
+            public_id_validate(extra["public_id"])
         user = self.model(email=self.normalize_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
@@ -115,6 +140,15 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self):
+        super().clean()
+        # Run by ModelForms (the Django admin) and full_clean(); import_accounts and
+        # create_user check the same rule, since bulk_create and save() skip clean().
+        try:
+            public_id_validate(self.public_id)
+        except ValidationError as error:
+            raise ValidationError({"public_id": error}) from None
 
     def get_session_auth_hash(self) -> str:
         # Bumping session_version changes the hash, so Django drops every existing session

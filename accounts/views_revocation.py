@@ -1,12 +1,11 @@
 """Staff pages for revocations: the account's access panel, the Revocations page, the audit."""
 
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import AuditFilterForm, DecisionForm, RestoreForm, RevocationRequestForm
@@ -26,7 +25,8 @@ from accounts.services.revocation import (
     revocation_request,
     revocation_retry,
 )
-from janitor.permissions import staff_required
+from janitor.csv_writer import csv_lines
+from janitor.permissions import role_needed_message, staff_required
 
 PANEL_TEMPLATE = "accounts/access_actions.html"
 LIST_TEMPLATE = "accounts/revocation_list.html"
@@ -205,16 +205,10 @@ AUDIT_CSV_COLUMNS = [
 ]
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def _audit_csv(rows):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(AUDIT_CSV_COLUMNS)
-    for row in rows.iterator(chunk_size=1000):
-        yield writer.writerow(
+    return csv_lines(
+        header=AUDIT_CSV_COLUMNS,
+        rows=(
             [
                 row.at.isoformat(),
                 row.account.public_id,
@@ -228,7 +222,9 @@ def _audit_csv(rows):
                 row.source,
                 (row.details or {}).get("sessions_removed", ""),
             ]
-        )
+            for row in rows.iterator(chunk_size=1000)
+        ),
+    )
 
 
 @require_GET
@@ -239,9 +235,11 @@ def audit_list(request):
     rows = access_audit_list(**{k: v for k, v in filters.items() if v})
     if request.GET.get("format") == "csv":
         if not request.user.has_perm("accounts.export_access_audit"):
-            raise PermissionDenied("Your role cannot export the audit.")
+            raise PermissionDenied(role_needed_message(["accounts.export_access_audit"]))
         response = StreamingHttpResponse(_audit_csv(rows), content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="access-audit.csv"'
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename="access-audit.csv"
+        )
         return response
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()

@@ -1,37 +1,43 @@
-"""The staff login form: customers cannot sign in to the dashboard; guessing is throttled."""
+"""Sign-in forms: every one throttled; customers cannot sign in to the dashboard."""
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.backends import ACCESS_REFUSED_MESSAGE
 from janitor.ratelimit import (
     LOCKED_MESSAGE,
+    LoginThrottled,
     login_failure_record,
-    login_failures_clear,
-    login_is_locked,
+    login_success_record,
+    login_throttle_check,
 )
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """AuthenticationForm that refuses a (client address, email) after repeated failures."""
+    """AuthenticationForm that refuses a client address after repeated failures, for one email
+    or across emails (janitor/ratelimit.py). Every sign-in form derives from it."""
 
     def clean(self):
-        ip = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
         email = self.data.get("username", "")
-        if login_is_locked(ip=ip, email=email):
-            raise forms.ValidationError(LOCKED_MESSAGE, code="locked")
+        email = email if isinstance(email, str) else ""
+        try:
+            login_throttle_check(request=self.request, email=email)
+        except LoginThrottled:
+            raise forms.ValidationError(LOCKED_MESSAGE, code="locked") from None
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            login_failure_record(ip=ip, email=email)
+            login_failure_record(request=self.request, email=email)
             raise
-        login_failures_clear(ip=ip, email=email)
+        login_success_record(request=self.request, email=email)
         return cleaned
 
 
 class AccessRefusalMixin:
     """Shows the access-refused message instead of "wrong password" when the backend refused
-    the account itself (set on the request by AccessStatusBackend)."""
+    the account itself. AccessStatusBackend marks the request only after the password was
+    verified, so a wrong guess never learns that an account is suspended."""
 
     def get_invalid_login_error(self):
         if getattr(self.request, "access_refused", False):
@@ -49,3 +55,7 @@ class StaffLoginForm(AccessRefusalMixin, ThrottledAuthenticationForm):
         super().confirm_login_allowed(user)
         if not user.is_staff:
             raise forms.ValidationError(self.error_messages["not_staff"], code="not_staff")
+
+
+class AdminLoginForm(ThrottledAuthenticationForm, AdminAuthenticationForm):
+    """The Django admin's own form (staff only, its own messages), behind the same throttle."""

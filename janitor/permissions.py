@@ -1,9 +1,27 @@
 """Who may open a dashboard page: staff only, then the permission the page names."""
 
+from collections.abc import Iterable
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+
+from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_PERMISSIONS, ROLE_SUPPORT
+
+STAFF_ONLY_MESSAGE = "The dashboard is for staff only."
+
+
+def role_needed_message(perms: Iterable[str]) -> str:
+    """What the 403 page tells staff: which role(s) hold every one of `perms`."""
+    wanted = set(perms)
+    roles = [
+        role
+        for role in (ROLE_SUPPORT, ROLE_FINANCE, ROLE_ADMIN)
+        if wanted <= ROLE_PERMISSIONS[role]
+    ]
+    if not roles:
+        return "No staff role may do this; a Django superuser administers it."
+    return f"This needs the {' or '.join(roles)} role."
 
 
 def staff_required(*perms: str):
@@ -16,9 +34,9 @@ def staff_required(*perms: str):
             if not user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not user.is_staff or not user.has_perm("accounts.view_dashboard"):
-                raise PermissionDenied("The dashboard is for staff only.")
+                raise PermissionDenied(STAFF_ONLY_MESSAGE)
             if perms and not user.has_perms(perms):
-                raise PermissionDenied("Your role does not allow this.")
+                raise PermissionDenied(role_needed_message(perms))
             return view(request, *args, **kwargs)
 
         wrapped.required_permissions = perms

@@ -99,16 +99,19 @@ def _redis_url_checked(url: str) -> str:
 
 _DEV_SECRET_KEY = "insecure-dev-only-key-change-me-in-production"
 SECRET_KEY = _env_str("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
-DEBUG = _env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a forgotten variable in production must not serve debug pages (every
+# route on a 404, settings and connection URLs on a 500). `make run` sets DJANGO_DEBUG=true.
+DEBUG = _env_bool("DJANGO_DEBUG", False)
 if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY must be set to a random value of 50+ characters when DJANGO_DEBUG=false."
+        "DJANGO_SECRET_KEY must be set to a random value of 50+ characters when DJANGO_DEBUG is "
+        "false (the default). For local development, set DJANGO_DEBUG=true instead."
     )
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "janitor.apps.JanitorAdminConfig",  # django.contrib.admin, with a throttled login
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -369,6 +372,10 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'"
 )
 X_FRAME_OPTIONS = "DENY"
+# Plain HTTP stays allowed for the balancer's health check and Stripe's endpoint only (matched
+# against the path without its leading slash); the staff Webhooks pages under /webhooks/ are
+# redirected to HTTPS like every other page.
+JANITOR_REDIRECT_EXEMPT = [r"^healthz$", r"^webhooks/stripe/$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
@@ -382,9 +389,14 @@ if not DEBUG:
     # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
     if _env_bool("JANITOR_BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^webhooks/"]
-# Failed sign-ins per (address, email) before a cool-down, and its length.
+    SECURE_REDIRECT_EXEMPT = JANITOR_REDIRECT_EXEMPT
+# Failed sign-ins per (address, email) before a cool-down, and its length. The address is the
+# client's as resolved through JANITOR_TRUSTED_PROXIES. Failures from one address across all
+# emails have a limit of their own (password spraying).
 JANITOR_LOGIN_MAX_FAILURES = _env_int("JANITOR_LOGIN_MAX_FAILURES", 5, minimum=1)
+JANITOR_LOGIN_MAX_FAILURES_PER_ADDRESS = _env_int(
+    "JANITOR_LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1
+)
 JANITOR_LOGIN_LOCKOUT_SECONDS = _env_int("JANITOR_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

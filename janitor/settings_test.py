@@ -1,7 +1,14 @@
 """Test settings: janitor.settings plus what a test run needs (tasks inline, fast hashing)."""
 
-from janitor.settings import *  # noqa: F403
-from janitor.settings import Q_CLUSTER
+import os
+
+# janitor.settings defaults to production (DEBUG off: HTTPS redirect, hashed static files, a
+# real secret required). The suite runs in development mode, as `make run` does; tests that
+# check production behaviour start manage.py with DJANGO_DEBUG=false in a subprocess.
+os.environ.setdefault("DJANGO_DEBUG", "true")
+
+from janitor.settings import *  # noqa: E402, F403
+from janitor.settings import Q_CLUSTER  # noqa: E402
 
 # django-q2 reads Q_CLUSTER at import time, so "sync" has to be set here, not per test.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}

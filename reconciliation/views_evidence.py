@@ -1,10 +1,13 @@
 """Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
 
+import re
+
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -74,8 +77,14 @@ def account_evidence_panel(request, public_id: str):
     return render(request, template, context)
 
 
-def _filename(account: User, extension: str) -> str:
-    return f"evidence-{account.public_id}-{timezone.now():%Y%m%d-%H%M}.{extension}"
+def _download_headers(account: User, extension: str) -> dict[str, str]:
+    # Ids are checked at import and creation; an older id outside the alphabet still cannot
+    # shape the header (content_disposition_header quotes it, and it is reduced to the alphabet).
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", account.public_id)
+    filename = f"evidence-{safe_id}-{timezone.now():%Y%m%d-%H%M}.{extension}"
+    return {
+        "Content-Disposition": content_disposition_header(as_attachment=True, filename=filename)
+    }
 
 
 @require_POST
@@ -88,9 +97,9 @@ def evidence_pdf(request, public_id: str):
         days=_days(request.POST.get("days")),
         dispute=_dispute_for(request, account),
     )
-    response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{_filename(account, "pdf")}"'
-    return response
+    return HttpResponse(
+        pdf, content_type="application/pdf", headers=_download_headers(account, "pdf")
+    )
 
 
 @require_POST
@@ -103,9 +112,9 @@ def evidence_csv(request, public_id: str):
         days=_days(request.POST.get("days")),
         dispute=_dispute_for(request, account),
     )
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_filename(account, "csv")}"'
-    return response
+    return StreamingHttpResponse(
+        lines, content_type="text/csv; charset=utf-8", headers=_download_headers(account, "csv")
+    )
 
 
 @require_GET

@@ -8,7 +8,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from accounts.models import AccessAudit, AccessStatus, User
+from accounts.models import (
+    PUBLIC_ID_RULE,
+    AccessAudit,
+    AccessStatus,
+    User,
+    public_id_is_valid,
+)
 
 IMPORT_COLUMNS = ("public_id", "email", "name", "is_active", "stripe_customer_id")
 _TRUE = {"1", "true", "yes", "y", "t"}
@@ -58,8 +64,12 @@ def _parse(reader: csv.DictReader) -> tuple[list[ImportRow], list[tuple[int, str
         values = {key: (record.get(key) or "").strip() for key in IMPORT_COLUMNS}
         public_id, email = values["public_id"], values["email"].lower()
         active_raw = values["is_active"].lower()
-        if not public_id or len(public_id) > 64 or any(ch.isspace() for ch in public_id):
-            refused.append((line, "public_id is empty, too long or contains spaces"))
+        if not public_id:
+            refused.append((line, "public_id is empty"))
+            continue
+        if not public_id_is_valid(public_id):
+            # Ids end up in URLs, file names and download headers: refuse, never rewrite.
+            refused.append((line, f"public_id {public_id!r} is not allowed: use {PUBLIC_ID_RULE}"))
             continue
         try:
             validate_email(email)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -13,6 +11,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import User
+from janitor.csv_writer import csv_lines
 from reconciliation import gateway
 from reconciliation.models import Dispute, EvidenceExport
 from reconciliation.selectors.evidence import (
@@ -69,7 +68,7 @@ def evidence_pdf_render(
     *, evidence: Evidence, actor: User | None, dispute: Dispute | None = None
 ) -> bytes:
     """Render the evidence pack (no audit row: callers that hand it out write one)."""
-    from weasyprint import HTML  # imported here: loading Pango costs ~0.3 s at startup
+    from janitor.pdf import pdf_render  # imported here: loading WeasyPrint slows start-up
 
     html = render_to_string(
         "reconciliation/evidence_pdf.html",
@@ -84,7 +83,7 @@ def evidence_pdf_render(
             "product_description": settings.JANITOR_PRODUCT_DESCRIPTION,
         },
     )
-    return HTML(string=html).write_pdf()
+    return pdf_render(html=html)
 
 
 def _audit(
@@ -121,14 +120,6 @@ def evidence_pdf_export(
 CSV_HEADER = ["occurred_at", "kind", "path", "ip_address", "user_agent", "source", "event_id"]
 
 
-def _csv_safe(value) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells starting with these as formulas; paths and agents are user input.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
-
-
 def evidence_csv_export(
     *, account: User, actor: User, days: int | None = None, dispute: Dispute | None = None
 ) -> Iterator[str]:
@@ -145,30 +136,15 @@ def evidence_csv_export(
 
 
 def _csv_lines(rows) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(CSV_HEADER)
-    yield flush()
-    for occurred_at, kind, path, ip, user_agent, source, event_id in rows.iterator(chunk_size=2000):
-        writer.writerow(
-            [
-                occurred_at.isoformat(),
-                kind,
-                _csv_safe(path),
-                ip or "",
-                _csv_safe(user_agent),
-                source,
-                _csv_safe(event_id),
-            ]
-        )
-        yield flush()
+    return csv_lines(
+        header=CSV_HEADER,
+        rows=(
+            [occurred_at.isoformat(), kind, path, ip or "", user_agent, source, event_id]
+            for occurred_at, kind, path, ip, user_agent, source, event_id in rows.iterator(
+                chunk_size=2000
+            )
+        ),
+    )
 
 
 # --- Stripe dispute evidence ----------------------------------------------------------------

@@ -35,13 +35,18 @@ def _login_response(email, password):
     [(AccessStatus.REVOKED_PENDING,), (AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED)],
     ids=["revoked_pending", "revoked"],
 )
-def test_login_refused_with_one_message_whatever_the_password(customer, statuses):
+def test_login_refused_with_the_access_message_only_after_the_right_password(customer, statuses):
     _set_status(customer, *statuses)
-    right = _login_response(customer.email, PASSWORD).content.decode()
-    wrong = _login_response(customer.email, "not-the-password").content.decode()
-    assert ACCESS_REFUSED_MESSAGE in right
-    assert ACCESS_REFUSED_MESSAGE in wrong
-    assert "correct email" not in right and "correct email" not in wrong
+    right = _login_response(customer.email, PASSWORD)
+    wrong = _login_response(customer.email, "not-the-password")
+    unknown = _login_response("nobody@example.com", "not-the-password")
+    assert right.status_code == wrong.status_code == unknown.status_code == 200
+    assert ACCESS_REFUSED_MESSAGE in right.content.decode()
+    # A wrong guess learns nothing: the same generic answer as for an unknown email.
+    for response in (wrong, unknown):
+        body = response.content.decode()
+        assert ACCESS_REFUSED_MESSAGE not in body
+        assert "Please enter a correct email and password" in body
     assert settings.SESSION_COOKIE_NAME not in Client().cookies
 
 

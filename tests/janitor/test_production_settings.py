@@ -12,11 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args, **env):
-    # Nothing of the test run's own environment (databases, the browser tests' async flag).
+    # Nothing of the test run's own environment (databases, the browser tests' async flag, the
+    # DJANGO_DEBUG=true that janitor.settings_test sets for the suite).
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_ALLOW_ASYNC"))
+        if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_ALLOW_ASYNC", "DJANGO_DEBUG"))
+        and k != "DJANGO_SECRET_KEY"
     }
     clean.update(env, DJANGO_SETTINGS_MODULE="janitor.settings")
     return subprocess.run(
@@ -55,3 +57,52 @@ def test_pages_carry_security_headers(client):
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.smoke
+def test_debug_is_off_unless_set():
+    """An unset DJANGO_DEBUG in production must not serve debug pages (issue 14, finding 7)."""
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print('DEBUG', settings.DEBUG)",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG False" in result.stdout
+
+
+_REDIRECT_PROBE = """
+from django.http import HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.test import RequestFactory
+
+middleware = SecurityMiddleware(lambda request: HttpResponse("served"))
+factory = RequestFactory()
+for path in ["/webhooks/stripe/", "/healthz", "/webhooks/", "/webhooks/7/",
+             "/webhooks/replay-dead/", "/webhooks/7/replay/", "/webhooks/stripe/x", "/login/"]:
+    print(path, middleware(factory.post(path)).status_code)
+"""
+
+
+def test_only_the_stripe_endpoint_and_the_health_check_skip_the_https_redirect():
+    result = _manage(
+        "shell",
+        "-c",
+        _REDIRECT_PROBE,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
+    )
+    assert result.returncode == 0, result.stderr
+    statuses = dict(line.split() for line in result.stdout.splitlines() if line.startswith("/"))
+    assert statuses == {
+        "/webhooks/stripe/": "200",
+        "/healthz": "200",
+        # The staff Webhooks pages are dashboard pages: HTTPS like the rest.
+        "/webhooks/": "301",
+        "/webhooks/7/": "301",
+        "/webhooks/replay-dead/": "301",
+        "/webhooks/7/replay/": "301",
+        "/webhooks/stripe/x": "301",
+        "/login/": "301",
+    }

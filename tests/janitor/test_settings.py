@@ -13,11 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check(**env):
-    # Nothing of the test run's own environment (databases, the browser tests' async flag).
+    # Nothing of the test run's own environment (databases, the browser tests' async flag, the
+    # DJANGO_DEBUG=true that janitor.settings_test sets for the suite).
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_ALLOW_ASYNC"))
+        if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_ALLOW_ASYNC", "DJANGO_DEBUG"))
+        and k != "DJANGO_SECRET_KEY"
     }
     clean.update(env, DJANGO_SETTINGS_MODULE="janitor.settings")
     return subprocess.run(
@@ -50,17 +52,25 @@ def _check(**env):
     ],
 )
 def test_malformed_setting_stops_startup_naming_the_variable(env, message):
-    result = _check(**env)
+    result = _check(**{"DJANGO_DEBUG": "true", **env})  # development mode, unless under test
     assert result.returncode != 0
     assert message in result.stderr
     assert "ImproperlyConfigured" in result.stderr
 
 
 @pytest.mark.smoke
-def test_nothing_set_starts_on_the_embedded_default():
-    result = _check()
+def test_development_mode_starts_on_the_embedded_default():
+    result = _check(DJANGO_DEBUG="true")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.smoke
+def test_nothing_set_means_production_and_asks_for_a_secret():
+    """DJANGO_DEBUG is off unless set, so an unset environment refuses the dev secret."""
+    result = _check()
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr and "DJANGO_DEBUG=true" in result.stderr
 
 
 def test_database_url_parsing():

@@ -1,5 +1,7 @@
 """Evidence pages: the account panel, exports, the disputes queue, stage/submit, and who may."""
 
+import csv
+import io
 import time
 from datetime import timedelta
 
@@ -189,3 +191,24 @@ def test_past_due_dispute_is_refused_with_a_message(finance_client, account, str
     html = finance_client.get(reverse("dispute_detail", args=[dispute.provider_id])).content
     assert b"deadline to respond to this dispute has passed" in html
     assert stripe_fake.requests == []
+
+
+@pytest.mark.parametrize("trigger", ["=", "+", "-", "@", "\t", "\r"])
+def test_evidence_csv_cannot_carry_a_formula(finance_client, account, trigger):
+    """Paths, user agents and event ids are the product's input: none may start a formula."""
+    ActivityFactory(
+        account=account,
+        path=f"{trigger}HYPERLINK(\"http://evil.example/\")",
+        user_agent=f"{trigger}1+1",
+        client_event_id=f"{trigger}evt",
+        source="1",
+    )
+    response = finance_client.post(reverse("evidence_csv", args=[account.public_id]))
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    crafted = [row for row in rows if row[2].endswith('HYPERLINK("http://evil.example/")')]
+    assert len(crafted) == 1
+    assert crafted[0][2] == f"'{trigger}HYPERLINK(\"http://evil.example/\")"
+    assert crafted[0][4] == f"'{trigger}1+1" and crafted[0][6] == f"'{trigger}evt"
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
