@@ -31,8 +31,12 @@ from tests.test_permission_matrix import MATRIX, _patterns
 # converter's range and the stale ids (100 per pattern in CI; at least 20 in a dev run).
 PATH_EXAMPLES_SHARE = 0.1
 
+# Signed links (a token, not a row's id) have their own test below.
+SIGNED_LINK_PATTERNS = {"billing_portal"}
 ID_PATTERNS = sorted(
-    (route, name) for route, name in _patterns(get_resolver().url_patterns) if "<" in route
+    (route, name)
+    for route, name in _patterns(get_resolver().url_patterns)
+    if "<" in route and name not in SIGNED_LINK_PATTERNS
 )
 
 
@@ -102,6 +106,19 @@ def _snapshot() -> dict[str, int]:
         "runs": ReconciliationRun.objects.count(),
         "webhooks": WebhookEvent.objects.count(),
     }
+
+
+@pytest.mark.django_db
+@given(token=st.text(alphabet=st.characters(blacklist_characters="/\x00"), min_size=1))
+def test_a_made_up_billing_link_is_refused_and_asks_stripe_nothing(token):
+    """The customer's billing link: anything but a token Janitor signed is a 400, not a call
+    to Stripe (nobody can mint portal sessions for a customer id they guess)."""
+    from django.core.signing import dumps
+
+    forged = [token, dumps({"c": "cus_guess"}, salt="another-salt"), dumps({"c": token})]
+    for attempt in forged:
+        response = Client().get(reverse("billing_portal", kwargs={"token": attempt}))
+        assert response.status_code == 400, (attempt, response.status_code)
 
 
 def test_every_pattern_with_an_id_is_fuzzed():
