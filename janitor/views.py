@@ -2,11 +2,13 @@
 
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
+from accounts.models import AccessStatus
 from janitor.permissions import staff_required
+from janitor.search import AccountFilters, account_list_page, account_search
 from janitor.selectors import account_page_get, overview_get
 
 
@@ -48,3 +50,19 @@ def account_detail(request, public_id: str):
             "evidence_panel_url": _panel_url("account_evidence_panel", public_id),
         },
     )
+
+
+@require_GET
+@staff_required("accounts.view_user")
+def account_list(request):
+    """Every customer account; with ?q= the search (one match jumps to the account)."""
+    filters = AccountFilters.from_query(request.GET)
+    context = {"filters": filters, "statuses": AccessStatus.choices}
+    if filters.q:
+        result = account_search(query=filters.q, status=filters.status)
+        if result.single is not None:
+            return redirect("account_detail", public_id=result.single.public_id)
+        context["search"] = result
+    else:
+        context["accounts"] = account_list_page(filters=filters)
+    return render(request, "janitor/account_list.html", context)

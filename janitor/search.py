@@ -1,0 +1,183 @@
+"""Finding accounts: the Accounts page's filtered, sorted list and the top bar's search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
+
+from accounts.models import AccessStatus, User
+from reconciliation.models import Dispute, Subscription
+
+MIN_FRAGMENT = 3
+MAX_QUERY = 200
+SEARCH_LIMIT = 50
+PAGE_SIZE = 50
+# Sort key -> ORDER BY (a "-" in front sorts descending); the id keeps pages stable.
+SORTS = {
+    "email": ("email", "id"),
+    "name": ("name", "id"),
+    "status": ("access_status", "email", "id"),
+    "joined": ("date_joined", "id"),
+    "grace": ("grace_ends_at", "id"),
+}
+DEFAULT_SORT = "email"
+# Stripe id prefixes the search answers by exact match (the fragment search would not find
+# them: they are not in an email or a name).
+CUSTOMER_PREFIX = "cus_"
+SUBSCRIPTION_PREFIX = "sub_"
+CHARGE_PREFIXES = ("ch_", "py_")
+DISPUTE_PREFIXES = ("dp_", "du_")
+
+
+@dataclass(frozen=True)
+class AccountFilters:
+    status: str = ""
+    q: str = ""
+    sort: str = DEFAULT_SORT
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, params) -> AccountFilters:
+        status = params.get("status", "")
+        sort = params.get("sort", DEFAULT_SORT)
+        try:
+            page = max(1, int(params.get("page", 1)))
+        except ValueError:
+            page = 1
+        return cls(
+            status=status if status in AccessStatus.values else "",
+            q=" ".join(params.get("q", "").split())[:MAX_QUERY],
+            sort=sort if sort.lstrip("-") in SORTS else DEFAULT_SORT,
+            page=page,
+        )
+
+    def query_string(self, **overrides) -> str:
+        values = {"status": self.status, "q": self.q, "sort": self.sort, "page": self.page}
+        values.update(overrides)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
+
+
+@dataclass
+class SearchResult:
+    query: str
+    accounts: list[User] = field(default_factory=list)
+    truncated: bool = False  # more matched than were fetched: refine the search
+    too_short: bool = False  # no exact id matched and the fragment is under MIN_FRAGMENT
+
+    @property
+    def single(self) -> User | None:
+        return self.accounts[0] if len(self.accounts) == 1 and not self.truncated else None
+
+
+def _customers() -> QuerySet:
+    return User.objects.filter(is_staff=False)
+
+
+def _exact_ids(query: str) -> Q | None:
+    """The accounts an exact id names: public id, or a Stripe customer, subscription, charge
+    or dispute id (through the mirror's indexed columns, never a payload scan)."""
+    if query.startswith(CUSTOMER_PREFIX):
+        return Q(stripe_customer_id=query) | Q(
+            pk__in=Subscription.objects.filter(customer_id=query).values("account_id")
+        )
+    if query.startswith(SUBSCRIPTION_PREFIX):
+        return Q(pk__in=Subscription.objects.filter(provider_id=query).values("account_id"))
+    if query.startswith(CHARGE_PREFIXES):
+        return Q(pk__in=Dispute.objects.filter(charge_id=query).values("account_id"))
+    if query.startswith(DISPUTE_PREFIXES):
+        return Q(pk__in=Dispute.objects.filter(provider_id=query).values("account_id"))
+    return None
+
+
+def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -> SearchResult:
+    """Accounts matching an exact id, else any part (MIN_FRAGMENT+ characters) of the email or
+    name, case-insensitively. PostgreSQL answers the fragment from trigram indexes on
+    LOWER(email) and LOWER(name) (accounts migration 0006); SQLite scans."""
+    query = " ".join(query.split())[:MAX_QUERY]
+    result = SearchResult(query=query)
+    if not query:
+        return result
+    base = _customers()
+    if status:
+        base = base.filter(access_status=status)
+    exact = _exact_ids(query)
+    if exact is None:
+        exact = Q(public_id=query)
+    found = list(base.filter(exact).order_by("email", "id")[: limit + 1])
+    if not found:
+        if len(query) < MIN_FRAGMENT:
+            result.too_short = True
+            return result
+        found = list(fragment_queryset(query, base=base).order_by("email", "id")[: limit + 1])
+    result.accounts = found[:limit]
+    result.truncated = len(found) > limit
+    return result
+
+
+def fragment_queryset(fragment: str, *, base: QuerySet | None = None) -> QuerySet:
+    """Accounts whose email or name contains the fragment, any case (LOWER(col) LIKE '%f%',
+    the expressions the trigram indexes cover)."""
+    fragment = fragment.lower()
+    base = _customers() if base is None else base
+    return base.annotate(email_lower=Lower("email"), name_lower=Lower("name")).filter(
+        Q(email_lower__contains=fragment) | Q(name_lower__contains=fragment)
+    )
+
+
+@dataclass
+class AccountListPage:
+    filters: AccountFilters
+    page: Page
+    sort_links: dict
+
+    @property
+    def previous_query(self) -> str:
+        if not self.page.has_previous():
+            return ""
+        return self.filters.query_string(page=self.page.previous_page_number())
+
+    @property
+    def next_query(self) -> str:
+        if not self.page.has_next():
+            return ""
+        return self.filters.query_string(page=self.page.next_page_number())
+
+
+def _sort_links(filters: AccountFilters) -> dict:
+    links = {}
+    current = filters.sort.lstrip("-")
+    descending = filters.sort.startswith("-")
+    for key in SORTS:
+        if key == current:
+            target = key if descending else f"-{key}"
+            direction = "desc" if descending else "asc"
+        else:
+            target, direction = key, ""
+        links[key] = {"query": filters.query_string(sort=target, page=1), "direction": direction}
+    return links
+
+
+def account_list_page(*, filters: AccountFilters, per_page: int = PAGE_SIZE) -> AccountListPage:
+    """Every customer account, optionally by access status, sorted and paginated."""
+    qs = _customers()
+    if filters.status:
+        qs = qs.filter(access_status=filters.status)
+    key = filters.sort.lstrip("-")
+    order = SORTS[key]
+    if filters.sort.startswith("-"):
+        order = tuple(f"-{column}" for column in order)
+    qs = qs.order_by(*order).only(
+        "public_id",
+        "email",
+        "name",
+        "access_status",
+        "grace_ends_at",
+        "date_joined",
+        "stripe_customer_id",
+    )
+    page = Paginator(qs, per_page).get_page(filters.page)
+    return AccountListPage(filters=filters, page=page, sort_links=_sort_links(filters))
