@@ -77,20 +77,23 @@ def _customers() -> QuerySet:
     return User.objects.filter(is_staff=False)
 
 
-def _exact_ids(query: str) -> Q | None:
-    """The accounts an exact id names: public id, or a Stripe customer, subscription, charge
-    or dispute id (through the mirror's indexed columns, never a payload scan)."""
+def _exact_ids(query: str) -> list[Q]:
+    """The ways an exact id can name accounts, tried in turn: public id, or a Stripe customer,
+    subscription, charge or dispute id (through the mirror's indexed columns, never a payload
+    scan). Each is its own index lookup: OR-ed together PostgreSQL would scan the table."""
     if query.startswith(CUSTOMER_PREFIX):
-        return Q(stripe_customer_id=query) | Q(
-            pk__in=Subscription.objects.filter(customer_id=query).values("account_id")
-        )
+        return [
+            Q(stripe_customer_id=query),
+            Q(pk__in=Subscription.objects.filter(customer_id=query).values("account_id")),
+            Q(pk__in=Dispute.objects.filter(customer_id=query).values("account_id")),
+        ]
     if query.startswith(SUBSCRIPTION_PREFIX):
-        return Q(pk__in=Subscription.objects.filter(provider_id=query).values("account_id"))
+        return [Q(pk__in=Subscription.objects.filter(provider_id=query).values("account_id"))]
     if query.startswith(CHARGE_PREFIXES):
-        return Q(pk__in=Dispute.objects.filter(charge_id=query).values("account_id"))
+        return [Q(pk__in=Dispute.objects.filter(charge_id=query).values("account_id"))]
     if query.startswith(DISPUTE_PREFIXES):
-        return Q(pk__in=Dispute.objects.filter(provider_id=query).values("account_id"))
-    return None
+        return [Q(pk__in=Dispute.objects.filter(provider_id=query).values("account_id"))]
+    return [Q(public_id=query)]
 
 
 def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -> SearchResult:
@@ -104,10 +107,11 @@ def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -
     base = _customers()
     if status:
         base = base.filter(access_status=status)
-    exact = _exact_ids(query)
-    if exact is None:
-        exact = Q(public_id=query)
-    found = list(base.filter(exact).order_by("email", "id")[: limit + 1])
+    found: list[User] = []
+    for exact in _exact_ids(query):
+        found = list(base.filter(exact).order_by("email", "id")[: limit + 1])
+        if found:
+            break
     if not found:
         if len(query) < MIN_FRAGMENT:
             result.too_short = True
