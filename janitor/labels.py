@@ -78,7 +78,15 @@ ATTEMPT_OUTCOME = {
     "running": "Running",
 }
 
+REVOCATION_STEP = {
+    "1_revoked_pending": "new logins refused",
+    "2_sessions_ended": "sessions ended",
+    "3_revoked": "access revoked",
+    "4_audited": "audited",
+}
+
 LABELS: dict[str, dict[str, str]] = {
+    "revocation_step": REVOCATION_STEP,
     "access_status": dict(AccessStatus.choices),
     "subscription_status": SUBSCRIPTION_STATUS,
     "dispute_status": DISPUTE_STATUS,
@@ -123,8 +131,63 @@ STRIPE_PATHS = {
 SEARCHABLE_PREFIXES = ("cus_", "sub_", "ch_", "py_", "dp_", "du_")
 
 
+STRIPE_DASHBOARD = "https://dashboard.stripe.com/"
+
+
 def stripe_dashboard_url(stripe_id: str) -> str:
+    """The id's page on the Stripe Dashboard: test-mode pages unless Janitor's key is a live
+    one, so a test key never sends staff to live data (or the other way round)."""
+    live = (settings.STRIPE_API_KEY or "").startswith(("sk_live_", "rk_live_"))
     for prefix, path in STRIPE_PATHS.items():
         if stripe_id.startswith(prefix):
-            return f"{settings.STRIPE_DASHBOARD_URL}{path}{stripe_id}"
+            return f"{STRIPE_DASHBOARD}{'' if live else 'test/'}{path}{stripe_id}"
+    return ""
+
+
+# Provider errors as staff should read them: what happened, and what to do. Matched in order
+# against the developer wording the gateway and the SDK give (case-insensitive).
+PROVIDER_ERRORS = [
+    (
+        ("stripe_api_key is not set",),
+        "Janitor has no Stripe key, so it cannot reach Stripe. Ask an Admin to set "
+        "STRIPE_API_KEY in Janitor's environment, then try again.",
+    ),
+    (
+        ("invalid api key", "authenticationerror", "expired api key", "api key provided"),
+        "Stripe refused Janitor's key (revoked, expired or mistyped). Ask an Admin to replace "
+        "STRIPE_API_KEY, then try again.",
+    ),
+    (
+        ("permissionerror", "does not have the required permissions", "restricted key"),
+        "Janitor's Stripe key is not allowed to do this. Ask an Admin to give the restricted "
+        "key the missing permission in the Stripe Dashboard.",
+    ),
+    (
+        ("ratelimiterror", "rate limit", "too many requests"),
+        "Stripe asked Janitor to slow down. Wait a minute, then try again.",
+    ),
+    (
+        ("apiconnectionerror", "could not connect", "connection", "timed out", "timeout"),
+        "Stripe could not be reached (a network problem or a Stripe outage). Try again in a "
+        "few minutes; status.stripe.com says whether Stripe is down.",
+    ),
+    (
+        ("no such",),
+        "Stripe does not know this object: it was deleted, or it lives in the other mode (test "
+        "or live) than Janitor's key. Check the id in the Stripe Dashboard.",
+    ),
+    (
+        ("listed no subscriptions",),
+        "Stripe listed no subscriptions at all: the key probably belongs to another Stripe "
+        "account or mode. Ask an Admin to check STRIPE_API_KEY before applying anything.",
+    ),
+]
+
+
+def provider_error_plain(text: str) -> str:
+    """What a provider error means and what to do, in plain words ("" if not a known one)."""
+    lowered = (text or "").lower()
+    for needles, plain in PROVIDER_ERRORS:
+        if any(needle in lowered for needle in needles):
+            return plain
     return ""

@@ -1,6 +1,6 @@
 """Reads for the overview page: a handful of aggregate queries, whatever the data size."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Count
 
@@ -13,6 +13,7 @@ from reconciliation.models import (
     WebhookEvent,
     WebhookStatus,
 )
+from reconciliation.selectors.evidence import disputes_due_soon
 
 
 @dataclass
@@ -24,9 +25,10 @@ class Overview:
     last_run: ReconciliationRun | None
     webhook_backlog: int
     webhook_dead: int
+    disputes_due_soon: list = field(default_factory=list)
 
 
-def overview_get() -> Overview:
+def overview_get(*, with_disputes: bool = False) -> Overview:
     by_status = dict(
         User.objects.filter(is_staff=False)
         .values_list("access_status")
@@ -58,6 +60,7 @@ def overview_get() -> Overview:
         webhook_backlog=by_webhook_status.get(WebhookStatus.PENDING, 0)
         + by_webhook_status.get(WebhookStatus.FAILED, 0),
         webhook_dead=by_webhook_status.get(WebhookStatus.DEAD, 0),
+        disputes_due_soon=disputes_due_soon() if with_disputes else [],
     )
 
 
@@ -88,9 +91,19 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
     subscriptions = list(
         Subscription.objects.filter(account=account).order_by("-provider_updated_at")
     )
+    from django.db.models import Prefetch
+
+    from reconciliation.models import FlagNote
+
     flags = list(
         Flag.objects.filter(account=account)
         .select_related("assignee")
+        .prefetch_related(
+            Prefetch(
+                "notes",
+                queryset=FlagNote.objects.select_related("author").order_by("created_at", "id"),
+            )
+        )
         .order_by("status", "-opened_at")
     )
     activity = list(ActivityLog.objects.filter(account=account).order_by("-occurred_at")[:recent])

@@ -230,11 +230,6 @@ if Q_CLUSTER["timeout"] >= Q_CLUSTER["retry"]:
 # --- Stripe ---------------------------------------------------------------------------------
 STRIPE_API_KEY = _env_str("STRIPE_API_KEY")
 STRIPE_API_BASE = _env_str("STRIPE_API_BASE")
-# Stripe ids on the dashboard link to the Stripe Dashboard: its test-mode pages unless the key is
-# a live one (sk_live_/rk_live_), so a test key never sends staff to live data.
-STRIPE_DASHBOARD_URL = "https://dashboard.stripe.com/" + (
-    "" if STRIPE_API_KEY.startswith(("sk_live_", "rk_live_")) else "test/"
-)
 if STRIPE_API_BASE and urlparse(STRIPE_API_BASE).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(f"STRIPE_API_BASE={STRIPE_API_BASE!r} is not an http(s) URL.")
 STRIPE_WEBHOOK_SECRETS = _env_list("STRIPE_WEBHOOK_SECRET", "")

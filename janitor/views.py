@@ -15,7 +15,8 @@ from janitor.selectors import account_page_get, overview_get
 @require_GET
 @staff_required()
 def overview(request):
-    return render(request, "janitor/overview.html", {"overview": overview_get()})
+    overview = overview_get(with_disputes=request.user.has_perm("reconciliation.view_disputes"))
+    return render(request, "janitor/overview.html", {"overview": overview})
 
 
 @require_GET

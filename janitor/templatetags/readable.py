@@ -28,7 +28,7 @@ def stripe_id(value, account=None):
     jumps to the account when the id names exactly one.
     """
     if not value:
-        return format_html('<span class="empty">—</span>')
+        return mark_safe('<span class="empty">—</span>')
     value = str(value)
     parts = [format_html('<code class="id">{}</code>', value)]
     if account is not None and getattr(account, "public_id", ""):
@@ -74,7 +74,7 @@ def _span(delta_seconds: float) -> str:
 def grace_left(grace_ends_at: datetime | None):
     """ "Overdue by 3 hours" in warning colours once the grace has ended, else the time left."""
     if grace_ends_at is None:
-        return format_html('<span class="empty">—</span>')
+        return mark_safe('<span class="empty">—</span>')
     seconds = (grace_ends_at - timezone.now()).total_seconds()
     if seconds <= 0:
         return format_html(
@@ -88,3 +88,16 @@ def grace_left(grace_ends_at: datetime | None):
         f"{grace_ends_at:%Y-%m-%d %H:%M}",
         _span(seconds),
     )
+
+
+@register.filter
+def provider_error(text: str) -> str:
+    """{{ run.errors|provider_error }}: the plain-words reading of a provider error, or ""."""
+    from janitor.labels import provider_error_plain
+
+    return provider_error_plain(str(text or ""))
+
+
+@register.filter
+def is_past(moment: datetime | None) -> bool:
+    return moment is not None and moment <= timezone.now()
