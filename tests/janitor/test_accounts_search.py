@@ -144,3 +144,30 @@ def test_postgres_answers_fragments_from_the_trigram_index(people):
         finally:
             cursor.execute("SET enable_seqscan = on")
     assert "user_email_trgm_idx" in plan and "user_name_trgm_idx" in plan, plan
+
+
+@pytest.mark.postgres
+def test_a_scan_over_its_budget_falls_back_to_the_index(people, monkeypatch):
+    """A rare fragment would scan the whole table: cancelled at the budget, the index answers
+    (here a deliberately slow condition stands in for a million rows)."""
+    from django.db.models.expressions import RawSQL
+
+    from janitor import search
+
+    monkeypatch.setattr(search, "FRAGMENT_SCAN_BUDGET_MS", 20)
+    slow = search.fragment_queryset("lovel").filter(
+        pk__in=RawSQL("SELECT id FROM accounts_user, pg_sleep(0.2)", [])
+    )
+    seen: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        if "enable_bitmapscan" in sql:
+            seen.append("scan")
+        elif "enable_seqscan" in sql:
+            seen.append("index")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        found = search._fragment_matches(slow)
+    assert [account.email for account in found] == ["ada.lovelace@analytical.example"]
+    assert seen == ["scan", "index"]
