@@ -177,3 +177,29 @@ def test_grace_ended_an_hour_ago_reads_overdue_in_the_queue(
     login_as(page, support_user)
     page.goto(f"{live_server.url}/queue/")
     expect(page.locator(f"#flag-{flag.pk} [data-grace-days]")).to_have_text("Overdue by 1 hour")
+
+
+def test_a_busy_button_cannot_be_pressed_twice(
+    page, live_server, login_as, support_user, customers
+):
+    flag = FlagFactory(account=customers["marta"])
+    login_as(page, support_user)
+    page.goto(f"{live_server.url}/queue/")
+    row = page.locator(f"#flag-{flag.pk}")
+    row.locator("a.open-actions").click()
+    row.locator("summary", has_text="Add note").click()
+    row.locator("textarea[name=body]").fill("Only once, please.")
+    # Two clicks in the same tick, as an impatient double-click sends them.
+    state = page.evaluate(
+        """(selector) => {
+            const button = document.querySelector(selector);
+            button.click();
+            const busy = [button.disabled, button.getAttribute("aria-busy")];
+            button.click();
+            return busy;
+        }""",
+        f"#flag-{flag.pk} form[action$='/note/'] button",
+    )
+    assert state == [True, "true"]
+    expect(page.locator(f"#flag-{flag.pk} .notes")).to_contain_text("Only once, please.")
+    assert FlagNote.objects.filter(flag=flag, action="note").count() == 1
