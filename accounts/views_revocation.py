@@ -9,7 +9,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import AuditFilterForm, DecisionForm, RestoreForm, RevocationRequestForm
-from accounts.models import RevocationRequest, User
+from accounts.models import RevocationRequest, RevocationStatus, User
 from accounts.selectors import (
     access_audit_list,
     access_panel_get,
@@ -109,8 +109,13 @@ def access_restore_view(request, public_id: str):
 
 def _render_list(request, *, notice: str = "", error: str = ""):
     page = Paginator(revocation_history_list(), PAGE_SIZE).get_page(request.GET.get("page"))
+    open_requests = revocation_open_list()
     context = {
-        "open_requests": revocation_open_list(),
+        "open_requests": open_requests,
+        # A revocation running in the background: the list refreshes itself until it settles.
+        "polling": any(
+            r.status == RevocationStatus.APPROVED and not r.is_stalled for r in open_requests
+        ),
         "history": page,
         "decision_form": DecisionForm(),
         "notice": notice,

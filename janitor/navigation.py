@@ -5,6 +5,7 @@ from django.urls import NoReverseMatch, reverse
 # (url name, label, permission needed to see the link)
 NAV_ITEMS = [
     ("overview", "Overview", "accounts.view_dashboard"),
+    ("account_list", "Accounts", "accounts.view_user"),
     ("review_queue", "Review queue", "reconciliation.view_review_queue"),
     ("reconciliation_runs", "Reconciliation", "reconciliation.view_reconciliation"),
     ("webhook_list", "Webhooks", "reconciliation.view_webhooks"),

@@ -5,8 +5,22 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+from django.utils.http import urlencode
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_PERMISSIONS, ROLE_SUPPORT
+
+
+def _to_login(request):
+    """To the staff login, then back. An htmx request's own URL is a fragment or an action, so
+    it goes back to the page it came from, and the browser goes there as a whole page
+    (HX-Redirect): a redirect htmx followed would paste the login page into the target."""
+    if getattr(request, "htmx", False):
+        back = request.htmx.current_url_abs_path or reverse("overview")
+        return HttpResponseClientRedirect(f"{reverse('login')}?{urlencode({'next': back})}")
+    return redirect_to_login(request.get_full_path())
+
 
 STAFF_ONLY_MESSAGE = "The dashboard is for staff only."
 
@@ -32,7 +46,7 @@ def staff_required(*perms: str):
         def wrapped(request, *args, **kwargs):
             user = request.user
             if not user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
+                return _to_login(request)
             if not user.is_staff or not user.has_perm("accounts.view_dashboard"):
                 raise PermissionDenied(STAFF_ONLY_MESSAGE)
             if perms and not user.has_perms(perms):

@@ -1,6 +1,6 @@
 """Reads for the overview page: a handful of aggregate queries, whatever the data size."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Count
 
@@ -14,6 +14,7 @@ from reconciliation.models import (
     WebhookEvent,
     WebhookStatus,
 )
+from reconciliation.selectors.evidence import disputes_due_soon
 
 
 @dataclass
@@ -26,9 +27,10 @@ class Overview:
     webhook_backlog: int
     webhook_dead: int
     notices_failing: int
+    disputes_due_soon: list = field(default_factory=list)
 
 
-def overview_get() -> Overview:
+def overview_get(*, with_disputes: bool = False) -> Overview:
     by_status = dict(
         User.objects.filter(is_staff=False)
         .values_list("access_status")
@@ -63,6 +65,7 @@ def overview_get() -> Overview:
         notices_failing=Notice.objects.filter(
             status__in=[NoticeStatus.FAILED, NoticeStatus.DEAD]
         ).count(),
+        disputes_due_soon=disputes_due_soon() if with_disputes else [],
     )
 
 
@@ -115,9 +118,19 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
     subscriptions = list(
         Subscription.objects.filter(account=account).order_by("-provider_updated_at")
     )
+    from django.db.models import Prefetch
+
+    from reconciliation.models import FlagNote
+
     flags = list(
         Flag.objects.filter(account=account)
         .select_related("assignee")
+        .prefetch_related(
+            Prefetch(
+                "notes",
+                queryset=FlagNote.objects.select_related("author").order_by("created_at", "id"),
+            )
+        )
         .order_by("status", "-opened_at")
     )
     activity = list(ActivityLog.objects.filter(account=account).order_by("-occurred_at")[:recent])

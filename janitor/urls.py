@@ -21,6 +21,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", views.account_list, name="account_list"),
     path("accounts/<str:public_id>/", views.account_detail, name="account_detail"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),

@@ -2,12 +2,14 @@
 
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.models import AccessStatus
 from janitor.models import NoticeKind, NoticeStatus
 from janitor.permissions import staff_required
+from janitor.search import AccountFilters, account_list_page, account_search
 from janitor.selectors import (
     account_page_get,
     notice_page,
@@ -20,7 +22,8 @@ from janitor.services.notifications import notice_mutes_set
 @require_GET
 @staff_required()
 def overview(request):
-    return render(request, "janitor/overview.html", {"overview": overview_get()})
+    overview = overview_get(with_disputes=request.user.has_perm("reconciliation.view_disputes"))
+    return render(request, "janitor/overview.html", {"overview": overview})
 
 
 @require_GET
@@ -89,3 +92,19 @@ def notice_preferences(request):
         "janitor/notice_preferences.html",
         {"kinds": notice_preferences_get(user=request.user), "notice": notice},
     )
+
+
+@require_GET
+@staff_required("accounts.view_user")
+def account_list(request):
+    """Every customer account; with ?q= the search (one match jumps to the account)."""
+    filters = AccountFilters.from_query(request.GET)
+    context = {"filters": filters, "statuses": AccessStatus.choices}
+    if filters.q:
+        result = account_search(query=filters.q, status=filters.status)
+        if result.single is not None:
+            return redirect("account_detail", public_id=result.single.public_id)
+        context["search"] = result
+    else:
+        context["accounts"] = account_list_page(filters=filters)
+    return render(request, "janitor/account_list.html", context)

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
+from janitor.labels import provider_error_plain
 from janitor.permissions import staff_required
 from reconciliation.gateway import GatewayError
 from reconciliation.models import Dispute
@@ -33,6 +34,7 @@ from reconciliation.services.evidence import (
 MAX_DAYS = 366
 STATUS_FILTERS = [
     ("open", "Open (needs action or under review)"),
+    ("due_soon", "Response due within 7 days"),
     ("needs_response", "Needs response"),
     ("under_review", "Under review"),
     ("won", "Won"),
@@ -135,6 +137,13 @@ def dispute_list(request):
 @staff_required("reconciliation.view_disputes")
 def dispute_detail(request, provider_id: str):
     dispute = dispute_get(provider_id=provider_id)
+    if request.htmx and request.htmx.target == "dispute-exports":
+        # Refreshed after a download: the evidence audit alone.
+        return render(
+            request,
+            "reconciliation/dispute_detail.html#exports",
+            {"dispute": dispute, "exports": dispute_exports(dispute=dispute)},
+        )
     summary = evidence_summary(account=dispute.account) if dispute.account else None
     return render(
         request,
@@ -160,7 +169,7 @@ def dispute_stage(request, provider_id: str):
     except EvidenceRefused as exc:
         messages.error(request, str(exc))
     except GatewayError as exc:
-        messages.error(request, f"Stripe refused or could not be reached: {exc}")
+        messages.error(request, _provider_message(exc))
     else:
         messages.success(request, "Evidence staged on Stripe (not submitted). Review it below.")
     return redirect("dispute_detail", provider_id=provider_id)
@@ -178,10 +187,19 @@ def dispute_submit(request, provider_id: str):
     except EvidenceRefused as exc:
         messages.error(request, str(exc))
     except GatewayError as exc:
-        messages.error(request, f"Stripe refused or could not be reached: {exc}")
+        messages.error(request, _provider_message(exc))
     else:
         messages.success(request, "Evidence submitted to Stripe.")
     return _back_to(request, dispute)
+
+
+def _provider_message(exc: GatewayError) -> str:
+    plain = provider_error_plain(str(exc))
+    if plain:
+        return f"Nothing was sent. {plain}"
+    return (
+        f"Nothing was sent: Stripe answered “{exc}”. Try again; if it happens again, tell an Admin."
+    )
 
 
 def _back_to(request, dispute: Dispute):

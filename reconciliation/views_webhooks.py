@@ -112,9 +112,12 @@ def webhook_list(request):
 @staff_required(VIEW_PERM)
 def webhook_detail(request, pk: int):
     event = webhook_event_get(pk=pk)
+    template = "reconciliation/webhook_detail.html"
+    if request.htmx and request.htmx.target == "webhook-event":
+        template += "#event-status"  # polled while the event waits or retries
     return render(
         request,
-        "reconciliation/webhook_detail.html",
+        template,
         {
             "event": event,
             "payload_pretty": json.dumps(event.payload, indent=2, sort_keys=True),

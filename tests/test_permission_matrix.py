@@ -34,6 +34,7 @@ PUBLIC = "public"  # everyone: ok
 # name: (method, who is allowed ("public", or a set of roles; others: anon->login, rest->403))
 MATRIX = {
     "overview": ("get", STAFF),
+    "account_list": ("get", STAFF),
     "account_detail": ("get", STAFF),
     "account_access_actions": ("get", STAFF),
     "revocation_request_create": ("post", STAFF),

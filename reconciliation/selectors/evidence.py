@@ -224,10 +224,34 @@ def activity_log_rows(*, account: User, days: int | None = None, limit: int | No
     return rows[:limit] if limit else rows
 
 
+RESPONSE_STATUSES = ("needs_response", "warning_needs_response")
+DUE_SOON_DAYS = 7
+
+
+def _due_soon_filter() -> Q:
+    now = timezone.now()
+    return Q(
+        status__in=RESPONSE_STATUSES,
+        due_by__gte=now,
+        due_by__lt=now + timedelta(days=DUE_SOON_DAYS),
+    )
+
+
+def disputes_due_soon(*, limit: int = 10) -> list[Dispute]:
+    """Disputes still needing a response whose deadline is within DUE_SOON_DAYS, soonest first."""
+    return list(
+        Dispute.objects.filter(_due_soon_filter())
+        .select_related("account")
+        .order_by("due_by", "id")[:limit]
+    )
+
+
 def dispute_queue(*, status: str = "open", page: int = 1, per_page: int = 50) -> Page:
     """Disputes by urgency: nearest deadline first, then the largest amount."""
     disputes = Dispute.objects.select_related("account")
-    if status == "open":
+    if status == "due_soon":
+        disputes = disputes.filter(_due_soon_filter())
+    elif status == "open":
         disputes = disputes.filter(status__in=OPEN_STATUSES)
     elif status != "all":
         disputes = disputes.filter(status=status)

@@ -91,15 +91,15 @@ def test_panel_is_a_fragment_for_htmx_and_a_page_otherwise(
     with django_assert_max_num_queries(8):
         fragment = finance_client.get(url, headers={"HX-Request": "true"})
     html = fragment.content.decode()
-    assert "<html" not in html and "1 events on 1 day" in html
+    assert "<html" not in html and "1 event on 1 day" in html
     assert 'id="export-pdf"' in html
     page = finance_client.get(url).content.decode()
-    assert "<html" in page and "1 events on 1 day" in page
+    assert "<html" in page and "1 event on 1 day" in page
     # Support reads the evidence but gets no export buttons.
     support_client = Client()
     support_client.force_login(support_user)
     support_html = support_client.get(url, headers={"HX-Request": "true"}).content.decode()
-    assert "1 events on" in support_html and "export-pdf" not in support_html
+    assert "1 event on" in support_html and "export-pdf" not in support_html
 
 
 def test_panel_says_when_there_is_no_activity(finance_client):

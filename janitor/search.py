@@ -1,0 +1,231 @@
+"""Finding accounts: the Accounts page's filtered, sorted list and the top bar's search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.core.paginator import Page, Paginator
+from django.db import OperationalError, connections, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
+
+from accounts.models import AccessStatus, User
+from reconciliation.models import Dispute, Subscription
+
+MIN_FRAGMENT = 3
+MAX_QUERY = 200
+SEARCH_LIMIT = 25  # a search narrows down; past 25 matches the page asks for more characters
+PAGE_SIZE = 50
+# Sort key -> ORDER BY (a "-" in front sorts descending); the id keeps pages stable.
+SORTS = {
+    "email": ("email", "id"),
+    "name": ("name", "id"),
+    "status": ("access_status", "email", "id"),
+    "joined": ("date_joined", "id"),
+    "grace": ("grace_ends_at", "id"),
+}
+DEFAULT_SORT = "email"
+# Stripe id prefixes the search answers by exact match (the fragment search would not find
+# them: they are not in an email or a name).
+CUSTOMER_PREFIX = "cus_"
+SUBSCRIPTION_PREFIX = "sub_"
+CHARGE_PREFIXES = ("ch_", "py_")
+DISPUTE_PREFIXES = ("dp_", "du_")
+
+
+@dataclass(frozen=True)
+class AccountFilters:
+    status: str = ""
+    q: str = ""
+    sort: str = DEFAULT_SORT
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, params) -> AccountFilters:
+        status = params.get("status", "")
+        sort = params.get("sort", DEFAULT_SORT)
+        try:
+            page = max(1, int(params.get("page", 1)))
+        except ValueError:
+            page = 1
+        return cls(
+            status=status if status in AccessStatus.values else "",
+            q=" ".join(params.get("q", "").split())[:MAX_QUERY],
+            sort=sort if sort.lstrip("-") in SORTS else DEFAULT_SORT,
+            page=page,
+        )
+
+    def query_string(self, **overrides) -> str:
+        values = {"status": self.status, "q": self.q, "sort": self.sort, "page": self.page}
+        values.update(overrides)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
+
+
+@dataclass
+class SearchResult:
+    query: str
+    accounts: list[User] = field(default_factory=list)
+    truncated: bool = False  # more matched than were fetched: refine the search
+    too_short: bool = False  # no exact id matched and the fragment is under MIN_FRAGMENT
+
+    @property
+    def single(self) -> User | None:
+        return self.accounts[0] if len(self.accounts) == 1 and not self.truncated else None
+
+
+def _customers() -> QuerySet:
+    return User.objects.filter(is_staff=False)
+
+
+def _exact_ids(query: str) -> list[Q]:
+    """The ways an exact id can name accounts, tried in turn: public id, or a Stripe customer,
+    subscription, charge or dispute id (through the mirror's indexed columns, never a payload
+    scan). Each is its own index lookup: OR-ed together PostgreSQL would scan the table."""
+    if query.startswith(CUSTOMER_PREFIX):
+        return [
+            Q(stripe_customer_id=query),
+            Q(pk__in=Subscription.objects.filter(customer_id=query).values("account_id")),
+            Q(pk__in=Dispute.objects.filter(customer_id=query).values("account_id")),
+        ]
+    if query.startswith(SUBSCRIPTION_PREFIX):
+        return [Q(pk__in=Subscription.objects.filter(provider_id=query).values("account_id"))]
+    if query.startswith(CHARGE_PREFIXES):
+        return [Q(pk__in=Dispute.objects.filter(charge_id=query).values("account_id"))]
+    if query.startswith(DISPUTE_PREFIXES):
+        return [Q(pk__in=Dispute.objects.filter(provider_id=query).values("account_id"))]
+    return [Q(public_id=query)]
+
+
+def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -> SearchResult:
+    """Accounts matching an exact id, else any part (MIN_FRAGMENT+ characters) of the email or
+    name, case-insensitively. PostgreSQL answers the fragment from trigram indexes on
+    LOWER(email) and LOWER(name) (accounts migration 0006); SQLite scans."""
+    query = " ".join(query.split())[:MAX_QUERY]
+    result = SearchResult(query=query)
+    if not query:
+        return result
+    base = _customers()
+    if status:
+        base = base.filter(access_status=status)
+    found: list[User] = []
+    for exact in _exact_ids(query):
+        found = list(base.filter(exact).order_by("email", "id")[: limit + 1])
+        if found:
+            break
+    if not found:
+        if len(query) < MIN_FRAGMENT:
+            result.too_short = True
+            return result
+        # No ORDER BY: with it PostgreSQL must fetch and sort every match of a common fragment
+        # (seconds at 1M accounts); without it the scan stops at the limit. The page sorts
+        # the few it shows.
+        found = sorted(
+            _fragment_matches(fragment_queryset(query, base=base).order_by()[: limit + 1]),
+            key=lambda account: (account.email, account.pk),
+        )
+    result.accounts = found[:limit]
+    result.truncated = len(found) > limit
+    return result
+
+
+def fragment_queryset(fragment: str, *, base: QuerySet | None = None) -> QuerySet:
+    """Accounts whose email or name contains the fragment, any case (LOWER(col) LIKE '%f%',
+    the expressions the trigram indexes cover)."""
+    fragment = fragment.lower()
+    base = _customers() if base is None else base
+    return base.annotate(email_lower=Lower("email"), name_lower=Lower("name")).filter(
+        Q(email_lower__contains=fragment) | Q(name_lower__contains=fragment)
+    )
+
+
+# How long the table scan may look for a fragment's first matches before the trigram index
+# takes over (PostgreSQL). A common fragment ("smith", "@gmail") fills the page from the
+# first few thousand rows; a rare one ("a.young277") would scan the whole table, which the
+# index answers in milliseconds. The planner cannot tell them apart from LIKE's statistics.
+FRAGMENT_SCAN_BUDGET_MS = 30
+QUERY_CANCELED = "57014"
+
+
+def _fragment_matches(queryset: QuerySet) -> list[User]:
+    """Run a fragment query the fast way for its kind: a table scan that stops at the limit
+    for common fragments, the trigram index for rare ones (tried when the scan runs out of
+    its budget). SQLite simply scans."""
+    db = queryset.db
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        return list(queryset)
+    with transaction.atomic(using=db), connection.cursor() as cursor:
+        try:
+            with transaction.atomic(using=db):  # a savepoint: a cancel rolls back to here
+                # set_config(..., true) is SET LOCAL, all in one round trip. No parallel
+                # workers: starting them costs more than the few thousand rows read here.
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true), "
+                    "set_config('enable_bitmapscan', 'off', true), "
+                    "set_config('enable_indexscan', 'off', true), "
+                    "set_config('max_parallel_workers_per_gather', '0', true)",
+                    [str(int(FRAGMENT_SCAN_BUDGET_MS))],
+                )
+                return list(queryset)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
+                raise
+        # The savepoint's rollback undid its SET LOCALs: no timeout, and now the index.
+        cursor.execute("SELECT set_config('enable_seqscan', 'off', true)")
+        return list(queryset)
+
+
+@dataclass
+class AccountListPage:
+    filters: AccountFilters
+    page: Page
+    sort_links: dict
+
+    @property
+    def previous_query(self) -> str:
+        if not self.page.has_previous():
+            return ""
+        return self.filters.query_string(page=self.page.previous_page_number())
+
+    @property
+    def next_query(self) -> str:
+        if not self.page.has_next():
+            return ""
+        return self.filters.query_string(page=self.page.next_page_number())
+
+
+def _sort_links(filters: AccountFilters) -> dict:
+    links = {}
+    current = filters.sort.lstrip("-")
+    descending = filters.sort.startswith("-")
+    for key in SORTS:
+        if key == current:
+            target = key if descending else f"-{key}"
+            direction = "desc" if descending else "asc"
+        else:
+            target, direction = key, ""
+        links[key] = {"query": filters.query_string(sort=target, page=1), "direction": direction}
+    return links
+
+
+def account_list_page(*, filters: AccountFilters, per_page: int = PAGE_SIZE) -> AccountListPage:
+    """Every customer account, optionally by access status, sorted and paginated."""
+    qs = _customers()
+    if filters.status:
+        qs = qs.filter(access_status=filters.status)
+    key = filters.sort.lstrip("-")
+    order = SORTS[key]
+    if filters.sort.startswith("-"):
+        order = tuple(f"-{column}" for column in order)
+    qs = qs.order_by(*order).only(
+        "public_id",
+        "email",
+        "name",
+        "access_status",
+        "grace_ends_at",
+        "date_joined",
+        "stripe_customer_id",
+    )
+    page = Paginator(qs, per_page).get_page(filters.page)
+    return AccountListPage(filters=filters, page=page, sort_links=_sort_links(filters))
