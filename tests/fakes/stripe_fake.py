@@ -136,6 +136,7 @@ class StripeApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers: dict[str, str] = {}
         self.body: dict[str, Any] = {"error": {"type": type, "message": message}}
         if code:
             self.body["error"]["code"] = code
@@ -169,6 +170,8 @@ class _Fault:
     times: int
     after: int
     seen: int = 0
+    code: str | None = None
+    should_retry: bool | None = None
 
 
 @dataclass
@@ -702,10 +705,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload = self.fake._handle(method, self.path, dict(self.headers.items()), body)
+        status, payload, extra_headers = self.fake._handle(
+            method, self.path, dict(self.headers.items()), body
+        )
         data = json.dumps(payload).encode()
         try:
             self.send_response(status)
+            for name, value in extra_headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Request-Id", _new_id("req"))
@@ -818,10 +825,26 @@ class StripeFake:
 
     # --- fault injection --------------------------------------------------------------------
 
-    def fail(self, path_prefix: str, status: int = 500, times: int = 1, after: int = 0) -> None:
-        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass."""
+    def fail(
+        self,
+        path_prefix: str,
+        status: int = 500,
+        times: int = 1,
+        after: int = 0,
+        *,
+        code: str | None = None,
+        should_retry: bool | None = None,
+    ) -> None:
+        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass.
+
+        As Stripe answers it: a 429 carries an error code (rate_limit by default, or
+        lock_timeout), a 401 an invalid key message, a 403 a missing permission, a 404
+        resource_missing; `should_retry` adds Stripe's Stripe-Should-Retry header.
+        """
         with self._lock:
-            self._faults.append(_Fault(path_prefix, status, times, after))
+            self._faults.append(
+                _Fault(path_prefix, status, times, after, code=code, should_retry=should_retry)
+            )
 
     def delay(self, path_prefix: str, seconds: float, times: int = 1) -> None:
         """Hold the next `times` requests under `path_prefix` for `seconds` before answering."""
@@ -1240,15 +1263,17 @@ class StripeFake:
             with self._lock:
                 fault = self._take_fault(path)
             if fault is not None:
-                raise self._fault_error(fault.status)
+                raise self._fault_error(fault, path)
             if body_error is not None:
                 # Never act on a half-read body: a dispute update without submit would submit.
                 raise body_error
             status, payload = 200, self._route(method, path, query, form, files)
         except StripeApiError as exc:
             status, payload = exc.status, exc.body
+            record.status = status
+            return status, payload, exc.headers
         record.status = status
-        return status, payload
+        return status, payload, {}
 
     def _route(
         self,
@@ -1297,13 +1322,38 @@ class StripeFake:
         return 0.0
 
     @staticmethod
-    def _fault_error(status: int) -> StripeApiError:
-        message = "Injected failure (StripeFake.fail)."
+    def _fault_error(fault: _Fault, path: str) -> StripeApiError:
+        status = fault.status
         if status == 429:
-            return StripeApiError(status, message, code="rate_limit")
-        if status >= 500:
-            return StripeApiError(status, message, type="api_error")
-        return StripeApiError(status, message)
+            code = fault.code or "rate_limit"
+            message = (
+                "This object cannot be accessed right now because another API request or "
+                "Stripe process is currently accessing it."
+                if code == "lock_timeout"
+                else "Request rate limit exceeded. Learn more about rate limits here "
+                "https://stripe.com/docs/rate-limits."
+            )
+            error = StripeApiError(status, message, code=code)
+        elif status == 401:
+            error = StripeApiError(401, "Invalid API Key provided: sk_test_****fake")
+        elif status == 403:
+            error = StripeApiError(
+                403,
+                "The provided key 'rk_test_****fake' does not have the required permissions "
+                f"for this endpoint on account 'acct_fake'. Having the 'rak_{path.split('/')[2]}"
+                "_read' permission would allow this request to continue.",
+                code="secret_key_required" if fault.code is None else fault.code,
+            )
+        elif status == 404:
+            object_id = path.rstrip("/").rsplit("/", 1)[-1]
+            error = _missing(path.split("/")[2].rstrip("s"), object_id)
+        elif status >= 500:
+            error = StripeApiError(status, "Injected failure (StripeFake.fail).", type="api_error")
+        else:
+            error = StripeApiError(status, "Injected failure (StripeFake.fail).", code=fault.code)
+        if fault.should_retry is not None:
+            error.headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
+        return error
 
     # --- handlers (called with the lock held) -----------------------------------------------
 
@@ -1601,6 +1651,8 @@ def stripe_fake(settings: Any) -> Iterator[StripeFake]:
         settings.STRIPE_API_BASE = fake.base_url
         settings.STRIPE_API_KEY = TEST_API_KEY
         settings.STRIPE_MAX_NETWORK_RETRIES = 0
+        # Retried calls in tests wait milliseconds, not Stripe's half-seconds.
+        settings.STRIPE_RETRY_BASE_SECONDS = 0.002
         # A hung fake should fail a test in seconds, not after the production 20 s.
         settings.STRIPE_TIMEOUT_SECONDS = 5
         yield fake
