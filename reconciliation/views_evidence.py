@@ -1,5 +1,7 @@
 """Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
 
+from datetime import UTC, date, datetime, time, timedelta
+
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +16,7 @@ from reconciliation.gateway import GatewayError
 from reconciliation.models import Dispute
 from reconciliation.selectors.evidence import (
     account_exports,
+    dispute_evidence_window,
     dispute_exports,
     dispute_get,
     dispute_queue,
@@ -44,6 +47,30 @@ def _days(value) -> int | None:
     except (TypeError, ValueError):
         return None
     return min(max(days, 1), MAX_DAYS)
+
+
+def _chosen_window(data) -> tuple[datetime | None, datetime | None]:
+    """The window Finance chose (dates, whole UTC days), or (None, None) for the default."""
+    try:
+        since = date.fromisoformat(data.get("since", ""))
+    except ValueError:
+        return None, None
+    try:
+        until_day = date.fromisoformat(data.get("until", ""))
+    except ValueError:
+        until_day = None
+    since_at = datetime.combine(since, time.min, tzinfo=UTC)
+    until_at = (
+        min(datetime.combine(until_day, time.max, tzinfo=UTC), timezone.now())
+        if until_day
+        else None
+    )
+    if until_at is not None and until_at < since_at:
+        since_at, until_at = datetime.combine(until_day, time.min, tzinfo=UTC), since_at
+    # Never wider than a year: the pack must stay under Stripe's 5 MB.
+    if (until_at or timezone.now()) - since_at > timedelta(days=MAX_DAYS):
+        since_at = (until_at or timezone.now()) - timedelta(days=MAX_DAYS)
+    return since_at, until_at
 
 
 def _account(public_id: str) -> User:
@@ -82,11 +109,14 @@ def _filename(account: User, extension: str) -> str:
 @staff_required("reconciliation.export_evidence")
 def evidence_pdf(request, public_id: str):
     account = _account(public_id)
+    since, until = _chosen_window(request.POST)
     pdf = evidence_pdf_export(
         account=account,
         actor=request.user,
         days=_days(request.POST.get("days")),
         dispute=_dispute_for(request, account),
+        since=since,
+        until=until,
     )
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{_filename(account, "pdf")}"'
@@ -126,13 +156,24 @@ def dispute_list(request):
 @staff_required("reconciliation.view_disputes")
 def dispute_detail(request, provider_id: str):
     dispute = dispute_get(provider_id=provider_id)
-    summary = evidence_summary(account=dispute.account) if dispute.account else None
+    window = dispute_evidence_window(dispute=dispute)
+    since, until = _chosen_window(request.GET)
+    chosen = since is not None
+    if not chosen and window is not None:
+        since, until = window.since, window.until
+    summary = (
+        evidence_summary(account=dispute.account, since=since, until=until)
+        if dispute.account
+        else None
+    )
     return render(
         request,
         "reconciliation/dispute_detail.html",
         {
             "dispute": dispute,
             "summary": summary,
+            "window": window,
+            "chosen": chosen,
             "exports": dispute_exports(dispute=dispute),
             "staged": (dispute.evidence_staged or {}).get("fields"),
             "can_export": request.user.has_perm("reconciliation.export_evidence"),
@@ -147,7 +188,8 @@ def dispute_detail(request, provider_id: str):
 def dispute_stage(request, provider_id: str):
     dispute = dispute_get(provider_id=provider_id)
     try:
-        dispute_evidence_stage(dispute=dispute, actor=request.user)
+        since, until = _chosen_window(request.POST)
+        dispute_evidence_stage(dispute=dispute, actor=request.user, since=since, until=until)
     except EvidenceRefused as exc:
         messages.error(request, str(exc))
     except GatewayError as exc:

@@ -1096,6 +1096,36 @@ class StripeFake:
             "invoice_payment": payment,
         }
 
+    def add_customer_dispute(
+        self,
+        id: str | None = None,
+        *,
+        customer: str,
+        charged_days_ago: int = 10,
+        period_days: int = 30,
+        amount: int = 1500,
+        **dispute: Any,
+    ) -> dict[str, Any]:
+        """A dispute on a subscription charge of `customer`, as it happens at Stripe: an
+        invoice for `period_days` paid `charged_days_ago`, its payment intent and charge, and
+        a dispute naming that charge and payment intent by id (no customer on it)."""
+        paid_at = _now() - charged_days_ago * 86_400
+        paid = self.add_paid_invoice(
+            customer=customer,
+            amount=amount,
+            period_start=paid_at,
+            period_end=paid_at + period_days * 86_400,
+            paid_at=paid_at,
+        )
+        charge = paid["charge"]
+        return self.add_dispute(
+            id,
+            charge=charge["id"],
+            payment_intent=charge["payment_intent"],
+            amount=amount,
+            **dispute,
+        )
+
     def add_event(
         self,
         type: str,

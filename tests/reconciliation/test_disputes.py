@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from reconciliation.models import Dispute, Flag, FlagKind, FlagStatus
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import DisputeCharge, dispute_apply
 from tests.factories import SubscriptionFactory, UserFactory, WebhookEventFactory
 
 
@@ -133,8 +133,11 @@ def test_account_found_through_metadata_or_subscription_mirror():
     assert dispute.account == by_meta
     subscribed = UserFactory(stripe_customer_id="")
     SubscriptionFactory(account=subscribed, customer_id="cus_only_in_mirror")
+    # Stripe's dispute names no customer: the lookup through its charge found this one.
     dispute = dispute_apply(
-        obj=dispute_obj("dp_sub", metadata={"customer": "cus_only_in_mirror"}), event=None
+        obj=dispute_obj("dp_sub"),
+        event=None,
+        charge=DisputeCharge(charge_id="ch_1", customer_id="cus_only_in_mirror"),
     )
     assert dispute.account == subscribed
     assert dispute.customer_id == "cus_only_in_mirror"

@@ -214,23 +214,16 @@ def test_processing_twice_applies_once():
 
 
 @pytest.mark.django_db
-def test_dispute_event_records_the_dispute():
+def test_dispute_event_records_the_dispute(stripe_fake):
     account = UserFactory(stripe_customer_id="cus_dp")
-    dispute = {
-        "id": "dp_hook",
-        "object": "dispute",
-        "amount": 1500,
-        "currency": "usd",
-        "charge": {"id": "ch_hook", "customer": "cus_dp"},
-        "reason": "fraudulent",
-        "status": "needs_response",
-        "created": int(time.time()),
-        "evidence_details": {"due_by": int(time.time()) + 86_400, "submission_count": 0},
-    }
+    # As Stripe sends it: the charge by id, no customer anywhere on the dispute.
+    dispute = stripe_fake.add_customer_dispute("dp_hook", customer="cus_dp")
+    assert isinstance(dispute["charge"], str) and dispute["metadata"] == {}
     row = _store_and_process(event_object("charge.dispute.created", dispute))
     assert row.status == WebhookStatus.PROCESSED, row.last_error
     recorded = Dispute.objects.get(provider_id="dp_hook")
     assert recorded.account == account
+    assert (recorded.customer_id, recorded.charge_id) == ("cus_dp", dispute["charge"])
     assert recorded.status == "needs_response"
 
 
