@@ -17,6 +17,9 @@ from django.conf import settings
 
 logger = logging.getLogger("janitor.gateway")
 
+# The API version the pinned SDK asks for (and so the shapes its answers come in).
+PINNED_API_VERSION: str = stripe.api_version
+
 DEFAULT_TIMEOUT_SECONDS = 20.0
 # Backoff between tries of one call: base * 2**try, capped, with jitter (stripe-facts.md).
 RETRY_CAP_SECONDS = 5.0
