@@ -10,23 +10,29 @@ from django.utils import timezone
 from reconciliation.models import Dispute, Flag, FlagKind, FlagStatus
 from reconciliation.services.disputes import DisputeCharge, dispute_apply
 from tests.factories import SubscriptionFactory, UserFactory, WebhookEventFactory
+from tests.fakes.fixtures import stripe_fixture
 
 
 def dispute_obj(id="dp_test1", *, status="needs_response", customer=None, **extra):
-    """A dispute as Stripe renders it (charge not expanded unless a customer is given)."""
+    """A dispute as Stripe renders it, from Stripe's fixture: the charge by id, or expanded
+    (as `expand=["charge"]` returns it) when a customer is given."""
     now = int(time.time())
-    obj = {
-        "id": id,
-        "object": "dispute",
-        "amount": 4200,
-        "currency": "eur",
-        "charge": {"id": "ch_1", "object": "charge", "customer": customer} if customer else "ch_1",
-        "reason": "fraudulent",
-        "status": status,
-        "created": now,
-        "metadata": {},
-        "evidence_details": {"due_by": now + 7 * 86400, "submission_count": 0},
-    }
+    obj = stripe_fixture("dispute")
+    charge = "ch_1"
+    if customer:
+        charge = stripe_fixture("charge")
+        charge.update(id="ch_1", customer=customer)
+    obj.update(
+        id=id,
+        amount=4200,
+        currency="eur",
+        charge=charge,
+        reason="fraudulent",
+        status=status,
+        created=now,
+        metadata={},
+    )
+    obj["evidence_details"].update(due_by=now + 7 * 86400, submission_count=0)
     obj.update(extra)
     return obj
 
