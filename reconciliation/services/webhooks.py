@@ -60,8 +60,15 @@ SUBSCRIPTION_TYPES = frozenset(
     }
 )
 INVOICE_TYPES = frozenset({"invoice.paid", "invoice.payment_failed"})
+# Every charge.dispute.* event carries the dispute: each one may be the first Janitor sees.
 DISPUTE_TYPES = frozenset(
-    {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
+    {
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+    }
 )
 CUSTOMER_DELETED = "customer.deleted"
 HANDLED_TYPES = SUBSCRIPTION_TYPES | INVOICE_TYPES | DISPUTE_TYPES | {CUSTOMER_DELETED}

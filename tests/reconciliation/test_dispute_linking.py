@@ -215,3 +215,18 @@ def test_finance_can_choose_another_window_before_staging(client, finance_user, 
         "0 recorded accesses"
         in stripe_fake.disputes["dp_window"]["evidence"]["access_activity_log"]
     )
+
+
+@pytest.mark.parametrize(
+    "event_type", ["charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"]
+)
+def test_every_charge_dispute_event_links_the_dispute(
+    client, stripe_fake, django_capture_on_commit_callbacks, event_type
+):
+    account = UserFactory(stripe_customer_id="cus_funds")
+    dispute = stripe_fake.add_customer_dispute(customer="cus_funds")
+
+    event = _post(client, django_capture_on_commit_callbacks, body_for(event_type, dispute))
+
+    assert event.status == WebhookStatus.PROCESSED, event.last_error
+    assert Dispute.objects.get(provider_id=dispute["id"]).account == account
