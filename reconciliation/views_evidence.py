@@ -127,11 +127,14 @@ def evidence_pdf(request, public_id: str):
 @staff_required("reconciliation.export_evidence")
 def evidence_csv(request, public_id: str):
     account = _account(public_id)
+    since, until = _chosen_window(request.POST)
     lines = evidence_csv_export(
         account=account,
         actor=request.user,
         days=_days(request.POST.get("days")),
         dispute=_dispute_for(request, account),
+        since=since,
+        until=until,
     )
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename(account, "csv")}"'

@@ -159,17 +159,22 @@ def _csv_safe(value) -> str:
 
 
 def evidence_csv_export(
-    *, account: User, actor: User, days: int | None = None, dispute: Dispute | None = None
+    *,
+    account: User,
+    actor: User,
+    days: int | None = None,
+    dispute: Dispute | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Iterator[str]:
-    """Audit the export, then stream the raw activity of the window as CSV lines."""
-    rows = activity_log_rows(account=account, days=days)
-    _audit(
-        kind=KIND_CSV,
-        account=account,
-        actor=actor,
-        dispute=dispute,
-        details={"days": days or settings.JANITOR_EVIDENCE_DAYS},
-    )
+    """Audit the export, then stream the raw activity of the window as CSV lines (the same
+    window as the PDF: chosen, else the dispute's, else the last `days` days)."""
+    since, until = evidence_window_for(dispute=dispute, days=days, since=since, until=until)
+    rows = activity_log_rows(account=account, days=days, since=since, until=until)
+    details: dict = {"days": days or settings.JANITOR_EVIDENCE_DAYS}
+    if since is not None:
+        details = {"since": since.isoformat(), "until": (until or timezone.now()).isoformat()}
+    _audit(kind=KIND_CSV, account=account, actor=actor, dispute=dispute, details=details)
     return _csv_lines(rows)
 
 

@@ -230,3 +230,20 @@ def test_every_charge_dispute_event_links_the_dispute(
 
     assert event.status == WebhookStatus.PROCESSED, event.last_error
     assert Dispute.objects.get(provider_id=dispute["id"]).account == account
+
+
+def test_the_csv_of_a_dispute_covers_the_same_window_as_its_pdf(client, finance_user, stripe_fake):
+    from reconciliation.services.disputes import dispute_refresh
+
+    account = UserFactory(stripe_customer_id="cus_csv")
+    now = timezone.now()
+    ActivityFactory(account=account, occurred_at=now - timedelta(days=85), path="/app/in-period")
+    ActivityFactory(account=account, occurred_at=now - timedelta(days=150), path="/app/too-old")
+    dispute = stripe_fake.add_customer_dispute("dp_csv", customer="cus_csv", charged_days_ago=90)
+    dispute_refresh(obj=dispute)
+
+    client.force_login(finance_user)
+    response = client.post(reverse("evidence_csv", args=[account.public_id]), {"dispute": "dp_csv"})
+
+    body = b"".join(response.streaming_content).decode()
+    assert "/app/in-period" in body and "/app/too-old" not in body
