@@ -253,7 +253,12 @@ STRIPE_API_BASE = _env_str("STRIPE_API_BASE")
 if STRIPE_API_BASE and urlparse(STRIPE_API_BASE).scheme not in {"http", "https"}:
     raise ImproperlyConfigured(f"STRIPE_API_BASE={STRIPE_API_BASE!r} is not an http(s) URL.")
 STRIPE_WEBHOOK_SECRETS = _env_list("STRIPE_WEBHOOK_SECRET", "")
-STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+# Tries after the first for a call a later try can fix (429 rate/lock limits, 5xx, network),
+# with exponential backoff from STRIPE_RETRY_BASE_MS (doubling, capped at 5 s, jittered) and
+# at most STRIPE_RETRY_MAX_WAIT_SECONDS of waiting in all for one call.
+STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 4)
+STRIPE_RETRY_BASE_SECONDS = _env_int("STRIPE_RETRY_BASE_MS", 500) / 1000
+STRIPE_RETRY_MAX_WAIT_SECONDS = _env_int("STRIPE_RETRY_MAX_WAIT_SECONDS", 30)
 STRIPE_TIMEOUT_SECONDS = _env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
 WEBHOOK_MAX_BODY_BYTES = _env_int("JANITOR_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
 from django.conf import settings
 
+logger = logging.getLogger("janitor.gateway")
+
+# The API version the pinned SDK asks for (and so the shapes its answers come in).
+PINNED_API_VERSION: str = stripe.api_version
+
 DEFAULT_TIMEOUT_SECONDS = 20.0
+# Backoff between tries of one call: base * 2**try, capped, with jitter (stripe-facts.md).
+RETRY_CAP_SECONDS = 5.0
+# Error codes of a 429 that a later try can get past: the rate limiter, the concurrency
+# limiter (also "rate_limit") and a lock held by another request on the same object.
+RETRYABLE_429_CODES = frozenset({"rate_limit", "lock_timeout", None})
 
 # Stripe accepts these for dispute evidence; it sniffs the type from the upload itself.
 EVIDENCE_FILE_EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
@@ -29,6 +41,15 @@ class GatewayError(Exception):
         self.retryable = retryable
         self.status = status
         self.code = code
+
+
+class GatewayAuthError(GatewayError):
+    """Stripe refused the key itself (401) or its permissions (403): no retry can help, and
+    no decision should be made on what was read so far."""
+
+
+class GatewayNotFound(GatewayError):
+    """One object does not exist at Stripe (404): a fact about that object, not an outage."""
 
 
 class WebhookSignatureInvalid(Exception):
@@ -58,46 +79,101 @@ def _client() -> stripe.StripeClient:
     return _client_for(
         api_key=api_key,
         base=(settings.STRIPE_API_BASE or "").rstrip("/"),
-        retries=int(settings.STRIPE_MAX_NETWORK_RETRIES),
         timeout=float(getattr(settings, "STRIPE_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)),
     )
 
 
 @lru_cache(maxsize=8)
-def _client_for(*, api_key: str, base: str, retries: int, timeout: float) -> stripe.StripeClient:
+def _client_for(*, api_key: str, base: str, timeout: float) -> stripe.StripeClient:
     # Uploads go to files.stripe.com by default; a local base must serve both.
     base_addresses: Any = {"api": base, "files": base} if base else None
+    # The SDK's own retries are off: it does not retry a plain 429, and two retry loops
+    # would multiply. _with_retries below is the one policy for every call.
     return stripe.StripeClient(
         api_key,
         base_addresses=base_addresses,
-        max_network_retries=retries,
+        max_network_retries=0,
         http_client=stripe.RequestsClient(timeout=timeout),
     )
 
 
+def _should_retry_header(exc: stripe.StripeError) -> bool | None:
+    headers = exc.headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "stripe-should-retry"), None)
+    if value is None:
+        return None
+    return str(value).strip().lower() == "true"
+
+
 def _gateway_error(exc: stripe.StripeError) -> GatewayError:
     status = exc.http_status
+    code = exc.code or (exc.error.code if exc.error is not None else None)
+    told = _should_retry_header(exc)
     if isinstance(exc, stripe.APIConnectionError):
         # The SDK marks TLS and local configuration failures as not worth retrying.
         retryable = bool(exc.should_retry)
-    elif isinstance(exc, stripe.RateLimitError):
-        retryable = True
+    elif told is not None:
+        # Stripe says so itself (e.g. a 409 it will never accept, or a 429 worth another try).
+        retryable = told
+    elif isinstance(exc, stripe.RateLimitError) or status == 429:
+        retryable = code in RETRYABLE_429_CODES
     elif isinstance(exc, stripe.IdempotencyError):
         retryable = False
     else:
         # 409 is lock contention on Stripe's side; no status means an unreadable response.
         retryable = status is None or status >= 500 or status == 409
-    code = exc.code or (exc.error.code if exc.error is not None else None)
     message = exc.user_message or type(exc).__name__
+    if status in (401, 403):
+        what = "rejected" if status == 401 else "lacks a permission this call needs"
+        return GatewayAuthError(
+            f"Stripe answered {status}: STRIPE_API_KEY is {what}. Stripe said: {message}",
+            retryable=False,
+            status=status,
+            code=code,
+        )
+    if status == 404:
+        return GatewayNotFound(message, retryable=False, status=status, code=code)
     return GatewayError(message, retryable=retryable, status=status, code=code)
 
 
-@contextmanager
-def _translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except stripe.StripeError as exc:
-        raise _gateway_error(exc) from exc
+def _retry_delay(attempt: int) -> float:
+    # "Equal jitter": half the step fixed, half random, so tries spread out but never bunch
+    # at zero (many workers hitting one rate limit must not come back together).
+    base = float(getattr(settings, "STRIPE_RETRY_BASE_SECONDS", 0.5))
+    step = min(base * 2**attempt, RETRY_CAP_SECONDS)
+    return step / 2 + random.uniform(0, step / 2)
+
+
+T = TypeVar("T")
+
+
+def _with_retries(call: Callable[[], T], *, what: str) -> T:
+    """Run one Stripe call, retrying what a later try can fix (429 rate and lock limits,
+    5xx, connection failures) with exponential backoff and jitter, up to
+    STRIPE_MAX_NETWORK_RETRIES more tries and STRIPE_RETRY_MAX_WAIT_SECONDS of waiting."""
+    retries = int(settings.STRIPE_MAX_NETWORK_RETRIES)
+    max_wait = float(getattr(settings, "STRIPE_RETRY_MAX_WAIT_SECONDS", 30.0))
+    waited = 0.0
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except stripe.StripeError as exc:
+            error = _gateway_error(exc)
+            delay = _retry_delay(attempt)
+            if not error.retryable or attempt >= retries or waited + delay > max_wait:
+                raise error from exc
+            logger.warning(
+                "Stripe %s failed (%s %s), try %s again in %.2f s",
+                what,
+                error.status,
+                error.code or error,
+                attempt + 2,
+                delay,
+            )
+            time.sleep(delay)
+            waited += delay
+            attempt += 1
 
 
 def _plain(obj: stripe.StripeObject) -> dict[str, Any]:
@@ -115,9 +191,11 @@ def _pages(path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         page_params = dict(params)
         if starting_after is not None:
             page_params["starting_after"] = starting_after
-        with _translated_errors():
-            response = client.raw_request("get", path, **page_params)
-            page = json.loads(response.body)
+        response = _with_retries(
+            lambda page_params=page_params: client.raw_request("get", path, **page_params),
+            what=f"listing {path}",
+        )
+        page = json.loads(response.body)
         items: list[dict[str, Any]] = page["data"]
         yield items
         # An empty page with has_more would loop forever; Stripe never sends one, a proxy might.
@@ -225,13 +303,21 @@ def subscription_pages(
 
 
 def subscription_retrieve(*, provider_id: str) -> dict[str, Any]:
-    with _translated_errors():
-        return _plain(_client().v1.subscriptions.retrieve(provider_id))
+    client = _client()
+    return _plain(
+        _with_retries(
+            lambda: client.v1.subscriptions.retrieve(provider_id), what=f"retrieve {provider_id}"
+        )
+    )
 
 
 def customer_retrieve(*, customer_id: str) -> dict[str, Any]:
-    with _translated_errors():
-        return _plain(_client().v1.customers.retrieve(customer_id))
+    client = _client()
+    return _plain(
+        _with_retries(
+            lambda: client.v1.customers.retrieve(customer_id), what=f"retrieve {customer_id}"
+        )
+    )
 
 
 # --- Events ---------------------------------------------------------------------------------
@@ -250,16 +336,50 @@ def event_pages(
 
 
 def event_retrieve(*, event_id: str) -> dict[str, Any]:
-    with _translated_errors():
-        return _plain(_client().v1.events.retrieve(event_id))
+    client = _client()
+    return _plain(
+        _with_retries(lambda: client.v1.events.retrieve(event_id), what=f"retrieve {event_id}")
+    )
 
 
 # --- Disputes and files ---------------------------------------------------------------------
 
 
-def dispute_retrieve(*, dispute_id: str) -> dict[str, Any]:
-    with _translated_errors():
-        return _plain(_client().v1.disputes.retrieve(dispute_id))
+def dispute_retrieve(*, dispute_id: str, expand_charge: bool = False) -> dict[str, Any]:
+    """A dispute; with expand_charge its `charge` is the charge object, not its id."""
+    client = _client()
+    params: Any = {"expand": ["charge"]} if expand_charge else None
+    return _plain(
+        _with_retries(
+            lambda: client.v1.disputes.retrieve(dispute_id, params=params),
+            what=f"retrieve {dispute_id}",
+        )
+    )
+
+
+def charge_retrieve(*, charge_id: str) -> dict[str, Any]:
+    client = _client()
+    return _plain(
+        _with_retries(lambda: client.v1.charges.retrieve(charge_id), what=f"retrieve {charge_id}")
+    )
+
+
+def invoice_payments_for_payment_intent(*, payment_intent_id: str) -> list[dict[str, Any]]:
+    """The invoice payments a payment intent made (a charge names no invoice since 2025-03-31:
+    this list is the way from a charge's payment intent to what it paid for)."""
+    params = {"payment": {"type": "payment_intent", "payment_intent": payment_intent_id}}
+    return [
+        item for page in _pages("/v1/invoice_payments", {**params, "limit": 100}) for item in page
+    ]
+
+
+def invoice_retrieve(*, invoice_id: str) -> dict[str, Any]:
+    client = _client()
+    return _plain(
+        _with_retries(
+            lambda: client.v1.invoices.retrieve(invoice_id), what=f"retrieve {invoice_id}"
+        )
+    )
 
 
 def dispute_evidence_update(
@@ -267,15 +387,29 @@ def dispute_evidence_update(
 ) -> dict[str, Any]:
     """Stage (submit=False) or finally submit evidence; Stripe submits if `submit` is left out."""
     params: dict[str, Any] = {"evidence": dict(evidence), "submit": submit}
-    with _translated_errors():
-        return _plain(_client().v1.disputes.update(dispute_id, params=params))
+    client = _client()
+    # One key for every try of this update: a retried POST Stripe already applied is not
+    # applied twice (the SDK adds keys only when its own retries are on, and they are off).
+    options: Any = {"idempotency_key": f"janitor-evidence-{uuid.uuid4()}"}
+    return _plain(
+        _with_retries(
+            lambda: client.v1.disputes.update(dispute_id, params=params, options=options),
+            what=f"update {dispute_id}",
+        )
+    )
 
 
 def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
     """A Stripe-hosted page where the customer updates their payment method; returns its URL."""
     params: dict[str, Any] = {"customer": customer_id, "return_url": return_url}
-    with _translated_errors():
-        session = _plain(_client().v1.billing_portal.sessions.create(params=params))
+    client = _client()
+    # A fresh session per click: retrying a POST that Stripe applied only makes another one.
+    session = _plain(
+        _with_retries(
+            lambda: client.v1.billing_portal.sessions.create(params=params),
+            what=f"billing portal session for {customer_id}",
+        )
+    )
     return str(session.get("url") or "")
 
 
@@ -293,8 +427,12 @@ def file_upload(
     # The SDK labels every part application/octet-stream, so the name is what carries the type.
     if "." not in filename.rsplit("/", 1)[-1]:
         filename += extension
-    stream = io.BytesIO(content)
-    stream.name = filename  # the SDK sends this as the part's filename
-    with _translated_errors():
-        uploaded = _client().v1.files.create(params={"purpose": purpose, "file": stream})
-    return uploaded.id
+    client = _client()
+    options: Any = {"idempotency_key": f"janitor-file-{uuid.uuid4()}"}
+
+    def upload():
+        stream = io.BytesIO(content)  # a fresh stream per try: a failed one was read
+        stream.name = filename  # the SDK sends this as the part's filename
+        return client.v1.files.create(params={"purpose": purpose, "file": stream}, options=options)
+
+    return _with_retries(upload, what="file upload").id

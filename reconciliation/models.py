@@ -107,6 +107,8 @@ class WebhookEvent(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=16, default="webhook")  # webhook, catch_up, demo
     customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The API version Stripe rendered the event in (the endpoint's or the account's).
+    api_version = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [
@@ -320,6 +322,13 @@ class Dispute(models.Model):
     )
     charge_id = models.CharField(max_length=255, blank=True)
     customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Found through the charge (a Stripe dispute names no customer): when it was paid and
+    # the service period it paid for, the default window of the evidence.
+    charge_created = models.DateTimeField(null=True, blank=True)
+    service_period_start = models.DateTimeField(null=True, blank=True)
+    service_period_end = models.DateTimeField(null=True, blank=True)
+    # Why the dispute has no account yet, in words (empty once linked).
+    link_problem = models.CharField(max_length=255, blank=True)
     amount = models.BigIntegerField(default=0)
     currency = models.CharField(max_length=3, blank=True)
     reason = models.CharField(max_length=64, blank=True)

@@ -1,6 +1,7 @@
 """Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
 
 import re
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
@@ -18,6 +19,7 @@ from reconciliation.gateway import GatewayError
 from reconciliation.models import Dispute
 from reconciliation.selectors.evidence import (
     account_exports,
+    dispute_evidence_window,
     dispute_exports,
     dispute_get,
     dispute_queue,
@@ -49,6 +51,30 @@ def _days(value) -> int | None:
     except (TypeError, ValueError):
         return None
     return min(max(days, 1), MAX_DAYS)
+
+
+def _chosen_window(data) -> tuple[datetime | None, datetime | None]:
+    """The window Finance chose (dates, whole UTC days), or (None, None) for the default."""
+    try:
+        since = date.fromisoformat(data.get("since", ""))
+    except ValueError:
+        return None, None
+    try:
+        until_day = date.fromisoformat(data.get("until", ""))
+    except ValueError:
+        until_day = None
+    since_at = datetime.combine(since, time.min, tzinfo=UTC)
+    until_at = (
+        min(datetime.combine(until_day, time.max, tzinfo=UTC), timezone.now())
+        if until_day
+        else None
+    )
+    if until_at is not None and until_at < since_at:
+        since_at, until_at = datetime.combine(until_day, time.min, tzinfo=UTC), since_at
+    # Never wider than a year: the pack must stay under Stripe's 5 MB.
+    if (until_at or timezone.now()) - since_at > timedelta(days=MAX_DAYS):
+        since_at = (until_at or timezone.now()) - timedelta(days=MAX_DAYS)
+    return since_at, until_at
 
 
 def _account(public_id: str) -> User:
@@ -93,11 +119,14 @@ def _download_headers(account: User, extension: str) -> dict[str, str]:
 @staff_required("reconciliation.export_evidence")
 def evidence_pdf(request, public_id: str):
     account = _account(public_id)
+    since, until = _chosen_window(request.POST)
     pdf = evidence_pdf_export(
         account=account,
         actor=request.user,
         days=_days(request.POST.get("days")),
         dispute=_dispute_for(request, account),
+        since=since,
+        until=until,
     )
     return HttpResponse(
         pdf, content_type="application/pdf", headers=_download_headers(account, "pdf")
@@ -108,11 +137,14 @@ def evidence_pdf(request, public_id: str):
 @staff_required("reconciliation.export_evidence")
 def evidence_csv(request, public_id: str):
     account = _account(public_id)
+    since, until = _chosen_window(request.POST)
     lines = evidence_csv_export(
         account=account,
         actor=request.user,
         days=_days(request.POST.get("days")),
         dispute=_dispute_for(request, account),
+        since=since,
+        until=until,
     )
     return StreamingHttpResponse(
         lines, content_type="text/csv; charset=utf-8", headers=_download_headers(account, "csv")
@@ -144,13 +176,24 @@ def dispute_detail(request, provider_id: str):
             "reconciliation/dispute_detail.html#exports",
             {"dispute": dispute, "exports": dispute_exports(dispute=dispute)},
         )
-    summary = evidence_summary(account=dispute.account) if dispute.account else None
+    window = dispute_evidence_window(dispute=dispute)
+    since, until = _chosen_window(request.GET)
+    chosen = since is not None
+    if not chosen and window is not None:
+        since, until = window.since, window.until
+    summary = (
+        evidence_summary(account=dispute.account, since=since, until=until)
+        if dispute.account
+        else None
+    )
     return render(
         request,
         "reconciliation/dispute_detail.html",
         {
             "dispute": dispute,
             "summary": summary,
+            "window": window,
+            "chosen": chosen,
             "exports": dispute_exports(dispute=dispute),
             "staged": (dispute.evidence_staged or {}).get("fields"),
             "can_export": request.user.has_perm("reconciliation.export_evidence"),
@@ -165,7 +208,8 @@ def dispute_detail(request, provider_id: str):
 def dispute_stage(request, provider_id: str):
     dispute = dispute_get(provider_id=provider_id)
     try:
-        dispute_evidence_stage(dispute=dispute, actor=request.user)
+        since, until = _chosen_window(request.POST)
+        dispute_evidence_stage(dispute=dispute, actor=request.user, since=since, until=until)
     except EvidenceRefused as exc:
         messages.error(request, str(exc))
     except GatewayError as exc:

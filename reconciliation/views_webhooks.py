@@ -23,6 +23,7 @@ from reconciliation.selectors.webhooks import (
     webhook_event_list,
     webhook_event_types,
     webhook_rejections,
+    webhook_unknown_api_versions,
 )
 from reconciliation.services.webhooks import (
     REPLAYABLE_STATUSES,
@@ -98,6 +99,7 @@ def webhook_list(request):
         ),
         "counts": webhook_counts(),
         "rejections": webhook_rejections(),
+        "unknown_versions": webhook_unknown_api_versions(),
         "types": webhook_event_types(),
         "statuses": WebhookStatus.choices,
         "can_replay": request.user.has_perm(REPLAY_PERM),

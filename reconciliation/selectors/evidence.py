@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
@@ -82,8 +82,70 @@ class Evidence:
     def provider(self) -> str:
         return self.subscription.provider if self.subscription else ""
 
+    @property
+    def subscription_started_at(self) -> datetime | None:
+        """When the subscription started at the provider (not when Janitor first saw it)."""
+        return subscription_started_at(self.subscription) if self.subscription else None
 
-def _window(days: int | None) -> tuple[datetime, datetime, int]:
+    @property
+    def access_history(self) -> list[TimelineEntry]:
+        return [entry for entry in self.timeline if entry.kind == "access"]
+
+
+def subscription_started_at(subscription: Subscription) -> datetime | None:
+    raw = subscription.raw or {}
+    started = raw.get("start_date") or raw.get("created")
+    if isinstance(started, bool) or not isinstance(started, int | float) or started <= 0:
+        return None
+    return datetime.fromtimestamp(started, tz=UTC)
+
+
+# Without a known service period, a dispute's evidence starts this long before the charge.
+DISPUTE_WINDOW_LEAD = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class EvidenceWindow:
+    since: datetime
+    until: datetime
+    basis: str  # what the start was taken from, in words
+
+
+def dispute_evidence_window(*, dispute: Dispute) -> EvidenceWindow | None:
+    """The default window of a dispute's evidence: from the start of the service period the
+    disputed charge paid for (else the charge date minus 30 days) to now. None when the
+    charge is not known yet (the account's default window applies)."""
+    now = timezone.now()
+    if dispute.service_period_start is not None:
+        end = dispute.service_period_end
+        return EvidenceWindow(
+            since=dispute.service_period_start,
+            until=now,
+            basis=(
+                f"the service period the disputed charge paid for "
+                f"({dispute.service_period_start:%Y-%m-%d} to {end:%Y-%m-%d})"
+                if end
+                else "the service period the disputed charge paid for"
+            ),
+        )
+    if dispute.charge_created is not None:
+        return EvidenceWindow(
+            since=dispute.charge_created - DISPUTE_WINDOW_LEAD,
+            until=now,
+            basis=f"30 days before the disputed charge of {dispute.charge_created:%Y-%m-%d}",
+        )
+    return None
+
+
+def _window(
+    days: int | None, since: datetime | None = None, until: datetime | None = None
+) -> tuple[datetime, datetime, int]:
+    if since is not None:
+        until = until or timezone.now()
+        if until < since:
+            since, until = until, since
+        span = until - since
+        return since, until, max(span.days + (1 if span % timedelta(days=1) else 0), 1)
     days = days or settings.JANITOR_EVIDENCE_DAYS
     until = timezone.now()
     return until - timedelta(days=days), until, days
@@ -96,9 +158,16 @@ def _window_activity(account: User, since: datetime, until: datetime) -> QuerySe
     )
 
 
-def evidence_summary(*, account: User, days: int | None = None) -> EvidenceSummary:
-    """Counts, active days, distinct IPs, logins, first/last seen: one query."""
-    since, until, days = _window(days)
+def evidence_summary(
+    *,
+    account: User,
+    days: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> EvidenceSummary:
+    """Counts, active days, distinct IPs, logins, first/last seen: one query. The window is
+    `since`..`until` (until defaults to now) when given, else the last `days` days."""
+    since, until, days = _window(days, since, until)
     row = (
         _window_activity(account, since, until)
         .order_by()
@@ -114,9 +183,15 @@ def evidence_summary(*, account: User, days: int | None = None) -> EvidenceSumma
     return EvidenceSummary(since=since, until=until, days=days, **row)
 
 
-def evidence_for_account(*, account: User, days: int | None = None) -> Evidence:
-    """Everything an evidence pack shows, in a fixed number of queries (7) whatever the data."""
-    summary = evidence_summary(account=account, days=days)
+def evidence_for_account(
+    *,
+    account: User,
+    days: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Evidence:
+    """Everything an evidence pack shows, in a fixed number of queries (8) whatever the data."""
+    summary = evidence_summary(account=account, days=days, since=since, until=until)
     activity = _window_activity(account, summary.since, summary.until).order_by()
 
     by_day = {
@@ -170,7 +245,11 @@ def _timeline(*, account: User, subscriptions: list[Subscription]) -> list[Timel
     """Subscription changes, provider events and access changes, newest first (2 queries)."""
     entries = [
         TimelineEntry(
-            s.created_at, "subscription", f"Subscription {s.provider_id} first seen ({s.status})"
+            subscription_started_at(s) or s.created_at,
+            "subscription",
+            f"Subscription {s.provider_id} started at Stripe"
+            if subscription_started_at(s)
+            else f"Subscription {s.provider_id} first seen by Janitor ({s.status})",
         )
         for s in subscriptions
     ]
@@ -187,6 +266,8 @@ def _timeline(*, account: User, subscriptions: list[Subscription]) -> list[Timel
     event_filter = Q(pk__in=[])
     if account.stripe_customer_id:
         event_filter |= Q(customer_id=account.stripe_customer_id)
+    # Dispute events name no customer: linking a dispute stamps its events with the customer
+    # found through the charge (dispute_apply, disputes_link_unlinked), so they match here.
     sub_ids = [s.provider_id for s in subscriptions]
     if sub_ids:
         event_filter |= Q(payload__data__object__id__in=sub_ids)
@@ -212,9 +293,16 @@ def _timeline(*, account: User, subscriptions: list[Subscription]) -> list[Timel
     return entries[:TIMELINE_LIMIT]
 
 
-def activity_log_rows(*, account: User, days: int | None = None, limit: int | None = None):
+def activity_log_rows(
+    *,
+    account: User,
+    days: int | None = None,
+    limit: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+):
     """The raw activity of the window, newest first (for CSV and Stripe's activity log)."""
-    since, until, _ = _window(days)
+    since, until, _ = _window(days, since, until)
     rows = (
         _window_activity(account, since, until)
         .order_by("-occurred_at", "-id")

@@ -217,6 +217,8 @@ def _listing_read(
         except StopIteration:
             flush()
             return statuses, unknown, None
+        except gateway.GatewayAuthError:
+            raise  # a wrong or restricted key: the run fails at once, deciding nothing
         except gateway.GatewayError as exc:
             flush()
             return statuses, unknown, exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +18,7 @@ from reconciliation.models import Dispute, EvidenceExport
 from reconciliation.selectors.evidence import (
     Evidence,
     activity_log_rows,
+    dispute_evidence_window,
     evidence_for_account,
 )
 from reconciliation.services.disputes import OPEN_STATUSES
@@ -94,11 +96,36 @@ def _audit(
     )
 
 
+def evidence_window_for(
+    *,
+    dispute: Dispute | None,
+    days: int | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[datetime | None, datetime | None]:
+    """The window an export covers: the one Finance chose, else (for a dispute) the disputed
+    charge's service period to now, else the last `days` days (since None)."""
+    if since is not None:
+        return since, until
+    if dispute is not None and not days:
+        window = dispute_evidence_window(dispute=dispute)
+        if window is not None:
+            return window.since, window.until
+    return None, None
+
+
 def evidence_pdf_export(
-    *, account: User, actor: User, days: int | None = None, dispute: Dispute | None = None
+    *,
+    account: User,
+    actor: User,
+    days: int | None = None,
+    dispute: Dispute | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> bytes:
     """The PDF evidence pack for `account`, with an audit row naming who took it."""
-    evidence = evidence_for_account(account=account, days=days)
+    since, until = evidence_window_for(dispute=dispute, days=days, since=since, until=until)
+    evidence = evidence_for_account(account=account, days=days, since=since, until=until)
     pdf = evidence_pdf_render(evidence=evidence, actor=actor, dispute=dispute)
     _audit(
         kind=KIND_PDF,
@@ -107,6 +134,8 @@ def evidence_pdf_export(
         dispute=dispute,
         details={
             "days": evidence.summary.days,
+            "since": evidence.summary.since.isoformat(),
+            "until": evidence.summary.until.isoformat(),
             "bytes": len(pdf),
             "sha256": hashlib.sha256(pdf).hexdigest(),
             "activity_count": evidence.summary.activity_count,
@@ -121,17 +150,22 @@ CSV_HEADER = ["occurred_at", "kind", "path", "ip_address", "user_agent", "source
 
 
 def evidence_csv_export(
-    *, account: User, actor: User, days: int | None = None, dispute: Dispute | None = None
+    *,
+    account: User,
+    actor: User,
+    days: int | None = None,
+    dispute: Dispute | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Iterator[str]:
-    """Audit the export, then stream the raw activity of the window as CSV lines."""
-    rows = activity_log_rows(account=account, days=days)
-    _audit(
-        kind=KIND_CSV,
-        account=account,
-        actor=actor,
-        dispute=dispute,
-        details={"days": days or settings.JANITOR_EVIDENCE_DAYS},
-    )
+    """Audit the export, then stream the raw activity of the window as CSV lines (the same
+    window as the PDF: chosen, else the dispute's, else the last `days` days)."""
+    since, until = evidence_window_for(dispute=dispute, days=days, since=since, until=until)
+    rows = activity_log_rows(account=account, days=days, since=since, until=until)
+    details: dict = {"days": days or settings.JANITOR_EVIDENCE_DAYS}
+    if since is not None:
+        details = {"since": since.isoformat(), "until": (until or timezone.now()).isoformat()}
+    _audit(kind=KIND_CSV, account=account, actor=actor, dispute=dispute, details=details)
     return _csv_lines(rows)
 
 
@@ -211,7 +245,9 @@ def dispute_evidence_build(*, dispute: Dispute, evidence: Evidence) -> tuple[dic
     """The text evidence fields for this dispute, already within Stripe's limits."""
     account = evidence.account
     summary = evidence.summary
-    rows = activity_log_rows(account=account, days=summary.days, limit=ACTIVITY_LOG_ROWS)
+    rows = activity_log_rows(
+        account=account, since=summary.since, until=summary.until, limit=ACTIVITY_LOG_ROWS
+    )
     fields = {
         "access_activity_log": access_activity_log_text(evidence=evidence, rows=rows),
         "customer_email_address": account.email,
@@ -245,11 +281,20 @@ def _refuse_if_closed(dispute: Dispute) -> None:
         )
 
 
-def dispute_evidence_stage(*, dispute: Dispute, actor: User, days: int | None = None) -> Dispute:
-    """Upload the PDF and stage the evidence on the Stripe dispute (submit=false)."""
+def dispute_evidence_stage(
+    *,
+    dispute: Dispute,
+    actor: User,
+    days: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Dispute:
+    """Upload the PDF and stage the evidence on the Stripe dispute (submit=false). The window
+    is the one Finance chose, else the disputed charge's service period to now."""
     _refuse_if_closed(dispute)
     account = dispute.account
-    evidence = evidence_for_account(account=account, days=days)
+    since, until = evidence_window_for(dispute=dispute, days=days, since=since, until=until)
+    evidence = evidence_for_account(account=account, days=days, since=since, until=until)
     fields, notes = dispute_evidence_build(dispute=dispute, evidence=evidence)
     pdf = evidence_pdf_render(evidence=evidence, actor=actor, dispute=dispute)
     file_id = None
@@ -273,6 +318,8 @@ def dispute_evidence_stage(*, dispute: Dispute, actor: User, days: int | None = 
             "file_id": file_id,
             "pdf_bytes": len(pdf),
             "days": evidence.summary.days,
+            "since": evidence.summary.since.isoformat(),
+            "until": evidence.summary.until.isoformat(),
             "staged_by": actor.email,
         }
         locked.staged_at = timezone.now()

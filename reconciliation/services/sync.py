@@ -317,6 +317,8 @@ def customers_link_plan(
     for customer_id in sorted(set(customer_ids)):
         try:
             customer = gateway.customer_retrieve(customer_id=customer_id)
+        except gateway.GatewayAuthError:
+            raise  # a wrong or restricted key fails the whole run, not one customer
         except gateway.GatewayError as exc:
             report.ambiguous.append((customer_id, f"customer lookup failed: {exc}"))
             plan.unresolved[customer_id] = f"lookup failed: {exc}"

@@ -23,7 +23,12 @@ from reconciliation.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import (
+    DisputeCharge,
+    dispute_apply,
+    dispute_charge_lookup,
+    dispute_needs_charge_lookup,
+)
 from reconciliation.services.flags import flag_open
 from reconciliation.services.subscriptions import customer_email_prefetch, subscription_apply
 
@@ -55,8 +60,15 @@ SUBSCRIPTION_TYPES = frozenset(
     }
 )
 INVOICE_TYPES = frozenset({"invoice.paid", "invoice.payment_failed"})
+# Every charge.dispute.* event carries the dispute: each one may be the first Janitor sees.
 DISPUTE_TYPES = frozenset(
-    {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
+    {
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+    }
 )
 CUSTOMER_DELETED = "customer.deleted"
 HANDLED_TYPES = SUBSCRIPTION_TYPES | INVOICE_TYPES | DISPUTE_TYPES | {CUSTOMER_DELETED}
@@ -138,6 +150,11 @@ def event_customer_id(event: dict[str, Any]) -> str:
     return customer if isinstance(customer, str) else ""
 
 
+def _api_version(event: dict[str, Any]) -> str:
+    version = event.get("api_version")
+    return version if isinstance(version, str) else ""
+
+
 def webhook_event_store(
     *, event: dict[str, Any], source: str = "webhook", raw: str | None = None
 ) -> WebhookEvent | None:
@@ -163,6 +180,7 @@ def webhook_event_store(
         next_attempt_at=now + timedelta(seconds=WEBHOOK_SWEEP_GRACE_SECONDS),
         source=source,
         customer_id=_storable(event_customer_id(event), "customer")[:255],
+        api_version=_storable(_api_version(event), "api_version")[:64],
     )
     row.pk = _insert_ignoring_duplicate(row, raw if raw is not None else json.dumps(event))
     if row.pk is None:
@@ -184,6 +202,7 @@ _INSERT_COLUMNS = (
     "next_attempt_at",
     "source",
     "customer_id",
+    "api_version",
 )
 
 
@@ -207,6 +226,7 @@ def _insert_ignoring_duplicate(row: WebhookEvent, payload_text: str) -> int | No
         ops.adapt_datetimefield_value(row.next_attempt_at),
         row.source,
         row.customer_id,
+        row.api_version,
     ]
     sql = (
         f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
@@ -341,10 +361,28 @@ def _prefetch_customer_email(
     return customer_email_prefetch(obj=obj)
 
 
+def _prefetch_dispute_charge(event: WebhookEvent) -> DisputeCharge | None:
+    """The disputed charge's customer and period, read before any lock is taken. A Stripe
+    dispute carries no customer: without this it would never reach its account."""
+    if event.type not in DISPUTE_TYPES:
+        return None
+    obj = _event_object(event)
+    if not dispute_needs_charge_lookup(obj=obj):
+        return None
+    try:
+        return dispute_charge_lookup(obj=obj)
+    except gateway.GatewayError as exc:
+        # Unreachable or refused: the event retries on the queue (backoff, then dead letter).
+        raise WebhookProcessingError(
+            f"Stripe unavailable looking up the charge of {obj.get('id')}: {exc}"
+        ) from exc
+
+
 def _dispatch(
     event: WebhookEvent,
     prefetched: tuple[dict[str, Any], datetime] | None,
     customer_email: str | None = None,
+    dispute_charge: DisputeCharge | None = None,
 ) -> str:
     """Apply one event; returns the status it ends in (processed or ignored)."""
     source = f"event:{event.provider_event_id}"
@@ -365,7 +403,11 @@ def _dispatch(
         )
         return WebhookStatus.PROCESSED
     if event.type in DISPUTE_TYPES:
-        dispute_apply(obj=_event_object(event), event=event)
+        dispute = dispute_apply(obj=_event_object(event), event=event, charge=dispute_charge)
+        if dispute.customer_id and not event.customer_id:
+            # The event is about that customer: it belongs on the account's timeline.
+            event.customer_id = dispute.customer_id[:255]
+            WebhookEvent.objects.filter(pk=event.pk).update(customer_id=event.customer_id)
         return WebhookStatus.PROCESSED
     if event.type == CUSTOMER_DELETED:
         customer_id = str(_event_object(event).get("id") or "")
@@ -403,9 +445,11 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
     error: Exception | None = None
     prefetched = None
     customer_email = None
+    dispute_charge = None
     try:
         prefetched = _prefetch(event)
         customer_email = _prefetch_customer_email(event, prefetched)
+        dispute_charge = _prefetch_dispute_charge(event)
     except WebhookProcessingError as exc:
         error = exc
 
@@ -417,7 +461,7 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
         if error is None:
             try:
                 with transaction.atomic():
-                    status = _dispatch(event, prefetched, customer_email)
+                    status = _dispatch(event, prefetched, customer_email, dispute_charge)
             except Exception as exc:  # any failure is retried, then dead-lettered
                 error = exc
         now = timezone.now()

@@ -9,7 +9,7 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from reconciliation.models import Dispute, EvidenceExport
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import dispute_refresh
 from tests.factories import ActivityFactory, UserFactory
 
 
@@ -22,14 +22,14 @@ def test_finance_opens_urgent_dispute_downloads_pdf_and_stages(
     now = timezone.now()
     for hours in (3, 27, 51):
         ActivityFactory(account=account, occurred_at=now - timedelta(hours=hours))
-    urgent = stripe_fake.add_dispute(
-        due_by=int(time.time()) + 10 * 3600, metadata={"customer": "cus_browser"}, amount=4900
+    urgent = stripe_fake.add_customer_dispute(
+        customer="cus_browser", due_by=int(time.time()) + 10 * 3600, amount=4900
     )
-    later = stripe_fake.add_dispute(
-        due_by=int(time.time()) + 12 * 86400, metadata={"customer": "cus_browser"}
+    later = stripe_fake.add_customer_dispute(
+        customer="cus_browser", due_by=int(time.time()) + 12 * 86400
     )
-    dispute_apply(obj=later)
-    dispute_apply(obj=urgent)
+    dispute_refresh(obj=later)
+    dispute_refresh(obj=urgent)
 
     login_as(page, finance_user)
     page.goto(f"{live_server.url}/disputes/")

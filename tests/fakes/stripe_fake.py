@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
+from tests.fakes.fixtures import stripe_fixture
+
 # What stripe-python 16.1 sends as Stripe-Version; events are rendered in it.
 API_VERSION = "2026-10-28.endive"
 TEST_API_KEY = "sk_test_fake"
@@ -134,6 +136,7 @@ class StripeApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers: dict[str, str] = {}
         self.body: dict[str, Any] = {"error": {"type": type, "message": message}}
         if code:
             self.body["error"]["code"] = code
@@ -167,6 +170,8 @@ class _Fault:
     times: int
     after: int
     seen: int = 0
+    code: str | None = None
+    should_retry: bool | None = None
 
 
 @dataclass
@@ -207,6 +212,46 @@ class _BulkBlock:
 
 
 # --- Object shapes --------------------------------------------------------------------------
+# Every object starts as a copy of Stripe's own fixture for its resource (tests/data/stripe),
+# then gets this fake's values: so it carries every key Stripe sends and invents none
+# (tests/fakes/test_contract.py holds the fake to that).
+
+LEGACY_API_VERSION = "2025-02-24.acacia"
+
+
+def _price(*, price_id: str, product: str, amount: int, currency: str, interval: str, created: int):
+    price = stripe_fixture("subscription")["items"]["data"][0]["price"]
+    price.update(
+        id=price_id,
+        product=product,
+        unit_amount=amount,
+        unit_amount_decimal=str(amount),
+        currency=currency,
+        created=created,
+        nickname=None,
+    )
+    price["recurring"].update(interval=interval, interval_count=1)
+    return price
+
+
+def _plan(price: dict[str, Any]) -> dict[str, Any]:
+    """The legacy `plan` Stripe still renders beside a price on subscription items."""
+    plan = stripe_fixture("subscription")["items"]["data"][0]["plan"]
+    plan.update(
+        id=price["id"],
+        amount=price["unit_amount"],
+        amount_decimal=str(price["unit_amount"]),
+        billing_scheme="per_unit",
+        created=price["created"],
+        currency=price["currency"],
+        interval=price["recurring"]["interval"],
+        interval_count=1,
+        livemode=False,
+        metadata={},
+        product=price["product"],
+        transform_usage=None,
+    )
+    return plan
 
 
 def subscription_object(
@@ -225,105 +270,325 @@ def subscription_object(
     legacy_shape: bool,
     ended_at: int | None = None,
 ) -> dict[str, Any]:
-    """A subscription as Stripe renders it today, or (legacy_shape) as pre-2020 API versions did."""
+    """A subscription as Stripe renders it today, or (legacy_shape) as LEGACY_API_VERSION did."""
     period_start = current_period_end - PERIOD_SECONDS[interval]
     product = f"prod_{price_id.removeprefix('price_')}"
-    recurring = {"interval": interval, "interval_count": 1, "usage_type": "licensed"}
-    item: dict[str, Any] = {
-        "id": f"si_{id.removeprefix('sub_')}",
-        "object": "subscription_item",
-        "created": created,
-        "quantity": 1,
-        "subscription": id,
-        "metadata": {},
-    }
-    subscription: dict[str, Any] = {
-        "id": id,
-        "object": "subscription",
-        "customer": customer,
-        "status": status,
-        "created": created,
-        "start_date": created,
-        "currency": currency,
-        "cancel_at_period_end": cancel_at_period_end,
-        "cancel_at": current_period_end if cancel_at_period_end else None,
-        "canceled_at": ended_at if status in ENDED_STATUSES else None,
-        "ended_at": ended_at if status in ENDED_STATUSES else None,
-        "collection_method": "charge_automatically",
-        "latest_invoice": None,
-        "livemode": False,
-        "metadata": dict(metadata),
-        "trial_start": None,
-        "trial_end": current_period_end if status == "trialing" else None,
-        "items": {
-            "object": "list",
-            "data": [item],
-            "has_more": False,
-            "total_count": 1,
-            "url": f"/v1/subscription_items?subscription={id}",
-        },
-    }
+    price = _price(
+        price_id=price_id,
+        product=product,
+        amount=amount,
+        currency=currency,
+        interval=interval,
+        created=created,
+    )
+    subscription = stripe_fixture("subscription", LEGACY_API_VERSION if legacy_shape else None)
+    item = subscription["items"]["data"][0]
+    item.update(
+        id=f"si_{id.removeprefix('sub_')}",
+        created=created,
+        quantity=1,
+        subscription=id,
+        metadata={},
+        price=price,
+        plan=_plan(price),
+        discounts=[],
+        tax_rates=[],
+        billing_thresholds=None,
+    )
+    ended = status in ENDED_STATUSES
+    subscription.update(
+        id=id,
+        customer=customer,
+        status=status,
+        created=created,
+        start_date=created,
+        billing_cycle_anchor=created,
+        currency=currency,
+        cancel_at_period_end=cancel_at_period_end,
+        cancel_at=current_period_end if cancel_at_period_end else None,
+        canceled_at=ended_at if ended else None,
+        ended_at=ended_at if ended else None,
+        collection_method="charge_automatically",
+        latest_invoice=None,
+        livemode=False,
+        metadata=dict(metadata),
+        next_pending_invoice_item_invoice=None,
+        pause_collection=None,
+        pending_update=None,
+        schedule=None,
+        test_clock=None,
+        trial_start=None,
+        trial_end=current_period_end if status == "trialing" else None,
+    )
+    subscription["items"].update(
+        data=[item], has_more=False, url=f"/v1/subscription_items?subscription={id}"
+    )
     if legacy_shape:
-        plan = {
-            "id": price_id,
-            "object": "plan",
-            "active": True,
-            "amount": amount,
-            "currency": currency,
-            "interval": interval,
-            "interval_count": 1,
-            "product": product,
-        }
-        item["plan"] = plan
-        subscription["plan"] = plan
-        subscription["current_period_start"] = period_start
-        subscription["current_period_end"] = current_period_end
+        subscription.update(
+            plan=item["plan"],
+            quantity=1,
+            current_period_start=period_start,
+            current_period_end=current_period_end,
+        )
     else:
-        item["price"] = {
-            "id": price_id,
-            "object": "price",
-            "active": True,
-            "currency": currency,
-            "unit_amount": amount,
-            "product": product,
-            "recurring": recurring,
-            "type": "recurring",
-        }
-        item["current_period_start"] = period_start
-        item["current_period_end"] = current_period_end
+        item.update(current_period_start=period_start, current_period_end=current_period_end)
     return subscription
 
 
 def customer_object(
     *, id: str, email: str, name: str, metadata: dict[str, str], created: int
 ) -> dict[str, Any]:
-    return {
-        "id": id,
-        "object": "customer",
-        "email": email,
-        "name": name,
-        "created": created,
-        "livemode": False,
-        "metadata": dict(metadata),
-        "delinquent": False,
+    customer = stripe_fixture("customer")
+    customer.update(
+        id=id,
+        email=email,
+        name=name,
+        created=created,
+        livemode=False,
+        metadata=dict(metadata),
+        delinquent=False,
+        discount=None,
+        invoice_prefix=id.removeprefix("cus_")[:8].upper(),
+    )
+    return customer
+
+
+def charge_object(
+    *,
+    id: str,
+    customer: str | None,
+    payment_intent: str | None,
+    amount: int,
+    currency: str,
+    created: int,
+    disputed: bool = False,
+) -> dict[str, Any]:
+    charge = stripe_fixture("charge")
+    charge.update(
+        id=id,
+        customer=customer,
+        payment_intent=payment_intent,
+        amount=amount,
+        amount_captured=amount,
+        currency=currency,
+        created=created,
+        captured=True,
+        paid=True,
+        disputed=disputed,
+        status="succeeded",
+        description=None,
+        metadata={},
+        livemode=False,
+        receipt_url=None,
+    )
+    charge["refunds"]["url"] = f"/v1/charges/{id}/refunds"
+    return charge
+
+
+def payment_intent_object(
+    *, id: str, customer: str | None, amount: int, currency: str, created: int, latest_charge: str
+) -> dict[str, Any]:
+    intent = stripe_fixture("payment_intent")
+    intent.update(
+        id=id,
+        customer=customer,
+        amount=amount,
+        amount_received=amount,
+        currency=currency,
+        created=created,
+        canceled_at=None,
+        client_secret=f"{id}_secret_{secrets.token_hex(8)}",
+        last_payment_error=None,
+        latest_charge=latest_charge,
+        next_action=None,
+        status="succeeded",
+        livemode=False,
+    )
+    return intent
+
+
+def invoice_object(
+    *,
+    id: str,
+    customer: str,
+    subscription: str | None,
+    amount: int,
+    currency: str,
+    created: int,
+    period_start: int,
+    period_end: int,
+) -> dict[str, Any]:
+    """A paid subscription invoice; its one line item carries the service period."""
+    invoice = stripe_fixture("invoice")
+    line = invoice["lines"]["data"][0]
+    line.update(
+        id=f"il_{id.removeprefix('in_')}",
+        invoice=id,
+        amount=amount,
+        currency=currency,
+        description="1 × subscription",
+        period={"start": period_start, "end": period_end},
+        subtotal=amount,
+    )
+    line["parent"] = {
+        "type": "subscription_item_details",
+        "invoice_item_details": None,
+        "subscription_item_details": {
+            "invoice_item": None,
+            "proration": False,
+            "proration_details": {"credited_items": None},
+            "subscription": subscription,
+            "subscription_item": f"si_{(subscription or '').removeprefix('sub_')}",
+        },
     }
+    invoice["lines"].update(data=[line], has_more=False, url=f"/v1/invoices/{id}/lines")
+    invoice.update(
+        id=id,
+        customer=customer,
+        amount_due=amount,
+        amount_paid=amount,
+        amount_remaining=0,
+        attempt_count=1,
+        attempted=True,
+        billing_reason="subscription_cycle",
+        created=created,
+        currency=currency,
+        due_date=None,
+        effective_at=created,
+        from_invoice=None,
+        last_finalization_error=None,
+        next_payment_attempt=None,
+        period_start=period_start,
+        period_end=period_end,
+        status="paid",
+        subtotal=amount,
+        total=amount,
+        livemode=False,
+    )
+    invoice["parent"] = {
+        "type": "subscription_details",
+        "quote_details": None,
+        "subscription_details": {"metadata": {}, "subscription": subscription},
+    }
+    return invoice
+
+
+def invoice_payment_object(
+    *, id: str, invoice: str, payment_intent: str, amount: int, currency: str, created: int
+) -> dict[str, Any]:
+    payment = stripe_fixture("invoice_payment")
+    payment.update(
+        id=id,
+        invoice=invoice,
+        amount_paid=amount,
+        amount_requested=amount,
+        currency=currency,
+        created=created,
+        is_default=True,
+        livemode=False,
+        status="paid",
+        payment={"type": "payment_intent", "payment_intent": payment_intent},
+        status_transitions={"canceled_at": None, "paid_at": created},
+    )
+    return payment
+
+
+def dispute_object(
+    *,
+    id: str,
+    charge: str,
+    payment_intent: str | None,
+    amount: int,
+    currency: str,
+    reason: str,
+    status: str,
+    due_by: int,
+    created: int,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    """A dispute as Stripe sends it: charge and payment intent by id, no customer anywhere."""
+    dispute = stripe_fixture("dispute")
+    dispute.update(
+        id=id,
+        charge=charge,
+        payment_intent=payment_intent,
+        amount=amount,
+        currency=currency,
+        reason=reason,
+        status=status,
+        created=created,
+        metadata=dict(metadata),
+        is_charge_refundable=False,
+        livemode=False,
+        balance_transactions=[],
+    )
+    dispute["evidence"] = {
+        **dict.fromkeys(dispute["evidence"]),
+        "enhanced_evidence": {},
+    }
+    dispute["evidence_details"].update(
+        due_by=due_by, has_evidence=False, past_due=False, submission_count=0
+    )
+    return dispute
+
+
+def file_object(*, id: str, filename: str, purpose: str, size: int, type: str) -> dict[str, Any]:
+    uploaded = stripe_fixture("file")
+    uploaded.update(
+        id=id,
+        created=_now(),
+        expires_at=None,
+        filename=filename,
+        purpose=purpose,
+        size=size,
+        title=None,
+        type=type,
+        url=f"https://files.stripe.com/v1/files/{id}/contents",
+    )
+    uploaded["links"] = _list_envelope(f"/v1/file_links?file={id}", [], False)
+    return uploaded
+
+
+def billing_portal_session_object(
+    *, id: str, customer: str, return_url: str | None, url: str, configuration: str | None = None
+) -> dict[str, Any]:
+    session = stripe_fixture("billing_portal.session")
+    session.update(
+        id=id,
+        customer=customer,
+        created=_now(),
+        flow=None,
+        livemode=False,
+        locale=None,
+        on_behalf_of=None,
+        return_url=return_url,
+        url=url,
+        configuration=configuration or "bpc_janitor_fake",
+    )
+    return session
 
 
 def event_object(
-    type: str, obj: dict[str, Any], *, id: str | None = None, created: int | None = None
+    type: str,
+    obj: dict[str, Any],
+    *,
+    id: str | None = None,
+    created: int | None = None,
+    api_version: str = API_VERSION,
 ) -> dict[str, Any]:
     """A v1 snapshot event wrapping `obj`, as webhooks deliver it and /v1/events lists it."""
-    return {
-        "id": id or _new_id("evt"),
-        "object": "event",
-        "api_version": API_VERSION,
-        "created": _now() if created is None else created,
-        "data": {"object": obj},
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
-        "type": type,
-    }
+    event = stripe_fixture("event")
+    event.update(
+        id=id or _new_id("evt"),
+        api_version=api_version,
+        created=_now() if created is None else created,
+        data={"object": obj},
+        livemode=False,
+        pending_webhooks=1,
+        request={"id": None, "idempotency_key": None},
+        type=type,
+    )
+    return event
 
 
 # --- Request parsing ------------------------------------------------------------------------
@@ -459,10 +724,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload = self.fake._handle(method, self.path, dict(self.headers.items()), body)
+        status, payload, extra_headers = self.fake._handle(
+            method, self.path, dict(self.headers.items()), body
+        )
         data = json.dumps(payload).encode()
         try:
             self.send_response(status)
+            for name, value in extra_headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Request-Id", _new_id("req"))
@@ -546,6 +815,10 @@ class StripeFake:
             self.requests: list[RecordedRequest] = []
             self.customers: dict[str, dict[str, Any]] = {}
             self.disputes: dict[str, dict[str, Any]] = {}
+            self.charges: dict[str, dict[str, Any]] = {}
+            self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.invoices: dict[str, dict[str, Any]] = {}
+            self.invoice_payments: dict[str, dict[str, Any]] = {}
             self.files: dict[str, dict[str, Any]] = {}
             self.file_contents: dict[str, bytes] = {}
             self._faults: list[_Fault] = []
@@ -571,10 +844,26 @@ class StripeFake:
 
     # --- fault injection --------------------------------------------------------------------
 
-    def fail(self, path_prefix: str, status: int = 500, times: int = 1, after: int = 0) -> None:
-        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass."""
+    def fail(
+        self,
+        path_prefix: str,
+        status: int = 500,
+        times: int = 1,
+        after: int = 0,
+        *,
+        code: str | None = None,
+        should_retry: bool | None = None,
+    ) -> None:
+        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass.
+
+        As Stripe answers it: a 429 carries an error code (rate_limit by default, or
+        lock_timeout), a 401 an invalid key message, a 403 a missing permission, a 404
+        resource_missing; `should_retry` adds Stripe's Stripe-Should-Retry header.
+        """
         with self._lock:
-            self._faults.append(_Fault(path_prefix, status, times, after))
+            self._faults.append(
+                _Fault(path_prefix, status, times, after, code=code, should_retry=should_retry)
+            )
 
     def delay(self, path_prefix: str, seconds: float, times: int = 1) -> None:
         """Hold the next `times` requests under `path_prefix` for `seconds` before answering."""
@@ -739,6 +1028,123 @@ class StripeFake:
                 raise KeyError(id)
             return self._subscription_at(ordinal)
 
+    def add_charge(
+        self,
+        id: str | None = None,
+        *,
+        customer: str | None,
+        payment_intent: str | None = None,
+        amount: int = 1500,
+        currency: str = "usd",
+        created: int | None = None,
+    ) -> dict[str, Any]:
+        """Store a charge; a payment intent named here is stored too, if it is new."""
+        charge = charge_object(
+            id=id or _new_id("ch"),
+            customer=customer,
+            payment_intent=payment_intent,
+            amount=amount,
+            currency=currency,
+            created=_now() if created is None else created,
+        )
+        with self._lock:
+            self.charges[charge["id"]] = charge
+            if payment_intent and payment_intent not in self.payment_intents:
+                self.payment_intents[payment_intent] = payment_intent_object(
+                    id=payment_intent,
+                    customer=customer,
+                    amount=amount,
+                    currency=currency,
+                    created=charge["created"],
+                    latest_charge=charge["id"],
+                )
+        return charge
+
+    def add_paid_invoice(
+        self,
+        *,
+        customer: str,
+        subscription: str | None = None,
+        amount: int = 1500,
+        currency: str = "usd",
+        period_start: int,
+        period_end: int,
+        paid_at: int | None = None,
+    ) -> dict[str, Any]:
+        """An invoice for one service period, paid by a payment intent and its charge.
+
+        Returns {"invoice", "payment_intent", "charge", "invoice_payment"} as stored: the
+        chain Janitor follows from a disputed charge to the period it paid for.
+        """
+        paid_at = period_start if paid_at is None else paid_at
+        token = secrets.token_hex(10)
+        invoice = invoice_object(
+            id=f"in_{token}",
+            customer=customer,
+            subscription=subscription,
+            amount=amount,
+            currency=currency,
+            created=paid_at,
+            period_start=period_start,
+            period_end=period_end,
+        )
+        charge = self.add_charge(
+            f"ch_{token}",
+            customer=customer,
+            payment_intent=f"pi_{token}",
+            amount=amount,
+            currency=currency,
+            created=paid_at,
+        )
+        payment = invoice_payment_object(
+            id=f"inpay_{token}",
+            invoice=invoice["id"],
+            payment_intent=f"pi_{token}",
+            amount=amount,
+            currency=currency,
+            created=paid_at,
+        )
+        with self._lock:
+            self.invoices[invoice["id"]] = invoice
+            self.invoice_payments[payment["id"]] = payment
+            intent = self.payment_intents[f"pi_{token}"]
+        return {
+            "invoice": invoice,
+            "payment_intent": intent,
+            "charge": charge,
+            "invoice_payment": payment,
+        }
+
+    def add_customer_dispute(
+        self,
+        id: str | None = None,
+        *,
+        customer: str,
+        charged_days_ago: int = 10,
+        period_days: int = 30,
+        amount: int = 1500,
+        **dispute: Any,
+    ) -> dict[str, Any]:
+        """A dispute on a subscription charge of `customer`, as it happens at Stripe: an
+        invoice for `period_days` paid `charged_days_ago`, its payment intent and charge, and
+        a dispute naming that charge and payment intent by id (no customer on it)."""
+        paid_at = _now() - charged_days_ago * 86_400
+        paid = self.add_paid_invoice(
+            customer=customer,
+            amount=amount,
+            period_start=paid_at,
+            period_end=paid_at + period_days * 86_400,
+            paid_at=paid_at,
+        )
+        charge = paid["charge"]
+        return self.add_dispute(
+            id,
+            charge=charge["id"],
+            payment_intent=charge["payment_intent"],
+            amount=amount,
+            **dispute,
+        )
+
     def add_event(
         self,
         type: str,
@@ -766,30 +1172,24 @@ class StripeFake:
         created: int | None = None,
         metadata: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Store a dispute; due_by defaults to a week from now (0 means no response possible)."""
+        """Store a dispute; due_by defaults to a week from now (0 means no response possible).
+
+        Like Stripe's, it names its charge by id and carries no customer: add the charge with
+        add_charge (or add_paid_invoice) for the lookup through the charge to find one.
+        """
         now = _now()
-        dispute = {
-            "id": id or _new_id("dp"),
-            "object": "dispute",
-            "amount": amount,
-            "currency": currency,
-            "charge": charge or _new_id("ch"),
-            "payment_intent": payment_intent,
-            "created": now if created is None else created,
-            "reason": reason,
-            "status": status,
-            "is_charge_refundable": False,
-            "livemode": False,
-            "metadata": dict(metadata or {}),
-            "balance_transactions": [],
-            "evidence": dict.fromkeys(sorted(EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS)),
-            "evidence_details": {
-                "due_by": now + 7 * 86_400 if due_by is None else due_by,
-                "has_evidence": False,
-                "past_due": False,
-                "submission_count": 0,
-            },
-        }
+        dispute = dispute_object(
+            id=id or _new_id("dp"),
+            charge=charge or _new_id("ch"),
+            payment_intent=payment_intent,
+            amount=amount,
+            currency=currency,
+            reason=reason,
+            status=status,
+            due_by=now + 7 * 86_400 if due_by is None else due_by,
+            created=now if created is None else created,
+            metadata=metadata or {},
+        )
         with self._lock:
             self.disputes[dispute["id"]] = dispute
         return dispute
@@ -872,6 +1272,10 @@ class StripeFake:
         ("GET", re.compile(r"/v1/events"), "_list_events"),
         ("GET", re.compile(r"/v1/events/([^/]+)"), "_get_event"),
         ("GET", re.compile(r"/v1/disputes/([^/]+)"), "_get_dispute"),
+        ("GET", re.compile(r"/v1/charges/([^/]+)"), "_get_charge"),
+        ("GET", re.compile(r"/v1/payment_intents/([^/]+)"), "_get_payment_intent"),
+        ("GET", re.compile(r"/v1/invoices/([^/]+)"), "_get_invoice"),
+        ("GET", re.compile(r"/v1/invoice_payments"), "_list_invoice_payments"),
         ("POST", re.compile(r"/v1/disputes/([^/]+)"), "_update_dispute"),
         ("POST", re.compile(r"/v1/files"), "_create_file"),
         ("GET", re.compile(r"/v1/files/([^/]+)"), "_get_file"),
@@ -879,26 +1283,19 @@ class StripeFake:
     )
 
     def _create_billing_portal_session(self, *, params: Params, files: Files) -> Json:
-        """A billing_portal.session as Stripe returns it (the fields Stripe's fixture has)."""
+        """A billing_portal.session from Stripe's fixture: a new one on every call."""
         _check_params(params, {"customer", "return_url", "configuration", "locale"})
         customer = params.get("customer", "")
         if customer not in self.customers and self._bulk_customer(customer) is None:
             raise _missing("customer", customer, param="customer", status=400)
         session_id = _new_id("bps")
-        return {
-            "id": session_id,
-            "object": "billing_portal.session",
-            "configuration": params.get("configuration") or "bpc_janitor_fake",
-            "created": _now(),
-            "customer": customer,
-            "customer_account": None,
-            "flow": None,
-            "livemode": False,
-            "locale": params.get("locale") or None,
-            "on_behalf_of": None,
-            "return_url": params.get("return_url") or None,
-            "url": f"{self.base_url}/p/session/{session_id}",
-        }
+        return billing_portal_session_object(
+            id=session_id,
+            customer=customer,
+            return_url=params.get("return_url") or None,
+            url=f"{self.base_url}/p/session/{session_id}",
+            configuration=params.get("configuration") or None,
+        )
 
     def _handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
@@ -931,15 +1328,17 @@ class StripeFake:
             with self._lock:
                 fault = self._take_fault(path)
             if fault is not None:
-                raise self._fault_error(fault.status)
+                raise self._fault_error(fault, path)
             if body_error is not None:
                 # Never act on a half-read body: a dispute update without submit would submit.
                 raise body_error
             status, payload = 200, self._route(method, path, query, form, files)
         except StripeApiError as exc:
             status, payload = exc.status, exc.body
+            record.status = status
+            return status, payload, exc.headers
         record.status = status
-        return status, payload
+        return status, payload, {}
 
     def _route(
         self,
@@ -988,13 +1387,38 @@ class StripeFake:
         return 0.0
 
     @staticmethod
-    def _fault_error(status: int) -> StripeApiError:
-        message = "Injected failure (StripeFake.fail)."
+    def _fault_error(fault: _Fault, path: str) -> StripeApiError:
+        status = fault.status
         if status == 429:
-            return StripeApiError(status, message, code="rate_limit")
-        if status >= 500:
-            return StripeApiError(status, message, type="api_error")
-        return StripeApiError(status, message)
+            code = fault.code or "rate_limit"
+            message = (
+                "This object cannot be accessed right now because another API request or "
+                "Stripe process is currently accessing it."
+                if code == "lock_timeout"
+                else "Request rate limit exceeded. Learn more about rate limits here "
+                "https://stripe.com/docs/rate-limits."
+            )
+            error = StripeApiError(status, message, code=code)
+        elif status == 401:
+            error = StripeApiError(401, "Invalid API Key provided: sk_test_****fake")
+        elif status == 403:
+            error = StripeApiError(
+                403,
+                "The provided key 'rk_test_****fake' does not have the required permissions "
+                f"for this endpoint on account 'acct_fake'. Having the 'rak_{path.split('/')[2]}"
+                "_read' permission would allow this request to continue.",
+                code="secret_key_required" if fault.code is None else fault.code,
+            )
+        elif status == 404:
+            object_id = path.rstrip("/").rsplit("/", 1)[-1]
+            error = _missing(path.split("/")[2].rstrip("s"), object_id)
+        elif status >= 500:
+            error = StripeApiError(status, "Injected failure (StripeFake.fail).", type="api_error")
+        else:
+            error = StripeApiError(status, "Injected failure (StripeFake.fail).", code=fault.code)
+        if fault.should_retry is not None:
+            error.headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
+        return error
 
     # --- handlers (called with the lock held) -----------------------------------------------
 
@@ -1114,12 +1538,77 @@ class StripeFake:
             raise _missing("event", id)
         return self._events[order[rank]]
 
+    def _expand(self, params: Params) -> set[str]:
+        return {v for k, v in params.items() if k == "expand" or k.startswith("expand[")}
+
     def _get_dispute(self, id: str, *, params: Params, files: Files) -> Json:
         _check_params(params, {"expand"})
         dispute = self.disputes.get(id)
         if dispute is None:
             raise _missing("dispute", id)
-        return dispute
+        expand = self._expand(params)
+        unknown = expand - {"charge", "payment_intent"}
+        if unknown:
+            raise StripeApiError(
+                400, f"This property cannot be expanded ({sorted(unknown)[0]}).", param="expand"
+            )
+        if not expand:
+            return dispute
+        shown = dict(dispute)
+        for name, store in (("charge", self.charges), ("payment_intent", self.payment_intents)):
+            if name in expand and shown.get(name):
+                found = store.get(shown[name])
+                if found is None:
+                    raise _missing(name.replace("_", " "), shown[name])
+                shown[name] = found
+        return shown
+
+    def _get_charge(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        charge = self.charges.get(id)
+        if charge is None:
+            raise _missing("charge", id)
+        return charge
+
+    def _get_payment_intent(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand", "client_secret"})
+        intent = self.payment_intents.get(id)
+        if intent is None:
+            raise _missing("payment_intent", id)
+        return intent
+
+    def _get_invoice(self, id: str, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"expand"})
+        invoice = self.invoices.get(id)
+        if invoice is None:
+            raise _missing("invoice", id)
+        return invoice
+
+    def _list_invoice_payments(self, *, params: Params, files: Files) -> Json:
+        _check_params(params, {"invoice", "payment", "status", "limit", "starting_after", "expand"})
+        limit = _limit(params)
+        invoice = params.get("invoice")
+        payment_type = params.get("payment[type]")
+        intent = params.get("payment[payment_intent]")
+        if intent is not None and payment_type != "payment_intent":
+            raise StripeApiError(
+                400,
+                "payment[type] must be payment_intent with payment[payment_intent].",
+                param="payment[type]",
+            )
+        matched = [
+            p
+            for p in sorted(self.invoice_payments.values(), key=lambda p: -p["created"])
+            if (invoice is None or p["invoice"] == invoice)
+            and (intent is None or p["payment"].get("payment_intent") == intent)
+            and (params.get("status") is None or p["status"] == params["status"])
+        ]
+        if "starting_after" in params:
+            ids = [p["id"] for p in matched]
+            if params["starting_after"] not in ids:
+                raise _missing("invoice payment", params["starting_after"], "starting_after", 400)
+            matched = matched[ids.index(params["starting_after"]) + 1 :]
+        return _list_envelope("/v1/invoice_payments", matched[:limit], len(matched) > limit)
 
     def _update_dispute(self, id: str, *, params: Params, files: Files) -> Json:
         _check_params(params, {"evidence", "submit", "metadata", "expand"})
@@ -1172,7 +1661,9 @@ class StripeFake:
 
         dispute["evidence"] = merged
         dispute["metadata"].update(metadata)
-        details["has_evidence"] = any(v is not None for v in merged.values())
+        details["has_evidence"] = any(
+            v is not None for k, v in merged.items() if k != "enhanced_evidence"
+        )
         if submit:
             details["submission_count"] += 1
             dispute["status"] = DISPUTE_OPEN_STATUSES[dispute["status"]]
@@ -1199,19 +1690,13 @@ class StripeFake:
             raise StripeApiError(
                 400, "Dispute evidence must be a PDF, JPEG or PNG file.", param="file"
             )
-        uploaded = {
-            "id": _new_id("file"),
-            "object": "file",
-            "created": _now(),
-            "expires_at": None,
-            "filename": filename,
-            "purpose": purpose,
-            "size": len(content),
-            "title": None,
-            "type": file_type,
-            "url": None,
-            "links": None,
-        }
+        uploaded = file_object(
+            id=_new_id("file"),
+            filename=filename,
+            purpose=purpose,
+            size=len(content),
+            type=file_type,
+        )
         self.files[uploaded["id"]] = uploaded
         self.file_contents[uploaded["id"]] = content
         return uploaded
@@ -1231,6 +1716,8 @@ def stripe_fake(settings: Any) -> Iterator[StripeFake]:
         settings.STRIPE_API_BASE = fake.base_url
         settings.STRIPE_API_KEY = TEST_API_KEY
         settings.STRIPE_MAX_NETWORK_RETRIES = 0
+        # Retried calls in tests wait milliseconds, not Stripe's half-seconds.
+        settings.STRIPE_RETRY_BASE_SECONDS = 0.002
         # A hung fake should fail a test in seconds, not after the production 20 s.
         settings.STRIPE_TIMEOUT_SECONDS = 5
         yield fake

@@ -19,7 +19,7 @@ from accounts.models import AccessStatus, RevocationRequest
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from accounts.services.access import access_status_change
 from reconciliation.models import FlagKind, WebhookStatus
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import dispute_refresh
 from tests.factories import PASSWORD, FlagFactory, StaffFactory, UserFactory
 from tests.hostile.conftest import assert_answered, rolled_back
 
@@ -285,10 +285,11 @@ def world(db, stripe_fake) -> World:
             reason="Set up for the restore form",
         )
     customer = UserFactory(email="hostile-dispute@example.com", stripe_customer_id="cus_hostile")
-    obj = stripe_fake.add_dispute(
-        due_by=int(time.time()) + 3 * 86_400, metadata={"customer": "cus_hostile"}
+    obj = stripe_fake.add_customer_dispute(
+        customer="cus_hostile", due_by=int(time.time()) + 3 * 86_400
     )
-    dispute = dispute_apply(obj=obj)
+    dispute = dispute_refresh(obj=obj)
+    stripe_fake.requests.clear()  # the charge lookup is setup, not the test
     assert dispute.account == customer
     return World(
         support=support,

@@ -120,11 +120,17 @@ def _dispute_obj(dispute_id="dp_n1", customer="cus_n1", due_in=7 * 86400):
 # --- Finance --------------------------------------------------------------------------------
 
 
-def test_a_new_dispute_tells_finance_once_with_usage(receiver, sent, settings, client):
+def test_a_new_dispute_tells_finance_once_with_usage(
+    receiver, sent, settings, client, stripe_fake
+):
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
     account = UserFactory(stripe_customer_id="cus_n1", email="acme@example.com")
     ActivityFactory.create_batch(3, account=account)
-    body = body_for("charge.dispute.created", _dispute_obj(), id="evt_dispute_1")
+    stripe_fake.add_customer("cus_n1", email="acme@example.com")
+    stripe_fake.add_charge("ch_n1", customer="cus_n1")
+    # As Stripe sends it: the charge as an id, no customer on the dispute.
+    obj = {**_dispute_obj(), "charge": "ch_n1"}
+    body = body_for("charge.dispute.created", obj, id="evt_dispute_1")
 
     sent(post_signed, client, body)
     sent(post_signed, client, body)  # Stripe delivers it again

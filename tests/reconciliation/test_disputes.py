@@ -8,25 +8,31 @@ import pytest
 from django.utils import timezone
 
 from reconciliation.models import Dispute, Flag, FlagKind, FlagStatus
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import DisputeCharge, dispute_apply
 from tests.factories import SubscriptionFactory, UserFactory, WebhookEventFactory
+from tests.fakes.fixtures import stripe_fixture
 
 
 def dispute_obj(id="dp_test1", *, status="needs_response", customer=None, **extra):
-    """A dispute as Stripe renders it (charge not expanded unless a customer is given)."""
+    """A dispute as Stripe renders it, from Stripe's fixture: the charge by id, or expanded
+    (as `expand=["charge"]` returns it) when a customer is given."""
     now = int(time.time())
-    obj = {
-        "id": id,
-        "object": "dispute",
-        "amount": 4200,
-        "currency": "eur",
-        "charge": {"id": "ch_1", "object": "charge", "customer": customer} if customer else "ch_1",
-        "reason": "fraudulent",
-        "status": status,
-        "created": now,
-        "metadata": {},
-        "evidence_details": {"due_by": now + 7 * 86400, "submission_count": 0},
-    }
+    obj = stripe_fixture("dispute")
+    charge = "ch_1"
+    if customer:
+        charge = stripe_fixture("charge")
+        charge.update(id="ch_1", customer=customer)
+    obj.update(
+        id=id,
+        amount=4200,
+        currency="eur",
+        charge=charge,
+        reason="fraudulent",
+        status=status,
+        created=now,
+        metadata={},
+    )
+    obj["evidence_details"].update(due_by=now + 7 * 86400, submission_count=0)
     obj.update(extra)
     return obj
 
@@ -133,8 +139,11 @@ def test_account_found_through_metadata_or_subscription_mirror():
     assert dispute.account == by_meta
     subscribed = UserFactory(stripe_customer_id="")
     SubscriptionFactory(account=subscribed, customer_id="cus_only_in_mirror")
+    # Stripe's dispute names no customer: the lookup through its charge found this one.
     dispute = dispute_apply(
-        obj=dispute_obj("dp_sub", metadata={"customer": "cus_only_in_mirror"}), event=None
+        obj=dispute_obj("dp_sub"),
+        event=None,
+        charge=DisputeCharge(charge_id="ch_1", customer_id="cus_only_in_mirror"),
     )
     assert dispute.account == subscribed
     assert dispute.customer_id == "cus_only_in_mirror"

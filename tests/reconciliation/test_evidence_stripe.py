@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from reconciliation.models import Dispute, EvidenceExport
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import dispute_refresh
 from reconciliation.services.evidence import (
     FIELD_MAX_CHARS,
     TOTAL_MAX_CHARS,
@@ -34,10 +34,15 @@ def disputed_account(stripe_fake, *, rows=5, due_in=7 * 86400, spacing=timedelta
             ip_address=f"198.51.100.{n % 250}",
             path=f"/app/page/{n}",
         )
-    obj = stripe_fake.add_dispute(
-        due_by=int(time.time()) + due_in, metadata={"customer": "cus_evid"}
+    # The disputed charge paid for a period that began before the oldest activity, so the
+    # default window (the service period to now) holds every row.
+    obj = stripe_fake.add_customer_dispute(
+        customer="cus_evid",
+        due_by=int(time.time()) + due_in,
+        charged_days_ago=(rows * spacing).days + 2,
     )
-    dispute = dispute_apply(obj=obj)
+    dispute = dispute_refresh(obj=obj)
+    stripe_fake.requests.clear()  # the charge lookup is setup, not the test
     assert dispute.account == account
     return account, dispute
 
@@ -153,8 +158,11 @@ def test_stripe_error_is_reported_and_nothing_recorded(stripe_fake, finance_user
 
 
 def test_unlinked_dispute_is_refused(stripe_fake, finance_user):
-    obj = stripe_fake.add_dispute()
-    dispute = dispute_apply(obj=obj)
+    obj = stripe_fake.add_customer_dispute(
+        customer="cus_evid",
+    )
+    dispute = dispute_refresh(obj=obj)
+    stripe_fake.requests.clear()  # the charge lookup is setup, not the test
     with pytest.raises(EvidenceRefused, match="not linked"):
         dispute_evidence_stage(dispute=dispute, actor=finance_user)
 

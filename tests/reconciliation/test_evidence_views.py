@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from reconciliation.models import EvidenceExport
-from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.disputes import dispute_refresh
 from tests.factories import ActivityFactory, DisputeFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,10 +26,12 @@ def account():
 
 @pytest.fixture
 def staged_dispute(stripe_fake, account):
-    obj = stripe_fake.add_dispute(
-        due_by=int(time.time()) + 3 * 86400, metadata={"customer": "cus_views"}
+    obj = stripe_fake.add_customer_dispute(
+        customer="cus_views", due_by=int(time.time()) + 3 * 86400
     )
-    return dispute_apply(obj=obj)
+    dispute = dispute_refresh(obj=obj)
+    stripe_fake.requests.clear()  # the charge lookup is setup, not the test
+    return dispute
 
 
 def _actions(account, dispute):
@@ -185,8 +187,9 @@ def test_support_sees_the_dispute_without_actions(support_client, staged_dispute
 
 
 def test_past_due_dispute_is_refused_with_a_message(finance_client, account, stripe_fake):
-    obj = stripe_fake.add_dispute(due_by=int(time.time()) - 60, metadata={"customer": "cus_views"})
-    dispute = dispute_apply(obj=obj)
+    obj = stripe_fake.add_customer_dispute(customer="cus_views", due_by=int(time.time()) - 60)
+    dispute = dispute_refresh(obj=obj)
+    stripe_fake.requests.clear()  # the charge lookup is setup, not the test
     finance_client.post(reverse("dispute_stage", args=[dispute.provider_id]))
     html = finance_client.get(reverse("dispute_detail", args=[dispute.provider_id])).content
     assert b"deadline to respond to this dispute has passed" in html

@@ -141,7 +141,7 @@ def test_subscription_retrieve_passes_legacy_shape_through(stripe_fake: StripeFa
 
     assert retrieved["plan"]["amount"] == 1500
     assert retrieved["current_period_end"] == 1_800_000_000
-    assert "price" not in retrieved["items"]["data"][0]
+    assert "current_period_end" not in retrieved["items"]["data"][0]
 
 
 def test_customer_retrieve(stripe_fake: StripeFake) -> None:

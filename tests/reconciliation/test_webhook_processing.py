@@ -81,7 +81,10 @@ def test_past_due_starts_grace_with_audit_and_flag(client, django_capture_on_com
 def test_legacy_shape_is_parsed_into_the_mirror():
     UserFactory(stripe_customer_id="cus_legacy")
     obj = sub_obj("sub_legacy", "cus_legacy", legacy=True)
-    assert "plan" in obj and "price" not in obj["items"]["data"][0]
+    # The 2025-02-24.acacia shape keeps plan and the period at the top; items before the
+    # 2018 API versions carried no price either, so the parser must do with the plan alone.
+    del obj["items"]["data"][0]["price"]
+    assert "plan" in obj and "current_period_end" not in obj["items"]["data"][0]
     _store_and_process(event_object("customer.subscription.created", obj))
     mirror = Subscription.objects.get(provider_id="sub_legacy")
     assert (mirror.price_id, mirror.amount, mirror.currency, mirror.interval) == (
@@ -211,23 +214,16 @@ def test_processing_twice_applies_once():
 
 
 @pytest.mark.django_db
-def test_dispute_event_records_the_dispute():
+def test_dispute_event_records_the_dispute(stripe_fake):
     account = UserFactory(stripe_customer_id="cus_dp")
-    dispute = {
-        "id": "dp_hook",
-        "object": "dispute",
-        "amount": 1500,
-        "currency": "usd",
-        "charge": {"id": "ch_hook", "customer": "cus_dp"},
-        "reason": "fraudulent",
-        "status": "needs_response",
-        "created": int(time.time()),
-        "evidence_details": {"due_by": int(time.time()) + 86_400, "submission_count": 0},
-    }
+    # As Stripe sends it: the charge by id, no customer anywhere on the dispute.
+    dispute = stripe_fake.add_customer_dispute("dp_hook", customer="cus_dp")
+    assert isinstance(dispute["charge"], str) and dispute["metadata"] == {}
     row = _store_and_process(event_object("charge.dispute.created", dispute))
     assert row.status == WebhookStatus.PROCESSED, row.last_error
     recorded = Dispute.objects.get(provider_id="dp_hook")
     assert recorded.account == account
+    assert (recorded.customer_id, recorded.charge_id) == ("cus_dp", dispute["charge"])
     assert recorded.status == "needs_response"
 
 

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reconciliation.gateway import GatewayError
+from reconciliation.gateway import GatewayAuthError, GatewayError
+from reconciliation.services.disputes import disputes_link_unlinked
 from reconciliation.services.sync import stripe_sync
 
 
@@ -19,6 +20,8 @@ class Command(BaseCommand):
 
         try:
             report = stripe_sync(on_page=progress)
+        except GatewayAuthError as exc:
+            raise CommandError(str(exc)) from exc
         except GatewayError as exc:
             raise CommandError(
                 f"The provider listing failed: {exc}. Pages already read were saved; re-run."
@@ -36,3 +39,17 @@ class Command(BaseCommand):
         self.stdout.write(f"Ambiguous: {len(report.ambiguous)}")
         for customer_id, why in report.ambiguous:
             self.stdout.write(f"  {customer_id}: {why}")
+
+        # Disputes stored before they could be linked through their charge (or while Stripe
+        # was unreachable): look their charges up now.
+        try:
+            disputes = disputes_link_unlinked(actor="system:sync_stripe")
+        except GatewayAuthError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"Disputes: {disputes.looked_up} unlinked looked up, {disputes.linked} linked"
+        )
+        for provider_id, why in disputes.still_unlinked:
+            self.stdout.write(f"  {provider_id} still unlinked: {why}")
+        for provider_id, error in disputes.failed:
+            self.stdout.write(f"  {provider_id} lookup failed (re-run later): {error}")
