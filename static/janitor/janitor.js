@@ -106,8 +106,22 @@
     return [];
   }
 
+  // A polling region (data-polling) that holds a half-written comment waits: replacing it
+  // would throw away what a person is typing. It refreshes once the field is empty or left.
+  function typingIn(elt) {
+    var fields = elt.querySelectorAll("textarea, input[type=text]");
+    for (var i = 0; i < fields.length; i++) {
+      if (fields[i] === document.activeElement || fields[i].value.trim() !== "") { return true; }
+    }
+    return false;
+  }
+
   document.addEventListener("htmx:beforeRequest", function (evt) {
     var elt = evt.detail.elt;
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-polling") && typingIn(elt)) {
+      evt.preventDefault();
+      return;
+    }
     if (elt && elt.dataset && elt.dataset.busy === "1" && elt.tagName === "FORM") {
       evt.preventDefault();  // a second submit while the first is in flight
       return;

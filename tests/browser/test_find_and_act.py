@@ -166,6 +166,41 @@ def test_a_revocations_states_appear_without_reload(page, live_server, login_as,
     assert customer.access_status == AccessStatus.REVOKED
 
 
+def test_polling_waits_while_a_comment_is_being_written(
+    page, live_server, login_as, admin_user, support_user
+):
+    """The list refreshes itself while a revocation runs; a comment half-written on another
+    request must not be thrown away by that refresh."""
+    from accounts.services.revocation import revocation_step_pending
+
+    running = RevocationRequest.objects.create(
+        account=UserFactory(email="running@example.org"),
+        requested_by=StaffFactory(role=ROLE_ADMIN, email="asker@janitor.test"),
+        reason="Fraud",
+        status=RevocationStatus.APPROVED,
+        decided_by=admin_user,
+        decided_at=timezone.now(),
+    )
+    waiting = RevocationRequest.objects.create(
+        account=UserFactory(email="waiting@example.org"), requested_by=support_user, reason="x"
+    )
+    login_as(page, admin_user)
+    page.goto(f"{live_server.url}/revocations/")
+    comment = page.locator(
+        f"form[action$='/revocations/{waiting.pk}/reject/'] textarea[name=comment]"
+    )
+    comment.fill("The customer paid in full, see ticket 4411")
+    revocation_step_pending(revocation=RevocationRequest.objects.get(pk=running.pk))
+    page.wait_for_timeout(5000)  # two polling periods
+    expect(comment).to_have_value("The customer paid in full, see ticket 4411")
+    expect(page.get_by_test_id(f"access-{running.pk}")).to_have_text("Active")  # not refreshed
+    comment.fill("")
+    page.locator("h1").click()  # leave the field
+    expect(page.get_by_test_id(f"access-{running.pk}")).to_have_text(
+        "Revocation pending", timeout=6000
+    )
+
+
 def test_grace_ended_an_hour_ago_reads_overdue_in_the_queue(
     page, live_server, login_as, support_user
 ):
