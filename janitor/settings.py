@@ -1,6 +1,7 @@
 """Janitor's settings: the one place that reads the environment (see the README's table)."""
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -102,7 +103,13 @@ SECRET_KEY = _env_str("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
 # Off unless asked for: a forgotten variable in production must not serve debug pages (every
 # route on a 404, settings and connection URLs on a 500). `make run` sets DJANGO_DEBUG=true.
 DEBUG = _env_bool("DJANGO_DEBUG", False)
-if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50):
+# Commands that neither serve, sign nor send anything may run without the production secret
+# (a developer's or a hook's `manage.py makemigrations --check` on a bare checkout).
+_OFFLINE_COMMANDS = {"makemigrations", "showmigrations", "sqlmigrate", "collectstatic", "help"}
+_OFFLINE = (
+    len(sys.argv) > 1 and sys.argv[0].endswith("manage.py") and (sys.argv[1] in _OFFLINE_COMMANDS)
+)
+if not DEBUG and not _OFFLINE and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY must be set to a random value of 50+ characters when DJANGO_DEBUG is "
         "false (the default). For local development, set DJANGO_DEBUG=true instead."

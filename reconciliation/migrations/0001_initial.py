@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,229 +15,547 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Permissions',
+            name="Permissions",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'permissions': [('view_review_queue', 'Can read the review queue'), ('work_review_queue', 'Can assign, note, extend grace and resolve flags'), ('record_comp', 'Can record a comp (deliberate manual grant)'), ('view_webhooks', 'Can read webhook events'), ('replay_webhooks', 'Can replay webhook events'), ('view_reconciliation', 'Can read reconciliation runs'), ('run_reconciliation', 'Can start, apply or discard reconciliation runs'), ('view_disputes', 'Can read disputes and evidence')],
-                'managed': False,
-                'default_permissions': (),
+                "permissions": [
+                    ("view_review_queue", "Can read the review queue"),
+                    ("work_review_queue", "Can assign, note, extend grace and resolve flags"),
+                    ("record_comp", "Can record a comp (deliberate manual grant)"),
+                    ("view_webhooks", "Can read webhook events"),
+                    ("replay_webhooks", "Can replay webhook events"),
+                    ("view_reconciliation", "Can read reconciliation runs"),
+                    ("run_reconciliation", "Can start, apply or discard reconciliation runs"),
+                    ("view_disputes", "Can read disputes and evidence"),
+                ],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='Dispute',
+            name="Dispute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(default='stripe', max_length=20)),
-                ('provider_id', models.CharField(max_length=255, unique=True)),
-                ('charge_id', models.CharField(blank=True, max_length=255)),
-                ('customer_id', models.CharField(blank=True, db_index=True, max_length=255)),
-                ('amount', models.BigIntegerField(default=0)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('reason', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(max_length=32)),
-                ('due_by', models.DateTimeField(blank=True, null=True)),
-                ('submission_count', models.PositiveIntegerField(default=0)),
-                ('evidence_staged', models.JSONField(blank=True, default=dict)),
-                ('staged_at', models.DateTimeField(blank=True, null=True)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('provider_updated_at', models.DateTimeField()),
-                ('raw', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='disputes', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(default="stripe", max_length=20)),
+                ("provider_id", models.CharField(max_length=255, unique=True)),
+                ("charge_id", models.CharField(blank=True, max_length=255)),
+                ("customer_id", models.CharField(blank=True, db_index=True, max_length=255)),
+                ("amount", models.BigIntegerField(default=0)),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("reason", models.CharField(blank=True, max_length=64)),
+                ("status", models.CharField(max_length=32)),
+                ("due_by", models.DateTimeField(blank=True, null=True)),
+                ("submission_count", models.PositiveIntegerField(default=0)),
+                ("evidence_staged", models.JSONField(blank=True, default=dict)),
+                ("staged_at", models.DateTimeField(blank=True, null=True)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("provider_updated_at", models.DateTimeField()),
+                ("raw", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="disputes",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'permissions': [('export_evidence', 'Can export chargeback evidence'), ('submit_dispute_evidence', 'Can stage and submit dispute evidence')],
+                "permissions": [
+                    ("export_evidence", "Can export chargeback evidence"),
+                    ("submit_dispute_evidence", "Can stage and submit dispute evidence"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='EvidenceExport',
+            name="EvidenceExport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=16)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('actor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dispute', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='reconciliation.dispute')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=16)),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dispute",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="reconciliation.dispute",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Flag',
+            name="Flag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('missing_subscription', 'Missing subscription'), ('payment_failed', 'Payment failed'), ('reactivated', 'Re-activated'), ('manual_grant', 'Manual grant'), ('disputed', 'Disputed'), ('chargeback_lost', 'Chargeback lost'), ('grace_expired', 'Grace expired'), ('provider_mismatch', 'Provider mismatch')], max_length=32)),
-                ('status', models.CharField(choices=[('open', 'Open'), ('resolved', 'Resolved')], default='open', max_length=10)),
-                ('reason', models.TextField(blank=True, help_text='Why it was opened, in words.')),
-                ('opened_by', models.CharField(default='system', max_length=254)),
-                ('opened_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('resolution', models.TextField(blank=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('resolved_by', models.CharField(blank=True, max_length=254)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flags', to=settings.AUTH_USER_MODEL)),
-                ('assignee', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("missing_subscription", "Missing subscription"),
+                            ("payment_failed", "Payment failed"),
+                            ("reactivated", "Re-activated"),
+                            ("manual_grant", "Manual grant"),
+                            ("disputed", "Disputed"),
+                            ("chargeback_lost", "Chargeback lost"),
+                            ("grace_expired", "Grace expired"),
+                            ("provider_mismatch", "Provider mismatch"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "Open"), ("resolved", "Resolved")],
+                        default="open",
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True, help_text="Why it was opened, in words.")),
+                ("opened_by", models.CharField(default="system", max_length=254)),
+                ("opened_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("resolution", models.TextField(blank=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("resolved_by", models.CharField(blank=True, max_length=254)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="flags",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "assignee",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FlagNote',
+            name="FlagNote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(default='note', max_length=32)),
-                ('body', models.TextField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('flag', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notes', to='reconciliation.flag')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(default="note", max_length=32)),
+                ("body", models.TextField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "flag",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notes",
+                        to="reconciliation.flag",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ReconciliationRun',
+            name="ReconciliationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('dry_run', 'Dry run'), ('applied', 'Applied'), ('halted', 'Halted by the safety brake'), ('discarded', 'Discarded'), ('failed', 'Failed')], default='running', max_length=16)),
-                ('dry_run', models.BooleanField(default=False)),
-                ('triggered_by', models.CharField(default='system:schedule', max_length=254)),
-                ('counts', models.JSONField(blank=True, default=dict)),
-                ('pages_read', models.PositiveIntegerField(default=0)),
-                ('subscriptions_read', models.PositiveIntegerField(default=0)),
-                ('change_ratio', models.FloatField(blank=True, null=True)),
-                ('halt_reason', models.TextField(blank=True)),
-                ('errors', models.TextField(blank=True)),
-                ('durations', models.JSONField(blank=True, default=dict)),
-                ('progress', models.JSONField(blank=True, default=dict)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("dry_run", "Dry run"),
+                            ("applied", "Applied"),
+                            ("halted", "Halted by the safety brake"),
+                            ("discarded", "Discarded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("dry_run", models.BooleanField(default=False)),
+                ("triggered_by", models.CharField(default="system:schedule", max_length=254)),
+                ("counts", models.JSONField(blank=True, default=dict)),
+                ("pages_read", models.PositiveIntegerField(default=0)),
+                ("subscriptions_read", models.PositiveIntegerField(default=0)),
+                ("change_ratio", models.FloatField(blank=True, null=True)),
+                ("halt_reason", models.TextField(blank=True)),
+                ("errors", models.TextField(blank=True)),
+                ("durations", models.JSONField(blank=True, default=dict)),
+                ("progress", models.JSONField(blank=True, default=dict)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='flag',
-            name='opened_by_run',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='flags', to='reconciliation.reconciliationrun'),
+            model_name="flag",
+            name="opened_by_run",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="flags",
+                to="reconciliation.reconciliationrun",
+            ),
         ),
         migrations.CreateModel(
-            name='RunOutcome',
+            name="RunOutcome",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('outcome', models.CharField(choices=[('in_sync', 'In sync'), ('start_grace', 'Start grace period'), ('payment_failed', 'Payment failed: grace period'), ('reactivate', 'Re-activate'), ('flag_manual_grant', 'Flag manual grant'), ('flag_mismatch', 'Flag provider mismatch'), ('flag_grace_expired', 'Flag grace expired'), ('end_grace', 'End grace period')], max_length=24)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('applied', models.BooleanField(default=False)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='outcomes', to='reconciliation.reconciliationrun')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("in_sync", "In sync"),
+                            ("start_grace", "Start grace period"),
+                            ("payment_failed", "Payment failed: grace period"),
+                            ("reactivate", "Re-activate"),
+                            ("flag_manual_grant", "Flag manual grant"),
+                            ("flag_mismatch", "Flag provider mismatch"),
+                            ("flag_grace_expired", "Flag grace expired"),
+                            ("end_grace", "End grace period"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("applied", models.BooleanField(default=False)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="outcomes",
+                        to="reconciliation.reconciliationrun",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(default='stripe', max_length=20)),
-                ('provider_id', models.CharField(max_length=255, unique=True)),
-                ('customer_id', models.CharField(db_index=True, max_length=255)),
-                ('status', models.CharField(choices=[('incomplete', 'Incomplete'), ('incomplete_expired', 'Incomplete Expired'), ('trialing', 'Trialing'), ('active', 'Active'), ('past_due', 'Past Due'), ('canceled', 'Canceled'), ('unpaid', 'Unpaid'), ('paused', 'Paused')], max_length=24)),
-                ('price_id', models.CharField(blank=True, max_length=255)),
-                ('plan_name', models.CharField(blank=True, max_length=255)),
-                ('amount', models.BigIntegerField(blank=True, help_text='Minor units (cents).', null=True)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('interval', models.CharField(blank=True, max_length=10)),
-                ('current_period_end', models.DateTimeField(blank=True, null=True)),
-                ('cancel_at_period_end', models.BooleanField(default=False)),
-                ('provider_updated_at', models.DateTimeField()),
-                ('raw', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='subscriptions', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(default="stripe", max_length=20)),
+                ("provider_id", models.CharField(max_length=255, unique=True)),
+                ("customer_id", models.CharField(db_index=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("incomplete", "Incomplete"),
+                            ("incomplete_expired", "Incomplete Expired"),
+                            ("trialing", "Trialing"),
+                            ("active", "Active"),
+                            ("past_due", "Past Due"),
+                            ("canceled", "Canceled"),
+                            ("unpaid", "Unpaid"),
+                            ("paused", "Paused"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("price_id", models.CharField(blank=True, max_length=255)),
+                ("plan_name", models.CharField(blank=True, max_length=255)),
+                (
+                    "amount",
+                    models.BigIntegerField(blank=True, help_text="Minor units (cents).", null=True),
+                ),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("interval", models.CharField(blank=True, max_length=10)),
+                ("current_period_end", models.DateTimeField(blank=True, null=True)),
+                ("cancel_at_period_end", models.BooleanField(default=False)),
+                ("provider_updated_at", models.DateTimeField()),
+                ("raw", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="subscriptions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('provider_event_id', models.CharField(max_length=255, unique=True)),
-                ('type', models.CharField(db_index=True, max_length=100)),
-                ('created', models.DateTimeField(help_text="The provider's event time.")),
-                ('payload', models.JSONField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processed', 'Processed'), ('ignored', 'Ignored (type not handled)'), ('failed', 'Failed, will retry'), ('dead', 'Dead-lettered')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('source', models.CharField(default='webhook', max_length=16)),
-                ('customer_id', models.CharField(blank=True, db_index=True, max_length=255)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("provider_event_id", models.CharField(max_length=255, unique=True)),
+                ("type", models.CharField(db_index=True, max_length=100)),
+                ("created", models.DateTimeField(help_text="The provider's event time.")),
+                ("payload", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processed", "Processed"),
+                            ("ignored", "Ignored (type not handled)"),
+                            ("failed", "Failed, will retry"),
+                            ("dead", "Dead-lettered"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("source", models.CharField(default="webhook", max_length=16)),
+                ("customer_id", models.CharField(blank=True, db_index=True, max_length=255)),
             ],
             options={
-                'indexes': [models.Index(fields=['status', 'received_at'], name='webhook_status_idx'), models.Index(fields=['created'], name='webhook_created_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'processed', 'ignored', 'failed', 'dead'])), name='webhook_status_valid')],
+                "indexes": [
+                    models.Index(fields=["status", "received_at"], name="webhook_status_idx"),
+                    models.Index(fields=["created"], name="webhook_created_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("status__in", ["pending", "processed", "ignored", "failed", "dead"])
+                        ),
+                        name="webhook_status_valid",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WebhookAttempt',
+            name="WebhookAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('trigger', models.CharField(blank=True, max_length=32)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts_log', to='reconciliation.webhookevent')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("outcome", models.CharField(max_length=16)),
+                ("error", models.TextField(blank=True)),
+                ("trigger", models.CharField(blank=True, max_length=32)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts_log",
+                        to="reconciliation.webhookevent",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='flag',
-            name='opened_by_event',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='flags', to='reconciliation.webhookevent'),
+            model_name="flag",
+            name="opened_by_event",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="flags",
+                to="reconciliation.webhookevent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='dispute',
-            index=models.Index(fields=['status', 'due_by'], name='dispute_urgency_idx'),
+            model_name="dispute",
+            index=models.Index(fields=["status", "due_by"], name="dispute_urgency_idx"),
         ),
         migrations.AddConstraint(
-            model_name='dispute',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='dispute_amount_not_negative'),
+            model_name="dispute",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)), name="dispute_amount_not_negative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='reconciliationrun',
-            index=models.Index(fields=['-started_at'], name='run_started_idx'),
+            model_name="reconciliationrun",
+            index=models.Index(fields=["-started_at"], name="run_started_idx"),
         ),
         migrations.AddConstraint(
-            model_name='reconciliationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['running', 'dry_run', 'applied', 'halted', 'discarded', 'failed'])), name='run_status_valid'),
+            model_name="reconciliationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        ["running", "dry_run", "applied", "halted", "discarded", "failed"],
+                    )
+                ),
+                name="run_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='runoutcome',
-            constraint=models.UniqueConstraint(fields=('run', 'account'), name='run_outcome_one_per_account'),
+            model_name="runoutcome",
+            constraint=models.UniqueConstraint(
+                fields=("run", "account"), name="run_outcome_one_per_account"
+            ),
         ),
         migrations.AddIndex(
-            model_name='subscription',
-            index=models.Index(fields=['account', 'status'], name='subscription_account_idx'),
+            model_name="subscription",
+            index=models.Index(fields=["account", "status"], name="subscription_account_idx"),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['incomplete', 'incomplete_expired', 'trialing', 'active', 'past_due', 'canceled', 'unpaid', 'paused'])), name='subscription_status_valid'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        [
+                            "incomplete",
+                            "incomplete_expired",
+                            "trialing",
+                            "active",
+                            "past_due",
+                            "canceled",
+                            "unpaid",
+                            "paused",
+                        ],
+                    )
+                ),
+                name="subscription_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__isnull', True), ('amount__gte', 0), _connector='OR'), name='subscription_amount_not_negative'),
+            model_name="subscription",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__isnull", True), ("amount__gte", 0), _connector="OR"),
+                name="subscription_amount_not_negative",
+            ),
         ),
         migrations.AddIndex(
-            model_name='flag',
-            index=models.Index(fields=['status', 'kind', 'opened_at'], name='flag_queue_idx'),
+            model_name="flag",
+            index=models.Index(fields=["status", "kind", "opened_at"], name="flag_queue_idx"),
         ),
         migrations.AddIndex(
-            model_name='flag',
-            index=models.Index(fields=['status', 'opened_at'], name='flag_open_age_idx'),
+            model_name="flag",
+            index=models.Index(fields=["status", "opened_at"], name="flag_open_age_idx"),
         ),
         migrations.AddConstraint(
-            model_name='flag',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('account', 'kind'), name='flag_one_open_per_account_kind'),
+            model_name="flag",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "open")),
+                fields=("account", "kind"),
+                name="flag_one_open_per_account_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='flag',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['missing_subscription', 'payment_failed', 'reactivated', 'manual_grant', 'disputed', 'chargeback_lost', 'grace_expired', 'provider_mismatch'])), name='flag_kind_valid'),
+            model_name="flag",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "kind__in",
+                        [
+                            "missing_subscription",
+                            "payment_failed",
+                            "reactivated",
+                            "manual_grant",
+                            "disputed",
+                            "chargeback_lost",
+                            "grace_expired",
+                            "provider_mismatch",
+                        ],
+                    )
+                ),
+                name="flag_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='flag',
-            constraint=models.CheckConstraint(condition=models.Q(('status', 'open'), models.Q(('resolved_at__isnull', False), models.Q(('resolution', ''), _negated=True)), _connector='OR'), name='flag_resolved_has_resolution'),
+            model_name="flag",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status", "open"),
+                    models.Q(
+                        ("resolved_at__isnull", False), models.Q(("resolution", ""), _negated=True)
+                    ),
+                    _connector="OR",
+                ),
+                name="flag_resolved_has_resolution",
+            ),
         ),
     ]

@@ -120,9 +120,7 @@ def _dispute_obj(dispute_id="dp_n1", customer="cus_n1", due_in=7 * 86400):
 # --- Finance --------------------------------------------------------------------------------
 
 
-def test_a_new_dispute_tells_finance_once_with_usage(
-    receiver, sent, settings, client, stripe_fake
-):
+def test_a_new_dispute_tells_finance_once_with_usage(receiver, sent, settings, client, stripe_fake):
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
     account = UserFactory(stripe_customer_id="cus_n1", email="acme@example.com")
     ActivityFactory.create_batch(3, account=account)

@@ -201,7 +201,7 @@ def test_evidence_csv_cannot_carry_a_formula(finance_client, account, trigger):
     """Paths, user agents and event ids are the product's input: none may start a formula."""
     ActivityFactory(
         account=account,
-        path=f"{trigger}HYPERLINK(\"http://evil.example/\")",
+        path=f'{trigger}HYPERLINK("http://evil.example/")',
         user_agent=f"{trigger}1+1",
         client_event_id=f"{trigger}evt",
         source="1",
@@ -211,7 +211,7 @@ def test_evidence_csv_cannot_carry_a_formula(finance_client, account, trigger):
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     crafted = [row for row in rows if row[2].endswith('HYPERLINK("http://evil.example/")')]
     assert len(crafted) == 1
-    assert crafted[0][2] == f"'{trigger}HYPERLINK(\"http://evil.example/\")"
+    assert crafted[0][2] == f'\'{trigger}HYPERLINK("http://evil.example/")'
     assert crafted[0][4] == f"'{trigger}1+1" and crafted[0][6] == f"'{trigger}evt"
     for row in rows:
         assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
