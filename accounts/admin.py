@@ -6,6 +6,7 @@ from django.db import transaction
 
 from accounts.models import (
     AccessAudit,
+    Account,
     AccessComp,
     ActivityLog,
     ApiToken,
@@ -18,38 +19,59 @@ from accounts.services.activity import api_token_create, api_token_revoke
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    """People who sign in: staff, and the members of customer accounts."""
+
     ordering = ("email",)
-    list_display = ("email", "public_id", "name", "access_status", "is_active", "is_staff")
-    list_filter = ("access_status", "is_staff", "is_active", "groups")
-    search_fields = ("email", "public_id", "name", "stripe_customer_id")
-    # Access status moves only through the services (each change is audited), never by hand here.
-    readonly_fields = (
-        "access_status",
-        "grace_ends_at",
-        "is_active",
-        "session_version",
-        "last_login",
-    )
+    list_display = ("email", "public_id", "name", "account", "is_active", "is_staff")
+    list_filter = ("is_staff", "is_active", "groups")
+    search_fields = ("email", "public_id", "name", "account__public_id", "account__name")
+    list_select_related = ("account",)
+    raw_id_fields = ("account",)
+    # A member is disabled from the account page (audited); here it is only shown.
+    readonly_fields = ("is_active", "session_version", "last_login")
     fieldsets = (
-        (None, {"fields": ("email", "password", "public_id", "name", "stripe_customer_id")}),
-        ("Access", {"fields": ("access_status", "grace_ends_at", "is_active", "session_version")}),
+        (None, {"fields": ("email", "password", "public_id", "name", "account")}),
+        ("Access", {"fields": ("is_active", "session_version")}),
         ("Staff", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "password1", "password2", "account")}),
+    )
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    """Billing accounts. Access status moves only through the services (each change is
+    audited), never by hand here."""
+
+    ordering = ("name", "email")
+    list_display = ("public_id", "name", "email", "access_status", "stripe_customer_id")
+    list_filter = ("access_status",)
+    search_fields = ("email", "public_id", "name", "stripe_customer_id", "members__email")
+    readonly_fields = ("access_status", "grace_ends_at", "is_active", "created_at")
+    fields = (
+        "public_id",
+        "name",
+        "email",
+        "stripe_customer_id",
+        "access_status",
+        "grace_ends_at",
+        "is_active",
+        "created_at",
+    )
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if not obj.is_staff:
-            # A new account (or one given a customer id) takes the subscriptions that waited
-            # for it, by the audit's rules.
-            from reconciliation.services.subscriptions import subscriptions_link_waiting
+        # A new account (or one given a customer id) takes the subscriptions that waited for
+        # it, by the audit's rules.
+        from reconciliation.services.subscriptions import subscriptions_link_waiting
 
-            transaction.on_commit(
-                lambda: subscriptions_link_waiting(
-                    account=obj, actor="system:link", source=f"admin:{request.user.email}"
-                )
+        transaction.on_commit(
+            lambda: subscriptions_link_waiting(
+                account=obj, actor="system:link", source=f"admin:{request.user.email}"
             )
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -73,10 +95,10 @@ class AccessAuditAdmin(ReadOnlyAdmin):
 
 @admin.register(ActivityLog)
 class ActivityLogAdmin(ReadOnlyAdmin):
-    list_display = ("occurred_at", "account", "kind", "path", "ip_address", "source")
+    list_display = ("occurred_at", "member", "kind", "path", "ip_address", "source")
     list_filter = ("kind",)
-    search_fields = ("account__email", "account__public_id")
-    list_select_related = ("account",)
+    search_fields = ("member__email", "member__public_id", "member__account__public_id")
+    list_select_related = ("member",)
     show_full_result_count = False
 
 

@@ -76,8 +76,96 @@ class UserManager(BaseUserManager):
         return self.create_user(email, password, **extra)
 
 
+class Account(models.Model):
+    """The billing entity: one Stripe customer, its access status, grace period, flags, comps,
+    disputes, revocations and audit trail. The people who sign in are its members (User)."""
+
+    public_id = models.CharField(max_length=64, unique=True, default=public_id_generate)
+    name = models.CharField(max_length=200, blank=True)
+    # The billing contact's email: the audit links a provider customer to the account by it.
+    email = models.EmailField(max_length=254, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # False exactly when revoked (the state machine's table, a database constraint).
+    is_active = models.BooleanField(default=True)
+    access_status = models.CharField(
+        max_length=20, choices=AccessStatus.choices, default=AccessStatus.ACTIVE
+    )
+    grace_ends_at = models.DateTimeField(null=True, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"), condition=~Q(email=""), name="account_email_unique_ci"
+            ),
+            models.UniqueConstraint(
+                fields=["stripe_customer_id"],
+                condition=~Q(stripe_customer_id=""),
+                name="account_stripe_customer_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(access_status__in=AccessStatus.values),
+                name="account_access_status_valid",
+            ),
+            # The state machine's table: only "revoked" is inactive, and it always is.
+            models.CheckConstraint(
+                condition=Q(access_status=AccessStatus.REVOKED, is_active=False)
+                | (~Q(access_status=AccessStatus.REVOKED) & Q(is_active=True)),
+                name="account_is_active_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=~Q(access_status=AccessStatus.GRACE_PERIOD)
+                | Q(grace_ends_at__isnull=False),
+                name="account_grace_has_end",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["access_status"], name="account_access_status_idx"),
+            # The review queue sorts by days of grace left.
+            models.Index(fields=["grace_ends_at"], name="account_grace_ends_idx"),
+        ]
+        permissions = [
+            ("manage_members", "Can disable and enable an account's members"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.public_id
+
+    def clean(self):
+        super().clean()
+        try:
+            public_id_validate(self.public_id)
+        except ValidationError as error:
+            raise ValidationError({"public_id": error}) from None
+
+    @property
+    def label(self) -> str:
+        """How staff pages name the account: its name and billing email, or either."""
+        if self.name and self.email and self.name != self.email:
+            return f"{self.name} ({self.email})"
+        return self.name or self.email or self.public_id
+
+    @property
+    def is_erased(self) -> bool:
+        """Personal data erased on request (reconciliation.services.privacy.account_erase)."""
+        return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
+
+    @property
+    def grants_access(self) -> bool:
+        """Whether the account's members may sign in and use the product (each member must
+        also be enabled)."""
+        return self.is_active and self.access_status in {
+            AccessStatus.ACTIVE,
+            AccessStatus.GRACE_PERIOD,
+        }
+
+    can_log_in = grants_access
+
+
 class User(AbstractBaseUser, PermissionsMixin):
-    """A person who signs in: a customer of the product, or staff (is_staff, role by group)."""
+    """A person who signs in: a member of a customer account, or staff (is_staff, role by
+    group, no account). `is_active` is the member's own switch (a person who left the team is
+    disabled); the account's access status decides for all its members."""
 
     public_id = models.CharField(max_length=64, unique=True, default=public_id_generate)
     email = models.EmailField(max_length=254, unique=True)
@@ -85,11 +173,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
-    access_status = models.CharField(
-        max_length=20, choices=AccessStatus.choices, default=AccessStatus.ACTIVE
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, null=True, blank=True, related_name="members"
     )
-    grace_ends_at = models.DateTimeField(null=True, blank=True)
-    stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
     # Bumped on revocation; folded into the session auth hash so every session dies with it.
     session_version = models.PositiveIntegerField(default=0)
 
@@ -102,30 +188,6 @@ class User(AbstractBaseUser, PermissionsMixin):
     class Meta:
         constraints = [
             models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
-            models.UniqueConstraint(
-                fields=["stripe_customer_id"],
-                condition=~Q(stripe_customer_id=""),
-                name="user_stripe_customer_unique",
-            ),
-            models.CheckConstraint(
-                condition=Q(access_status__in=AccessStatus.values), name="user_access_status_valid"
-            ),
-            # The state machine's table: only "revoked" is inactive, and it always is.
-            models.CheckConstraint(
-                condition=Q(access_status=AccessStatus.REVOKED, is_active=False)
-                | (~Q(access_status=AccessStatus.REVOKED) & Q(is_active=True)),
-                name="user_is_active_matches_status",
-            ),
-            models.CheckConstraint(
-                condition=~Q(access_status=AccessStatus.GRACE_PERIOD)
-                | Q(grace_ends_at__isnull=False),
-                name="user_grace_has_end",
-            ),
-        ]
-        indexes = [
-            models.Index(fields=["access_status"], name="user_access_status_idx"),
-            # The review queue sorts by days of grace left.
-            models.Index(fields=["grace_ends_at"], name="user_grace_ends_idx"),
         ]
         permissions = [
             ("view_dashboard", "Can open the staff dashboard"),
@@ -166,12 +228,25 @@ class User(AbstractBaseUser, PermissionsMixin):
         """Personal data erased on request (reconciliation.services.privacy.account_erase)."""
         return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
 
+    # The account's access, read through the member (staff have no account: always active).
+    @property
+    def access_status(self) -> str:
+        return self.account.access_status if self.account_id else AccessStatus.ACTIVE
+
+    @property
+    def grace_ends_at(self):
+        return self.account.grace_ends_at if self.account_id else None
+
+    @property
+    def stripe_customer_id(self) -> str:
+        return self.account.stripe_customer_id if self.account_id else ""
+
     @property
     def can_log_in(self) -> bool:
-        return self.is_active and self.access_status in {
-            AccessStatus.ACTIVE,
-            AccessStatus.GRACE_PERIOD,
-        }
+        """Enabled, and (for a customer) the account grants access."""
+        if not self.is_active:
+            return False
+        return self.account_id is None or self.account.grants_access
 
     @property
     def staff_role(self) -> str:
@@ -202,7 +277,10 @@ class ActivityLog(models.Model):
     """One thing a customer did: proof of usage for chargeback evidence."""
 
     id = models.BigAutoField(primary_key=True)
-    account = models.ForeignKey(User, on_delete=models.CASCADE, related_name="activity")
+    # The member who did it; the account is member.account (the column keeps its old name).
+    member = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="activity", db_column="account_id"
+    )
     occurred_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=16, choices=ActivityKind.choices)
     path = models.CharField(max_length=500, blank=True)
@@ -213,9 +291,7 @@ class ActivityLog(models.Model):
     client_event_id = models.CharField(max_length=128, null=True, blank=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["account", "occurred_at"], name="activity_account_time_idx")
-        ]
+        indexes = [models.Index(fields=["member", "occurred_at"], name="activity_account_time_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["source", "client_event_id"],
@@ -246,7 +322,7 @@ class ApiToken(models.Model):
 class AccessComp(models.Model):
     """A deliberate manual grant: the audit does not flag it until it expires."""
 
-    account = models.ForeignKey(User, on_delete=models.CASCADE, related_name="comps")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="comps")
     reason = models.TextField()
     expires_at = models.DateTimeField()
     granted_by = models.ForeignKey(
@@ -276,7 +352,9 @@ class RevocationStatus(models.TextChoices):
 class RevocationRequest(models.Model):
     """A request to revoke an account, approved by an admin who is not the requester."""
 
-    account = models.ForeignKey(User, on_delete=models.PROTECT, related_name="revocation_requests")
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="revocation_requests"
+    )
     requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     reason = models.TextField()
     reference = models.CharField(max_length=200, blank=True)
@@ -374,7 +452,7 @@ class AccessAudit(models.Model):
     """One change of access status, written in the same transaction as the change. Append-only."""
 
     id = models.BigAutoField(primary_key=True)
-    account = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_audit")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="access_audit")
     at = models.DateTimeField(default=timezone.now)
     actor = models.CharField(max_length=254, help_text='A staff email or "system:<job>".')
     actor_user = models.ForeignKey(
@@ -417,6 +495,8 @@ class AccessAudit(models.Model):
 class StaffActionKind(models.TextChoices):
     TWO_FACTOR_RESET = "two_factor_reset", "Two-factor devices reset"
     ACCOUNT_ERASED = "account_erased", "Personal data erased"
+    MEMBER_DISABLED = "member_disabled", "Member disabled"
+    MEMBER_ENABLED = "member_enabled", "Member enabled"
 
 
 class StaffActionAudit(models.Model):
@@ -425,7 +505,14 @@ class StaffActionAudit(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=32, choices=StaffActionKind.choices)
-    subject = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    # The person acted on (a staff member, or a customer account's member), and the customer
+    # account concerned when there is one (an erasure names the account, member actions both).
+    subject = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
     at = models.DateTimeField(default=timezone.now)
     actor = models.CharField(max_length=254, help_text='A staff email or "system:<job>".')
     actor_user = models.ForeignKey(

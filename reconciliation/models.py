@@ -26,7 +26,7 @@ class Subscription(models.Model):
     provider = models.CharField(max_length=20, default=PROVIDER_STRIPE)
     provider_id = models.CharField(max_length=255, unique=True)
     account = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+        "accounts.Account",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
@@ -41,6 +41,9 @@ class Subscription(models.Model):
     interval = models.CharField(max_length=10, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    # Seats paid for: the summed quantity of the per-seat items (JANITOR_SEAT_PRICES or a price
+    # whose metadata says per_seat), None when no item is per-seat (a flat price never counts).
+    seat_quantity = models.PositiveIntegerField(null=True, blank=True)
     # Provider time of the newest change applied here: older events must not roll it back.
     provider_updated_at = models.DateTimeField()
     raw = models.JSONField(default=dict)
@@ -188,6 +191,8 @@ class Outcome(models.TextChoices):
     FLAG_MISMATCH = "flag_mismatch", "Flag provider mismatch"
     FLAG_GRACE_EXPIRED = "flag_grace_expired", "Flag grace expired"
     END_GRACE = "end_grace", "End grace period"
+    # More enabled members than the per-seat subscription pays for (never changes access).
+    FLAG_SEATS_EXCEEDED = "flag_seats_exceeded", "Flag seats exceeded"
     # The account could not be verified this run (a capped or failed customer lookup, a partial
     # listing): no change and no flag, only counted and listed with the reason.
     NOT_CHECKED = "not_checked", "Not checked"
@@ -198,9 +203,7 @@ class RunOutcome(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="outcomes")
-    account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
-    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
     outcome = models.CharField(max_length=24, choices=Outcome.choices)
     detail = models.JSONField(default=dict, blank=True)
     applied = models.BooleanField(default=False)
@@ -222,9 +225,7 @@ class RunLink(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="links")
-    account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
-    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
     customer_id = models.CharField(max_length=255)
     how = models.CharField(max_length=32)  # metadata.account_id or email
     applied = models.BooleanField(default=False)
@@ -245,6 +246,7 @@ class FlagKind(models.TextChoices):
     CHARGEBACK_LOST = "chargeback_lost", "Chargeback lost"
     GRACE_EXPIRED = "grace_expired", "Grace expired"
     PROVIDER_MISMATCH = "provider_mismatch", "Provider mismatch"
+    SEATS_EXCEEDED = "seats_exceeded", "Seats exceeded"
 
 
 class FlagStatus(models.TextChoices):
@@ -255,9 +257,7 @@ class FlagStatus(models.TextChoices):
 class Flag(models.Model):
     """One thing a person must look at. One open flag per (account, kind)."""
 
-    account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="flags"
-    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="flags")
     kind = models.CharField(max_length=32, choices=FlagKind.choices)
     status = models.CharField(max_length=10, choices=FlagStatus.choices, default=FlagStatus.OPEN)
     reason = models.TextField(blank=True, help_text="Why it was opened, in words.")
@@ -314,7 +314,7 @@ class Dispute(models.Model):
     provider = models.CharField(max_length=20, default=PROVIDER_STRIPE)
     provider_id = models.CharField(max_length=255, unique=True)
     account = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+        "accounts.Account",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
@@ -356,9 +356,7 @@ class Dispute(models.Model):
 class EvidenceExport(models.Model):
     """Who exported or sent which evidence, when."""
 
-    account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
     dispute = models.ForeignKey(Dispute, on_delete=models.SET_NULL, null=True, blank=True)
     kind = models.CharField(max_length=16)  # pdf, csv, stripe_stage, stripe_submit
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
