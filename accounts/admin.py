@@ -6,8 +6,8 @@ from django.db import transaction
 
 from accounts.models import (
     AccessAudit,
-    Account,
     AccessComp,
+    Account,
     ActivityLog,
     ApiToken,
     RevocationRequest,

@@ -14,7 +14,8 @@ ACCESS_REFUSED_MESSAGE = (
 
 
 class AccessStatusBackend(ModelBackend):
-    """ModelBackend that refuses revoked_pending, revoked and inactive accounts at login.
+    """ModelBackend that refuses disabled members and members of revoked_pending or revoked
+    accounts at login.
 
     Existing sessions of a revoked_pending account keep working until the staged revocation
     ends them (DESIGN.md), so get_user() keeps ModelBackend's is_active rule only.
@@ -41,3 +42,11 @@ class AccessStatusBackend(ModelBackend):
         if self.user_can_authenticate(user):
             return user
         return None
+
+    def get_user(self, user_id):
+        # Every request reads the member's account (its access status): one query, not two.
+        try:
+            user = User._default_manager.select_related("account").get(pk=user_id)
+        except User.DoesNotExist:
+            return None
+        return user if self.user_can_authenticate(user) else None

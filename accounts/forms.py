@@ -84,3 +84,15 @@ class TwoFactorResetForm(forms.Form):
         if not reason:
             raise forms.ValidationError("A reason is required.")
         return reason
+
+
+class MemberChangeForm(forms.Form):
+    """Disable or enable one member of an account: a reason for the audit."""
+
+    reason = forms.CharField(max_length=500)
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why (for the audit).")
+        return reason

@@ -12,7 +12,8 @@ from accounts.services.sessions import session_revoked_owner
 
 
 def _refused(user: User) -> bool:
-    # revoked_pending keeps its sessions until step 2 of the staged revocation (DESIGN.md).
+    # A disabled member, or a member of a revoked account. revoked_pending keeps its sessions
+    # until step 2 of the staged revocation (DESIGN.md) ends them.
     return not user.is_active or user.access_status == AccessStatus.REVOKED
 
 
@@ -50,7 +51,10 @@ class AccessEnforcementMiddleware:
             if owner_id is None:
                 return None
         return (
-            User.objects.filter(pk=owner_id).only("is_active", "access_status", "is_staff").first()
+            User.objects.filter(pk=owner_id)
+            .select_related("account")
+            .only("is_active", "is_staff", "account", "account__access_status")
+            .first()
         )
 
     @staticmethod

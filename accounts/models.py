@@ -124,9 +124,6 @@ class Account(models.Model):
             # The review queue sorts by days of grace left.
             models.Index(fields=["grace_ends_at"], name="account_grace_ends_idx"),
         ]
-        permissions = [
-            ("manage_members", "Can disable and enable an account's members"),
-        ]
 
     def __str__(self) -> str:
         return self.name or self.email or self.public_id
@@ -198,6 +195,7 @@ class User(AbstractBaseUser, PermissionsMixin):
             ("export_access_audit", "Can export the access audit"),
             ("reset_two_factor", "Can reset another staff member's two-factor devices"),
             ("erase_customer", "Can erase a customer's personal data on request"),
+            ("manage_members", "Can disable and enable an account's members"),
         ]
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "reconciliation.record_comp",
             "reconciliation.view_webhooks",
             "accounts.request_revocation",
+            "accounts.manage_members",
         }
     ),
     ROLE_FINANCE: frozenset(
@@ -48,6 +49,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "janitor.view_notice",
             "accounts.reset_two_factor",
             "accounts.erase_customer",
+            "accounts.manage_members",
         }
     ),
 }
@@ -55,7 +57,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 # What each role may do, in words, for the README and the dashboard's help text.
 ROLE_DESCRIPTIONS = {
     ROLE_SUPPORT: "Works the review queue (assign, note, extend grace, record comps, resolve), "
-    "reads webhooks, requests revocations.",
+    "disables and enables an account's members, reads webhooks, requests revocations.",
     ROLE_FINANCE: "Reads disputes, exports evidence (PDF/CSV), stages and submits dispute "
     "evidence, requests revocations, exports the audit.",
     ROLE_ADMIN: "Everything Support does, plus approves or rejects revocations (not their own), "

@@ -11,20 +11,20 @@ from django_otp import devices_for_user
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import AccessAudit, RevocationRequest, RevocationStatus, User
+from accounts.models import AccessAudit, Account, RevocationRequest, RevocationStatus, User
 from accounts.roles import ROLE_ADMIN
 from accounts.services.revocation import OPEN_STATUSES
 
 
 @dataclass
 class AccessPanel:
-    account: User
+    account: Account
     open_request: RevocationRequest | None
     last_request: RevocationRequest | None
 
 
 def access_panel_get(*, public_id: str) -> AccessPanel:
-    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    account = get_object_or_404(Account, public_id=public_id)
     requests = list(
         RevocationRequest.objects.filter(account=account)
         .select_related("requested_by", "decided_by")
@@ -71,7 +71,13 @@ def access_audit_list(
     """The access audit, newest first, filtered; dates are whole UTC days, both inclusive."""
     qs = AccessAudit.objects.select_related("account", "actor_user", "approver")
     if account:
-        qs = qs.filter(Q(account__public_id=account) | Q(account__email__iexact=account))
+        # The account's public id or email, or one of its members' (a member names the account).
+        qs = qs.filter(
+            Q(account__public_id=account)
+            | Q(account__email__iexact=account)
+            | Q(account__members__public_id=account)
+            | Q(account__members__email__iexact=account)
+        ).distinct()
     if actor:
         qs = qs.filter(actor__icontains=actor)
     if date_from:

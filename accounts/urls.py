@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("accounts.urls_customer")),
     path("", include("accounts.urls_activity")),
     path("", include("accounts.urls_two_factor")),
+    path("", include("accounts.urls_members")),
 ]

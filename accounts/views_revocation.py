@@ -9,7 +9,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import AuditFilterForm, DecisionForm, RestoreForm, RevocationRequestForm
-from accounts.models import RevocationRequest, RevocationStatus, User
+from accounts.models import Account, RevocationRequest, RevocationStatus, User
 from accounts.selectors import (
     access_audit_list,
     access_panel_get,
@@ -66,7 +66,7 @@ def _panel_outcome(request, public_id: str, *, notice: str = "", error: str = ""
 @require_POST
 @staff_required("accounts.request_revocation")
 def revocation_request_create(request, public_id: str):
-    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    account = get_object_or_404(Account, public_id=public_id)
     form = RevocationRequestForm(request.POST)
     if not form.is_valid():
         return _panel_outcome(
@@ -89,7 +89,7 @@ def revocation_request_create(request, public_id: str):
 @require_POST
 @staff_required("accounts.restore_access")
 def access_restore_view(request, public_id: str):
-    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    account = get_object_or_404(Account, public_id=public_id)
     form = RestoreForm(request.POST)
     if not form.is_valid():
         return _panel_outcome(

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccessAudit, AccessStatus, ActivityKind, ActivityLog, User
+from accounts.models import AccessAudit, AccessStatus, Account, ActivityKind, ActivityLog, User
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from reconciliation.models import Dispute, Flag, FlagKind, Subscription, WebhookEvent
 
@@ -91,7 +91,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
             for _ in range(count):
                 n += 1
                 first, last = rng.choice(FIRST), rng.choice(LAST)
-                customer = User(
+                customer = Account(
                     public_id=_public_id(rng),
                     email=f"{first}.{last}.{n}@example.com",
                     name=f"{first.title()} {last.title()}",
@@ -101,8 +101,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
                     grace_ends_at=now + timedelta(days=rng.randint(-2, 6))
                     if status == AccessStatus.GRACE_PERIOD
                     else None,
-                    date_joined=now - timedelta(days=rng.randint(40, 900)),
-                    password="!",
+                    created_at=now - timedelta(days=rng.randint(40, 900)),
                 )
                 customers.append(customer)
                 if status == AccessStatus.GRACE_PERIOD:
@@ -125,8 +124,28 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
                         )
                     )
                     subscriptions[-1].account_public_id = customer.public_id
-        User.objects.bulk_create(customers, ignore_conflicts=True)
+        Account.objects.bulk_create(customers, ignore_conflicts=True)
         ids = dict(
+            Account.objects.filter(public_id__in=[c.public_id for c in customers]).values_list(
+                "public_id", "id"
+            )
+        )
+        # Someone who pays for themselves: an account with one member, the same ids.
+        User.objects.bulk_create(
+            [
+                User(
+                    public_id=c.public_id,
+                    email=c.email,
+                    name=c.name,
+                    account_id=ids[c.public_id],
+                    date_joined=c.created_at,
+                    password="!",
+                )
+                for c in customers
+            ],
+            ignore_conflicts=True,
+        )
+        member_ids = dict(
             User.objects.filter(public_id__in=[c.public_id for c in customers]).values_list(
                 "public_id", "id"
             )
@@ -135,7 +154,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
             sub.account_id = ids[sub.account_public_id]
         Subscription.objects.bulk_create(subscriptions, ignore_conflicts=True)
         _audit_ensure(customers, ids, now)
-        _activity_ensure(customers, ids, rng, now, activity_days)
+        _activity_ensure(customers, member_ids, rng, now, activity_days)
         Flag.objects.bulk_create(
             [
                 Flag(
@@ -151,8 +170,10 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
         _disputes_ensure(customers, ids, now)
         _events_ensure(customers, now)
         _notices_ensure()
+    team_demo_ensure()
     return {
-        "customers": User.objects.filter(is_staff=False).count(),
+        "customers": Account.objects.count(),
+        "members": User.objects.filter(account__isnull=False).count(),
         "subscriptions": Subscription.objects.count(),
         "activity": ActivityLog.objects.count(),
         "disputes": Dispute.objects.count(),
@@ -218,7 +239,7 @@ def _activity_ensure(customers, ids, rng, now, days) -> None:
             kind = ActivityKind.LOGIN if rng.random() < 0.3 else ActivityKind.REQUEST
             rows.append(
                 ActivityLog(
-                    account_id=ids[customer.public_id],
+                    member_id=ids[customer.public_id],
                     occurred_at=at,
                     kind=kind,
                     path=rng.choice(paths),
@@ -284,3 +305,168 @@ def _events_ensure(customers, now) -> None:
             )
         )
     WebhookEvent.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+# --- Team accounts ----------------------------------------------------------------------------
+
+ACME = "acct-acme-corp"
+GLOBEX = "acct-globex"
+TEAM_DOMAINS = {ACME: "acme.example", GLOBEX: "globex.example"}
+
+
+def team_demo_ensure(*, now=None) -> None:
+    """The seed's story: ACME Corp on a 5,000 USD/month Enterprise plan, 50 members (37 of
+    them active in the last 30 days), 50 sessions live right now and an open dispute; and
+    Globex on a per-seat plan with 11 enabled members for 10 seats (a seats_exceeded flag).
+    Idempotent: a second run adds nothing."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.base import SessionBase
+
+    from accounts.services.sessions import session_index_record, session_keys_for
+
+    now = now or timezone.now()
+    rng = random.Random(20261206)
+    with transaction.atomic():
+        acme, _ = Account.objects.get_or_create(
+            public_id=ACME,
+            defaults={
+                "name": "ACME Corp",
+                "email": "billing@acme.example",
+                "stripe_customer_id": "cus_demo_acme",
+                "created_at": now - timedelta(days=400),
+            },
+        )
+        globex, _ = Account.objects.get_or_create(
+            public_id=GLOBEX,
+            defaults={
+                "name": "Globex",
+                "email": "it@globex.example",
+                "stripe_customer_id": "cus_demo_globex",
+                "created_at": now - timedelta(days=200),
+            },
+        )
+        members = {
+            ACME: _team_members(acme, 50, rng, now),
+            GLOBEX: _team_members(globex, 11, rng, now),
+        }
+        Subscription.objects.get_or_create(
+            provider_id="sub_demo_acme",
+            defaults={
+                "account": acme,
+                "customer_id": acme.stripe_customer_id,
+                "status": "active",
+                "price_id": "price_demo_enterprise",
+                "plan_name": "Enterprise",
+                "amount": 500_000,
+                "currency": "usd",
+                "interval": "month",
+                "current_period_end": now + timedelta(days=12),
+                "provider_updated_at": now - timedelta(days=18),
+                "raw": {"id": "sub_demo_acme", "status": "active", "demo": True},
+            },
+        )
+        Subscription.objects.get_or_create(
+            provider_id="sub_demo_globex",
+            defaults={
+                "account": globex,
+                "customer_id": globex.stripe_customer_id,
+                "status": "active",
+                "price_id": "price_demo_seat",
+                "plan_name": "Team (per seat)",
+                "amount": 2_000,
+                "currency": "usd",
+                "interval": "month",
+                "seat_quantity": 10,
+                "current_period_end": now + timedelta(days=20),
+                "provider_updated_at": now - timedelta(days=10),
+                "raw": {"id": "sub_demo_globex", "status": "active", "demo": True},
+            },
+        )
+        Dispute.objects.get_or_create(
+            provider_id="dp_demo_acme",
+            defaults={
+                "account": acme,
+                "customer_id": acme.stripe_customer_id,
+                "charge_id": "ch_demo_acme",
+                "charge_created": now - timedelta(days=18),
+                "service_period_start": now - timedelta(days=18),
+                "service_period_end": now + timedelta(days=12),
+                "amount": 500_000,
+                "currency": "usd",
+                "reason": "subscription_canceled",
+                "status": "needs_response",
+                "due_by": now + timedelta(days=6),
+                "provider_updated_at": now,
+                "raw": {"id": "dp_demo_acme", "demo": True},
+            },
+        )
+        Flag.objects.get_or_create(
+            account=globex,
+            kind=FlagKind.SEATS_EXCEEDED,
+            status="open",
+            defaults={
+                "opened_by": "demo",
+                "reason": "11 enabled members for 10 paid seats (1 over). Record a comp, "
+                "disable members, or note the sale.",
+            },
+        )
+        # Activity: 37 of ACME's 50 people used it in the last 30 days, about 33 times each.
+        rows = []
+        for k, member in enumerate(members[ACME][:37] + members[GLOBEX]):
+            for j in range(33):
+                at = (
+                    now - timedelta(minutes=3 + rng.randint(0, 30 * 24 * 60))
+                    if j
+                    else now - (timedelta(minutes=3 + k))
+                )
+                rows.append(
+                    ActivityLog(
+                        member=member,
+                        occurred_at=at,
+                        kind=ActivityKind.LOGIN if j % 8 == 0 else ActivityKind.REQUEST,
+                        path=rng.choice(["/app/", "/app/projects/", "/app/reports/"]),
+                        ip_address=f"203.0.113.{k % 200 + 1}",
+                        user_agent="Mozilla/5.0 (demo)",
+                        source="demo",
+                        client_event_id=f"{member.public_id}:team:{j}",
+                    )
+                )
+        ActivityLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+    # Sessions live now, one per ACME member: real sessions in the store, in the index.
+    store_class = _session_store()
+    for member in members[ACME]:
+        if session_keys_for(user=member):
+            continue
+        store: SessionBase = store_class()
+        store[SESSION_KEY] = str(member.pk)
+        store[BACKEND_SESSION_KEY] = "accounts.backends.AccessStatusBackend"
+        store[HASH_SESSION_KEY] = member.get_session_auth_hash()
+        store.save(must_create=True)
+        session_index_record(user=member, session_key=store.session_key)
+
+
+def _session_store():
+    from importlib import import_module
+
+    from django.conf import settings
+
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def _team_members(account: Account, count: int, rng: random.Random, now) -> list[User]:
+    domain = TEAM_DOMAINS[account.public_id]
+    wanted = []
+    for k in range(count):
+        first, last = FIRST[k % len(FIRST)], LAST[(k * 7) % len(LAST)]
+        wanted.append(
+            User(
+                public_id=f"{account.public_id}-m{k + 1:03d}",
+                email=f"{first}.{last}.{k + 1}@{domain}",
+                name=f"{first.title()} {last.title()}",
+                account=account,
+                date_joined=account.created_at + timedelta(days=k),
+                password="!",
+            )
+        )
+    User.objects.bulk_create(wanted, ignore_conflicts=True)
+    return list(User.objects.filter(account=account).order_by("public_id"))

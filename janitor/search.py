@@ -10,7 +10,7 @@ from django.db import OperationalError, connections, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
-from accounts.models import AccessStatus, User
+from accounts.models import AccessStatus, Account, User
 from reconciliation.models import Dispute, Subscription
 
 MIN_FRAGMENT = 3
@@ -22,7 +22,7 @@ SORTS = {
     "email": ("email", "id"),
     "name": ("name", "id"),
     "status": ("access_status", "email", "id"),
-    "joined": ("date_joined", "id"),
+    "joined": ("created_at", "id"),
     "grace": ("grace_ends_at", "id"),
 }
 DEFAULT_SORT = "email"
@@ -65,17 +65,21 @@ class AccountFilters:
 @dataclass
 class SearchResult:
     query: str
-    accounts: list[User] = field(default_factory=list)
+    accounts: list[Account] = field(default_factory=list)
     truncated: bool = False  # more matched than were fetched: refine the search
     too_short: bool = False  # no exact id matched and the fragment is under MIN_FRAGMENT
 
     @property
-    def single(self) -> User | None:
+    def single(self) -> Account | None:
         return self.accounts[0] if len(self.accounts) == 1 and not self.truncated else None
 
 
 def _customers() -> QuerySet:
-    return User.objects.filter(is_staff=False)
+    return Account.objects.all()
+
+
+def _members_accounts(members: QuerySet) -> Q:
+    return Q(pk__in=members.exclude(account__isnull=True).values("account_id"))
 
 
 def _exact_ids(query: str) -> list[Q]:
@@ -94,7 +98,14 @@ def _exact_ids(query: str) -> list[Q]:
         return [Q(pk__in=Dispute.objects.filter(charge_id=query).values("account_id"))]
     if query.startswith(DISPUTE_PREFIXES):
         return [Q(pk__in=Dispute.objects.filter(provider_id=query).values("account_id"))]
-    return [Q(public_id=query)]
+    # An account's public id, else a member's (public id, or email typed whole).
+    return [
+        Q(public_id=query),
+        _members_accounts(User.objects.filter(public_id=query)),
+        _members_accounts(
+            User.objects.annotate(email_ci=Lower("email")).filter(email_ci=query.lower())
+        ),
+    ]
 
 
 def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -> SearchResult:
@@ -108,7 +119,7 @@ def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -
     base = _customers()
     if status:
         base = base.filter(access_status=status)
-    found: list[User] = []
+    found: list[Account] = []
     for exact in _exact_ids(query):
         found = list(base.filter(exact).order_by("email", "id")[: limit + 1])
         if found:
@@ -120,10 +131,23 @@ def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -
         # No ORDER BY: with it PostgreSQL must fetch and sort every match of a common fragment
         # (seconds at 1M accounts); without it the scan stops at the limit. The page sorts
         # the few it shows.
-        found = sorted(
-            _fragment_matches(fragment_queryset(query, base=base).order_by()[: limit + 1]),
-            key=lambda account: (account.email, account.pk),
-        )
+        matches = {
+            account.pk: account
+            for account in _fragment_matches(
+                fragment_queryset(query, base=base).order_by()[: limit + 1]
+            )
+        }
+        if len(matches) <= limit:
+            # A member's email or name finds the member's account.
+            member_accounts = _fragment_matches(
+                fragment_queryset(query, base=User.objects.filter(account__isnull=False))
+                .order_by()
+                .values_list("account_id", flat=True)[: limit + 1]
+            )
+            wanted = [pk for pk in dict.fromkeys(member_accounts) if pk not in matches]
+            if wanted:
+                matches.update((a.pk, a) for a in base.filter(pk__in=wanted))
+        found = sorted(matches.values(), key=lambda account: (account.email, account.pk))
     result.accounts = found[:limit]
     result.truncated = len(found) > limit
     return result
@@ -147,7 +171,7 @@ FRAGMENT_SCAN_BUDGET_MS = 30
 QUERY_CANCELED = "57014"
 
 
-def _fragment_matches(queryset: QuerySet) -> list[User]:
+def _fragment_matches(queryset: QuerySet) -> list:
     """Run a fragment query the fast way for its kind: a table scan that stops at the limit
     for common fragments, the trigram index for rare ones (tried when the scan runs out of
     its budget). SQLite simply scans."""
@@ -224,7 +248,7 @@ def account_list_page(*, filters: AccountFilters, per_page: int = PAGE_SIZE) -> 
         "name",
         "access_status",
         "grace_ends_at",
-        "date_joined",
+        "created_at",
         "stripe_customer_id",
     )
     page = Paginator(qs, per_page).get_page(filters.page)

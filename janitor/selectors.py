@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count
 
-from accounts.models import AccessStatus, User
+from accounts.models import AccessStatus, Account, User
 from janitor.models import UNMUTABLE_KINDS, Notice, NoticeKind, NoticeMute, NoticeStatus
 from reconciliation.models import (
     Flag,
@@ -32,8 +32,7 @@ class Overview:
 
 def overview_get(*, with_disputes: bool = False) -> Overview:
     by_status = dict(
-        User.objects.filter(is_staff=False)
-        .values_list("access_status")
+        Account.objects.values_list("access_status")
         .annotate(n=Count("id"))
         .values_list("access_status", "n")
     )
@@ -93,13 +92,15 @@ def notice_preferences_get(*, user: User) -> list[tuple[str, str, bool, bool]]:
 
 @dataclass
 class AccountPage:
-    account: User
+    account: Account
     audit: list
     subscriptions: list
     flags: list
     activity: list
     events: list
     activity_total: int
+    members: list = field(default_factory=list)  # [MemberRow], enabled first, by email
+    members_total: int = 0
 
 
 def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
@@ -109,7 +110,7 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
     from accounts.models import AccessAudit, ActivityLog
     from reconciliation.models import Subscription
 
-    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    account = get_object_or_404(Account, public_id=public_id)
     audit = list(
         AccessAudit.objects.filter(account=account)
         .select_related("actor_user", "approver")
@@ -133,8 +134,10 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
         )
         .order_by("status", "-opened_at")
     )
-    activity = list(ActivityLog.objects.filter(account=account).order_by("-occurred_at")[:recent])
-    activity_total = ActivityLog.objects.filter(account=account).count()
+    members, members_total = account_members(account=account)
+    account_activity = ActivityLog.objects.filter(member__account=account)
+    activity = list(account_activity.select_related("member").order_by("-occurred_at")[:recent])
+    activity_total = account_activity.count()
     # Events are found by the indexed customer column, never by scanning payloads.
     customer_ids = {account.stripe_customer_id, *(s.customer_id for s in subscriptions)} - {""}
     events = []
@@ -144,4 +147,48 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
             .only("provider_event_id", "type", "created", "status", "received_at")
             .order_by("-created")[:recent]
         )
-    return AccountPage(account, audit, subscriptions, flags, activity, events, activity_total)
+    return AccountPage(
+        account,
+        audit,
+        subscriptions,
+        flags,
+        activity,
+        events,
+        activity_total,
+        members=members,
+        members_total=members_total,
+    )
+
+
+MEMBERS_SHOWN = 200
+
+
+@dataclass
+class MemberRow:
+    member: User
+    last_activity: object  # datetime | None
+    sessions_now: int
+
+
+def account_members(*, account: Account, limit: int = MEMBERS_SHOWN) -> tuple[list, int]:
+    """The account's members (enabled first, then by email) with their last activity and the
+    sessions they hold now: three queries and one session-index read, whatever the team's size.
+    Past `limit` members the page says how many more there are."""
+    from django.db.models import Max
+
+    from accounts.models import ActivityLog
+    from accounts.services.sessions import sessions_live_counts
+
+    members_qs = User.objects.filter(account=account)
+    total = members_qs.count()
+    members = list(members_qs.order_by("-is_active", "email")[:limit])
+    ids = [m.pk for m in members]
+    last = dict(
+        ActivityLog.objects.filter(member_id__in=ids)
+        .values("member_id")
+        .annotate(last=Max("occurred_at"))
+        .values_list("member_id", "last")
+    )
+    sessions = sessions_live_counts(member_ids=ids)
+    rows = [MemberRow(m, last.get(m.pk), sessions.get(m.pk, 0)) for m in members]
+    return rows, total

@@ -12,7 +12,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts.models import User
+from accounts.models import Account
 from janitor.labels import provider_error_plain
 from janitor.permissions import staff_required
 from reconciliation.gateway import GatewayError
@@ -77,11 +77,11 @@ def _chosen_window(data) -> tuple[datetime | None, datetime | None]:
     return since_at, until_at
 
 
-def _account(public_id: str) -> User:
-    return get_object_or_404(User, public_id=public_id, is_staff=False)
+def _account(public_id: str) -> Account:
+    return get_object_or_404(Account, public_id=public_id)
 
 
-def _dispute_for(request, account: User) -> Dispute | None:
+def _dispute_for(request, account: Account) -> Dispute | None:
     provider_id = request.POST.get("dispute", "")
     if not provider_id:
         return None
@@ -105,7 +105,7 @@ def account_evidence_panel(request, public_id: str):
     return render(request, template, context)
 
 
-def _download_headers(account: User, extension: str) -> dict[str, str]:
+def _download_headers(account: Account, extension: str) -> dict[str, str]:
     # Ids are checked at import and creation; an older id outside the alphabet still cannot
     # shape the header (content_disposition_header quotes it, and it is reduced to the alphabet).
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", account.public_id)

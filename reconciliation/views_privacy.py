@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from accounts.models import User
+from accounts.models import Account
 from janitor.permissions import staff_required
 from reconciliation.services.privacy import ErasureError, account_erase
 
@@ -14,7 +14,7 @@ class AccountEraseForm(forms.Form):
     reason = forms.CharField(max_length=2000, help_text="The request's reference.")
     confirm_email = forms.CharField(max_length=254, help_text="Type the account's email.")
 
-    def __init__(self, *args, account: User, **kwargs):
+    def __init__(self, *args, account: Account, **kwargs):
         super().__init__(*args, **kwargs)
         self.account = account
 
@@ -34,7 +34,7 @@ class AccountEraseForm(forms.Form):
 @require_POST
 @staff_required("accounts.erase_customer")
 def account_erase_view(request, public_id: str):
-    account = get_object_or_404(User, public_id=public_id, is_staff=False)
+    account = get_object_or_404(Account, public_id=public_id)
     form = AccountEraseForm(request.POST, account=account)
     if not form.is_valid():
         errors = [e for field_errors in form.errors.values() for e in field_errors]

@@ -151,7 +151,6 @@ class Migration(migrations.Migration):
                 ("stripe_customer_id", models.CharField(blank=True, default="", max_length=255)),
             ],
             options={
-                "permissions": [("manage_members", "Can disable and enable an account's members")],
                 "indexes": [
                     models.Index(fields=["access_status"], name="account_access_status_idx"),
                     models.Index(fields=["grace_ends_at"], name="account_grace_ends_idx"),

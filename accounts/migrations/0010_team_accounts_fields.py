@@ -129,5 +129,21 @@ class Migration(migrations.Migration):
                 name="staffaction_kind_valid",
             ),
         ),
+        migrations.AlterModelOptions(
+            name="user",
+            options={
+                "permissions": [
+                    ("view_dashboard", "Can open the staff dashboard"),
+                    ("request_revocation", "Can request a revocation"),
+                    ("approve_revocation", "Can approve or reject a revocation"),
+                    ("restore_access", "Can restore a revoked account"),
+                    ("view_access_audit", "Can read the access audit"),
+                    ("export_access_audit", "Can export the access audit"),
+                    ("reset_two_factor", "Can reset another staff member's two-factor devices"),
+                    ("erase_customer", "Can erase a customer's personal data on request"),
+                    ("manage_members", "Can disable and enable an account's members"),
+                ]
+            },
+        ),
         migrations.RunPython(trigram_indexes, trigram_indexes_drop),
     ]

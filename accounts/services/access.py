@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccessAudit, AccessStatus, User
+from accounts.models import AccessAudit, AccessStatus, Account, User
 
 # The state machine of DESIGN.md: which moves exist at all. Who may make them is the callers'
 # business (automation never reaches revoked_pending/revoked: see AUTOMATION_FORBIDDEN).
@@ -40,7 +40,7 @@ def system_actor(job: str) -> str:
 @transaction.atomic
 def access_status_change(
     *,
-    account: User,
+    account: Account,
     to_status: str,
     actor: str,
     reason: str,
@@ -63,7 +63,7 @@ def access_status_change(
         raise AccessTransitionError("A reason is required for every access change.")
     if actor.startswith("system:") and to_status in AUTOMATION_FORBIDDEN:
         raise AccessTransitionError("Automation never revokes: a staff approval is required.")
-    locked = User.objects.select_for_update().get(pk=account.pk)
+    locked = Account.objects.select_for_update().get(pk=account.pk)
     from_status = locked.access_status
     if (
         actor.startswith("system:")

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ActivityKind, ActivityLog, ApiToken, User
+from accounts.models import Account, ActivityKind, ActivityLog, ApiToken, User
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def activity_record_request(*, user: User, request) -> ActivityLog | None:
         return None
     try:
         return ActivityLog.objects.create(
-            account=user,
+            member=user,
             occurred_at=timezone.now(),
             kind=ActivityKind.REQUEST,
             path=path,
@@ -100,7 +100,7 @@ def activity_record_request(*, user: User, request) -> ActivityLog | None:
 def activity_record_login(*, user: User, request) -> ActivityLog:
     """Record a login (never throttled: every login is evidence). Call it from user_logged_in."""
     return ActivityLog.objects.create(
-        account=user,
+        member=user,
         occurred_at=timezone.now(),
         kind=ActivityKind.LOGIN,
         path=request.path[:PATH_MAX] if request is not None else "",
@@ -310,13 +310,18 @@ def activity_ingest(*, token: ApiToken, events) -> IngestResult:
         clean.append((index, values))
 
     public_ids = {values["account"] for _, values in clean}
-    accounts = dict(
-        User.objects.filter(public_id__in=public_ids, is_staff=False).values_list("public_id", "id")
-    )
+    accounts = _members_by_public_id(public_ids)
     for index, values in clean:
         if values["account"] not in accounts:
             errors.append(
-                {"index": index, "id": values["id"], "errors": {"account": "no such account"}}
+                {
+                    "index": index,
+                    "id": values["id"],
+                    "errors": {
+                        "account": "no such member (a member's public id, or the public id of "
+                        "an account with one member)"
+                    },
+                }
             )
     if errors:
         errors.sort(key=lambda e: e["index"])
@@ -327,7 +332,7 @@ def activity_ingest(*, token: ApiToken, events) -> IngestResult:
     source = str(token.pk)
     rows = [
         ActivityLog(
-            account_id=accounts[values["account"]],
+            member_id=accounts[values["account"]],
             occurred_at=values["occurred_at"],
             kind=values["kind"],
             path=values["path"],
@@ -345,3 +350,25 @@ def activity_ingest(*, token: ApiToken, events) -> IngestResult:
         ).count()
         ActivityLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     return IngestResult(received=len(events), stored=len(rows) - already, duplicates=already)
+
+
+def _members_by_public_id(public_ids: set[str]) -> dict[str, int]:
+    """public id -> the member who did it: a member's own public id, or an account's when the
+    account has exactly one member (someone who pays for themselves). Two queries."""
+    found = dict(
+        User.objects.filter(
+            public_id__in=public_ids, is_staff=False, account__isnull=False
+        ).values_list("public_id", "id")
+    )
+    rest = public_ids - set(found)
+    if rest:
+        from django.db.models import Count, Min
+
+        for public_id, n, member_id in (
+            Account.objects.filter(public_id__in=rest)
+            .annotate(n=Count("members"), member_id=Min("members__id"))
+            .values_list("public_id", "n", "member_id")
+        ):
+            if n == 1:
+                found[public_id] = member_id
+    return found

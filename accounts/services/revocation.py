@@ -13,12 +13,13 @@ from django.utils import timezone
 from accounts.models import (
     AccessAudit,
     AccessStatus,
+    Account,
     RevocationRequest,
     RevocationStatus,
     User,
 )
 from accounts.services.access import access_status_change
-from accounts.services.sessions import sessions_revoke_all
+from accounts.services.sessions import sessions_revoke_account
 from janitor.services import notify
 
 OPEN_STATUSES = (RevocationStatus.PENDING, RevocationStatus.APPROVED, RevocationStatus.FAILED)
@@ -29,8 +30,10 @@ STEP_REVOKED = "3_revoked"
 STEP_AUDIT = "4_audited"
 STEP_LABELS = {
     STEP_PENDING: "access_status = revoked_pending (new logins refused)",
-    STEP_SESSIONS: "every session deleted from the session store, session version bumped",
-    STEP_REVOKED: "access_status = revoked, is_active = false",
+    STEP_SESSIONS: (
+        "every member's sessions deleted from the session store, session versions bumped"
+    ),
+    STEP_REVOKED: "access_status = revoked, is_active = false (no member can sign in)",
     STEP_AUDIT: "audit row written",
 }
 
@@ -45,7 +48,7 @@ def _source(revocation: RevocationRequest) -> str:
 
 def revocation_request(
     *,
-    account: User,
+    account: Account,
     requested_by: User,
     reason: str,
     reference: str = "",
@@ -57,8 +60,6 @@ def revocation_request(
         raise RevocationError("Your role cannot request revocations.")
     if not reason.strip():
         raise RevocationError("A reason is required.")
-    if account.is_staff:
-        raise RevocationError("Staff access is managed in the Django admin, not revoked here.")
     account.refresh_from_db(fields=["access_status", "is_active"])
     if account.access_status in {AccessStatus.REVOKED, AccessStatus.REVOKED_PENDING}:
         raise RevocationError("This account is already revoked or being revoked.")
@@ -174,7 +175,7 @@ def revocation_abandon(*, revocation_id: int, actor: User, reason: str) -> Revoc
             raise RevocationError("Say why the revocation is abandoned.")
         if revocation.status != RevocationStatus.FAILED and not revocation.is_stalled:
             raise RevocationError("Only a failed or stalled revocation can be abandoned.")
-        account = User.objects.select_for_update().get(pk=revocation.account_id)
+        account = Account.objects.select_for_update().get(pk=revocation.account_id)
         if account.access_status == AccessStatus.REVOKED:
             raise RevocationError(
                 "The account is already revoked: restore its access instead of abandoning."
@@ -213,7 +214,7 @@ def revocation_abandon(*, revocation_id: int, actor: User, reason: str) -> Revoc
 
 def revocation_run_now(
     *,
-    account: User,
+    account: Account,
     actor: User,
     reason: str,
     reference: str = "",
@@ -359,7 +360,7 @@ def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
         if STEP_PENDING in revocation.steps:
             return []
         started = time.perf_counter()
-        account = User.objects.select_for_update().get(pk=revocation.account_id)
+        account = Account.objects.select_for_update().get(pk=revocation.account_id)
         previous = {
             "previous_status": account.access_status,
             "previous_grace_ends_at": account.grace_ends_at.isoformat()
@@ -391,15 +392,29 @@ def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
             reported_at=revocation.reported_at
         )
     started = time.perf_counter()
-    removed = sessions_revoke_all(user=revocation.account)
+    per_member = sessions_revoke_account(account=revocation.account)
+    removed = sum(per_member.values())
     with transaction.atomic():
         _still_approved(revocation)
-        User.objects.filter(pk=revocation.account_id).update(
+        # Every member's session hash changes: a session the index never saw dies too.
+        User.objects.filter(account_id=revocation.account_id).update(
             session_version=F("session_version") + 1
         )
         revocation.sessions_removed = (revocation.sessions_removed or 0) + removed
+        # Members' emails, not ids: the audit row must say who lost which sessions.
+        emails = dict(User.objects.filter(pk__in=list(per_member)).values_list("pk", "email"))
+        ended = (revocation.steps.get(STEP_SESSIONS) or {}).get("per_member") or {}
+        for pk, count in per_member.items():
+            if count:
+                ended[emails.get(pk, str(pk))] = ended.get(emails.get(pk, str(pk)), 0) + count
         _record_step(
-            revocation, STEP_SESSIONS, started, sessions_removed=removed, also=("sessions_removed",)
+            revocation,
+            STEP_SESSIONS,
+            started,
+            sessions_removed=removed,
+            members=len(per_member),
+            per_member=ended,
+            also=("sessions_removed",),
         )
     return [STEP_SESSIONS]
 
@@ -428,7 +443,7 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
         _still_approved(revocation)
         if STEP_AUDIT in revocation.steps:
             return []
-        account = User.objects.select_for_update().get(pk=revocation.account_id)
+        account = Account.objects.select_for_update().get(pk=revocation.account_id)
         timings: dict = {"status_ms": 0.0, "audit_ms": 0.0}
         audit_id = None
         if account.access_status != AccessStatus.REVOKED:
@@ -445,6 +460,9 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
                     else "",
                     "decision_comment": revocation.decision_comment,
                     "sessions_removed": revocation.sessions_removed or 0,
+                    "sessions_ended_per_member": (
+                        (revocation.steps.get(STEP_SESSIONS) or {}).get("per_member") or {}
+                    ),
                     "attempts": revocation.attempts,
                     "retries": [
                         entry
@@ -471,8 +489,11 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
     return [STEP_REVOKED, STEP_AUDIT]
 
 
-def access_restore(*, account: User, actor: User, reason: str, reference: str = "") -> AccessAudit:
-    """Admin only: give a revoked account its access back, audited."""
+def access_restore(
+    *, account: Account, actor: User, reason: str, reference: str = ""
+) -> AccessAudit:
+    """Admin only: give a revoked account its access back, audited. Its members can sign in
+    again (each one's own enabled switch still applies)."""
     if not actor.has_perm("accounts.restore_access"):
         raise RevocationError("Only an Admin can restore access.")
     if not reason.strip():

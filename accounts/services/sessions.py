@@ -13,7 +13,7 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from accounts.models import SessionRecord, User
+from accounts.models import Account, SessionRecord, User
 
 # Ended sessions leave a marker under their key for as long as the browser's cookie could
 # live, so the owner's next click can be told why they were signed out.
@@ -171,6 +171,97 @@ def _revoke_all_database(user: User) -> int:
         session_key=Concat(Value(TOMBSTONE), "session_key"), created_at=timezone.now()
     )
     return removed
+
+
+# One atomic round trip for a whole account: for each member's index (KEYS[i]), delete every
+# session it lists from the store, leave a tombstone naming the member, drop the index, and
+# count the store keys that existed. ARGV: store prefix, tombstone prefix, tombstone TTL, then
+# the member ids in the order of KEYS.
+_REVOKE_ACCOUNT_LUA = """
+local removed = {}
+for i, index in ipairs(KEYS) do
+  local keys = redis.call('SMEMBERS', index)
+  local n = 0
+  for _, key in ipairs(keys) do
+    n = n + redis.call('DEL', ARGV[1] .. key)
+    redis.call('SET', ARGV[2] .. key, ARGV[3 + i], 'EX', ARGV[3])
+  end
+  if #keys > 0 then redis.call('DEL', index) end
+  removed[i] = n
+end
+return removed
+"""
+
+
+def sessions_revoke_account(*, account: Account) -> dict[int, int]:
+    """End every indexed session of every member of `account`: {member id: sessions ended}.
+
+    On Redis one script does it all atomically (500 members holding 5,000 sessions is one
+    round trip); on the embedded default, three queries. Tombstones name the member, so each
+    one's next click is told why. Running it again ends nothing. Errors propagate.
+    """
+    member_ids = list(
+        User.objects.filter(account=account).order_by("pk").values_list("pk", flat=True)
+    )
+    if not member_ids:
+        return {}
+    if _uses_redis():
+        prefix = _session_store_key("")
+        tombstone_prefix = _tombstone_key("")
+        script = _redis().register_script(_REVOKE_ACCOUNT_LUA)
+        counts = script(
+            keys=[_index_key(pk) for pk in member_ids],
+            args=[prefix, tombstone_prefix, settings.SESSION_COOKIE_AGE, *member_ids],
+        )
+        return {pk: int(n) for pk, n in zip(member_ids, counts, strict=True)}
+    return _revoke_account_database(member_ids)
+
+
+def _revoke_account_database(member_ids: list[int]) -> dict[int, int]:
+    from django.contrib.sessions.models import Session
+
+    rows = list(
+        SessionRecord.objects.filter(user_id__in=member_ids)
+        .exclude(session_key__startswith=TOMBSTONE)
+        .values_list("user_id", "session_key")
+    )
+    counts = dict.fromkeys(member_ids, 0)
+    if not rows:
+        return counts
+    keys = [key for _, key in rows]
+    live = set(Session.objects.filter(session_key__in=keys).values_list("session_key", flat=True))
+    for user_id, key in rows:
+        if key in live:
+            counts[user_id] += 1
+    Session.objects.filter(session_key__in=keys).delete()
+    SessionRecord.objects.filter(user_id__in=member_ids, session_key__in=keys).update(
+        session_key=Concat(Value(TOMBSTONE), "session_key"), created_at=timezone.now()
+    )
+    return counts
+
+
+def sessions_live_counts(*, member_ids: list[int]) -> dict[int, int]:
+    """How many sessions the index holds for each member now (one round trip or one query)."""
+    if not member_ids:
+        return {}
+    if _uses_redis():
+        pipe = _redis().pipeline(transaction=False)
+        for pk in member_ids:
+            pipe.scard(_index_key(pk))
+        return {pk: int(n) for pk, n in zip(member_ids, pipe.execute(), strict=True)}
+    from django.contrib.sessions.models import Session
+    from django.db.models import Count
+
+    live = Session.objects.filter(expire_date__gt=timezone.now()).values("session_key")
+    counts = dict.fromkeys(member_ids, 0)
+    rows = (
+        SessionRecord.objects.filter(user_id__in=member_ids, session_key__in=live)
+        .values("user_id")
+        .annotate(n=Count("pk"))
+        .values_list("user_id", "n")
+    )
+    counts.update(dict(rows))
+    return counts
 
 
 def session_revoked_owner(*, session_key: str) -> int | None:

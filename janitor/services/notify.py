@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AccessStatus, RevocationRequest, RevocationStatus, User
+from accounts.models import AccessStatus, Account, RevocationRequest, RevocationStatus, User
 from janitor.models import Notice, NoticeKind
 from janitor.services.notifications import (
     Target,
@@ -30,7 +30,7 @@ def _money(amount: int, currency: str) -> str:
     return f"{amount / 100:,.2f} {currency.upper()}"
 
 
-def _usage_line(account: User | None) -> str:
+def _usage_line(account: Account | None) -> str:
     if account is None:
         return "Usage: the dispute is not linked to an account yet."
     from reconciliation.selectors.evidence import evidence_summary
@@ -269,7 +269,7 @@ def support_digest(*, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    ending = User.objects.filter(
+    ending = Account.objects.filter(
         access_status=AccessStatus.GRACE_PERIOD,
         grace_ends_at__gte=start,
         grace_ends_at__lt=start + timedelta(days=1),
@@ -317,9 +317,13 @@ def support_digest(*, now: datetime | None = None) -> int:
 # --- Customers ------------------------------------------------------------------------------
 
 
-def grace_started(*, account: User) -> None:
+def grace_started(*, account: Account) -> None:
     """The customer hears there is a payment issue, with where to fix it (queued, recorded)."""
     link = settings.JANITOR_BILLING_URL
+    # The account's billing contact; an account without one is told through its first member.
+    email = account.email or (
+        account.members.order_by("pk").values_list("email", flat=True).first() or ""
+    )
     if settings.JANITOR_BILLING_PORTAL_RETURN_URL and account.stripe_customer_id:
         from reconciliation.services.billing import billing_link
 
@@ -329,10 +333,10 @@ def grace_started(*, account: User) -> None:
         kind=NoticeKind.GRACE_STARTED,
         audience="customer",
         key=f"{account.pk}:{account.grace_ends_at:%Y%m%d%H%M%S}",
-        targets=[Target(f"mailto:{account.email}", account.email, None)],
+        targets=[Target(f"mailto:{email}", email, None)] if email else [],
         subject="There seems to be an issue with your payment",
         body=(
-            f"Hello {account.name or account.email},\n\n"
+            f"Hello {account.name or email},\n\n"
             "There seems to be an issue with your payment. Your access continues until "
             f"{account.grace_ends_at:%Y-%m-%d}; please update your payment details before then."
         ),

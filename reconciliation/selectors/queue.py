@@ -94,11 +94,18 @@ def _search(q: str) -> Q:
     Each form can use an index (public_id, stripe_customer_id, lower(email)); a "contains"
     search would read every open flag's account.
     """
-    if q.startswith("user-"):
-        return Q(account__public_id=q)
+    if q.startswith("user-") or q.startswith("acct-"):
+        # An account's public id, or a member's: the member's account.
+        return Q(account__public_id=q) | Q(
+            account_id__in=User.objects.filter(public_id=q).values("account_id")
+        )
     if q.startswith("cus_"):
         return Q(account__stripe_customer_id=q)
-    return Q(email_lower__startswith=q.lower())
+    # The account's email, or any member's (the start of it, any case).
+    members = User.objects.alias(member_email=Lower("email")).filter(
+        member_email__startswith=q.lower(), account__isnull=False
+    )
+    return Q(email_lower__startswith=q.lower()) | Q(account_id__in=members.values("account_id"))
 
 
 def review_queue_list(*, filters: QueueFilters, user: User) -> QuerySet[Flag]:
@@ -129,10 +136,35 @@ def _grace_days_left(flag: Flag, now) -> int | None:
 
 
 def flags_decorate(flags, *, now=None) -> None:
-    """Add grace_days_left to each flag of a page (no queries: the account is joined)."""
+    """Add grace_days_left (no query: the account is joined), and the account's members
+    enabled / in all and its sessions now (one query and one session-index read a page)."""
+    from django.db.models import Count
+    from django.db.models import Q as Where
+
+    from accounts.services.sessions import sessions_live_counts
+
     now = now or timezone.now()
+    flags = list(flags)
+    account_ids = {flag.account_id for flag in flags}
+    members = {
+        row["account_id"]: row
+        for row in User.objects.filter(account_id__in=account_ids)
+        .values("account_id")
+        .annotate(total=Count("pk"), enabled=Count("pk", filter=Where(is_active=True)))
+    }
+    member_ids = list(
+        User.objects.filter(account_id__in=account_ids).values_list("pk", "account_id")
+    )
+    live = sessions_live_counts(member_ids=[pk for pk, _ in member_ids])
+    sessions: dict[int, int] = {}
+    for pk, account_id in member_ids:
+        sessions[account_id] = sessions.get(account_id, 0) + live.get(pk, 0)
     for flag in flags:
         flag.grace_days_left = _grace_days_left(flag, now)
+        row = members.get(flag.account_id) or {}
+        flag.members_total = row.get("total", 0)
+        flag.members_enabled = row.get("enabled", 0)
+        flag.sessions_now = sessions.get(flag.account_id, 0)
 
 
 @dataclass

@@ -5,10 +5,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from accounts.models import AccessAudit, AccessComp, AccessStatus, User
+from accounts.models import AccessAudit, AccessComp, AccessStatus, Account, User
 from accounts.services.access import access_status_change, last_revoked_by_staff
 from reconciliation.models import (
     FlagKind,
@@ -90,7 +90,7 @@ def _grace_end(now: datetime) -> datetime:
     return now + timedelta(days=settings.JANITOR_GRACE_DAYS)
 
 
-def customer_notify_payment_issue(*, account: User) -> None:
+def customer_notify_payment_issue(*, account: Account) -> None:
     """Tell the customer (queued after commit, recorded, retried; never for a rolled-back
     change)."""
     from janitor.services.notify import grace_started
@@ -101,7 +101,7 @@ def customer_notify_payment_issue(*, account: User) -> None:
 @transaction.atomic
 def outcome_apply(
     *,
-    account: User,
+    account: Account,
     outcome: str,
     actor: str,
     source: str,
@@ -113,7 +113,7 @@ def outcome_apply(
     if outcome == Outcome.IN_SYNC:
         return
     now = timezone.now()
-    current = User.objects.select_for_update().only("access_status").get(pk=account.pk)
+    current = Account.objects.select_for_update().only("access_status").get(pk=account.pk)
     if outcome in {Outcome.START_GRACE, Outcome.PAYMENT_FAILED}:
         if current.access_status == AccessStatus.ACTIVE:
             access_status_change(
@@ -175,7 +175,7 @@ def active_comp_account_ids(*, account_ids: Iterable[int], now: datetime | None 
     )
 
 
-def _mirror_statuses_for(account: User) -> list[str]:
+def _mirror_statuses_for(account: Account) -> list[str]:
     """Statuses of the account's subscriptions in the mirror: linked to it, or its customer's."""
     linked = Q(account_id=account.pk)
     if account.stripe_customer_id:
@@ -216,7 +216,7 @@ GRACE_OR_FLAG_FOR_NO_ACCESS = frozenset(
 @transaction.atomic
 def access_outcome_apply_checked(
     *,
-    account: User,
+    account: Account,
     actor: str,
     source: str,
     planned: str | None = None,
@@ -235,7 +235,7 @@ def access_outcome_apply_checked(
     catch-up) the decision is simply taken now. Returns (outcome, skip reason or "").
     """
     now = timezone.now()
-    locked = User.objects.select_for_update().get(pk=account.pk)
+    locked = Account.objects.select_for_update().get(pk=account.pk)
     if planned is not None:
         if decided_at is not None:
             staff = _staff_change_since(account_id=locked.pk, since=decided_at)
@@ -280,7 +280,7 @@ def access_outcome_apply_checked(
 
 def account_access_sync(
     *,
-    account: User,
+    account: Account,
     actor: str,
     source: str,
     run: ReconciliationRun | None = None,
@@ -294,14 +294,16 @@ def account_access_sync(
     return outcome
 
 
-def grace_period_extend(*, account: User, days: int, reason: str, actor_user: User) -> AccessAudit:
+def grace_period_extend(
+    *, account: Account, days: int, reason: str, actor_user: User
+) -> AccessAudit:
     """Push an account's grace end out by 1..30 days (from now or the current end, the later)."""
     if not 1 <= days <= GRACE_EXTENSION_MAX_DAYS:
         raise ValueError(f"Extend grace by 1 to {GRACE_EXTENSION_MAX_DAYS} days.")
     if not reason.strip():
         raise ValueError("A reason is required to extend a grace period.")
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=account.pk)
+        locked = Account.objects.select_for_update().get(pk=account.pk)
         if locked.access_status != AccessStatus.GRACE_PERIOD:
             raise ValueError("Only an account in its grace period can have it extended.")
         start = max(locked.grace_ends_at or timezone.now(), timezone.now())
@@ -317,7 +319,7 @@ def grace_period_extend(*, account: User, days: int, reason: str, actor_user: Us
 
 
 def comp_record(
-    *, account: User, reason: str, expires_at: datetime, granted_by: User
+    *, account: Account, reason: str, expires_at: datetime, granted_by: User
 ) -> AccessComp:
     """Record a deliberate manual grant so the audit stops flagging it until it expires."""
     if not reason.strip():
@@ -334,3 +336,72 @@ def comp_record(
         granted_by=granted_by,
         created_at=now,
     )
+
+
+def seats_enabled_members(*, account_ids: list[int]) -> dict[int, int]:
+    """Enabled members per account, for the accounts given (one grouped query)."""
+    if not account_ids:
+        return {}
+    rows = (
+        User.objects.filter(account_id__in=account_ids, is_active=True)
+        .values("account_id")
+        .annotate(n=Count("pk"))
+        .values_list("account_id", "n")
+    )
+    return dict(rows)
+
+
+def seats_paid(*, account: Account) -> int | None:
+    """Seats the account's access-granting per-seat subscriptions pay for (None: no per-seat
+    subscription), from the mirror: linked to it, or its customer's."""
+    linked = Q(account_id=account.pk)
+    if account.stripe_customer_id:
+        linked |= Q(customer_id=account.stripe_customer_id)
+    quantities = Subscription.objects.filter(
+        linked,
+        status__in=settings.JANITOR_ACCESS_STATUSES,
+        seat_quantity__isnull=False,
+    ).values_list("seat_quantity", flat=True)
+    quantities = list(quantities)
+    return sum(quantities) if quantities else None
+
+
+SEATS_NAMED = 10
+
+
+@transaction.atomic
+def seats_flag_apply_checked(
+    *, account: Account, actor: str, source: str, run: ReconciliationRun | None = None
+) -> str:
+    """Open the seats_exceeded flag a run decided on, after counting again under the account's
+    lock: still more enabled members than seats paid, the account still has access and no comp.
+    Never changes access. Returns a skip reason, or "" when the flag is open (new or not)."""
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    if locked.access_status not in {AccessStatus.ACTIVE, AccessStatus.GRACE_PERIOD}:
+        return f"the account is {locked.get_access_status_display().lower()} now"
+    if active_comp_account_ids(account_ids=[locked.pk]):
+        return "a comp was recorded since the run"
+    seats = seats_paid(account=locked)
+    if seats is None:
+        return "no per-seat subscription any more"
+    enabled = list(
+        User.objects.filter(account=locked, is_active=True)
+        .order_by("email")
+        .values_list("email", flat=True)
+    )
+    if len(enabled) <= seats:
+        return f"{len(enabled)} enabled members for {seats} seats now"
+    named = ", ".join(enabled[:SEATS_NAMED]) + (
+        f" and {len(enabled) - SEATS_NAMED} more" if len(enabled) > SEATS_NAMED else ""
+    )
+    flag_open(
+        account=locked,
+        kind=FlagKind.SEATS_EXCEEDED,
+        reason=(
+            f"{len(enabled)} enabled members for {seats} paid seats ({len(enabled) - seats} "
+            f"over). Members: {named}. Record a comp, disable members, or note the sale."
+        ),
+        opened_by=actor,
+        run=run,
+    )
+    return ""

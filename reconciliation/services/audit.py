@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import AccessComp, AccessStatus, User
+from accounts.models import AccessComp, AccessStatus, Account, User
 from accounts.services.access import last_revoked_by_staff, system_actor
 from janitor.services import notify
 from reconciliation import gateway
@@ -30,6 +30,8 @@ from reconciliation.services.access import (
     STATUS_CHANGING,
     access_decide,
     access_outcome_apply_checked,
+    seats_enabled_members,
+    seats_flag_apply_checked,
 )
 from reconciliation.services.sync import (
     LinkPlan,
@@ -174,8 +176,13 @@ class _StatusSets:
     def __init__(self) -> None:
         self.by_customer: dict[str, frozenset[str]] = {}
         self._interned: dict[frozenset[str], frozenset[str]] = {}
+        # customer id -> seats its access-granting per-seat subscriptions pay for (few entries:
+        # only customers on per-seat prices).
+        self.seats: dict[str, int] = {}
 
-    def add(self, customer_id: str, status: str) -> None:
+    def add(self, customer_id: str, status: str, seat_quantity: int | None = None) -> None:
+        if seat_quantity is not None and status in settings.JANITOR_ACCESS_STATUSES:
+            self.seats[customer_id] = self.seats.get(customer_id, 0) + seat_quantity
         current = self.by_customer.get(customer_id, NO_SUBSCRIPTIONS)
         if status in current:
             return
@@ -230,7 +237,9 @@ def _listing_read(
             buffered_since = timezone.now()
         parsed = subscriptions_parse(page)
         for sub in parsed:
-            statuses.add(sub.fields["customer_id"], sub.fields["status"])
+            statuses.add(
+                sub.fields["customer_id"], sub.fields["status"], sub.fields["seat_quantity"]
+            )
         buffered.extend(parsed)
         durations["parsing"] += time.perf_counter() - started
         if len(buffered) >= MIRROR_ROWS_PER_WRITE:
@@ -353,7 +362,7 @@ def _outcomes_decide(
     )
     while True:
         batch = list(
-            User.objects.filter(is_staff=False, pk__gt=last_id)
+            Account.objects.filter(pk__gt=last_id)
             .order_by("pk")
             .values_list("pk", "access_status", "grace_ends_at", "stripe_customer_id")[
                 :ACCOUNT_BATCH
@@ -368,6 +377,17 @@ def _outcomes_decide(
             after_id=after_id, own_customer={row[0]: row[3] for row in batch}
         )
         pending: list[RunOutcome] = []
+        # Seat drift: enabled members counted only for accounts on a per-seat price (one
+        # query a batch, and none when no customer in the listing has one).
+        members: dict[int, int] = {}
+        if statuses.seats:
+            members = seats_enabled_members(
+                account_ids=[
+                    row[0]
+                    for row in batch
+                    if (row[3] or (plan.by_account.get(row[0]) or ("",))[0]) in statuses.seats
+                ]
+            )
         for account_id, access_status, grace_ends_at, customer_id in batch:
             link = plan.by_account.get(account_id) if not customer_id else None
             if link is not None:
@@ -386,6 +406,16 @@ def _outcomes_decide(
             )
             if access_status in WITH_ACCESS:
                 with_access += 1
+            seat_detail = None
+            if (
+                outcome == Outcome.IN_SYNC
+                and access_status in WITH_ACCESS
+                and customer_id in statuses.seats
+                and account_id not in comps
+                and members.get(account_id, 0) > statuses.seats[customer_id]
+            ):
+                outcome = Outcome.FLAG_SEATS_EXCEEDED
+                seat_detail = {"members": members[account_id], "seats": statuses.seats[customer_id]}
             unchecked = ""
             if not listing_complete and customer_id not in statuses.by_customer:
                 unchecked = LISTING_UNREACHED
@@ -405,6 +435,8 @@ def _outcomes_decide(
             }
             if link is not None:
                 detail["linked_by"] = link[1]
+            if seat_detail is not None:
+                detail.update(seat_detail)
             if unchecked:
                 detail.update(would_be=outcome, reason=unchecked)
                 outcome = Outcome.NOT_CHECKED
@@ -471,6 +503,16 @@ def _outcomes_apply(*, run: ReconciliationRun, progress: _Progress | None = None
         with transaction.atomic():
             for row in rows:
                 try:
+                    if row.outcome == Outcome.FLAG_SEATS_EXCEEDED:
+                        why = seats_flag_apply_checked(
+                            account=row.account, actor=AUDIT_ACTOR, run=run, source=source
+                        )
+                        if why:
+                            row.skip_reason = why[:255]
+                            skips.append(row)
+                        else:
+                            done.append(row.pk)
+                        continue
                     # Atomic itself: inside this transaction, a savepoint.
                     _, why = access_outcome_apply_checked(
                         account=row.account,

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from reconciliation import gateway
 from reconciliation.models import Dispute, FlagKind, Subscription, WebhookEvent
 from reconciliation.services.flags import flag_open
@@ -134,7 +134,7 @@ def dispute_charge_lookup(*, obj: dict) -> DisputeCharge:
             ),
         )
     customer = None
-    if not User.objects.filter(stripe_customer_id=customer_id, is_staff=False).exists():
+    if not Account.objects.filter(stripe_customer_id=customer_id).exists():
         try:
             customer = gateway.customer_retrieve(customer_id=customer_id)
         except gateway.GatewayNotFound:
@@ -160,11 +160,11 @@ def dispute_needs_charge_lookup(*, obj: dict) -> bool:
 
 def _account_for(
     *, obj: dict, customer_id: str, charge: DisputeCharge | None = None
-) -> User | None:
+) -> Account | None:
     metadata = obj.get("metadata") or {}
     public_id = metadata.get("public_id") or metadata.get("janitor_account")
     if public_id:
-        account = User.objects.filter(public_id=public_id, is_staff=False).first()
+        account = Account.objects.filter(public_id=public_id).first()
         if account is not None:
             return account
     if not customer_id:
@@ -326,7 +326,7 @@ def dispute_apply(
     return dispute
 
 
-def _link_problem(account: User | None, customer_id: str, charge: DisputeCharge | None) -> str:
+def _link_problem(account: Account | None, customer_id: str, charge: DisputeCharge | None) -> str:
     if account is not None:
         return ""
     if charge is not None and charge.problem:
@@ -367,7 +367,7 @@ def _flag_reason(dispute: Dispute, what: str) -> str:
     return f"Dispute {dispute.provider_id} {what}: {dispute.reason or 'no reason'}, {amount}{due}."
 
 
-def disputes_link_customer(*, customer_id: str, account: User) -> int:
+def disputes_link_customer(*, customer_id: str, account: Account) -> int:
     """Link unlinked disputes of a customer once the account behind it becomes known."""
     return Dispute.objects.filter(Q(customer_id=customer_id) & Q(account__isnull=True)).update(
         account=account

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
 from janitor.csv_writer import csv_lines
 from reconciliation import gateway
 from reconciliation.models import Dispute, EvidenceExport
@@ -89,7 +89,7 @@ def evidence_pdf_render(
 
 
 def _audit(
-    *, kind: str, account: User, actor: User, dispute: Dispute | None, details: dict
+    *, kind: str, account: Account, actor: User, dispute: Dispute | None, details: dict
 ) -> EvidenceExport:
     return EvidenceExport.objects.create(
         account=account, dispute=dispute, kind=kind, actor=actor, at=timezone.now(), details=details
@@ -116,7 +116,7 @@ def evidence_window_for(
 
 def evidence_pdf_export(
     *,
-    account: User,
+    account: Account,
     actor: User,
     days: int | None = None,
     dispute: Dispute | None = None,
@@ -146,12 +146,21 @@ def evidence_pdf_export(
 
 # --- CSV ------------------------------------------------------------------------------------
 
-CSV_HEADER = ["occurred_at", "kind", "path", "ip_address", "user_agent", "source", "event_id"]
+CSV_HEADER = [
+    "occurred_at",
+    "member_email",
+    "kind",
+    "path",
+    "ip_address",
+    "user_agent",
+    "source",
+    "event_id",
+]
 
 
 def evidence_csv_export(
     *,
-    account: User,
+    account: Account,
     actor: User,
     days: int | None = None,
     dispute: Dispute | None = None,
@@ -173,8 +182,8 @@ def _csv_lines(rows) -> Iterator[str]:
     return csv_lines(
         header=CSV_HEADER,
         rows=(
-            [occurred_at.isoformat(), kind, path, ip or "", user_agent, source, event_id]
-            for occurred_at, kind, path, ip, user_agent, source, event_id in rows.iterator(
+            [occurred_at.isoformat(), email, kind, path, ip or "", user_agent, source, event_id]
+            for occurred_at, kind, path, ip, user_agent, source, event_id, email in rows.iterator(
                 chunk_size=2000
             )
         ),
@@ -230,14 +239,26 @@ def access_activity_log_text(*, evidence: Evidence, rows) -> str:
     summary = evidence.summary
     account = evidence.account
     lines = [
-        f"Access log of {account.email} (account {account.public_id}) from "
+        f"Access log of {account.name or account.email} (account {account.public_id}) from "
         f"{summary.since:%Y-%m-%d} to {summary.until:%Y-%m-%d} (UTC): "
-        f"{summary.activity_count} recorded accesses on {summary.active_days} days from "
-        f"{summary.distinct_ips} IP addresses, {summary.logins} logins.",
-        "Time (UTC) | IP address | kind | path",
+        f"{summary.activity_count} recorded accesses on {summary.active_days} days by "
+        f"{summary.active_members} of the account's {summary.members_total} members, from "
+        f"{summary.distinct_ips} IP addresses, {summary.logins} logins; "
+        f"{summary.sessions_now} sessions active at {evidence.generated_at:%Y-%m-%d %H:%M} UTC.",
     ]
-    for occurred_at, kind, path, ip, _agent, _source, _event_id in rows:
-        lines.append(f"{occurred_at:%Y-%m-%d %H:%M:%S} | {ip or '-'} | {kind} | {path or '-'}")
+    used = [m for m in evidence.members if m.total]
+    if used:
+        lines.append("Members (email | accesses | logins | IPs | first | last):")
+        for m in used:
+            lines.append(
+                f"{m.email} | {m.total} | {m.logins} | {m.distinct_ips} | "
+                f"{m.first_seen:%Y-%m-%d} | {m.last_seen:%Y-%m-%d}"
+            )
+    lines.append("Time (UTC) | member | IP address | kind | path")
+    for occurred_at, kind, path, ip, _agent, _source, _event_id, email in rows:
+        lines.append(
+            f"{occurred_at:%Y-%m-%d %H:%M:%S} | {email} | {ip or '-'} | {kind} | {path or '-'}"
+        )
     return "\n".join(lines)
 
 
@@ -250,11 +271,17 @@ def dispute_evidence_build(*, dispute: Dispute, evidence: Evidence) -> tuple[dic
     )
     fields = {
         "access_activity_log": access_activity_log_text(evidence=evidence, rows=rows),
-        "customer_email_address": account.email,
+        "customer_email_address": account.email or next((m.email for m in evidence.members), ""),
         "product_description": settings.JANITOR_PRODUCT_DESCRIPTION,
     }
     if account.name:
         fields["customer_name"] = account.name
+    # The account's use at a glance: who on the team used it, and how much is live right now.
+    fields["uncategorized_text"] = (
+        f"{evidence.one_line()}. {summary.active_members} of {summary.members_total} members "
+        f"used the product between {summary.since:%Y-%m-%d} and {summary.until:%Y-%m-%d}; "
+        "per-member use is in the access log and the attached PDF."
+    )
     if summary.first_seen and summary.last_seen:
         first, last = f"{summary.first_seen:%Y-%m-%d}", f"{summary.last_seen:%Y-%m-%d}"
         fields["service_date"] = first if first == last else f"{first} to {last}"

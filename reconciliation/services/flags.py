@@ -3,13 +3,13 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
 from reconciliation.models import Flag, FlagNote, FlagStatus, ReconciliationRun, WebhookEvent
 
 
 def flag_open(
     *,
-    account: User,
+    account: Account,
     kind: str,
     reason: str,
     opened_by: str,
@@ -58,7 +58,7 @@ def flag_resolve(*, flag: Flag, resolution: str, actor: str, author: User | None
 
 
 def flags_resolve_for_account(
-    *, account: User, kinds: list[str], resolution: str, actor: str
+    *, account: Account, kinds: list[str], resolution: str, actor: str
 ) -> int:
     """Resolve the account's open flags of these kinds (e.g. payment recovered); returns a count."""
     return Flag.objects.filter(account=account, kind__in=kinds, status=FlagStatus.OPEN).update(
@@ -69,7 +69,7 @@ def flags_resolve_for_account(
     )
 
 
-def flags_resolve_revoked(*, account: User, resolution: str, actor: str, author: User) -> int:
+def flags_resolve_revoked(*, account: Account, resolution: str, actor: str, author: User) -> int:
     """Resolve every open flag of an account whose revocation completed, each recorded like a
     resolution by hand (a note by the deciding Admin). Returns how many were open."""
     count = 0

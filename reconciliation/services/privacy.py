@@ -18,12 +18,13 @@ from django.utils import timezone
 
 from accounts.models import (
     ERASED_EMAIL_DOMAIN,
+    Account,
     ActivityLog,
     StaffActionAudit,
     StaffActionKind,
     User,
 )
-from accounts.services.sessions import sessions_revoke_all
+from accounts.services.sessions import sessions_revoke_account
 from reconciliation.models import Dispute, Subscription, WebhookEvent, WebhookStatus
 from reconciliation.services.disputes import TERMINAL_STATUSES
 
@@ -94,27 +95,25 @@ def retention_purge(*, now: datetime | None = None) -> RetentionResult:
 
 
 @transaction.atomic
-def account_erase(*, account: User, actor: User, reason: str) -> StaffActionAudit:
-    """Pseudonymise one customer's personal data on their request, and audit it.
+def account_erase(*, account: Account, actor: User, reason: str) -> StaffActionAudit:
+    """Pseudonymise one customer account's personal data on request, and audit it.
 
-    The account row stays (the audit trail and disputes reference it) under a placeholder
-    email, with no name, no usable password and no session. Its activity keeps times and
-    kinds (the counts behind past evidence) but loses addresses, agents and paths; webhook
-    bodies and the stored provider objects of its subscriptions and disputes are replaced by
-    a marker. The Stripe customer id stays: it is a pseudonym, and the audit and disputes
-    need it; erasing the person at Stripe is done at Stripe.
+    The account and its members stay (the audit trail and disputes reference them) under
+    placeholder emails, with no names, no usable passwords and no sessions. The members'
+    activity keeps times and kinds (the counts behind past evidence) but loses addresses,
+    agents and paths; webhook bodies and the stored provider objects of its subscriptions and
+    disputes are replaced by a marker. The Stripe customer id stays: it is a pseudonym, and
+    the audit and disputes need it; erasing the person at Stripe is done at Stripe.
     """
     if not reason.strip():
         raise ErasureError("Say why: the request's reference (ticket, email date).")
     if not actor.is_staff or not actor.has_perm("accounts.erase_customer"):
         raise ErasureError("Only an Admin may erase a customer's personal data.")
-    locked = User.objects.select_for_update().get(pk=account.pk)
-    if locked.is_staff:
-        raise ErasureError("Staff accounts are not erased here: remove their access instead.")
+    locked = Account.objects.select_for_update().get(pk=account.pk)
     if locked.is_erased:
         raise ErasureError(f"{locked.public_id} was erased already.")
 
-    activity = ActivityLog.objects.filter(account=locked)
+    activity = ActivityLog.objects.filter(member__account=locked)
     activity_rows = activity.update(ip_address=None, user_agent="", path="")
     events = WebhookEvent.objects.none()
     if locked.stripe_customer_id:
@@ -131,20 +130,27 @@ def account_erase(*, account: User, actor: User, reason: str) -> StaffActionAudi
 
     locked.email = f"erased-{locked.public_id}@{ERASED_EMAIL_DOMAIN}"
     locked.name = ""
-    locked.set_unusable_password()
-    locked.save(update_fields=["email", "name", "password"])
-    User.objects.filter(pk=locked.pk).update(session_version=F("session_version") + 1)
-    sessions = sessions_revoke_all(user=locked)
+    locked.save(update_fields=["email", "name"])
+    members = list(User.objects.select_for_update().filter(account=locked).order_by("pk"))
+    for member in members:
+        member.email = f"erased-{member.public_id}@{ERASED_EMAIL_DOMAIN}"
+        member.name = ""
+        member.set_unusable_password()
+        member.save(update_fields=["email", "name", "password"])
+    User.objects.filter(account=locked).update(session_version=F("session_version") + 1)
+    sessions = sum(sessions_revoke_account(account=locked).values())
     account.email, account.name = locked.email, locked.name
 
     return StaffActionAudit.objects.create(
         kind=StaffActionKind.ACCOUNT_ERASED,
-        subject=locked,
+        subject=None,
+        account=locked,
         at=timezone.now(),
         actor=actor.email,
         actor_user=actor,
         reason=reason.strip(),
         details={
+            "members_pseudonymised": len(members),
             "activity_rows_pseudonymised": activity_rows,
             "webhook_payloads_replaced": payloads,
             "subscriptions_cleared": subscriptions,

@@ -3,12 +3,13 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.fields.json import KT
 from django.db.models.functions import Lower
 
-from accounts.models import User
+from accounts.models import Account
 from reconciliation.models import (
     ReconciliationRun,
     Subscription,
@@ -38,6 +39,30 @@ def _customer_id(value) -> str:
     return str(value or "")
 
 
+def _per_seat(price: dict) -> bool:
+    metadata = price.get("metadata") if isinstance(price, dict) else None
+    if isinstance(metadata, dict) and str(metadata.get("per_seat", "")).lower() in {"true", "1"}:
+        return True
+    return isinstance(price, dict) and str(price.get("id") or "") in settings.JANITOR_SEAT_PRICES
+
+
+def seat_quantity(items: list) -> int | None:
+    """Seats paid for: the summed quantity of the per-seat items, or None when no item is
+    per-seat (JANITOR_SEAT_PRICES, or the price's metadata per_seat=true). A flat Enterprise
+    price has quantity 1 and never counts seats."""
+    seats = None
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        price = item.get("price") or item.get("plan") or {}
+        if not _per_seat(price):
+            continue
+        quantity = item.get("quantity")
+        quantity = quantity if isinstance(quantity, int) and quantity >= 0 else 1
+        seats = (seats or 0) + quantity
+    return seats
+
+
 def subscription_fields(obj: dict) -> dict:
     """The mirror's fields from a subscription object of any API version Stripe may send."""
     items = ((obj.get("items") or {}).get("data") or [{}]) if isinstance(obj, dict) else [{}]
@@ -61,21 +86,20 @@ def subscription_fields(obj: dict) -> dict:
             item.get("current_period_end") or obj.get("current_period_end")
         ),
         "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
+        "seat_quantity": seat_quantity(items),
     }
 
 
-def _unique_account_by_email(email: str) -> User | None:
+def _unique_account_by_email(email: str) -> Account | None:
     matches = list(
-        User.objects.annotate(email_ci=Lower("email")).filter(
-            email_ci=email.strip().lower(), is_staff=False
-        )[:2]
+        Account.objects.annotate(email_ci=Lower("email")).filter(email_ci=email.strip().lower())[:2]
     )
     return matches[0] if len(matches) == 1 else None
 
 
 def account_link(
     *, customer_id: str, metadata: dict | None = None, email: str | None = None
-) -> User | None:
+) -> Account | None:
     """Find the account a provider customer belongs to: customer id, metadata, then unique email
     (the audit's rules).
 
@@ -83,13 +107,13 @@ def account_link(
     lookup is the cheap one.
     """
     if customer_id:
-        account = User.objects.filter(stripe_customer_id=customer_id, is_staff=False).first()
+        account = Account.objects.filter(stripe_customer_id=customer_id).first()
         if account is not None:
             return account
     account = None
     public_id = str((metadata or {}).get("account_id") or "")
     if public_id:
-        account = User.objects.filter(public_id=public_id, is_staff=False).first()
+        account = Account.objects.filter(public_id=public_id).first()
     if account is None and email:
         account = _unique_account_by_email(email)
         if (
@@ -99,9 +123,9 @@ def account_link(
         ):
             return None  # that person already pays through another customer: not a match
     if account is not None and customer_id and not account.stripe_customer_id:
-        taken = User.objects.filter(stripe_customer_id=customer_id).exists()
+        taken = Account.objects.filter(stripe_customer_id=customer_id).exists()
         if not taken:
-            User.objects.filter(pk=account.pk, stripe_customer_id="").update(
+            Account.objects.filter(pk=account.pk, stripe_customer_id="").update(
                 stripe_customer_id=customer_id
             )
             account.stripe_customer_id = customer_id
@@ -113,7 +137,7 @@ def customer_email_prefetch(*, obj: dict) -> str | None:
     from the provider before any lock is taken; None when not needed or not reachable (the
     row then waits, and the nightly audit looks again)."""
     customer_id = _customer_id(obj.get("customer"))
-    if not customer_id or User.objects.filter(stripe_customer_id=customer_id).exists():
+    if not customer_id or Account.objects.filter(stripe_customer_id=customer_id).exists():
         return None
     waiting = (
         Subscription.objects.filter(customer_id=customer_id, account__isnull=True)
@@ -139,7 +163,7 @@ def customer_email_prefetch(*, obj: dict) -> str | None:
 class ApplyResult:
     subscription: Subscription | None
     applied: bool
-    account: User | None
+    account: Account | None
     outcome: str | None
 
 
@@ -207,14 +231,12 @@ def subscription_apply(
     return ApplyResult(mirror, not stale, account, outcome)
 
 
-def subscriptions_link_waiting(*, account: User, actor: str, source: str) -> int:
+def subscriptions_link_waiting(*, account: Account, actor: str, source: str) -> int:
     """Attach mirror rows that arrived before their account (an import, a new account, a
     webhook for a customer not yet known), by the audit's rules: the account's customer id,
     metadata.account_id, or the customer's email when it is unique among accounts and names
     one customer. Then decide the account's access from them. Returns the rows linked.
     """
-    if account.is_staff:
-        return 0
     waiting = Subscription.objects.filter(account__isnull=True)
     with transaction.atomic():
         by_id = Q(raw__metadata__account_id=account.public_id)
@@ -236,8 +258,8 @@ def subscriptions_link_waiting(*, account: User, actor: str, source: str) -> int
         customers = {customer_id for _, customer_id in rows if customer_id}
         if not account.stripe_customer_id and len(customers) == 1:
             customer_id = next(iter(customers))
-            if not User.objects.filter(stripe_customer_id=customer_id).exists():
-                User.objects.filter(pk=account.pk, stripe_customer_id="").update(
+            if not Account.objects.filter(stripe_customer_id=customer_id).exists():
+                Account.objects.filter(pk=account.pk, stripe_customer_id="").update(
                     stripe_customer_id=customer_id
                 )
                 account.stripe_customer_id = customer_id
@@ -267,9 +289,7 @@ def subscriptions_link_waiting_for(*, account_ids: list[int], actor: str, source
     )
     linked = 0
     for start in range(0, len(account_ids), 1000):
-        candidates = User.objects.filter(
-            named, pk__in=account_ids[start : start + 1000], is_staff=False
-        )
+        candidates = Account.objects.filter(named, pk__in=account_ids[start : start + 1000])
         for account in candidates:
             linked += subscriptions_link_waiting(account=account, actor=actor, source=source)
     return linked

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from reconciliation import gateway
 from reconciliation.models import Subscription
 from reconciliation.services.subscriptions import subscription_fields
@@ -32,6 +32,7 @@ MIRROR_FIELDS = (
     "interval",
     "current_period_end",
     "cancel_at_period_end",
+    "seat_quantity",
 )
 
 
@@ -58,7 +59,9 @@ def customer_accounts_map(*, customer_ids: Iterable[str]) -> dict[str, int]:
     if not wanted:
         return {}
     return dict(
-        User.objects.filter(stripe_customer_id__in=wanted).values_list("stripe_customer_id", "id")
+        Account.objects.filter(stripe_customer_id__in=wanted).values_list(
+            "stripe_customer_id", "id"
+        )
     )
 
 
@@ -71,6 +74,7 @@ _JSON_TYPES = {
     "amount": "bigint",
     "current_period_end": "double precision",
     "cancel_at_period_end": "boolean",
+    "seat_quantity": "integer",
 }
 _PAGE_COMPARE_SQL = f"""
 SELECT v.provider_id, u.id, s.id IS NOT NULL, s.account_id,
@@ -86,7 +90,7 @@ FROM json_to_recordset(%s::json) AS v(provider_id text, {
     ", ".join(f'"{name}" {_JSON_TYPES.get(name, "text")}' for name in MIRROR_FIELDS)
 })
 LEFT JOIN {Subscription._meta.db_table} s ON s.provider_id = v.provider_id
-LEFT JOIN {User._meta.db_table} u ON u.stripe_customer_id = v.customer_id
+LEFT JOIN {Account._meta.db_table} u ON u.stripe_customer_id = v.customer_id
    AND u.stripe_customer_id <> ''  -- lets PostgreSQL use the partial unique index
 """
 _PAGE_COMPARE_SQL = f"""
@@ -219,18 +223,18 @@ class SyncReport:
     ambiguous: list[tuple[str, str]] = field(default_factory=list)  # customer, why
 
 
-def _link_candidates(*, customer: dict[str, Any]) -> tuple[User | None, str]:
+def _link_candidates(*, customer: dict[str, Any]) -> tuple[Account | None, str]:
     """(the one account this customer should link to, how) or (None, why not)."""
     metadata = customer.get("metadata") or {}
     email = (customer.get("email") or "").strip()
     by_metadata = None
     if metadata.get("account_id"):
-        by_metadata = User.objects.filter(public_id=metadata["account_id"], is_staff=False).first()
+        by_metadata = Account.objects.filter(public_id=metadata["account_id"]).first()
     by_email = None
     if email:
         matches = list(
-            User.objects.annotate(email_ci=Lower("email"))
-            .filter(email_ci=email.lower(), is_staff=False)
+            Account.objects.annotate(email_ci=Lower("email"))
+            .filter(email_ci=email.lower())
             .only("id", "public_id", "stripe_customer_id")[:2]
         )
         if len(matches) > 1:
@@ -261,7 +265,7 @@ class LinkPlan:
     # theirs cannot be verified this run.
     unresolved: dict[str, str] = field(default_factory=dict)  # customer id -> why
 
-    def _take(self, *, customer_id: str, candidate: User | None, how: str, report) -> bool:
+    def _take(self, *, customer_id: str, candidate: Account | None, how: str, report) -> bool:
         if candidate is not None:
             if candidate.pk in self.by_account:
                 taken = self.by_account[candidate.pk][0]
@@ -337,13 +341,13 @@ def customer_link_write(*, account_id: int, customer_id: str) -> str:
     """Store a planned link, re-checked under the account's row lock. Returns "" when linked
     (or already linked to this customer), else why not."""
     with transaction.atomic():
-        account = User.objects.select_for_update().only("stripe_customer_id").get(pk=account_id)
+        account = Account.objects.select_for_update().only("stripe_customer_id").get(pk=account_id)
         if account.stripe_customer_id and account.stripe_customer_id != customer_id:
             return "linked to another customer since the run"
         if not account.stripe_customer_id:
-            if User.objects.filter(stripe_customer_id=customer_id).exists():
+            if Account.objects.filter(stripe_customer_id=customer_id).exists():
                 return "the customer was linked to another account since the run"
-            User.objects.filter(pk=account_id).update(stripe_customer_id=customer_id)
+            Account.objects.filter(pk=account_id).update(stripe_customer_id=customer_id)
         Subscription.objects.filter(customer_id=customer_id, account__isnull=True).update(
             account_id=account_id
         )

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account
 from reconciliation import gateway
 from reconciliation.models import (
     FlagKind,
@@ -412,7 +412,7 @@ def _dispatch(
     if event.type == CUSTOMER_DELETED:
         customer_id = str(_event_object(event).get("id") or "")
         account = (
-            User.objects.filter(stripe_customer_id=customer_id).first() if customer_id else None
+            Account.objects.filter(stripe_customer_id=customer_id).first() if customer_id else None
         )
         if account is None:
             return WebhookStatus.IGNORED

@@ -87,7 +87,11 @@ def test_customers_become_accounts_with_one_member_and_the_audit_is_untouched():
 
         with connection.cursor() as cursor:
             assert _audit_rows(cursor) == audit_before
-        assert set(Account.objects.values_list("pk", flat=True)) == {active.pk, grace.pk, revoked.pk}
+        assert set(Account.objects.values_list("pk", flat=True)) == {
+            active.pk,
+            grace.pk,
+            revoked.pk,
+        }
         for user, status in ((active, "active"), (grace, "grace_period"), (revoked, "revoked")):
             account = Account.objects.get(pk=user.pk)
             member = Member.objects.get(pk=user.pk)

@@ -4,15 +4,22 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
-from accounts.services.imports import IMPORT_ACTOR, IMPORT_COLUMNS, accounts_import
+from accounts.models import Account
+from accounts.services.imports import (
+    IMPORT_ACTOR,
+    IMPORT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    accounts_import,
+)
 from reconciliation.services.subscriptions import subscriptions_link_waiting_for
 
 
 class Command(BaseCommand):
     help = (
         "Import accounts from a CSV with the header "
-        f"{','.join(IMPORT_COLUMNS)}. Every line is validated first; if any line is refused, "
+        f"{','.join(IMPORT_COLUMNS)} (optionally {','.join(OPTIONAL_COLUMNS)}: rows sharing an "
+        "account_id are the members of one account). Every line is validated first; if any "
+        "line is refused, "
         "nothing is written. Re-running the same file changes nothing."
     )
 
@@ -39,7 +46,7 @@ class Command(BaseCommand):
         # linked now, by the audit's rules, and the account's access decided from them.
         linked = subscriptions_link_waiting_for(
             account_ids=list(
-                User.objects.filter(public_id__in=report.public_ids).values_list("pk", flat=True)
+                Account.objects.filter(public_id__in=report.public_ids).values_list("pk", flat=True)
             ),
             actor=IMPORT_ACTOR,
             source="import",
@@ -50,7 +57,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"line {line}: {note}"))
         self.stdout.write(
             self.style.SUCCESS(
-                f"Imported {path.name}: {report.created} created, {report.updated} updated, "
-                f"{report.unchanged} unchanged."
+                f"Imported {path.name}: {report.created} member(s) created, {report.updated} "
+                f"updated, {report.unchanged} unchanged; {report.accounts_created} new "
+                "account(s)."
             )
         )

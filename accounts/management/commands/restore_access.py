@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
+from accounts.models import Account, User
 from accounts.services.revocation import RevocationError, access_restore
 
 
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--actor", required=True, help="Email of the Admin running this.")
 
     def handle(self, *args, public_id, reason, reference, actor, **options):
-        account = User.objects.filter(public_id=public_id).first()
+        account = Account.objects.filter(public_id=public_id).first()
         if account is None:
             raise CommandError(f"No account with public id {public_id!r}.")
         staff = User.objects.filter(email__iexact=actor, is_staff=True).first()

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import RevocationRequest, RevocationStatus, User
+from accounts.models import Account, RevocationRequest, RevocationStatus, User
 from accounts.services.revocation import (
     STEP_LABELS,
     RevocationError,
@@ -30,8 +30,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, public_id, reason, reference, actor, retry, **options):
         try:
-            account = User.objects.get(public_id=public_id)
-        except User.DoesNotExist:
+            account = Account.objects.get(public_id=public_id)
+        except Account.DoesNotExist:
             raise CommandError(f"No account with public id {public_id!r}.") from None
         try:
             staff = User.objects.get(email__iexact=actor, is_staff=True)

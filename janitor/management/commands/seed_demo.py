@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from accounts.models import User
+from accounts.models import Account, User
 from janitor.demo import DEMO_PASSWORD, DEMO_STAFF, demo_seed
 
 # How the printed logins sign in, per JANITOR_STAFF_2FA.
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, if_empty=False, **options):
-        if if_empty and User.objects.filter(is_staff=False).exists():
+        if if_empty and Account.objects.exists():
             self.stdout.write("Customer accounts exist already: demo data not loaded.")
         else:
             self.stdout.write("Loading demo data (takes a few seconds)...")

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
+from accounts.models import Account, User
 from reconciliation.services.privacy import ErasureError, account_erase
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, public_id, reason, actor, yes, **options):
-        account = User.objects.filter(public_id=public_id).first()
+        account = Account.objects.filter(public_id=public_id).first()
         if account is None:
             raise CommandError(f"No account with public id {public_id!r}.")
         staff = User.objects.filter(email__iexact=actor, is_staff=True).first()

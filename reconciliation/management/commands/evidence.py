@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
+from accounts.models import Account, User
 from reconciliation.selectors.evidence import evidence_for_account
 from reconciliation.services.evidence import evidence_csv_export, evidence_pdf_export
 
@@ -15,7 +15,9 @@ class Command(BaseCommand):
     help = "Print an account's usage evidence; optionally write the PDF pack and the activity CSV."
 
     def add_arguments(self, parser):
-        parser.add_argument("public_id", help="The account's public id (or its email).")
+        parser.add_argument(
+            "public_id", help="The account's public id or email, or one of its members'."
+        )
         parser.add_argument("--days", type=int, default=None, help="Window in days (default 30).")
         parser.add_argument("--pdf", metavar="FILE", help="Write the PDF evidence pack here.")
         parser.add_argument("--csv", metavar="FILE", help="Write the raw activity CSV here.")
@@ -28,10 +30,17 @@ class Command(BaseCommand):
     def handle(self, *args, public_id, days, pdf, csv, actor, **options):
         if days is not None and not 1 <= days <= 3660:
             raise CommandError("--days must be between 1 and 3660.")
+        # An account's public id or email, or a member's: a member names their account.
         account = (
-            User.objects.filter(public_id=public_id).first()
-            or User.objects.filter(email__iexact=public_id).first()
+            Account.objects.filter(public_id=public_id).first()
+            or Account.objects.filter(email__iexact=public_id).first()
         )
+        if account is None:
+            member = (
+                User.objects.filter(public_id=public_id, account__isnull=False).first()
+                or User.objects.filter(email__iexact=public_id, account__isnull=False).first()
+            )
+            account = member.account if member is not None else None
         if account is None:
             raise CommandError(f"No account with public id or email {public_id!r}.")
         actor_user = None
@@ -46,7 +55,14 @@ class Command(BaseCommand):
         evidence = evidence_for_account(account=account, days=days)
         summary = evidence.summary
         out = self.stdout.write
+        # The seed's question, answered first, in one line.
+        out(evidence.one_line())
+        out("")
         out(f"Account:        {account.email} ({account.public_id}) {account.name}")
+        out(
+            f"Members:        {summary.members_total}, {summary.active_members} active in the "
+            f"window; {summary.sessions_now} sessions active now"
+        )
         out(f"Access status:  {account.access_status}")
         sub = evidence.subscription
         out(

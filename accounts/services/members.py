@@ -1,0 +1,51 @@
+"""Members of a customer account: disabling one person (who left the team) and enabling them
+again, without touching the account's access. Audited like every staff action."""
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import StaffActionAudit, StaffActionKind, User
+from accounts.services.sessions import sessions_revoke_all
+
+
+class MemberError(ValueError):
+    """A member change the rules refuse; the message is fit to show to staff."""
+
+
+@transaction.atomic
+def member_set_enabled(
+    *, member: User, enabled: bool, actor: User, reason: str
+) -> StaffActionAudit:
+    """Disable (every session ended, no sign-in) or enable one member of an account.
+
+    The member row is locked and re-read, so a repeated or concurrent click changes nothing
+    twice: asking for the state the member is already in is refused with a clear message.
+    """
+    if not actor.has_perm("accounts.manage_members"):
+        raise MemberError("Your role cannot change an account's members.")
+    if not reason.strip():
+        raise MemberError("Say why (for the audit).")
+    locked = User.objects.select_for_update().get(pk=member.pk)
+    if locked.account_id is None or locked.is_staff:
+        raise MemberError("Only a customer account's members are managed here.")
+    if locked.is_active == enabled:
+        state = "enabled" if enabled else "disabled"
+        raise MemberError(f"{locked.email} is already {state}.")
+    locked.is_active = enabled
+    locked.save(update_fields=["is_active"])
+    sessions = 0
+    if not enabled:
+        User.objects.filter(pk=locked.pk).update(session_version=F("session_version") + 1)
+        sessions = sessions_revoke_all(user=locked)
+    member.is_active = enabled
+    return StaffActionAudit.objects.create(
+        kind=StaffActionKind.MEMBER_ENABLED if enabled else StaffActionKind.MEMBER_DISABLED,
+        subject=locked,
+        account_id=locked.account_id,
+        at=timezone.now(),
+        actor=actor.email,
+        actor_user=actor,
+        reason=reason.strip(),
+        details={"member": locked.public_id, "sessions_ended": sessions},
+    )
