@@ -15,10 +15,10 @@ from django.utils import timezone
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from reconciliation.models import ReconciliationRun, RunStatus
 from tests.factories import (
+    AccountFactory,
     DisputeFactory,
     FlagFactory,
     StaffFactory,
-    UserFactory,
     WebhookEventFactory,
 )
 
@@ -121,12 +121,12 @@ def test_every_url_pattern_is_declared():
 @pytest.fixture
 def world(db):
     requester = StaffFactory(role=ROLE_SUPPORT, email="requester@janitor.test")
-    account = UserFactory()
-    revoked = UserFactory(access_status="revoked", is_active=False)
+    account = AccountFactory()
+    revoked = AccountFactory(access_status="revoked", is_active=False)
     from accounts.services.revocation import revocation_request
 
     pending = revocation_request(account=account, requested_by=requester, reason="Fraud")
-    flag = FlagFactory(account=UserFactory(), kind="missing_subscription")
+    flag = FlagFactory(account=AccountFactory(), kind="missing_subscription")
     run = ReconciliationRun.objects.create(status=RunStatus.HALTED, finished_at=timezone.now())
     event = WebhookEventFactory(status="dead")
     dispute = DisputeFactory(account=account, due_by=timezone.now() + timedelta(days=3))
@@ -164,7 +164,7 @@ def _url(name: str, world: dict) -> str:
 def _visitor(role: str, **client_kwargs) -> Client:
     client = Client(**client_kwargs)
     if role == CUSTOMER:
-        client.force_login(UserFactory())
+        client.force_login(AccountFactory())
     elif role != ANON:
         client.force_login(StaffFactory(role=role))
     return client
@@ -250,7 +250,7 @@ def test_the_admin_site_is_read_only_to_staff_and_closed_to_others(world, role):
     from accounts.roles import ROLE_PERMISSIONS
 
     client = _visitor(role)
-    target = UserFactory(email="admin-target@example.com")
+    target = AccountFactory(email="admin-target@example.com")
     granted = ROLE_PERMISSIONS.get(role, frozenset())
     checked = 0
     for view_perm, page, url in _admin_pages(target):
@@ -320,7 +320,7 @@ def test_staff_without_a_verified_device_reach_no_page_or_action(
         response = getattr(client, method)(_url(name, world))
         assert _outcome(response) == "two_factor", (name, response.status_code)
         assert response["Location"].startswith(target), name
-    for _perm, _page, url in _admin_pages(UserFactory(email="admin-target@example.com")):
+    for _perm, _page, url in _admin_pages(AccountFactory(email="admin-target@example.com")):
         response = client.get(url)
         assert _outcome(response) == "two_factor", (url, response.status_code)
     assert _state_counts() == before

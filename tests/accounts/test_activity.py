@@ -32,7 +32,7 @@ def test_busy_user_writes_one_row_per_path_per_window(client, throttle):
         assert client.get("/app/projects/").status_code == 200
     for _ in range(30):
         client.get("/app/billing/")
-    rows = ActivityLog.objects.filter(account=user)
+    rows = ActivityLog.objects.filter(member=user)
     assert rows.filter(kind=ActivityKind.REQUEST).count() == 2
     assert set(rows.values_list("path", flat=True)) == {"/app/projects/", "/app/billing/"}
 
@@ -56,8 +56,8 @@ def test_throttle_is_per_user(throttle):
     for _ in range(10):
         activity_record_request(user=first, request=factory.get("/app/"))
         activity_record_request(user=second, request=factory.get("/app/"))
-    assert ActivityLog.objects.filter(account=first).count() == 1
-    assert ActivityLog.objects.filter(account=second).count() == 1
+    assert ActivityLog.objects.filter(member=first).count() == 1
+    assert ActivityLog.objects.filter(member=second).count() == 1
 
 
 @pytest.mark.django_db
@@ -66,7 +66,7 @@ def test_zero_window_records_every_request(settings):
     user = UserFactory()
     for _ in range(4):
         activity_record_request(user=user, request=RequestFactory().get("/app/"))
-    assert ActivityLog.objects.filter(account=user).count() == 4
+    assert ActivityLog.objects.filter(member=user).count() == 4
 
 
 @pytest.mark.smoke
@@ -91,7 +91,7 @@ def test_middleware_records_ip_and_user_agent(client, throttle):
 @pytest.mark.urls("tests.accounts.test_activity_urls")
 def test_staff_requests_are_not_customer_activity(finance_client, finance_user, throttle):
     finance_client.get("/app/")
-    assert not ActivityLog.objects.filter(account=finance_user).exists()
+    assert not ActivityLog.objects.filter(member=finance_user).exists()
 
 
 @pytest.mark.redis
@@ -135,7 +135,7 @@ def test_login_is_recorded_as_its_own_kind_and_never_throttled(throttle):
     request = RequestFactory().post("/login/", REMOTE_ADDR="192.0.2.5", HTTP_USER_AGENT="B/2")
     activity_record_login(user=user, request=request)
     activity_record_login(user=user, request=request)
-    logins = ActivityLog.objects.filter(account=user, kind=ActivityKind.LOGIN)
+    logins = ActivityLog.objects.filter(member=user, kind=ActivityKind.LOGIN)
     assert logins.count() == 2
     assert logins.first().ip_address == "192.0.2.5"
 

@@ -66,7 +66,7 @@ def test_retried_batch_does_not_duplicate(client, token):
     # A partly new retry stores only the new one.
     body["events"].append(_event(account, 99))
     assert _post(client, raw, body).json() == {"received": 6, "stored": 1, "duplicates": 5}
-    assert ActivityLog.objects.filter(account=account).count() == 6
+    assert ActivityLog.objects.filter(member=account).count() == 6
 
 
 @pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_same_event_id_from_another_token_is_another_event(client, token, admin_
     body = {"events": [_event(account, 1)]}
     _post(client, raw, body)
     _post(client, other_raw, body)
-    assert ActivityLog.objects.filter(account=account).count() == 2
+    assert ActivityLog.objects.filter(member=account).count() == 2
 
 
 @pytest.mark.smoke

@@ -23,14 +23,14 @@ from accounts.audit_protection import (
 )
 from accounts.models import AccessAudit, AccessStatus
 from accounts.services.access import access_status_change
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's triggers")
 
 
 def _audit_row() -> AccessAudit:
     return access_status_change(
-        account=UserFactory(),
+        account=AccountFactory(),
         to_status=AccessStatus.GRACE_PERIOD,
         actor="system:test",
         reason="original reason",

@@ -19,4 +19,4 @@ def test_customer_login_is_recorded_with_ip(client, customer, support_user):
     login = ActivityLog.objects.get(account=customer, kind=ActivityKind.LOGIN)
     assert login.ip_address == "203.0.113.9"
     client.post(reverse("login"), {"username": support_user.email, "password": PASSWORD})
-    assert not ActivityLog.objects.filter(account=support_user).exists()
+    assert not ActivityLog.objects.filter(member=support_user).exists()

@@ -27,7 +27,7 @@ from accounts.services.revocation import (
     revocation_run,
     revocation_step_pending,
 )
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, AccountFactory
 
 DEAD_REDIS = "redis://127.0.0.1:6390/0"
 
@@ -305,7 +305,7 @@ def test_sessions_live_in_redis_and_the_index_is_a_redis_set(customer):
 def test_concurrent_approvals_run_the_revocation_once(transactional_db):
     from tests.factories import StaffFactory
 
-    customer = UserFactory()
+    customer = AccountFactory()
     support_user = StaffFactory(role="Support")
     admin_user = StaffFactory(role="Admin")
     other_admin = StaffFactory(role="Admin", email="admin-two@janitor.test")
@@ -408,7 +408,7 @@ def test_staff_accounts_are_not_revoked_here(support_user, admin_user):
 
 
 def test_other_customers_keep_their_sessions(customer, support_user, admin_user):
-    bystander = UserFactory()
+    bystander = AccountFactory()
     bystander_client = _login(bystander)
     _login(customer)
     revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")

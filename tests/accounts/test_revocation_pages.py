@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, RevocationRequest, RevocationStatus
 from accounts.services.revocation import revocation_approve, revocation_request
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 
 def _panel(client, account, htmx=True):
@@ -121,7 +121,7 @@ def _client_as(user) -> Client:
 def test_revocations_page_buttons_follow_the_role(customer, support_user, admin_user):
     admin_client_, support_client = _client_as(admin_user), _client_as(support_user)
     own = revocation_request(account=customer, requested_by=admin_user, reason="Mine")
-    other = revocation_request(account=UserFactory(), requested_by=support_user, reason="Theirs")
+    other = revocation_request(account=AccountFactory(), requested_by=support_user, reason="Theirs")
     body = admin_client_.get(reverse("revocation_list")).content.decode()
     assert f'data-testid="approve-{other.pk}"' in body
     assert f'data-testid="approve-{own.pk}"' not in body
@@ -161,10 +161,10 @@ def test_revocations_page_query_count_does_not_grow(
     admin_client_, support_user, admin_user, django_assert_max_num_queries
 ):
     for _ in range(12):
-        revocation_request(account=UserFactory(), requested_by=support_user, reason="Fraud")
+        revocation_request(account=AccountFactory(), requested_by=support_user, reason="Fraud")
     for _ in range(6):
         revocation = revocation_request(
-            account=UserFactory(), requested_by=support_user, reason="Fraud"
+            account=AccountFactory(), requested_by=support_user, reason="Fraud"
         )
         RevocationRequest.objects.filter(pk=revocation.pk).update(
             status=RevocationStatus.REJECTED,
@@ -178,7 +178,7 @@ def test_revocations_page_query_count_does_not_grow(
 
 
 def _audit_rows(n, actor="ops@janitor.test"):
-    accounts = [UserFactory() for _ in range(n)]
+    accounts = [AccountFactory() for _ in range(n)]
     from accounts.services.access import access_status_change
 
     for account in accounts:

@@ -9,7 +9,7 @@ from accounts.models import AccessStatus, RevocationRequest, RevocationStatus
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from accounts.services.access import access_status_change
 from accounts.services.revocation import revocation_request
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import AccountFactory, StaffFactory
 
 ROLES = ["anonymous", "customer", ROLE_SUPPORT, ROLE_FINANCE, ROLE_ADMIN]
 
@@ -19,15 +19,15 @@ def world(db):
     """A customer with a pending request (by a requester who is none of the visitors),
     a revoked customer, and a customer with a failed request."""
     requester = StaffFactory(role=ROLE_SUPPORT, email="requester@janitor.test")
-    target = UserFactory()
+    target = AccountFactory()
     pending = revocation_request(account=target, requested_by=requester, reason="Fraud")
-    revoked = UserFactory()
+    revoked = AccountFactory()
     for status in (AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED):
         access_status_change(account=revoked, to_status=status, actor="a@b.c", reason="x")
-    failing = UserFactory()
+    failing = AccountFactory()
     failed = revocation_request(account=failing, requested_by=requester, reason="Fraud")
     RevocationRequest.objects.filter(pk=failed.pk).update(status=RevocationStatus.FAILED)
-    fresh = UserFactory()
+    fresh = AccountFactory()
     return {
         "target": target,
         "pending": pending,
@@ -40,7 +40,7 @@ def world(db):
 def _visitor(role: str, **client_kwargs) -> Client:
     client = Client(**client_kwargs)
     if role == "customer":
-        client.force_login(UserFactory())
+        client.force_login(AccountFactory())
     elif role != "anonymous":
         client.force_login(StaffFactory(role=role))
     return client

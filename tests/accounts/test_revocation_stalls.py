@@ -13,7 +13,7 @@ from accounts.services.revocation import (
     revocation_request,
     revocation_retry,
 )
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def test_broker_refusing_the_task_marks_the_request_failed(support_user, admin_u
     conf.SYNC, conf.ORM, conf.REDIS = False, None, "redis://127.0.0.1:6391/0"
     try:
         request = revocation_request(
-            account=UserFactory(), requested_by=support_user, reason="chargeback"
+            account=AccountFactory(), requested_by=support_user, reason="chargeback"
         )
         result = revocation_approve(revocation_id=request.pk, approver=admin_user)
     finally:
@@ -38,7 +38,7 @@ def test_broker_refusing_the_task_marks_the_request_failed(support_user, admin_u
 
 
 def test_an_approved_request_whose_task_was_lost_can_be_retried(support_user, admin_user):
-    account = UserFactory()
+    account = AccountFactory()
     request = revocation_request(account=account, requested_by=support_user, reason="fraud")
     RevocationRequest.objects.filter(pk=request.pk).update(
         status=RevocationStatus.APPROVED, decided_by=admin_user, decided_at=timezone.now()

@@ -25,7 +25,7 @@ from accounts.services.revocation import (
 )
 from janitor.selectors import overview_get
 from reconciliation.models import Flag, FlagKind, FlagNote, FlagStatus
-from tests.factories import FlagFactory, UserFactory
+from tests.factories import AccountFactory, FlagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,7 @@ def test_each_step_is_timed_around_itself(support_user, admin_user, monkeypatch)
     monkeypatch.setattr(revocation_service, "sessions_revoke_all", slow_sessions)
     monkeypatch.setattr(AccessAudit.objects, "create", slow_audit_insert)
 
-    done = _approved(UserFactory(), support_user, admin_user)
+    done = _approved(AccountFactory(), support_user, admin_user)
 
     steps = done.steps
     assert done.status == RevocationStatus.COMPLETED
@@ -79,7 +79,7 @@ def test_each_step_is_timed_around_itself(support_user, admin_user, monkeypatch)
 def test_a_dashboard_retry_records_who_and_when(
     support_user, admin_user, second_admin, admin_client_, monkeypatch
 ):
-    account = UserFactory()
+    account = AccountFactory()
     _sessions_fail(monkeypatch)
     failed = _approved(account, support_user, admin_user)
     assert failed.status == RevocationStatus.FAILED
@@ -98,7 +98,7 @@ def test_a_dashboard_retry_records_who_and_when(
 
 
 def test_a_shell_retry_records_who(support_user, admin_user, monkeypatch):
-    account = UserFactory()
+    account = AccountFactory()
     _sessions_fail(monkeypatch)
     failed = _approved(account, support_user, admin_user)
     call_command(
@@ -128,8 +128,8 @@ def test_a_silent_task_shows_as_stalled_with_retry_and_abandon(
     support_user, admin_user, admin_client_, settings
 ):
     settings.JANITOR_REVOCATION_STALL_SECONDS = 120
-    fresh = _lost_task(UserFactory(), support_user, admin_user, ago=timedelta(seconds=30))
-    lost = _lost_task(UserFactory(), support_user, admin_user, ago=timedelta(seconds=130))
+    fresh = _lost_task(AccountFactory(), support_user, admin_user, ago=timedelta(seconds=30))
+    lost = _lost_task(AccountFactory(), support_user, admin_user, ago=timedelta(seconds=130))
     assert not fresh.is_stalled and lost.is_stalled
 
     page = admin_client_.get(reverse("revocation_list")).content.decode()
@@ -143,7 +143,7 @@ def test_abandoning_a_failed_revocation_restores_the_previous_access(
     support_user, admin_user, second_admin, admin_client_, monkeypatch
 ):
     grace_end = timezone.now() + timedelta(days=3)
-    account = UserFactory(access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=grace_end)
+    account = AccountFactory(access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=grace_end)
     _sessions_fail(monkeypatch, times=5)
     failed = _approved(account, support_user, admin_user)
     account.refresh_from_db()
@@ -175,10 +175,10 @@ def test_abandoning_a_failed_revocation_restores_the_previous_access(
 
 
 def test_a_completed_or_pending_revocation_cannot_be_abandoned(support_user, admin_user):
-    done = _approved(UserFactory(), support_user, admin_user)
+    done = _approved(AccountFactory(), support_user, admin_user)
     with pytest.raises(RevocationError, match="failed or stalled"):
         revocation_abandon(revocation_id=done.pk, actor=admin_user, reason="oops")
-    pending = revocation_request(account=UserFactory(), requested_by=support_user, reason="x")
+    pending = revocation_request(account=AccountFactory(), requested_by=support_user, reason="x")
     with pytest.raises(RevocationError, match="failed or stalled"):
         revocation_abandon(revocation_id=pending.pk, actor=admin_user, reason="oops")
     with pytest.raises(RevocationError, match="Only an Admin"):
@@ -188,7 +188,7 @@ def test_a_completed_or_pending_revocation_cannot_be_abandoned(support_user, adm
 def test_automation_cannot_move_an_account_out_of_revoked_pending(support_user, admin_user):
     from accounts.services.access import AccessTransitionError, access_status_change
 
-    account = UserFactory(access_status=AccessStatus.REVOKED_PENDING)
+    account = AccountFactory(access_status=AccessStatus.REVOKED_PENDING)
     with pytest.raises(AccessTransitionError):
         access_status_change(
             account=account, to_status=AccessStatus.ACTIVE, actor="system:audit", reason="x"
@@ -196,8 +196,8 @@ def test_automation_cannot_move_an_account_out_of_revoked_pending(support_user, 
 
 
 def test_completing_a_revocation_resolves_the_accounts_flags(support_user, admin_user):
-    account = UserFactory()
-    other = UserFactory()
+    account = AccountFactory()
+    other = AccountFactory()
     for kind in (FlagKind.PAYMENT_FAILED, FlagKind.DISPUTED):
         FlagFactory(account=account, kind=kind)
     FlagFactory(account=other, kind=FlagKind.PAYMENT_FAILED)
@@ -216,7 +216,7 @@ def test_completing_a_revocation_resolves_the_accounts_flags(support_user, admin
 
 
 def test_retry_without_a_failed_revocation_is_refused_in_the_shell(admin_user):
-    account = UserFactory()
+    account = AccountFactory()
     with pytest.raises(CommandError, match="no failed or stalled"):
         call_command(
             "revoke_access",
@@ -234,7 +234,7 @@ def test_abandoning_while_the_task_runs_stops_the_task(
     """An Admin abandons a revocation the task is still working on (it looked stalled): the
     task must stop, not mark the request failed nor revoke the restored account."""
     settings.JANITOR_REVOCATION_STALL_SECONDS = 0
-    account = UserFactory()
+    account = AccountFactory()
     real = revocation_service.sessions_revoke_all
 
     def abandoned_meanwhile(*, user):
@@ -264,7 +264,7 @@ def test_abandoning_while_the_task_runs_stops_the_task(
 def test_a_second_run_after_a_retry_does_not_redo_the_last_step(support_user, admin_user):
     from accounts.services.revocation import revocation_run
 
-    done = _approved(UserFactory(), support_user, admin_user)
+    done = _approved(AccountFactory(), support_user, admin_user)
     recorded = dict(done.steps)
     # A retried task that was in fact alive finishes after the first: nothing changes.
     RevocationRequest.objects.filter(pk=done.pk).update(status=RevocationStatus.APPROVED)

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from accounts.models import AccessStatus
 from reconciliation.models import FlagKind
-from tests.factories import FlagFactory, UserFactory
+from tests.factories import AccountFactory, FlagFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_htmx_pages_work_under_the_csp_without_violations(
     page, live_server, login_as, support_user
 ):
-    account = UserFactory(
+    account = AccountFactory(
         access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=timezone.now() + timedelta(days=3)
     )
     flag = FlagFactory(account=account, kind=FlagKind.PAYMENT_FAILED)

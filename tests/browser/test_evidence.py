@@ -10,7 +10,7 @@ from pypdf import PdfReader
 
 from reconciliation.models import Dispute, EvidenceExport
 from reconciliation.services.disputes import dispute_refresh
-from tests.factories import ActivityFactory, UserFactory
+from tests.factories import AccountFactory, ActivityFactory
 
 
 @pytest.mark.browser
@@ -18,7 +18,7 @@ from tests.factories import ActivityFactory, UserFactory
 def test_finance_opens_urgent_dispute_downloads_pdf_and_stages(
     page, live_server, login_as, finance_user, stripe_fake
 ):
-    account = UserFactory(email="disputer@example.com", stripe_customer_id="cus_browser")
+    account = AccountFactory(email="disputer@example.com", stripe_customer_id="cus_browser")
     now = timezone.now()
     for hours in (3, 27, 51):
         ActivityFactory(account=account, occurred_at=now - timedelta(hours=hours))

@@ -10,7 +10,7 @@ from accounts.models import AccessStatus, RevocationRequest, RevocationStatus
 from accounts.roles import ROLE_ADMIN
 from reconciliation.models import FlagKind, FlagNote
 from reconciliation.services.flags import flag_resolve
-from tests.factories import DisputeFactory, FlagFactory, StaffFactory, UserFactory
+from tests.factories import AccountFactory, DisputeFactory, FlagFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def customers(db):
     return {
-        "marta": UserFactory(email="marta.kowalski@example.org", name="Marta Kowalski"),
-        "other": UserFactory(email="someone.else@example.org", name="Someone Else"),
+        "marta": AccountFactory(email="marta.kowalski@example.org", name="Marta Kowalski"),
+        "other": AccountFactory(email="someone.else@example.org", name="Someone Else"),
     }
 
 
@@ -130,7 +130,7 @@ def test_a_revocations_states_appear_without_reload(page, live_server, login_as,
         revocation_step_sessions,
     )
 
-    customer = UserFactory(email="revoked.soon@example.org")
+    customer = AccountFactory(email="revoked.soon@example.org")
     requester = StaffFactory(role=ROLE_ADMIN, email="requester@janitor.test")
     # Approved, its task not started yet (a worker picks it up in production).
     revocation = RevocationRequest.objects.create(
@@ -174,7 +174,7 @@ def test_polling_waits_while_a_comment_is_being_written(
     from accounts.services.revocation import revocation_step_pending
 
     running = RevocationRequest.objects.create(
-        account=UserFactory(email="running@example.org"),
+        account=AccountFactory(email="running@example.org"),
         requested_by=StaffFactory(role=ROLE_ADMIN, email="asker@janitor.test"),
         reason="Fraud",
         status=RevocationStatus.APPROVED,
@@ -182,7 +182,7 @@ def test_polling_waits_while_a_comment_is_being_written(
         decided_at=timezone.now(),
     )
     waiting = RevocationRequest.objects.create(
-        account=UserFactory(email="waiting@example.org"), requested_by=support_user, reason="x"
+        account=AccountFactory(email="waiting@example.org"), requested_by=support_user, reason="x"
     )
     login_as(page, admin_user)
     page.goto(f"{live_server.url}/revocations/")
@@ -204,7 +204,7 @@ def test_polling_waits_while_a_comment_is_being_written(
 def test_grace_ended_an_hour_ago_reads_overdue_in_the_queue(
     page, live_server, login_as, support_user
 ):
-    account = UserFactory(
+    account = AccountFactory(
         access_status=AccessStatus.GRACE_PERIOD,
         grace_ends_at=timezone.now() - timedelta(hours=1, minutes=5),
     )

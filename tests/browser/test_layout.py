@@ -14,12 +14,12 @@ from accounts.models import AccessAudit, AccessStatus, RevocationRequest
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_PERMISSIONS, ROLE_SUPPORT
 from reconciliation.models import FlagNote, ReconciliationRun, RunStatus
 from tests.factories import (
+    AccountFactory,
     ActivityFactory,
     DisputeFactory,
     FlagFactory,
     StaffFactory,
     SubscriptionFactory,
-    UserFactory,
     WebhookEventFactory,
 )
 
@@ -33,7 +33,7 @@ LONG_TEXT = "The customer wrote a very long explanation " * 20
 @pytest.fixture
 def world(db):
     author = StaffFactory(role=ROLE_SUPPORT, email="author@janitor.test")
-    account = UserFactory(
+    account = AccountFactory(
         email="a.really.quite.long.email.address.for.testing.layout@some-long-domain.example",
         name="Maximilian Alexander Fitzgerald-Worthington the Third",
         access_status=AccessStatus.GRACE_PERIOD,
@@ -64,7 +64,7 @@ def world(db):
         status="dead", last_error=LONG_WORD, customer_id=account.stripe_customer_id
     )
     dispute = DisputeFactory(account=account, due_by=timezone.now() + timedelta(days=2))
-    other = UserFactory()
+    other = AccountFactory()
     RevocationRequest.objects.create(account=other, requested_by=author, reason=LONG_TEXT)
     return {
         "account": account,

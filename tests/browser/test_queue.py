@@ -8,11 +8,11 @@ from playwright.sync_api import expect
 
 from accounts.models import AccessAudit, AccessStatus
 from reconciliation.models import FlagKind, FlagNote, ReconciliationRun, RunStatus
-from tests.factories import FlagFactory, UserFactory
+from tests.factories import AccountFactory, FlagFactory
 
 
 def _grace_flag(email: str, kind: str = FlagKind.PAYMENT_FAILED):
-    account = UserFactory(
+    account = AccountFactory(
         email=email,
         access_status=AccessStatus.GRACE_PERIOD,
         grace_ends_at=timezone.now() + timedelta(days=2),
@@ -129,7 +129,7 @@ def test_the_queue_reads_without_javascript(browser, live_server, login_as, supp
 def test_an_admin_runs_a_dry_run_and_sees_it_finish(
     page, live_server, login_as, admin_user, stripe_fake
 ):
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="active")
     login_as(page, admin_user)
     page.goto(f"{live_server.url}/reconciliation/")

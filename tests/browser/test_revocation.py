@@ -4,7 +4,7 @@ import pytest
 
 from accounts.backends import ACCESS_REFUSED_MESSAGE
 from accounts.models import AccessStatus, RevocationRequest, RevocationStatus
-from tests.factories import PASSWORD, StaffFactory, UserFactory
+from tests.factories import PASSWORD, AccountFactory, StaffFactory
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def people(transactional_db):
     from accounts.roles import ROLE_ADMIN, ROLE_SUPPORT
 
     return (
-        UserFactory(),
+        AccountFactory(),
         StaffFactory(role=ROLE_SUPPORT, email="support@janitor.test"),
         StaffFactory(role=ROLE_ADMIN, email="admin@janitor.test"),
     )

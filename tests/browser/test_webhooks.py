@@ -4,14 +4,14 @@ import pytest
 
 from accounts.roles import ROLE_ADMIN
 from reconciliation.models import WebhookEvent, WebhookStatus
-from tests.factories import StaffFactory, UserFactory, WebhookEventFactory
+from tests.factories import AccountFactory, StaffFactory, WebhookEventFactory
 from tests.reconciliation.webhook_support import sub_obj
 
 
 @pytest.mark.browser
 def test_admin_filters_and_replays_a_dead_event(page, live_server, login_as):
     admin = StaffFactory(role=ROLE_ADMIN, email="webhooks-admin@janitor.test")
-    UserFactory(stripe_customer_id="cus_browser")
+    AccountFactory(stripe_customer_id="cus_browser")
     WebhookEventFactory.create_batch(3, status=WebhookStatus.PROCESSED)
     dead = WebhookEventFactory(
         provider_event_id="evt_browser_dead",

@@ -269,8 +269,11 @@ def subscription_object(
     metadata: dict[str, str],
     legacy_shape: bool,
     ended_at: int | None = None,
+    quantity: int = 1,
+    price_metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A subscription as Stripe renders it today, or (legacy_shape) as LEGACY_API_VERSION did."""
+    """A subscription as Stripe renders it today, or (legacy_shape) as LEGACY_API_VERSION did.
+    `quantity` is the item's (seats, on a per-seat price); `price_metadata` the price's."""
     period_start = current_period_end - PERIOD_SECONDS[interval]
     product = f"prod_{price_id.removeprefix('price_')}"
     price = _price(
@@ -281,12 +284,14 @@ def subscription_object(
         interval=interval,
         created=created,
     )
+    if price_metadata:
+        price["metadata"] = dict(price_metadata)
     subscription = stripe_fixture("subscription", LEGACY_API_VERSION if legacy_shape else None)
     item = subscription["items"]["data"][0]
     item.update(
         id=f"si_{id.removeprefix('sub_')}",
         created=created,
-        quantity=1,
+        quantity=quantity,
         subscription=id,
         metadata={},
         price=price,
@@ -326,7 +331,7 @@ def subscription_object(
     if legacy_shape:
         subscription.update(
             plan=item["plan"],
-            quantity=1,
+            quantity=quantity,
             current_period_start=period_start,
             current_period_end=current_period_end,
         )
@@ -919,6 +924,8 @@ class StripeFake:
         created: int | None = None,
         metadata: dict[str, str] | None = None,
         legacy_shape: bool = False,
+        quantity: int = 1,
+        price_metadata: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Store a subscription. Listing order is insertion order, newest first."""
         if status not in SUBSCRIPTION_STATUSES:
@@ -940,6 +947,8 @@ class StripeFake:
             metadata=metadata or {},
             legacy_shape=legacy_shape,
             ended_at=now,
+            quantity=quantity,
+            price_metadata=price_metadata,
         )
         with self._lock:
             if self._subscription_ordinal(subscription["id"]) is not None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from accounts.models import ActivityKind, ActivityLog
 from accounts.services.activity import api_token_create, api_token_revoke
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 from tests.hostile.conftest import assert_answered, counted, rolled_back
 
 URL = "/api/v1/activity"
@@ -34,7 +34,7 @@ def tokens(admin_user):
 
 @pytest.fixture
 def account(db):
-    return UserFactory(email="hostile-activity@example.com")
+    return AccountFactory(email="hostile-activity@example.com")
 
 
 # --- Strategies ---------------------------------------------------------------------------

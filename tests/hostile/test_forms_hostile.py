@@ -20,7 +20,7 @@ from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from accounts.services.access import access_status_change
 from reconciliation.models import FlagKind, WebhookStatus
 from reconciliation.services.disputes import dispute_refresh
-from tests.factories import PASSWORD, FlagFactory, StaffFactory, UserFactory
+from tests.factories import PASSWORD, AccountFactory, FlagFactory, StaffFactory
 from tests.hostile.conftest import assert_answered, rolled_back
 
 # --- Strategies ---------------------------------------------------------------------------
@@ -265,17 +265,17 @@ def world(db, stripe_fake) -> World:
     support = StaffFactory(role=ROLE_SUPPORT, email="hostile-support@janitor.test")
     finance = StaffFactory(role=ROLE_FINANCE, email="hostile-finance@janitor.test")
     admin = StaffFactory(role=ROLE_ADMIN, email="hostile-admin@janitor.test")
-    in_grace = UserFactory(
+    in_grace = AccountFactory(
         email="hostile-grace@example.com",
         access_status=AccessStatus.GRACE_PERIOD,
         grace_ends_at=timezone.now() + timedelta(days=3),
     )
     flag = FlagFactory(account=in_grace, kind=FlagKind.MISSING_SUBSCRIPTION)
-    to_revoke = UserFactory(email="hostile-pending@example.com")
+    to_revoke = AccountFactory(email="hostile-pending@example.com")
     pending = RevocationRequest.objects.create(
         account=to_revoke, requested_by=support, reason="Chargeback", reference="CB-1"
     )
-    revoked = UserFactory(email="hostile-revoked@example.com")
+    revoked = AccountFactory(email="hostile-revoked@example.com")
     for step in (AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED):
         access_status_change(
             account=revoked,
@@ -284,7 +284,7 @@ def world(db, stripe_fake) -> World:
             actor_user=admin,
             reason="Set up for the restore form",
         )
-    customer = UserFactory(email="hostile-dispute@example.com", stripe_customer_id="cus_hostile")
+    customer = AccountFactory(email="hostile-dispute@example.com", stripe_customer_id="cus_hostile")
     obj = stripe_fake.add_customer_dispute(
         customer="cus_hostile", due_by=int(time.time()) + 3 * 86_400
     )
@@ -298,7 +298,7 @@ def world(db, stripe_fake) -> World:
         flag=flag,
         pending=pending,
         revoked=revoked,
-        active=UserFactory(email="hostile-active@example.com"),
+        active=AccountFactory(email="hostile-active@example.com"),
         dispute=dispute,
     )
 

@@ -18,10 +18,10 @@ from accounts.models import AccessAudit, RevocationRequest, User
 from accounts.roles import ROLE_ADMIN, ROLE_SUPPORT
 from reconciliation.models import Flag, FlagNote, ReconciliationRun, RunStatus, WebhookEvent
 from tests.factories import (
+    AccountFactory,
     DisputeFactory,
     FlagFactory,
     StaffFactory,
-    UserFactory,
     WebhookEventFactory,
 )
 from tests.hostile.conftest import assert_answered, rolled_back
@@ -77,9 +77,9 @@ def stale(db) -> dict[str, str]:
     """One row of each kind that a URL names, created and deleted: their ids are stale."""
     requester = StaffFactory(role=ROLE_SUPPORT)
     rows = {
-        "public_id": UserFactory(),
+        "public_id": AccountFactory(),
         "revocation": RevocationRequest.objects.create(
-            account=UserFactory(), requested_by=requester, reason="Stale"
+            account=AccountFactory(), requested_by=requester, reason="Stale"
         ),
         "webhook": WebhookEventFactory(),
         "flag_id": FlagFactory(),

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import AccessStatus
 from janitor.search import account_search, fragment_queryset
-from tests.factories import DisputeFactory, SubscriptionFactory, UserFactory
+from tests.factories import AccountFactory, DisputeFactory, SubscriptionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,14 +17,14 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def people(db):
     return {
-        "ada": UserFactory(email="ada.lovelace@analytical.example", name="Ada Lovelace"),
-        "grace": UserFactory(
+        "ada": AccountFactory(email="ada.lovelace@analytical.example", name="Ada Lovelace"),
+        "grace": AccountFactory(
             email="grace.hopper@navy.example",
             name="Grace Hopper",
             access_status=AccessStatus.GRACE_PERIOD,
             grace_ends_at=timezone.now() - timedelta(hours=3),
         ),
-        "alan": UserFactory(email="alan@bletchley.example", name="Alan Turing"),
+        "alan": AccountFactory(email="alan@bletchley.example", name="Alan Turing"),
     }
 
 

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import (
+    AccountFactory,
     FlagFactory,
     SubscriptionFactory,
     UserFactory,
@@ -46,7 +47,7 @@ def test_overview_empty_state(support_client):
 
 def test_overview_counts(support_client, django_assert_max_num_queries):
     UserFactory.create_batch(3)
-    UserFactory(access_status="revoked", is_active=False)
+    AccountFactory(access_status="revoked", is_active=False)
     FlagFactory.create_batch(2, kind="manual_grant")
     WebhookEventFactory(status="dead")
     # One fixed query more than before issue 15: the disputes due within 7 days.
@@ -60,7 +61,7 @@ def test_overview_counts(support_client, django_assert_max_num_queries):
 
 
 def test_account_page_shows_subscriptions_and_flags(support_client, django_assert_max_num_queries):
-    account = UserFactory()
+    account = AccountFactory()
     SubscriptionFactory(account=account, provider_id="sub_shown")
     FlagFactory(account=account, kind="payment_failed")
     with django_assert_max_num_queries(14):

@@ -12,7 +12,7 @@ from django.urls import reverse
 from accounts.services.revocation import revocation_approve, revocation_request
 from reconciliation.services.audit import audit_run
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
-from tests.factories import FlagFactory, UserFactory
+from tests.factories import AccountFactory, FlagFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_a_scrape_after_webhooks_a_run_and_a_revocation(
 ):
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    account = UserFactory(stripe_customer_id="cus_m1")
+    account = AccountFactory(stripe_customer_id="cus_m1")
     with django_capture_on_commit_callbacks(execute=True):
         post_signed(client, body_for("customer.subscription.created", sub_obj("sub_m1", "cus_m1")))
         post_signed(client, b'{"not": "signed"}', header="t=1,v1=bad")  # refused
@@ -54,11 +54,11 @@ def test_a_scrape_after_webhooks_a_run_and_a_revocation(
         WebhookEvent.objects.filter(pk=dead.pk).update(next_attempt_at=None)
         webhook_event_process(event_id=dead.pk)
     stripe_fake.add_subscription("sub_m1", customer="cus_m1", status="active")
-    other = UserFactory()
+    other = AccountFactory()
     stripe_fake.add_subscription("sub_m2", customer=other.stripe_customer_id, status="canceled")
     run = audit_run(dry_run=False, triggered_by="test")
     FlagFactory(account=account, kind="manual_grant")
-    request = revocation_request(account=UserFactory(), requested_by=support_user, reason="x")
+    request = revocation_request(account=AccountFactory(), requested_by=support_user, reason="x")
     revocation_approve(revocation_id=request.pk, approver=admin_user)
 
     response = Client().get(reverse("metrics"))

@@ -28,7 +28,7 @@ from reconciliation.models import Dispute, RunStatus, WebhookEvent
 from reconciliation.services.audit import audit_run
 from reconciliation.services.disputes import dispute_apply
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
-from tests.factories import ActivityFactory, FlagFactory, UserFactory
+from tests.factories import AccountFactory, ActivityFactory, FlagFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +122,7 @@ def _dispute_obj(dispute_id="dp_n1", customer="cus_n1", due_in=7 * 86400):
 
 def test_a_new_dispute_tells_finance_once_with_usage(receiver, sent, settings, client, stripe_fake):
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
-    account = UserFactory(stripe_customer_id="cus_n1", email="acme@example.com")
+    account = AccountFactory(stripe_customer_id="cus_n1", email="acme@example.com")
     ActivityFactory.create_batch(3, account=account)
     stripe_fake.add_customer("cus_n1", email="acme@example.com")
     stripe_fake.add_charge("ch_n1", customer="cus_n1")
@@ -161,7 +161,7 @@ def test_a_dispute_due_within_48_hours_without_evidence_is_announced_once(receiv
 def test_evidence_submitted_tells_finance(receiver, sent, finance_user, stripe_fake):
     from reconciliation.services.evidence import dispute_evidence_stage, dispute_evidence_submit
 
-    account = UserFactory(stripe_customer_id="cus_ev")
+    account = AccountFactory(stripe_customer_id="cus_ev")
     stripe_fake.add_dispute("dp_ev", charge="ch_ev")
     dispute = dispute_apply(obj={**stripe_fake.disputes["dp_ev"], "metadata": {}})
     Dispute.objects.filter(pk=dispute.pk).update(account=account)
@@ -178,7 +178,7 @@ def test_evidence_submitted_tells_finance(receiver, sent, finance_user, stripe_f
 def test_a_revocation_request_tells_the_other_admins_by_email(
     sent, support_user, admin_user, second_admin
 ):
-    account = UserFactory()
+    account = AccountFactory()
     sent(revocation_request, account=account, requested_by=admin_user, reason="Chargeback")
     recipients = [m.to for m in mail.outbox]
     assert recipients == [[second_admin.email]]
@@ -187,7 +187,7 @@ def test_a_revocation_request_tells_the_other_admins_by_email(
 
 def test_a_halted_run_tells_admins_with_its_reason(receiver, sent, stripe_fake, settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.0
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription("sub_x", customer=account.stripe_customer_id, status="canceled")
     run = sent(audit_run, dry_run=False, triggered_by="test")
     assert run.status == RunStatus.HALTED
@@ -197,7 +197,7 @@ def test_a_halted_run_tells_admins_with_its_reason(receiver, sent, stripe_fake, 
 
 def test_a_refused_stripe_key_tells_admins(receiver, sent, stripe_fake, settings):
     stripe_fake.fail("/v1/subscriptions", status=401, times=10)  # a revoked key
-    UserFactory()
+    AccountFactory()
     run = sent(audit_run, dry_run=False, triggered_by="test")
     assert run.status in {RunStatus.HALTED, RunStatus.FAILED}
     texts = [t for t in receiver.texts("admins") if "STRIPE_API_KEY" in t]
@@ -213,11 +213,11 @@ def test_failed_and_stalled_revocations_tell_admins(
         raise ConnectionError("Redis is down")
 
     monkeypatch.setattr(revocation_service, "sessions_revoke_all", down)
-    request = revocation_request(account=UserFactory(), requested_by=support_user, reason="x")
+    request = revocation_request(account=AccountFactory(), requested_by=support_user, reason="x")
     sent(revocation_approve, revocation_id=request.pk, approver=admin_user)
     assert [t for t in receiver.texts("admins") if "failed" in t and "Redis is down" in t]
 
-    lost = revocation_request(account=UserFactory(), requested_by=support_user, reason="y")
+    lost = revocation_request(account=AccountFactory(), requested_by=support_user, reason="y")
     RevocationRequest.objects.filter(pk=lost.pk).update(
         status=RevocationStatus.APPROVED,
         decided_by=admin_user,
@@ -257,7 +257,7 @@ def test_dead_lettered_webhooks_are_batched_into_one_notice(receiver, sent, sett
 
 
 def test_the_morning_digest_goes_to_support(receiver, sent, support_user):
-    grace = UserFactory(
+    grace = AccountFactory(
         access_status="grace_period",
         grace_ends_at=timezone.now().replace(hour=23, minute=0, second=0, microsecond=0),
     )
@@ -272,9 +272,9 @@ def test_the_morning_digest_goes_to_support(receiver, sent, support_user):
 
 
 def test_the_requester_hears_of_completion_and_rejection(sent, support_user, admin_user):
-    done = revocation_request(account=UserFactory(), requested_by=support_user, reason="Fraud")
+    done = revocation_request(account=AccountFactory(), requested_by=support_user, reason="Fraud")
     sent(revocation_approve, revocation_id=done.pk, approver=admin_user)
-    rejected = revocation_request(account=UserFactory(), requested_by=support_user, reason="x")
+    rejected = revocation_request(account=AccountFactory(), requested_by=support_user, reason="x")
     sent(revocation_reject, revocation_id=rejected.pk, approver=admin_user, comment="Paid up")
     to_requester = [m for m in mail.outbox if m.to == [support_user.email]]
     assert [m.subject.split(": ")[-1] for m in to_requester] == ["completed", "rejected"]
@@ -284,7 +284,7 @@ def test_the_requester_hears_of_completion_and_rejection(sent, support_user, adm
 def test_the_grace_notice_is_queued_recorded_and_links_to_billing(client, sent, settings):
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
     settings.JANITOR_BILLING_URL = "https://billing.example.com/update"
-    account = UserFactory(stripe_customer_id="cus_g1", email="pat@example.com")
+    account = AccountFactory(stripe_customer_id="cus_g1", email="pat@example.com")
     body = body_for("customer.subscription.updated", sub_obj("sub_g1", "cus_g1", "past_due"))
     sent(post_signed, client, body)
     sent(post_signed, client, body)
@@ -301,7 +301,7 @@ def test_the_grace_notice_links_to_a_fresh_billing_portal_session(sent, settings
     settings.JANITOR_BILLING_PORTAL_RETURN_URL = "https://app.example.com/"
     settings.JANITOR_PUBLIC_URL = "https://janitor.example.com"
     stripe_fake.add_customer("cus_portal", email="portal@example.com")
-    account = UserFactory(stripe_customer_id="cus_portal", email="portal@example.com")
+    account = AccountFactory(stripe_customer_id="cus_portal", email="portal@example.com")
     account.grace_ends_at = timezone.now() + timedelta(days=7)
     sent(notify.grace_started, account=account)
     [message] = mail.outbox
@@ -328,7 +328,7 @@ def test_the_grace_notice_links_to_a_fresh_billing_portal_session(sent, settings
 def test_a_failing_receiver_is_retried_then_shown(receiver, sent, settings, admin_client_):
     settings.JANITOR_NOTIFY_MAX_ATTEMPTS = 3
     receiver.fail_next = 10
-    account = UserFactory()
+    account = AccountFactory()
     sent(dispute_apply, obj=_dispute_obj("dp_fail", customer=account.stripe_customer_id))
     notice = Notice.objects.get(kind=NoticeKind.DISPUTE_NEW)
     assert notice.status == NoticeStatus.FAILED and notice.attempts == 1
@@ -369,7 +369,7 @@ def test_staff_mute_a_kind_but_not_approvals(sent, client, support_user, admin_u
     assert set(NoticeMute.objects.filter(user=second_admin).values_list("kind", flat=True)) == {
         NoticeKind.RUN_HALTED
     }
-    sent(revocation_request, account=UserFactory(), requested_by=support_user, reason="x")
+    sent(revocation_request, account=AccountFactory(), requested_by=support_user, reason="x")
     assert sorted(m.to[0] for m in mail.outbox) == sorted([admin_user.email, second_admin.email])
 
     from reconciliation.models import ReconciliationRun

@@ -10,7 +10,12 @@ from django.utils import timezone
 from accounts.models import AccessStatus
 from janitor.labels import label, provider_error_plain, stripe_dashboard_url
 from reconciliation.models import FlagNote, ReconciliationRun, RunStatus
-from tests.factories import DisputeFactory, FlagFactory, UserFactory, WebhookEventFactory
+from tests.factories import (
+    AccountFactory,
+    DisputeFactory,
+    FlagFactory,
+    WebhookEventFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +53,7 @@ def test_provider_errors_read_in_plain_words_with_what_to_do():
 
 
 def test_overdue_grace_shows_as_overdue_with_how_long(support_client):
-    account = UserFactory(
+    account = AccountFactory(
         access_status=AccessStatus.GRACE_PERIOD,
         grace_ends_at=timezone.now() - timedelta(hours=5, minutes=2),
     )
@@ -71,7 +76,7 @@ def test_the_account_page_shows_flag_notes_and_links_to_the_queue_row(support_cl
 def test_an_unchanged_status_in_the_history_does_not_read_as_a_change(support_client):
     from accounts.models import AccessAudit
 
-    account = UserFactory(
+    account = AccountFactory(
         access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=timezone.now() + timedelta(days=3)
     )
     AccessAudit.objects.create(
@@ -86,7 +91,7 @@ def test_an_unchanged_status_in_the_history_does_not_read_as_a_change(support_cl
 
 
 def test_overview_numbers_link_to_their_filtered_lists(support_client):
-    UserFactory(access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=timezone.now())
+    AccountFactory(access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=timezone.now())
     FlagFactory(kind="payment_failed")
     WebhookEventFactory(status="dead")
     html = support_client.get(reverse("overview")).content.decode()

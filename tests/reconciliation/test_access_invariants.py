@@ -80,7 +80,7 @@ from reconciliation.services.audit import (
     audit_run_discard,
 )
 from reconciliation.services.webhooks import webhook_event_process, webhook_events_catch_up
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 from tests.fakes.signing import stripe_signature_header
 from tests.reconciliation.webhook_support import SECRET
 
@@ -349,7 +349,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
                 },
                 "revoked_legacy": {"access_status": AccessStatus.REVOKED, "is_active": False},
             }[start]
-            account = UserFactory(**fields)
+            account = AccountFactory(**fields)
             self.fake.add_customer(account.stripe_customer_id, email=account.email)
             self.accounts.append(account)
             self.initial_status[account.pk] = self.status[account.pk] = account.access_status

@@ -18,7 +18,7 @@ from reconciliation.services.access import (
     grace_period_extend,
 )
 from reconciliation.services.subscriptions import subscription_apply, subscription_fields
-from tests.factories import SubscriptionFactory, UserFactory
+from tests.factories import AccountFactory, SubscriptionFactory
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 STATUSES = [
@@ -174,7 +174,7 @@ def _sub(status, customer="cus_life", sub_id="sub_life"):
 def test_canceled_subscription_starts_grace_with_flag_audit_and_email(
     django_capture_on_commit_callbacks,
 ):
-    account = UserFactory(stripe_customer_id="cus_life")
+    account = AccountFactory(stripe_customer_id="cus_life")
     t0 = timezone.now()
     subscription_apply(obj=_sub("active"), provider_time=t0, actor="system:webhook", source="t")
     with django_capture_on_commit_callbacks(execute=True):
@@ -204,7 +204,7 @@ def test_every_order_of_a_subscription_life_ends_in_the_same_state():
     life = [("active", 0), ("active", 10), ("past_due", 20), ("canceled", 30)]
     finals = set()
     for n, order in enumerate(itertools.permutations(life)):
-        account = UserFactory(stripe_customer_id=f"cus_perm{n}")
+        account = AccountFactory(stripe_customer_id=f"cus_perm{n}")
         for status, offset in order:
             subscription_apply(
                 obj=_sub(status, f"cus_perm{n}", f"sub_perm{n}"),
@@ -225,7 +225,7 @@ def test_subscription_for_unknown_customer_waits_then_links_by_metadata():
     assert (
         result.account is None and Subscription.objects.get(provider_id="sub_wait").account is None
     )
-    account = UserFactory(stripe_customer_id="")
+    account = AccountFactory(stripe_customer_id="")
     obj["metadata"] = {"account_id": account.public_id}
     result = subscription_apply(obj=obj, provider_time=timezone.now(), actor="a", source="t")
     account.refresh_from_db()
@@ -234,8 +234,8 @@ def test_subscription_for_unknown_customer_waits_then_links_by_metadata():
 
 @pytest.mark.django_db
 def test_reactivation_only_when_not_revoked_by_staff(admin_user):
-    by_system = UserFactory(access_status="revoked", is_active=False)
-    by_staff = UserFactory()
+    by_system = AccountFactory(access_status="revoked", is_active=False)
+    by_staff = AccountFactory()
     access_status_change(
         account=by_staff,
         to_status="revoked_pending",
@@ -266,7 +266,7 @@ def test_reactivation_only_when_not_revoked_by_staff(admin_user):
 
 @pytest.mark.django_db
 def test_grace_extension_is_bounded_and_audited(support_user):
-    account = UserFactory()
+    account = AccountFactory()
     SubscriptionFactory(account=account, status="canceled")
     subscription_apply(
         obj=_sub("canceled", account.stripe_customer_id, "sub_x"),
@@ -288,7 +288,7 @@ def test_grace_extension_is_bounded_and_audited(support_user):
 
 @pytest.mark.django_db
 def test_comp_suppresses_manual_grant_flag(support_user):
-    account = UserFactory()
+    account = AccountFactory()
     with pytest.raises(ValueError, match="future"):
         comp_record(
             account=account, reason="partner", expires_at=timezone.now(), granted_by=support_user

@@ -18,7 +18,7 @@ from reconciliation.models import (
     Subscription,
 )
 from reconciliation.services.audit import audit_run
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import AccountFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def _run(**kwargs) -> ReconciliationRun:
 
 
 def _revoked(*, by: str, **kwargs) -> User:
-    account = UserFactory(access_status=AccessStatus.REVOKED, is_active=False, **kwargs)
+    account = AccountFactory(access_status=AccessStatus.REVOKED, is_active=False, **kwargs)
     if by:
         AccessAudit.objects.create(
             account=account,
@@ -52,21 +52,21 @@ def world(stripe_fake, no_brake):
     """One account per rule of DESIGN.md, with its subscriptions at the fake provider."""
     now = timezone.now()
     accounts = {
-        "in_sync": UserFactory(),
-        "start_grace": UserFactory(),
-        "payment_failed": UserFactory(),
-        "end_grace": UserFactory(
+        "in_sync": AccountFactory(),
+        "start_grace": AccountFactory(),
+        "payment_failed": AccountFactory(),
+        "end_grace": AccountFactory(
             access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=now + timedelta(days=3)
         ),
         "reactivate": _revoked(by=""),
         "mismatch": _revoked(by="admin@janitor.test"),
-        "manual_grant": UserFactory(stripe_customer_id=""),
-        "grace_expired": UserFactory(
+        "manual_grant": AccountFactory(stripe_customer_id=""),
+        "grace_expired": AccountFactory(
             access_status=AccessStatus.GRACE_PERIOD, grace_ends_at=now - timedelta(days=1)
         ),
-        "comped": UserFactory(),
-        "mixed": UserFactory(),
-        "trialing": UserFactory(),
+        "comped": AccountFactory(),
+        "mixed": AccountFactory(),
+        "trialing": AccountFactory(),
     }
     subs = {
         "in_sync": ["active"],
@@ -275,7 +275,7 @@ def test_an_outage_from_the_first_page_locks_nobody_out(stripe_fake, no_brake):
 def braking_world(stripe_fake, settings):
     """20 active accounts; 2 lost their subscription: 10 % would change, the brake is 5 %."""
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.05
-    accounts = [UserFactory() for _ in range(20)]
+    accounts = [AccountFactory() for _ in range(20)]
     for index, account in enumerate(accounts):
         status = "canceled" if index < 2 else "active"
         stripe_fake.add_subscription(customer=account.stripe_customer_id, status=status)
@@ -347,7 +347,7 @@ def test_the_decision_phase_queries_grow_with_batches_not_accounts(
 
 
 def test_a_comp_that_expired_is_flagged_again(stripe_fake, no_brake):
-    account = UserFactory(stripe_customer_id="")
+    account = AccountFactory(stripe_customer_id="")
     comp = AccessComp.objects.create(
         account=account, reason="trial extension", expires_at=timezone.now() + timedelta(days=1)
     )

@@ -6,7 +6,7 @@ import pytest
 from accounts.models import AccessStatus
 from reconciliation.models import Flag, RunStatus
 from reconciliation.services.audit import audit_run
-from tests.factories import SubscriptionFactory, UserFactory
+from tests.factories import AccountFactory, SubscriptionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ def _no_brake(settings):
 
 
 def test_a_subscription_linked_by_metadata_counts_for_its_account(stripe_fake):
-    account = UserFactory(stripe_customer_id="cus_old")
+    account = AccountFactory(stripe_customer_id="cus_old")
     stripe_fake.add_subscription("sub_old", customer="cus_old", status="canceled")
     stripe_fake.add_subscription(
         "sub_new", customer="cus_new", status="active", metadata={"account_id": account.public_id}
@@ -48,8 +48,8 @@ def test_linked_subscriptions_count_in_every_batch_not_only_the_first(stripe_fak
     monkeypatch.setattr("reconciliation.services.audit.ACCOUNT_BATCH", 2)
     linked, unlinked = [], []
     for n in range(5):
-        UserFactory(is_staff=True, email=f"staff{n}@janitor.test")  # ids between customers
-        account = UserFactory(stripe_customer_id=f"cus_old{n}")
+        AccountFactory(is_staff=True, email=f"staff{n}@janitor.test")  # ids between customers
+        account = AccountFactory(stripe_customer_id=f"cus_old{n}")
         stripe_fake.add_subscription(f"sub_old{n}", customer=f"cus_old{n}", status="canceled")
         if n % 2 == 0:
             stripe_fake.add_subscription(f"sub_new{n}", customer=f"cus_new{n}", status="active")
@@ -76,10 +76,10 @@ def test_linked_elsewhere_keeps_to_the_batch_and_to_other_customer_ids():
     insert): only the batch's accounts come back, and only subscriptions under another id."""
     from reconciliation.services.audit import _statuses_linked_elsewhere
 
-    before = UserFactory(stripe_customer_id="cus_before")
-    own = UserFactory(stripe_customer_id="cus_own")
-    staff = UserFactory(is_staff=True, email="linked-staff@janitor.test", stripe_customer_id="")
-    linked = UserFactory(stripe_customer_id="")
+    before = AccountFactory(stripe_customer_id="cus_before")
+    own = AccountFactory(stripe_customer_id="cus_own")
+    staff = AccountFactory(is_staff=True, email="linked-staff@janitor.test", stripe_customer_id="")
+    linked = AccountFactory(stripe_customer_id="")
     SubscriptionFactory(account=before, customer_id="cus_elsewhere0", status="active")
     SubscriptionFactory(account=own, customer_id="cus_own", status="canceled")
     SubscriptionFactory(account=own, customer_id="cus_other", status="past_due")

@@ -8,16 +8,16 @@ from django.urls import reverse
 from accounts.models import AccessAudit, AccessStatus, User
 from reconciliation.models import Flag, RunOutcome, RunStatus
 from reconciliation.services.audit import audit_run
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def _accounts(stripe_fake):
-    paying = UserFactory(stripe_customer_id="cus_paying")
+    paying = AccountFactory(stripe_customer_id="cus_paying")
     stripe_fake.add_customer("cus_paying")
     stripe_fake.add_subscription("sub_paying", customer="cus_paying")
-    lapsed = UserFactory(stripe_customer_id="cus_lapsed")  # would start a grace period
+    lapsed = AccountFactory(stripe_customer_id="cus_lapsed")  # would start a grace period
     return paying, lapsed
 
 
@@ -44,7 +44,7 @@ def test_a_refused_key_fails_the_run_at_once_changes_nothing_and_shows_on_the_ov
 
 
 def test_a_restricted_key_refused_on_customer_lookups_also_fails_the_run(stripe_fake):
-    UserFactory(stripe_customer_id="", email="new@example.com")
+    AccountFactory(stripe_customer_id="", email="new@example.com")
     stripe_fake.add_subscription("sub_unknown", customer="cus_unknown")
     stripe_fake.fail("/v1/customers", status=403, times=5)
 
@@ -57,7 +57,7 @@ def test_a_restricted_key_refused_on_customer_lookups_also_fails_the_run(stripe_
 def test_a_404_for_one_customer_is_recorded_against_it_and_the_run_goes_on(stripe_fake):
     paying, _ = _accounts(stripe_fake)
     stripe_fake.add_subscription("sub_orphan", customer="cus_deleted_meanwhile")
-    UserFactory(stripe_customer_id="", email="waiting@example.com")
+    AccountFactory(stripe_customer_id="", email="waiting@example.com")
 
     run = audit_run(dry_run=False, triggered_by="system:test")
 

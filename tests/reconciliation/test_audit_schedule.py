@@ -18,7 +18,7 @@ from reconciliation.services.audit import (
     audit_schedule_ensure,
 )
 from reconciliation.tasks_audit import audit_scheduled
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 
 def _in_threads(target, n: int = 2) -> list:
@@ -103,7 +103,7 @@ def test_a_run_whose_worker_died_does_not_block_the_next(stripe_fake):
 @pytest.mark.django_db(transaction=True)
 def test_two_clusters_schedulers_on_postgresql_start_one_run(stripe_fake, settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="active")
     # Slow the listing so the two schedulers' work overlaps in time.
     stripe_fake.delay("/v1/subscriptions", 0.5, times=5)
@@ -128,7 +128,7 @@ def test_two_clusters_schedulers_on_postgresql_start_one_run(stripe_fake, settin
 def test_two_workers_given_the_nightly_task_at_once_start_one_run(stripe_fake, settings):
     """Past the scheduler (e.g. a broker redelivery): the run service's own guard holds."""
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="active")
     stripe_fake.delay("/v1/subscriptions", 0.5, times=5)
 

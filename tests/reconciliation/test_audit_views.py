@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from reconciliation.models import Outcome, ReconciliationRun, RunOutcome, RunStatus
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_finance_cannot_start_or_decide_runs(finance_client):
 
 
 def test_an_admin_starts_a_dry_run_with_htmx(admin_client_, stripe_fake):
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="canceled")
     body = admin_client_.get(RUNS).content.decode()
     assert "Run dry run now" in body and "hx-confirm" in body
@@ -101,7 +101,7 @@ def test_run_detail_lists_outcomes_paginated(finance_client, django_assert_max_n
     run = _finished_run(start_grace=60)
     RunOutcome.objects.bulk_create(
         [
-            RunOutcome(run=run, account=UserFactory(), outcome=Outcome.START_GRACE, detail={})
+            RunOutcome(run=run, account=AccountFactory(), outcome=Outcome.START_GRACE, detail={})
             for _ in range(60)
         ]
     )
@@ -116,7 +116,7 @@ def test_run_detail_lists_outcomes_paginated(finance_client, django_assert_max_n
 
 def test_manage_reconcile_dry_run_prints_a_summary_table(stripe_fake, settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="past_due")
     out, err = StringIO(), StringIO()
 

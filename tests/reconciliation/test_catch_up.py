@@ -14,7 +14,7 @@ from reconciliation.services.webhooks import (
     webhook_events_catch_up,
 )
 from reconciliation.tasks import webhook_events_catch_up_task
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 
@@ -28,7 +28,7 @@ def webhook_secret(settings):
 def test_catch_up_ingests_an_event_the_endpoint_never_received(
     client, stripe_fake, django_capture_on_commit_callbacks
 ):
-    account = UserFactory(stripe_customer_id="cus_missed")
+    account = AccountFactory(stripe_customer_id="cus_missed")
     now = int(time.time())
     delivered = stripe_fake.add_event(
         "customer.subscription.created", sub_obj("sub_missed", "cus_missed"), created=now - 120

@@ -17,7 +17,7 @@ from reconciliation.models import Dispute, Flag, FlagKind, WebhookEvent, Webhook
 from reconciliation.selectors.evidence import evidence_for_account
 from reconciliation.services.disputes import dispute_apply
 from reconciliation.services.webhooks import webhook_event_process
-from tests.factories import ActivityFactory, SubscriptionFactory, UserFactory
+from tests.factories import AccountFactory, ActivityFactory, SubscriptionFactory
 from tests.fakes.fixtures import stripe_fixture
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed
 
@@ -40,8 +40,8 @@ def test_a_fixture_shaped_dispute_posted_to_the_webhook_reaches_its_account_and_
     client, finance_user, stripe_fake, django_capture_on_commit_callbacks
 ):
     # The account knows no Stripe customer yet: it is found by the customer's email.
-    account = UserFactory(email="payer@example.com", stripe_customer_id="")
-    UserFactory(email="someone-else@example.com", stripe_customer_id="cus_other")
+    account = AccountFactory(email="payer@example.com", stripe_customer_id="")
+    AccountFactory(email="someone-else@example.com", stripe_customer_id="cus_other")
     stripe_fake.add_customer("cus_payer", email="Payer@Example.com")
     ActivityFactory(account=account, occurred_at=timezone.now() - timedelta(days=3))
     dispute = stripe_fake.add_customer_dispute("dp_real", customer="cus_payer")
@@ -106,7 +106,7 @@ def test_a_charge_without_a_customer_leaves_the_dispute_unlinked_with_the_reason
 def test_stripe_unreachable_retries_the_lookup_on_the_queue(
     client, stripe_fake, django_capture_on_commit_callbacks
 ):
-    account = UserFactory(stripe_customer_id="cus_later")
+    account = AccountFactory(stripe_customer_id="cus_later")
     dispute = stripe_fake.add_customer_dispute("dp_retry", customer="cus_later")
     stripe_fake.fail("/v1/charges", status=503, times=1)
 
@@ -131,7 +131,7 @@ def test_a_charge_stripe_does_not_know_is_recorded_on_the_dispute(stripe_fake):
 
 
 def test_sync_stripe_links_disputes_stored_unlinked(stripe_fake):
-    account = UserFactory(stripe_customer_id="cus_backfill")
+    account = AccountFactory(stripe_customer_id="cus_backfill")
     SubscriptionFactory(account=account, customer_id="cus_backfill")
     dispute = stripe_fake.add_customer_dispute("dp_old", customer="cus_backfill")
     # Stored by an earlier version that never looked the charge up.
@@ -159,7 +159,7 @@ def test_sync_stripe_links_disputes_stored_unlinked(stripe_fake):
 def test_the_pdf_of_a_dispute_on_a_90_day_old_charge_covers_that_charges_period(
     client, finance_user, stripe_fake
 ):
-    account = UserFactory(email="old-charge@example.com", stripe_customer_id="cus_old")
+    account = AccountFactory(email="old-charge@example.com", stripe_customer_id="cus_old")
     subscription_start = int(time.time()) - 200 * 86_400
     SubscriptionFactory(
         account=account,
@@ -198,7 +198,7 @@ def test_the_pdf_of_a_dispute_on_a_90_day_old_charge_covers_that_charges_period(
 
 
 def test_finance_can_choose_another_window_before_staging(client, finance_user, stripe_fake):
-    account = UserFactory(stripe_customer_id="cus_window")
+    account = AccountFactory(stripe_customer_id="cus_window")
     ActivityFactory(account=account, occurred_at=timezone.now() - timedelta(days=5))
     dispute = stripe_fake.add_customer_dispute("dp_window", customer="cus_window")
     from reconciliation.services.disputes import dispute_refresh
@@ -223,7 +223,7 @@ def test_finance_can_choose_another_window_before_staging(client, finance_user, 
 def test_every_charge_dispute_event_links_the_dispute(
     client, stripe_fake, django_capture_on_commit_callbacks, event_type
 ):
-    account = UserFactory(stripe_customer_id="cus_funds")
+    account = AccountFactory(stripe_customer_id="cus_funds")
     dispute = stripe_fake.add_customer_dispute(customer="cus_funds")
 
     event = _post(client, django_capture_on_commit_callbacks, body_for(event_type, dispute))
@@ -235,7 +235,7 @@ def test_every_charge_dispute_event_links_the_dispute(
 def test_the_csv_of_a_dispute_covers_the_same_window_as_its_pdf(client, finance_user, stripe_fake):
     from reconciliation.services.disputes import dispute_refresh
 
-    account = UserFactory(stripe_customer_id="cus_csv")
+    account = AccountFactory(stripe_customer_id="cus_csv")
     now = timezone.now()
     ActivityFactory(account=account, occurred_at=now - timedelta(days=85), path="/app/in-period")
     ActivityFactory(account=account, occurred_at=now - timedelta(days=150), path="/app/too-old")

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from reconciliation.models import Dispute, Flag, FlagKind, FlagStatus
 from reconciliation.services.disputes import DisputeCharge, dispute_apply
-from tests.factories import SubscriptionFactory, UserFactory, WebhookEventFactory
+from tests.factories import AccountFactory, SubscriptionFactory, WebhookEventFactory
 from tests.fakes.fixtures import stripe_fixture
 
 
@@ -48,7 +48,7 @@ def event_at(seconds_ago: int, obj: dict, type="charge.dispute.updated"):
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_new_dispute_is_mirrored_linked_and_flagged():
-    account = UserFactory(stripe_customer_id="cus_disp1")
+    account = AccountFactory(stripe_customer_id="cus_disp1")
     obj = dispute_obj(customer="cus_disp1")
     event = event_at(60, obj, "charge.dispute.created")
     dispute = dispute_apply(obj=obj, event=event)
@@ -73,7 +73,7 @@ def test_new_dispute_is_mirrored_linked_and_flagged():
 
 @pytest.mark.django_db
 def test_applying_the_same_event_twice_changes_nothing():
-    account = UserFactory(stripe_customer_id="cus_disp2")
+    account = AccountFactory(stripe_customer_id="cus_disp2")
     obj = dispute_obj(customer="cus_disp2")
     event = event_at(30, obj)
     dispute_apply(obj=obj, event=event)
@@ -85,7 +85,7 @@ def test_applying_the_same_event_twice_changes_nothing():
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_an_older_event_does_not_roll_back():
-    account = UserFactory(stripe_customer_id="cus_disp3")
+    account = AccountFactory(stripe_customer_id="cus_disp3")
     closed = dispute_obj(customer="cus_disp3", status="lost")
     dispute_apply(obj=closed, event=event_at(10, closed, "charge.dispute.closed"))
     opened = dispute_obj(customer="cus_disp3", status="needs_response")
@@ -100,7 +100,7 @@ def test_an_older_event_does_not_roll_back():
 
 @pytest.mark.django_db
 def test_same_second_tie_does_not_reopen_a_closed_dispute():
-    UserFactory(stripe_customer_id="cus_tie")
+    AccountFactory(stripe_customer_id="cus_tie")
     when = timezone.now().replace(microsecond=0)
     lost = dispute_obj(customer="cus_tie", status="lost")
     dispute_apply(obj=lost, event={"created": int(when.timestamp())})
@@ -112,7 +112,7 @@ def test_same_second_tie_does_not_reopen_a_closed_dispute():
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_becoming_lost_opens_chargeback_lost_once():
-    account = UserFactory(stripe_customer_id="cus_disp4")
+    account = AccountFactory(stripe_customer_id="cus_disp4")
     obj = dispute_obj(customer="cus_disp4")
     dispute_apply(obj=obj, event=event_at(300, obj, "charge.dispute.created"))
     review = copy.deepcopy(obj) | {"status": "under_review"}
@@ -132,12 +132,12 @@ def test_becoming_lost_opens_chargeback_lost_once():
 
 @pytest.mark.django_db
 def test_account_found_through_metadata_or_subscription_mirror():
-    by_meta = UserFactory()
+    by_meta = AccountFactory()
     dispute = dispute_apply(
         obj=dispute_obj("dp_meta", metadata={"public_id": by_meta.public_id}), event=None
     )
     assert dispute.account == by_meta
-    subscribed = UserFactory(stripe_customer_id="")
+    subscribed = AccountFactory(stripe_customer_id="")
     SubscriptionFactory(account=subscribed, customer_id="cus_only_in_mirror")
     # Stripe's dispute names no customer: the lookup through its charge found this one.
     dispute = dispute_apply(
@@ -156,7 +156,7 @@ def test_unknown_customer_stays_unlinked_and_links_later():
     assert dispute.account is None and dispute.customer_id == "cus_nobody"
     assert not Flag.objects.exists()
     # The customer is imported later; the next event links the dispute and flags it.
-    account = UserFactory(stripe_customer_id="cus_nobody")
+    account = AccountFactory(stripe_customer_id="cus_nobody")
     dispute = dispute_apply(obj=obj, event=event_at(50, obj))
     assert dispute.account == account
     assert Flag.objects.filter(account=account, kind=FlagKind.DISPUTED).count() == 1

@@ -14,9 +14,9 @@ from reconciliation.models import EvidenceExport
 from reconciliation.selectors.evidence import evidence_for_account, evidence_summary
 from reconciliation.services.evidence import evidence_csv_export, evidence_pdf_export
 from tests.factories import (
+    AccountFactory,
     ActivityFactory,
     SubscriptionFactory,
-    UserFactory,
     WebhookEventFactory,
 )
 
@@ -28,7 +28,7 @@ def pdf_text(content: bytes) -> str:
 @pytest.fixture
 def crafted(db):
     """An account with known activity: 3 days in the window, 3 IPs, 2 logins, 1 old row."""
-    account = UserFactory(email="dana@example.com", name="Dana Example")
+    account = AccountFactory(email="dana@example.com", name="Dana Example")
     now = timezone.now()
     day = timedelta(days=1)
     rows = [
@@ -115,7 +115,7 @@ def test_pdf_shows_email_and_last_activity(crafted, finance_user):
 
 
 def test_pdf_for_account_without_activity_says_so(db, finance_user):
-    account = UserFactory(email="quiet@example.com")
+    account = AccountFactory(email="quiet@example.com")
     text = pdf_text(evidence_pdf_export(account=account, actor=finance_user))
     assert "quiet@example.com" in text
     assert "No activity was recorded for this account" in text
@@ -123,7 +123,7 @@ def test_pdf_for_account_without_activity_says_so(db, finance_user):
 
 
 def test_pdf_renders_non_ascii(db, finance_user):
-    account = UserFactory(email="zoe@example.com", name="Zoë Ångström")
+    account = AccountFactory(email="zoe@example.com", name="Zoë Ångström")
     ActivityFactory(account=account)
     text = pdf_text(evidence_pdf_export(account=account, actor=finance_user))
     assert "Zoë Ångström" in text
@@ -168,7 +168,7 @@ def test_command_prints_summary_and_writes_files(crafted, finance_user, tmp_path
 
 
 def test_command_without_activity_and_refusals(db, support_user):
-    account = UserFactory()
+    account = AccountFactory()
     out = io.StringIO()
     call_command("evidence", account.public_id, stdout=out)
     assert "NONE recorded" in out.getvalue()

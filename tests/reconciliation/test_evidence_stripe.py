@@ -16,14 +16,14 @@ from reconciliation.services.evidence import (
     dispute_evidence_submit,
     evidence_fit,
 )
-from tests.factories import ActivityFactory, UserFactory
+from tests.factories import AccountFactory, ActivityFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def disputed_account(stripe_fake, *, rows=5, due_in=7 * 86400, spacing=timedelta(hours=7)):
     """An account with activity and a dispute that exists both at the fake and in the mirror."""
-    account = UserFactory(
+    account = AccountFactory(
         email="payer@example.com", name="Pat Payer", stripe_customer_id="cus_evid"
     )
     now = timezone.now()

@@ -12,14 +12,14 @@ from django.utils import timezone
 
 from reconciliation.models import EvidenceExport
 from reconciliation.services.disputes import dispute_refresh
-from tests.factories import ActivityFactory, DisputeFactory, UserFactory
+from tests.factories import AccountFactory, ActivityFactory, DisputeFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def account():
-    account = UserFactory(email="ellis@example.com", stripe_customer_id="cus_views")
+    account = AccountFactory(email="ellis@example.com", stripe_customer_id="cus_views")
     ActivityFactory(account=account, occurred_at=timezone.now() - timedelta(hours=2))
     return account
 
@@ -105,7 +105,7 @@ def test_panel_is_a_fragment_for_htmx_and_a_page_otherwise(
 
 
 def test_panel_says_when_there_is_no_activity(finance_client):
-    quiet = UserFactory()
+    quiet = AccountFactory()
     url = reverse("account_evidence_panel", args=[quiet.public_id])
     html = finance_client.get(url, headers={"HX-Request": "true"}).content.decode()
     assert "No activity recorded for this account" in html

@@ -24,11 +24,11 @@ from reconciliation.services.privacy import ErasureError, account_erase, retenti
 from reconciliation.tasks import retention_purge_task
 from tests.factories import (
     PASSWORD,
+    AccountFactory,
     ActivityFactory,
     DisputeFactory,
     StaffFactory,
     SubscriptionFactory,
-    UserFactory,
     WebhookEventFactory,
 )
 
@@ -45,7 +45,7 @@ def aged(settings):
     """Rows on either side of each retention period (the defaults, IPs shortened to 30 days)."""
     settings.JANITOR_IP_RETENTION_DAYS = 30
     now = timezone.now()
-    account = UserFactory()
+    account = AccountFactory()
     rows = {
         "activity_old": ActivityFactory(account=account, occurred_at=now - 401 * DAY),
         "activity_kept": ActivityFactory(account=account, occurred_at=now - 399 * DAY),
@@ -122,7 +122,7 @@ def test_retention_periods_are_settings(aged, settings):
 @pytest.fixture
 def person(admin_user):
     """A customer with activity, webhook events, a subscription, a dispute and audit rows."""
-    account = UserFactory(email="jane.doe@example.com", name="Jane Doe")
+    account = AccountFactory(email="jane.doe@example.com", name="Jane Doe")
     for _ in range(3):
         ActivityFactory(account=account, path="/app/invoices/jane-doe")
     customer_id = account.stripe_customer_id
@@ -144,7 +144,7 @@ def person(admin_user):
         reason="payment failed",
         grace_ends_at=timezone.now() + DAY,
     )
-    bystander = UserFactory(email="someone.else@example.com")
+    bystander = AccountFactory(email="someone.else@example.com")
     ActivityFactory(account=bystander)
     WebhookEventFactory(customer_id=bystander.stripe_customer_id)
     return account, bystander
@@ -167,9 +167,9 @@ def test_erasure_pseudonymises_personal_data_and_keeps_the_audit(person, admin_u
     assert account.name == "" and not account.has_usable_password()
     assert authenticate(username="jane.doe@example.com", password=PASSWORD) is None
     assert client.get(reverse("customer_home")).status_code == 302  # its session is gone
-    for row in ActivityLog.objects.filter(account=account):
+    for row in ActivityLog.objects.filter(member__account=account):
         assert (row.ip_address, row.user_agent, row.path) == (None, "", "")
-    assert ActivityLog.objects.filter(account=account).count() == 3  # counts stay for evidence
+    assert ActivityLog.objects.filter(member__account=account).count() == 3  # counts stay for evidence
     for event in WebhookEvent.objects.filter(customer_id=account.stripe_customer_id):
         assert event.payload == {
             "janitor_erased": True,
@@ -207,7 +207,7 @@ def _nothing_erased(account: User) -> bool:
     account.refresh_from_db()
     return (
         account.email == "jane.doe@example.com"
-        and ActivityLog.objects.filter(account=account, ip_address__isnull=False).count() == 3
+        and ActivityLog.objects.filter(member__account=account, ip_address__isnull=False).count() == 3
         and StaffActionAudit.objects.count() == 0
     )
 

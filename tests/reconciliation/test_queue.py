@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessComp, AccessStatus
 from reconciliation.models import Flag, FlagKind, FlagNote, FlagStatus, ReconciliationRun
-from tests.factories import FlagFactory, UserFactory, WebhookEventFactory
+from tests.factories import AccountFactory, FlagFactory, WebhookEventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ QUEUE = "/queue/"
 
 
 def _grace_flag(days_left: int = 3, **kwargs) -> Flag:
-    account = UserFactory(
+    account = AccountFactory(
         access_status=AccessStatus.GRACE_PERIOD,
         grace_ends_at=timezone.now() + timedelta(days=days_left, hours=1),
     )
@@ -95,7 +95,7 @@ def test_the_queue_runs_a_fixed_number_of_queries(
     event = WebhookEventFactory()
     for index in range(60):
         FlagFactory(
-            account=UserFactory(
+            account=AccountFactory(
                 access_status=AccessStatus.GRACE_PERIOD,
                 grace_ends_at=timezone.now() + timedelta(days=2),
             ),

@@ -26,7 +26,7 @@ from reconciliation.services.audit import (
     audit_run_apply_finish,
 )
 from reconciliation.services.subscriptions import subscription_apply
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import AccountFactory, StaffFactory, UserFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def _apply(run, admin):
 
 def test_an_old_halted_run_does_not_undo_a_staff_revocation(stripe_fake, settings, admin):
     # Revoked by an import (not by staff) while Stripe shows a paid subscription: reactivate.
-    account = UserFactory(access_status=AccessStatus.REVOKED, is_active=False)
+    account = AccountFactory(access_status=AccessStatus.REVOKED, is_active=False)
     AccessAudit.objects.create(
         account=account, actor="system:import", from_status="", to_status="revoked", reason="x"
     )
@@ -82,7 +82,7 @@ def test_an_old_halted_run_does_not_undo_a_staff_revocation(stripe_fake, setting
 def test_an_old_halted_run_does_not_start_grace_for_a_customer_who_resubscribed(
     stripe_fake, settings, admin
 ):
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription("sub_gone", customer=account.stripe_customer_id, status="canceled")
     run = _halted_run(settings)
     assert RunOutcome.objects.get(run=run, account=account).outcome == Outcome.START_GRACE
@@ -106,9 +106,9 @@ def test_an_old_halted_run_does_not_start_grace_for_a_customer_who_resubscribed(
 def test_an_old_halted_run_skips_an_account_whose_status_changed_since(
     stripe_fake, settings, admin
 ):
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription("sub_gone", customer=account.stripe_customer_id, status="canceled")
-    other = UserFactory()
+    other = AccountFactory()
     stripe_fake.add_subscription("sub_other", customer=other.stripe_customer_id, status="canceled")
     run = _halted_run(settings)
     # A comp recorded since: the other account's grace is no longer right either.
@@ -143,7 +143,7 @@ def test_an_old_halted_run_skips_an_account_whose_status_changed_since(
 def test_the_run_page_lists_skipped_rows_with_their_reason(
     stripe_fake, settings, admin, admin_client_
 ):
-    account = UserFactory()
+    account = AccountFactory()
     stripe_fake.add_subscription("sub_gone", customer=account.stripe_customer_id, status="canceled")
     run = _halted_run(settings)
     subscription_apply(
@@ -200,7 +200,9 @@ def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_f
 def test_a_failed_customer_lookup_makes_unlinked_accounts_not_checked(stripe_fake, settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
     [account] = _email_matched_shop(stripe_fake, 1)
-    lonely = UserFactory(stripe_customer_id="")  # no customer anywhere: a manual grant, if checked
+    lonely = AccountFactory(
+        stripe_customer_id=""
+    )  # no customer anywhere: a manual grant, if checked
     stripe_fake.fail("/v1/customers/", status=500, times=10)
 
     run = audit_run(dry_run=False, triggered_by="test")
@@ -217,9 +219,9 @@ def test_a_partial_listing_neither_flags_nor_graces_accounts_it_did_not_reach(
     stripe_fake, settings
 ):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    reached = UserFactory(stripe_customer_id="cus_a")
+    reached = AccountFactory(stripe_customer_id="cus_a")
     stripe_fake.add_subscription("sub_a", customer="cus_a", status="canceled")
-    unreached = UserFactory(stripe_customer_id="cus_z")
+    unreached = AccountFactory(stripe_customer_id="cus_z")
     stripe_fake.add_subscription("sub_z", customer="cus_z", status="canceled")
     Subscription.objects.create(
         provider_id="sub_z", account=unreached, customer_id="cus_z", status="canceled",
@@ -264,7 +266,7 @@ def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
     for i in (1, 3):
         stripe_fake.set_subscription_status(f"sub_mail{i:05d}", "canceled")
     stripe_fake.set_subscription_status("sub_mail00005", "past_due")
-    UserFactory(stripe_customer_id="")  # a real manual grant
+    AccountFactory(stripe_customer_id="")  # a real manual grant
     settings.JANITOR_AUDIT_LINK_LOOKUPS = 4  # two customers left for the next night
 
     dry = audit_run(dry_run=True, triggered_by="test")
@@ -350,7 +352,7 @@ def test_a_waiting_subscription_is_linked_by_import(client, stripe_fake, signed,
 def test_a_waiting_subscription_is_linked_by_the_next_event(client, stripe_fake, signed):
     stripe_fake.add_customer("cus_late", email="late@example.com")
     _post(signed, client, "customer.subscription.created", sub_obj("sub_late", "cus_late"), "evt_1")
-    account = UserFactory(email="late@example.com", stripe_customer_id="")  # created later
+    account = AccountFactory(email="late@example.com", stripe_customer_id="")  # created later
     stripe_fake.add_subscription("sub_late", customer="cus_late", status="past_due")
 
     _post(
@@ -391,7 +393,7 @@ def test_the_lookup_cap_moves_on_to_new_customers_each_night(stripe_fake, settin
     for name in ("a", "b", "c"):
         stripe_fake.add_customer(f"cus_nobody_{name}", email=f"{name}@elsewhere.example")
         stripe_fake.add_subscription(f"sub_nobody_{name}", customer=f"cus_nobody_{name}")
-    UserFactory()  # some account, so there is something to decide
+    AccountFactory()  # some account, so there is something to decide
 
     def lookups():
         return sorted(r.path for r in stripe_fake.requests_to("/v1/customers/"))
@@ -409,7 +411,7 @@ def test_the_lookup_cap_moves_on_to_new_customers_each_night(stripe_fake, settin
     assert third.counts.get(Outcome.NOT_CHECKED, 0) == 0
 
     # An account appears with b's email: the next night links it without a call.
-    late = UserFactory(email="B@elsewhere.example", stripe_customer_id="")
+    late = AccountFactory(email="B@elsewhere.example", stripe_customer_id="")
     Subscription.objects.filter(customer_id="cus_nobody_b").update(account=None)
     audit_run(dry_run=False, triggered_by="test")
     late.refresh_from_db()

@@ -22,7 +22,7 @@ from reconciliation.services.webhooks import (
     webhook_events_sweep,
     webhook_schedules_ensure,
 )
-from tests.factories import UserFactory, WebhookEventFactory
+from tests.factories import AccountFactory, WebhookEventFactory
 from tests.fakes.stripe_fake import TEST_API_KEY
 from tests.reconciliation.webhook_support import sub_obj
 
@@ -42,7 +42,7 @@ def _event(**kwargs):
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_sweeper_resends_only_due_unfinished_events(django_capture_on_commit_callbacks):
-    UserFactory(stripe_customer_id="cus_sweep")
+    AccountFactory(stripe_customer_id="cus_sweep")
     now = timezone.now()
     past, future = now - timedelta(seconds=5), now + timedelta(seconds=60)
     stuck = _event(status=WebhookStatus.PENDING, next_attempt_at=past)

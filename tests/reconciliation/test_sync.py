@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from reconciliation.models import Subscription
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,10 +20,10 @@ def _sync() -> str:
 
 @pytest.fixture
 def provider(stripe_fake):
-    known = UserFactory()
-    by_metadata = UserFactory(stripe_customer_id="")
-    by_email = UserFactory(stripe_customer_id="", email="Mixed.Case@Example.com")
-    taken = UserFactory(email="taken@example.com")
+    known = AccountFactory()
+    by_metadata = AccountFactory(stripe_customer_id="")
+    by_email = AccountFactory(stripe_customer_id="", email="Mixed.Case@Example.com")
+    taken = AccountFactory(email="taken@example.com")
     stripe_fake.add_customer(known.stripe_customer_id, email=known.email)
     stripe_fake.add_subscription(customer=known.stripe_customer_id, status="active")
     stripe_fake.add_customer("cus_meta", metadata={"account_id": by_metadata.public_id})

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from reconciliation.models import Subscription, WebhookAttempt, WebhookEvent, WebhookStatus
 from reconciliation.selectors.webhooks import webhook_rejections
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 from tests.fakes.signing import stripe_signature_header
 from tests.reconciliation.webhook_support import (
     OLD_SECRET,
@@ -34,7 +34,7 @@ def _rejected(kind: str) -> int:
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_valid_event_is_stored_then_processed(client, django_capture_on_commit_callbacks):
-    account = UserFactory(stripe_customer_id="cus_valid")
+    account = AccountFactory(stripe_customer_id="cus_valid")
     body = body_for(
         "customer.subscription.created", sub_obj("sub_valid", "cus_valid"), id="evt_valid"
     )
@@ -57,7 +57,7 @@ def test_valid_event_is_stored_then_processed(client, django_capture_on_commit_c
 def test_duplicate_deliveries_answer_200_and_change_nothing(
     client, django_capture_on_commit_callbacks
 ):
-    UserFactory(stripe_customer_id="cus_dup")
+    AccountFactory(stripe_customer_id="cus_dup")
     body = body_for("customer.subscription.created", sub_obj("sub_dup", "cus_dup"), id="evt_dup")
     with django_capture_on_commit_callbacks(execute=True) as first:
         assert post_signed(client, body).json()["duplicate"] is False

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from reconciliation.models import WebhookAttempt, WebhookEvent, WebhookStatus
 from reconciliation.services.webhooks import webhook_rejection_record
-from tests.factories import UserFactory, WebhookEventFactory
+from tests.factories import AccountFactory, WebhookEventFactory
 from tests.reconciliation.webhook_support import rejections_reset, sub_obj
 
 
@@ -107,7 +107,7 @@ def test_customer_and_anonymous_are_kept_out(client, customer_client):
 def test_admin_replays_one_event_with_htmx(
     admin_client_, events, django_capture_on_commit_callbacks
 ):
-    UserFactory(stripe_customer_id="cus_dead")
+    AccountFactory(stripe_customer_id="cus_dead")
     dead = WebhookEvent.objects.get(provider_event_id="evt_dead_one")
     detail = admin_client_.get(reverse("webhook_detail", args=[dead.pk])).content.decode()
     assert 'hx-confirm="Process evt_dead_one again?"' in detail

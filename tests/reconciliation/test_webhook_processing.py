@@ -25,7 +25,7 @@ from reconciliation.services.webhooks import (
     webhook_event_replay,
     webhook_event_store,
 )
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 from tests.fakes.stripe_fake import event_object
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
@@ -58,7 +58,7 @@ def _invoice(subscription_id: str, customer: str, *, legacy: bool = False) -> di
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_past_due_starts_grace_with_audit_and_flag(client, django_capture_on_commit_callbacks):
-    account = UserFactory(stripe_customer_id="cus_pd")
+    account = AccountFactory(stripe_customer_id="cus_pd")
     body = body_for(
         "customer.subscription.updated", sub_obj("sub_pd", "cus_pd", "past_due"), id="evt_pd"
     )
@@ -79,7 +79,7 @@ def test_past_due_starts_grace_with_audit_and_flag(client, django_capture_on_com
 
 @pytest.mark.django_db
 def test_legacy_shape_is_parsed_into_the_mirror():
-    UserFactory(stripe_customer_id="cus_legacy")
+    AccountFactory(stripe_customer_id="cus_legacy")
     obj = sub_obj("sub_legacy", "cus_legacy", legacy=True)
     # The 2025-02-24.acacia shape keeps plan and the period at the top; items before the
     # 2018 API versions carried no price either, so the parser must do with the plan alone.
@@ -108,7 +108,7 @@ def test_unknown_customer_is_stored_and_its_mirror_row_waits_for_the_account():
     mirror = Subscription.objects.get(provider_id="sub_wait")
     assert mirror.account is None
     # The account appears (signed up, linked by metadata); the next event links the row.
-    account = UserFactory(stripe_customer_id="")
+    account = AccountFactory(stripe_customer_id="")
     obj = sub_obj("sub_wait", "cus_new", metadata={"account_id": account.public_id})
     _store_and_process(event_object("customer.subscription.updated", obj, created=created + 5))
     mirror.refresh_from_db()
@@ -120,7 +120,7 @@ def test_unknown_customer_is_stored_and_its_mirror_row_waits_for_the_account():
 @pytest.mark.django_db
 @pytest.mark.parametrize("legacy", [False, True], ids=["parent_details", "top_level"])
 def test_invoice_payment_failed_applies_the_fetched_subscription(stripe_fake, legacy):
-    account = UserFactory(stripe_customer_id="cus_inv")
+    account = AccountFactory(stripe_customer_id="cus_inv")
     stripe_fake.add_subscription("sub_inv", customer="cus_inv", status="past_due")
     event = _store_and_process(
         event_object("invoice.payment_failed", _invoice("sub_inv", "cus_inv", legacy=legacy))
@@ -134,7 +134,7 @@ def test_invoice_payment_failed_applies_the_fetched_subscription(stripe_fake, le
 
 @pytest.mark.django_db
 def test_invoice_paid_ends_grace(stripe_fake):
-    account = UserFactory(stripe_customer_id="cus_paid")
+    account = AccountFactory(stripe_customer_id="cus_paid")
     stripe_fake.add_subscription("sub_paid", customer="cus_paid", status="past_due")
     _store_and_process(event_object("invoice.payment_failed", _invoice("sub_paid", "cus_paid")))
     stripe_fake.set_subscription_status("sub_paid", "active")
@@ -157,7 +157,7 @@ def test_invoice_without_subscription_is_ignored(stripe_fake):
 @pytest.mark.smoke
 @pytest.mark.django_db
 def test_gateway_outage_retries_with_backoff_then_dead_letters_then_replays(stripe_fake):
-    account = UserFactory(stripe_customer_id="cus_out")
+    account = AccountFactory(stripe_customer_id="cus_out")
     stripe_fake.add_subscription("sub_out", customer="cus_out", status="past_due")
     stripe_fake.fail("/v1/subscriptions/sub_out", status=500, times=WEBHOOK_MAX_ATTEMPTS)
     row = webhook_event_store(
@@ -193,7 +193,7 @@ def test_gateway_outage_retries_with_backoff_then_dead_letters_then_replays(stri
 
 @pytest.mark.django_db
 def test_a_failing_apply_rolls_back_and_is_recorded():
-    UserFactory(stripe_customer_id="cus_weird")
+    AccountFactory(stripe_customer_id="cus_weird")
     row = _store_and_process(
         event_object("customer.subscription.updated", sub_obj("sub_weird", "cus_weird", "weird"))
     )
@@ -204,7 +204,7 @@ def test_a_failing_apply_rolls_back_and_is_recorded():
 
 @pytest.mark.django_db
 def test_processing_twice_applies_once():
-    account = UserFactory(stripe_customer_id="cus_twice")
+    account = AccountFactory(stripe_customer_id="cus_twice")
     row = _store_and_process(
         event_object("customer.subscription.updated", sub_obj("sub_twice", "cus_twice", "past_due"))
     )
@@ -215,7 +215,7 @@ def test_processing_twice_applies_once():
 
 @pytest.mark.django_db
 def test_dispute_event_records_the_dispute(stripe_fake):
-    account = UserFactory(stripe_customer_id="cus_dp")
+    account = AccountFactory(stripe_customer_id="cus_dp")
     # As Stripe sends it: the charge by id, no customer anywhere on the dispute.
     dispute = stripe_fake.add_customer_dispute("dp_hook", customer="cus_dp")
     assert isinstance(dispute["charge"], str) and dispute["metadata"] == {}
@@ -229,7 +229,7 @@ def test_dispute_event_records_the_dispute(stripe_fake):
 
 @pytest.mark.django_db
 def test_customer_deleted_flags_and_never_revokes():
-    account = UserFactory(stripe_customer_id="cus_gone")
+    account = AccountFactory(stripe_customer_id="cus_gone")
     row = _store_and_process(
         event_object("customer.deleted", {"id": "cus_gone", "object": "customer", "deleted": True})
     )
@@ -264,7 +264,7 @@ def test_a_subscription_life_in_every_order_ends_in_the_same_state(
     finals = set()
     for n, order in enumerate(itertools.permutations(range(4))):
         customer, sub = f"cus_perm{n}", f"sub_perm{n}"
-        account = UserFactory(stripe_customer_id=customer)
+        account = AccountFactory(stripe_customer_id=customer)
         life = _life(customer, sub, start)
         for index in order:
             type, obj, created = life[index]
@@ -289,7 +289,7 @@ def test_a_subscription_life_in_every_order_ends_in_the_same_state(
 
 @pytest.mark.django_db
 def test_replay_command_by_id_and_dead(capsys, django_capture_on_commit_callbacks):
-    UserFactory(stripe_customer_id="cus_cmd")
+    AccountFactory(stripe_customer_id="cus_cmd")
     dead = webhook_event_store(
         event=event_object(
             "customer.subscription.created", sub_obj("sub_cmd", "cus_cmd"), id="evt_cmd_dead"

@@ -7,7 +7,7 @@ import pytest
 from accounts.models import AccessStatus
 from reconciliation.models import Subscription, WebhookStatus
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
-from tests.factories import UserFactory
+from tests.factories import AccountFactory
 from tests.fakes.stripe_fake import event_object
 from tests.reconciliation.webhook_support import sub_obj
 
@@ -21,7 +21,7 @@ def _process(event: dict) -> str:
 
 def test_same_second_events_in_reverse_order_end_in_the_providers_view(stripe_fake):
     """created(incomplete) and updated(active) in one second, delivered newest first."""
-    account = UserFactory(stripe_customer_id="cus_tie")
+    account = AccountFactory(stripe_customer_id="cus_tie")
     stripe_fake.add_subscription("sub_tie", customer="cus_tie", status="active")
     second = int(time.time())
     updated = event_object(
@@ -42,7 +42,7 @@ def test_same_second_events_in_reverse_order_end_in_the_providers_view(stripe_fa
 def test_refetched_invoice_view_does_not_hide_a_later_event(stripe_fake):
     """An invoice event re-fetches the subscription; that view is as of the fetch, so an event
     stamped between the invoice and the fetch must not overwrite it."""
-    account = UserFactory(stripe_customer_id="cus_inv2")
+    account = AccountFactory(stripe_customer_id="cus_inv2")
     stripe_fake.add_subscription("sub_inv2", customer="cus_inv2", status="active")
     t0 = int(time.time()) - 60
     invoice = {
@@ -69,7 +69,7 @@ def test_a_change_in_the_same_second_as_an_audit_fetch_is_not_dropped(stripe_fak
     the invariant test: it must be settled by asking the provider, not dropped as stale."""
     from datetime import UTC, datetime
 
-    account = UserFactory(stripe_customer_id="cus_same")
+    account = AccountFactory(stripe_customer_id="cus_same")
     stripe_fake.add_subscription("sub_same", customer="cus_same", status="canceled")
     second = int(time.time()) - 2  # the audit read the subscription two seconds ago
     Subscription.objects.create(
