@@ -226,6 +226,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         """Personal data erased on request (reconciliation.services.privacy.account_erase)."""
         return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
 
+    def refresh_from_db(self, *args, **kwargs):
+        """Re-read the member, and the account it reads its access from when that is loaded
+        (a member's access_status must not go stale behind a fresh member row)."""
+        super().refresh_from_db(*args, **kwargs)
+        if self.account_id and User.account.is_cached(self):
+            self.account.refresh_from_db()
+
     # The account's access, read through the member (staff have no account: always active).
     @property
     def access_status(self) -> str:

@@ -1,6 +1,7 @@
 """Member actions on an account page: disable or enable one person (audited)."""
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
@@ -16,8 +17,7 @@ ACTIONS = {"disable": False, "enable": True}
 @staff_required("accounts.manage_members")
 def member_set_enabled_view(request, public_id: str, member_id: str, action: str):
     if action not in ACTIONS:
-        messages.error(request, f"Unknown member action {action!r}: use enable or disable.")
-        return redirect("account_detail", public_id=public_id)
+        raise Http404("Unknown member action: use enable or disable.")
     member = get_object_or_404(
         User, public_id=member_id, account__public_id=public_id, is_staff=False
     )

@@ -169,8 +169,9 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
         )
         _disputes_ensure(customers, ids, now)
         _events_ensure(customers, now)
-        _notices_ensure()
     team_demo_ensure()
+    with transaction.atomic():
+        _notices_ensure()
     return {
         "customers": Account.objects.count(),
         "members": User.objects.filter(account__isnull=False).count(),

@@ -6,7 +6,14 @@ import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from accounts.models import AccessStatus, Account, ActivityKind, ActivityLog, User
+from accounts.models import (
+    AccessStatus,
+    Account,
+    ActivityKind,
+    ActivityLog,
+    User,
+    public_id_generate,
+)
 from reconciliation.models import Dispute, Flag, FlagKind, Subscription, WebhookEvent
 
 PASSWORD = "correct-horse-battery"
@@ -62,11 +69,14 @@ class UserFactory(factory.django.DjangoModelFactory):
         grace_ends_at = None
         stripe_customer_id = factory.Sequence(lambda n: f"cus_mtest{n:06d}")
 
+    public_id = factory.LazyFunction(public_id_generate)
     email = factory.Sequence(lambda n: f"member{n}@example.com")
     name = factory.Faker("name")
+    # Its own account (someone who pays for themselves) has the member's public id and email.
     account = factory.SubFactory(
         AccountFactory,
         members=0,
+        public_id=factory.SelfAttribute("..public_id"),
         email=factory.SelfAttribute("..email"),
         name=factory.SelfAttribute("..name"),
         access_status=factory.SelfAttribute("..access_status"),

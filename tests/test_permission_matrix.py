@@ -72,6 +72,7 @@ MATRIX = {
     "notice_list": ("get", {ROLE_ADMIN}),
     "notice_preferences": ("post", STAFF),
     "account_erase": ("post", {ROLE_ADMIN}),
+    "member_set_enabled": ("post", SUPPORT_ADMIN),
     "staff_two_factor_list": ("get", {ROLE_ADMIN}),
     "staff_two_factor_reset": ("post", {ROLE_ADMIN}),
 }
@@ -121,7 +122,7 @@ def test_every_url_pattern_is_declared():
 @pytest.fixture
 def world(db):
     requester = StaffFactory(role=ROLE_SUPPORT, email="requester@janitor.test")
-    account = AccountFactory()
+    account = AccountFactory(members=2)
     revoked = AccountFactory(access_status="revoked", is_active=False)
     from accounts.services.revocation import revocation_request
 
@@ -139,6 +140,7 @@ def world(db):
         "event_pk": event.pk,
         "provider_id": dispute.provider_id,
         "staff": requester.public_id,
+        "member": account.team[1].public_id,
     }
 
 
@@ -153,6 +155,11 @@ def _url(name: str, world: dict) -> str:
         "webhook_replay": {"pk": world["event_pk"]},
         "billing_portal": {"token": "made-up"},
         "staff_two_factor_reset": {"public_id": world["staff"]},
+        "member_set_enabled": {
+            "public_id": world["public_id"],
+            "member_id": world["member"],
+            "action": "disable",
+        },
     }
     if name in kwargs_for:
         return reverse(name, kwargs=kwargs_for[name])
@@ -164,7 +171,7 @@ def _url(name: str, world: dict) -> str:
 def _visitor(role: str, **client_kwargs) -> Client:
     client = Client(**client_kwargs)
     if role == CUSTOMER:
-        client.force_login(AccountFactory())
+        client.force_login(AccountFactory().member)
     elif role != ANON:
         client.force_login(StaffFactory(role=role))
     return client

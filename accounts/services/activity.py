@@ -318,8 +318,8 @@ def activity_ingest(*, token: ApiToken, events) -> IngestResult:
                     "index": index,
                     "id": values["id"],
                     "errors": {
-                        "account": "no such member (a member's public id, or the public id of "
-                        "an account with one member)"
+                        "account": "no such account: a member's public id, or the public id "
+                        "of an account with one member"
                     },
                 }
             )

@@ -233,7 +233,7 @@ def accounts_import(*, text: str, batch_size: int = 1000) -> ImportReport:
     rows, refused = _parse(csv.DictReader(io.StringIO(text)))
     groups, group_refused = _group(rows)
     refused += group_refused
-    refused += _conflicts(groups) if groups and not refused else []
+    refused += _conflicts(groups) if groups else []
     if refused:
         report.refused = sorted(refused)
         return report

@@ -146,15 +146,16 @@ def evidence_pdf_export(
 
 # --- CSV ------------------------------------------------------------------------------------
 
+# member_email last: the columns before it are the ones single-person exports always had.
 CSV_HEADER = [
     "occurred_at",
-    "member_email",
     "kind",
     "path",
     "ip_address",
     "user_agent",
     "source",
     "event_id",
+    "member_email",
 ]
 
 
@@ -182,7 +183,7 @@ def _csv_lines(rows) -> Iterator[str]:
     return csv_lines(
         header=CSV_HEADER,
         rows=(
-            [occurred_at.isoformat(), email, kind, path, ip or "", user_agent, source, event_id]
+            [occurred_at.isoformat(), kind, path, ip or "", user_agent, source, event_id, email]
             for occurred_at, kind, path, ip, user_agent, source, event_id, email in rows.iterator(
                 chunk_size=2000
             )

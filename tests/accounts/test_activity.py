@@ -77,7 +77,7 @@ def test_middleware_records_ip_and_user_agent(client, throttle):
     client.force_login(user)
     for _ in range(3):
         client.get("/app/", HTTP_USER_AGENT="UA/1.0", REMOTE_ADDR="198.51.100.4")
-    row = ActivityLog.objects.get(account=user)
+    row = ActivityLog.objects.get(member=user)
     assert (row.kind, row.path, row.ip_address, row.user_agent, row.source) == (
         "request",
         "/app/",

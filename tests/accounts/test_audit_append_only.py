@@ -215,7 +215,7 @@ def test_the_app_role_can_still_run_the_app(app_role):
             " 'grace_period', 'appended by the app role', '', '', '{}')",
             [row.account_id],
         )
-        conn.execute("UPDATE accounts_user SET name = 'renamed' WHERE id = %s", [row.account_id])
+        conn.execute("UPDATE accounts_account SET name = 'renamed' WHERE id = %s", [row.account_id])
     assert AccessAudit.objects.count() == 2
     assert row.account.__class__.objects.get(pk=row.account_id).name == "renamed"
 

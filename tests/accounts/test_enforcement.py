@@ -17,7 +17,7 @@ from tests.factories import PASSWORD, UserFactory
 def _set_status(user, *statuses):
     for status in statuses:
         access_status_change(
-            account=user,
+            account=user.account,
             to_status=status,
             actor="admin@janitor.test",
             reason="test",

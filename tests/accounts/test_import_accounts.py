@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.models import AccessAudit, User
+from accounts.models import Account, AccessAudit, User
 from tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,14 +24,18 @@ def _run(tmp_path, text, name="users.csv"):
 @pytest.mark.smoke
 def test_import_creates_then_changes_nothing_on_rerun(tmp_path, capsys):
     _run(tmp_path, GOOD)
-    assert "3 created, 0 updated, 0 unchanged" in capsys.readouterr().out
+    assert (
+        "3 member(s) created, 0 updated, 0 unchanged; 3 new account(s)" in capsys.readouterr().out
+    )
     ada = User.objects.get(public_id="user-aaf21-bb34-cc55")
     ben = User.objects.get(public_id="user-bbb22-cc34-dd55")
     assert ada.email == "ada@example.com" and ada.stripe_customer_id == "cus_ada"
-    assert (ben.is_active, ben.access_status) == (False, "revoked")
+    assert (ben.account.is_active, ben.access_status) == (False, "revoked")
     assert AccessAudit.objects.filter(actor="system:import").count() == 3
     _run(tmp_path, GOOD)
-    assert "0 created, 0 updated, 3 unchanged" in capsys.readouterr().out
+    assert (
+        "0 member(s) created, 0 updated, 3 unchanged; 0 new account(s)" in capsys.readouterr().out
+    )
     assert User.objects.filter(is_staff=False).count() == 3
     assert AccessAudit.objects.count() == 3
 
@@ -40,7 +44,7 @@ def test_import_updates_profiles_but_never_moves_access(tmp_path, capsys, admin_
     from accounts.services.access import access_status_change
 
     _run(tmp_path, GOOD)
-    ada = User.objects.get(public_id="user-aaf21-bb34-cc55")
+    ada = Account.objects.get(public_id="user-aaf21-bb34-cc55")
     for status in ("revoked_pending", "revoked"):  # revoked by staff, after approval
         access_status_change(
             account=ada,
@@ -53,7 +57,7 @@ def test_import_updates_profiles_but_never_moves_access(tmp_path, capsys, admin_
     capsys.readouterr()
     _run(tmp_path, GOOD.replace("Ben,false", "Benjamin,true").replace("Chloé Ünïcode,1", "Chloé,0"))
     out = capsys.readouterr().out
-    assert "0 created, 2 updated, 1 unchanged" in out
+    assert "0 member(s) created, 2 updated, 1 unchanged" in out
     ben = User.objects.get(public_id="user-bbb22-cc34-dd55")
     chloe = User.objects.get(public_id="user-ccc33-dd34-ee55")
     ada.refresh_from_db()

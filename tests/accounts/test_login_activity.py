@@ -16,7 +16,7 @@ def test_customer_login_is_recorded_with_ip(client, customer, support_user):
         REMOTE_ADDR="203.0.113.9",
     )
     assert response.status_code == 302
-    login = ActivityLog.objects.get(account=customer, kind=ActivityKind.LOGIN)
+    login = ActivityLog.objects.get(member=customer, kind=ActivityKind.LOGIN)
     assert login.ip_address == "203.0.113.9"
     client.post(reverse("login"), {"username": support_user.email, "password": PASSWORD})
     assert not ActivityLog.objects.filter(member=support_user).exists()

@@ -9,13 +9,13 @@ from django.utils import timezone
 from accounts.models import AccessAudit, AccessComp, RevocationRequest
 from accounts.services.access import AccessTransitionError, access_status_change
 from reconciliation.models import Flag, FlagKind
-from tests.factories import FlagFactory, SubscriptionFactory, UserFactory
+from tests.factories import AccountFactory, FlagFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def _audit_row():
-    account = UserFactory()
+    account = AccountFactory()
     return access_status_change(
         account=account,
         to_status="grace_period",
@@ -50,8 +50,8 @@ def test_audit_model_refuses_update_and_delete():
         {"access_status": "superuser"},
     ],
 )
-def test_user_constraints_keep_the_state_table(bad):
-    account = UserFactory()
+def test_account_constraints_keep_the_state_table(bad):
+    account = AccountFactory()
     for name, value in bad.items():
         setattr(account, name, value)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -59,13 +59,13 @@ def test_user_constraints_keep_the_state_table(bad):
 
 
 def test_emails_and_customer_ids_are_unique():
-    UserFactory(email="Same@Example.com", stripe_customer_id="cus_same")
+    AccountFactory(email="Same@Example.com", stripe_customer_id="cus_same")
     with pytest.raises(IntegrityError), transaction.atomic():
-        UserFactory(email="same@example.com")
+        AccountFactory(email="same@example.com")
     with pytest.raises(IntegrityError), transaction.atomic():
-        UserFactory(stripe_customer_id="cus_same")
-    UserFactory(stripe_customer_id="")
-    UserFactory(stripe_customer_id="")  # "not linked" is not a duplicate
+        AccountFactory(stripe_customer_id="cus_same")
+    AccountFactory(stripe_customer_id="")
+    AccountFactory(stripe_customer_id="")  # "not linked" is not a duplicate
 
 
 def test_one_open_flag_per_account_and_kind():
@@ -79,7 +79,7 @@ def test_one_open_flag_per_account_and_kind():
 
 
 def test_revocation_cannot_be_self_approved_and_one_open_per_account(support_user):
-    account = UserFactory()
+    account = AccountFactory()
     request = RevocationRequest.objects.create(
         account=account, requested_by=support_user, reason="chargeback"
     )
@@ -95,7 +95,7 @@ def test_other_check_constraints():
         SubscriptionFactory(status="sort_of_active")
     with pytest.raises(IntegrityError), transaction.atomic():
         SubscriptionFactory(amount=-1)
-    account = UserFactory()
+    account = AccountFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
         AccessComp.objects.create(
             account=account, reason="", expires_at=timezone.now() + timedelta(days=1)
@@ -103,7 +103,7 @@ def test_other_check_constraints():
 
 
 def test_access_change_refuses_automation_revoking_and_unknown_moves():
-    account = UserFactory()
+    account = AccountFactory()
     with pytest.raises(AccessTransitionError, match="Automation never revokes"):
         access_status_change(
             account=account, to_status="revoked_pending", actor="system:audit", reason="x"

@@ -27,7 +27,7 @@ from accounts.services.revocation import (
     revocation_run,
     revocation_step_pending,
 )
-from tests.factories import PASSWORD, AccountFactory
+from tests.factories import PASSWORD, AccountFactory, UserFactory
 
 DEAD_REDIS = "redis://127.0.0.1:6390/0"
 
@@ -56,7 +56,7 @@ def _signed_in(client: Client) -> bool:
 def _approved_request(customer, support_user, admin_user) -> RevocationRequest:
     """An approved request whose steps have not run (approval without the queue)."""
     revocation = revocation_request(
-        account=customer, requested_by=support_user, reason="Chargeback fraud"
+        account=customer.account, requested_by=support_user, reason="Chargeback fraud"
     )
     RevocationRequest.objects.filter(pk=revocation.pk).update(
         status=RevocationStatus.APPROVED, decided_by=admin_user
@@ -74,7 +74,7 @@ def test_five_live_sessions_all_end_after_approval(customer, support_user, admin
     assert sorted(session_index.session_keys_for(user=customer)) == sorted(keys)
 
     revocation = revocation_request(
-        account=customer,
+        account=customer.account,
         requested_by=support_user,
         reason="Chargeback lost, card reported stolen",
         reference="Chargeback Case #12345",
@@ -90,7 +90,7 @@ def test_five_live_sessions_all_end_after_approval(customer, support_user, admin
     assert revocation.sessions_removed == 5
     assert sorted(revocation.steps) == [STEP_PENDING, STEP_SESSIONS, STEP_REVOKED, STEP_AUDIT]
     assert customer.access_status == AccessStatus.REVOKED
-    assert customer.is_active is False
+    assert customer.account.is_active is False and not customer.can_log_in
     assert customer.session_version == 1
     assert not any(_session_exists(key) for key in keys)
     for client in clients:
@@ -128,7 +128,9 @@ def test_between_steps_existing_session_works_but_new_login_refused(
 
 @pytest.mark.smoke
 def test_the_requester_cannot_approve_their_own_request(customer, admin_user):
-    revocation = revocation_request(account=customer, requested_by=admin_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=admin_user, reason="Fraud"
+    )
     with pytest.raises(RevocationError, match="another Admin"):
         revocation_approve(revocation_id=revocation.pk, approver=admin_user)
     revocation.refresh_from_db()
@@ -139,7 +141,9 @@ def test_the_requester_cannot_approve_their_own_request(customer, admin_user):
 
 
 def test_self_approval_through_the_page_is_refused(customer, admin_user, admin_client_):
-    revocation = revocation_request(account=customer, requested_by=admin_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=admin_user, reason="Fraud"
+    )
     response = admin_client_.post(
         reverse("revocation_approve", args=[revocation.pk]), headers={"HX-Request": "true"}
     )
@@ -150,7 +154,9 @@ def test_self_approval_through_the_page_is_refused(customer, admin_user, admin_c
 
 
 def test_support_and_finance_cannot_approve(customer, support_user, finance_user):
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     with pytest.raises(RevocationError, match="Only an Admin"):
         revocation_approve(revocation_id=revocation.pk, approver=finance_user)
     revocation.refresh_from_db()
@@ -159,15 +165,17 @@ def test_support_and_finance_cannot_approve(customer, support_user, finance_user
 
 def test_a_reason_is_required_and_one_open_request_per_account(customer, support_user):
     with pytest.raises(RevocationError, match="reason"):
-        revocation_request(account=customer, requested_by=support_user, reason="   ")
-    revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+        revocation_request(account=customer.account, requested_by=support_user, reason="   ")
+    revocation_request(account=customer.account, requested_by=support_user, reason="Fraud")
     with pytest.raises(RevocationError, match="already has an open"):
-        revocation_request(account=customer, requested_by=support_user, reason="Again")
-    assert RevocationRequest.objects.filter(account=customer).count() == 1
+        revocation_request(account=customer.account, requested_by=support_user, reason="Again")
+    assert RevocationRequest.objects.filter(account=customer.account).count() == 1
 
 
 def test_reject_needs_a_comment_and_leaves_access_alone(customer, support_user, admin_user):
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     with pytest.raises(RevocationError, match="why"):
         revocation_reject(revocation_id=revocation.pk, approver=admin_user, comment=" ")
     rejected = revocation_reject(
@@ -177,18 +185,20 @@ def test_reject_needs_a_comment_and_leaves_access_alone(customer, support_user, 
     assert rejected.status == RevocationStatus.REJECTED
     assert rejected.decision_comment == "Customer paid in full"
     assert customer.access_status == AccessStatus.ACTIVE
-    assert not AccessAudit.objects.filter(account=customer).exists()
+    assert not AccessAudit.objects.filter(account=customer.account).exists()
     with pytest.raises(RevocationError, match="already rejected"):
         revocation_approve(revocation_id=revocation.pk, approver=admin_user)
 
 
 def test_a_redelivered_task_does_nothing(customer, support_user, admin_user):
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     revocation_approve(revocation_id=revocation.pk, approver=admin_user)
     again = revocation_run(revocation_id=revocation.pk)
     assert again.status == RevocationStatus.COMPLETED
     assert again.attempts == 1
-    assert AccessAudit.objects.filter(account=customer).count() == 2
+    assert AccessAudit.objects.filter(account=customer.account).count() == 2
 
 
 @pytest.mark.smoke
@@ -196,15 +206,17 @@ def test_every_change_has_exactly_one_audit_row(customer, support_user, admin_us
     _login(customer)
     _login(customer)
     revocation = revocation_request(
-        account=customer,
+        account=customer.account,
         requested_by=support_user,
         reason="Chargeback fraud",
         reference="Chargeback Case #12345",
     )
     revocation_approve(revocation_id=revocation.pk, approver=admin_user, comment="Confirmed")
-    access_restore(account=customer, actor=admin_user, reason="Bank reversed the chargeback")
+    access_restore(
+        account=customer.account, actor=admin_user, reason="Bank reversed the chargeback"
+    )
 
-    rows = list(AccessAudit.objects.filter(account=customer).order_by("at", "id"))
+    rows = list(AccessAudit.objects.filter(account=customer.account).order_by("at", "id"))
     assert [(r.from_status, r.to_status) for r in rows] == [
         (AccessStatus.ACTIVE, AccessStatus.REVOKED_PENDING),
         (AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED),
@@ -231,7 +243,9 @@ def test_every_change_has_exactly_one_audit_row(customer, support_user, admin_us
 
 @pytest.mark.smoke
 def test_restore_brings_login_back(customer, support_user, admin_user):
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     revocation_approve(revocation_id=revocation.pk, approver=admin_user)
     response = Client().post(
         reverse("customer_login"), {"username": customer.email, "password": PASSWORD}
@@ -239,10 +253,10 @@ def test_restore_brings_login_back(customer, support_user, admin_user):
     assert ACCESS_REFUSED_MESSAGE in response.content.decode()
 
     with pytest.raises(RevocationError, match="reason"):
-        access_restore(account=customer, actor=admin_user, reason="")
+        access_restore(account=customer.account, actor=admin_user, reason="")
     with pytest.raises(RevocationError, match="Only an Admin"):
-        access_restore(account=customer, actor=support_user, reason="Paid")
-    access_restore(account=customer, actor=admin_user, reason="Paid in full")
+        access_restore(account=customer.account, actor=support_user, reason="Paid")
+    access_restore(account=customer.account, actor=admin_user, reason="Paid in full")
 
     customer.refresh_from_db()
     assert customer.access_status == AccessStatus.ACTIVE
@@ -256,7 +270,9 @@ def test_redis_down_in_step_two_leaves_pending_and_retry_completes(
     settings, customer, support_user, admin_user, admin_client_
 ):
     existing = _login(customer)
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
 
     live = settings.REDIS_URL
     settings.REDIS_URL = DEAD_REDIS  # the session index now points at a Redis that is down
@@ -270,7 +286,7 @@ def test_redis_down_in_step_two_leaves_pending_and_retry_completes(
     assert customer.access_status == AccessStatus.REVOKED_PENDING
     assert customer.is_active is True
     assert _signed_in(existing), "step 2 did not run: the session is still there"
-    assert AccessAudit.objects.filter(account=customer).count() == 1
+    assert AccessAudit.objects.filter(account=customer.account).count() == 1
 
     page = admin_client_.get(reverse("revocation_list")).content.decode()
     assert reverse("revocation_retry", args=[revocation.pk]) in page
@@ -284,7 +300,7 @@ def test_redis_down_in_step_two_leaves_pending_and_retry_completes(
     assert revocation.sessions_removed == 1
     assert customer.access_status == AccessStatus.REVOKED
     assert not _signed_in(existing)
-    rows = AccessAudit.objects.filter(account=customer).order_by("id")
+    rows = AccessAudit.objects.filter(account=customer.account).order_by("id")
     assert [r.to_status for r in rows] == [AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED]
     assert rows[1].details["attempts"] == 2
 
@@ -305,11 +321,13 @@ def test_sessions_live_in_redis_and_the_index_is_a_redis_set(customer):
 def test_concurrent_approvals_run_the_revocation_once(transactional_db):
     from tests.factories import StaffFactory
 
-    customer = AccountFactory()
+    customer = UserFactory()
     support_user = StaffFactory(role="Support")
     admin_user = StaffFactory(role="Admin")
     other_admin = StaffFactory(role="Admin", email="admin-two@janitor.test")
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     outcomes: list[str] = []
 
     def approve(approver):
@@ -337,7 +355,7 @@ def test_concurrent_approvals_run_the_revocation_once(transactional_db):
     revocation.refresh_from_db()
     assert revocation.status == RevocationStatus.COMPLETED
     assert revocation.attempts == 1
-    assert AccessAudit.objects.filter(account=customer).count() == 2
+    assert AccessAudit.objects.filter(account=customer.account).count() == 2
 
 
 def test_revoke_access_command_runs_the_staged_service(customer, admin_user, capsys):
@@ -358,10 +376,10 @@ def test_revoke_access_command_runs_the_staged_service(customer, admin_user, cap
     assert "1 session(s) ended" in out
     customer.refresh_from_db()
     assert customer.access_status == AccessStatus.REVOKED
-    revocation = RevocationRequest.objects.get(account=customer)
+    revocation = RevocationRequest.objects.get(account=customer.account)
     assert revocation.status == RevocationStatus.COMPLETED
     assert revocation.requested_by == admin_user and revocation.decided_by is None
-    final = AccessAudit.objects.get(account=customer, to_status=AccessStatus.REVOKED)
+    final = AccessAudit.objects.get(account=customer.account, to_status=AccessStatus.REVOKED)
     assert final.reference == "INC-7" and final.details["sessions_removed"] == 1
 
 
@@ -396,22 +414,21 @@ def test_revoke_access_command_retry_after_failure(settings, customer, admin_use
 
 
 def test_a_revoked_account_cannot_be_requested_again(customer, support_user, admin_user):
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     revocation_approve(revocation_id=revocation.pk, approver=admin_user)
     with pytest.raises(RevocationError, match="already revoked"):
-        revocation_request(account=customer, requested_by=support_user, reason="Again")
-
-
-def test_staff_accounts_are_not_revoked_here(support_user, admin_user):
-    with pytest.raises(RevocationError, match="Staff access"):
-        revocation_request(account=admin_user, requested_by=support_user, reason="x")
+        revocation_request(account=customer.account, requested_by=support_user, reason="Again")
 
 
 def test_other_customers_keep_their_sessions(customer, support_user, admin_user):
-    bystander = AccountFactory()
+    bystander = UserFactory()
     bystander_client = _login(bystander)
     _login(customer)
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     revocation_approve(revocation_id=revocation.pk, approver=admin_user)
     assert _signed_in(bystander_client)
     bystander.refresh_from_db()

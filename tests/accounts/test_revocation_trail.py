@@ -37,31 +37,31 @@ def _approved(account, support_user, admin_user):
 
 def _sessions_fail(monkeypatch, times=1):
     calls = {"n": 0}
-    real = revocation_service.sessions_revoke_all
+    real = revocation_service.sessions_revoke_account
 
-    def flaky(*, user):
+    def flaky(*, account):
         calls["n"] += 1
         if calls["n"] <= times:
             raise ConnectionError("Redis is down")
-        return real(user=user)
+        return real(account=account)
 
-    monkeypatch.setattr(revocation_service, "sessions_revoke_all", flaky)
+    monkeypatch.setattr(revocation_service, "sessions_revoke_account", flaky)
 
 
 def test_each_step_is_timed_around_itself(support_user, admin_user, monkeypatch):
-    real_sessions = revocation_service.sessions_revoke_all
+    real_sessions = revocation_service.sessions_revoke_account
     real_create = AccessAudit.objects.create
 
-    def slow_sessions(*, user):
+    def slow_sessions(*, account):
         time.sleep(0.4)
-        return real_sessions(user=user)
+        return real_sessions(account=account)
 
     def slow_audit_insert(**kwargs):
         if kwargs.get("to_status") == AccessStatus.REVOKED:
             time.sleep(0.6)
         return real_create(**kwargs)
 
-    monkeypatch.setattr(revocation_service, "sessions_revoke_all", slow_sessions)
+    monkeypatch.setattr(revocation_service, "sessions_revoke_account", slow_sessions)
     monkeypatch.setattr(AccessAudit.objects, "create", slow_audit_insert)
 
     done = _approved(AccountFactory(), support_user, admin_user)
@@ -235,15 +235,15 @@ def test_abandoning_while_the_task_runs_stops_the_task(
     task must stop, not mark the request failed nor revoke the restored account."""
     settings.JANITOR_REVOCATION_STALL_SECONDS = 0
     account = AccountFactory()
-    real = revocation_service.sessions_revoke_all
+    real = revocation_service.sessions_revoke_account
 
-    def abandoned_meanwhile(*, user):
-        removed = real(user=user)
+    def abandoned_meanwhile(*, account):
+        removed = real(account=account)
         revocation = RevocationRequest.objects.get(account=account)
         revocation_abandon(revocation_id=revocation.pk, actor=second_admin, reason="Paid")
         return removed
 
-    monkeypatch.setattr(revocation_service, "sessions_revoke_all", abandoned_meanwhile)
+    monkeypatch.setattr(revocation_service, "sessions_revoke_account", abandoned_meanwhile)
     result = _approved(account, support_user, admin_user)
 
     account.refresh_from_db()

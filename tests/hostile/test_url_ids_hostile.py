@@ -22,6 +22,7 @@ from tests.factories import (
     DisputeFactory,
     FlagFactory,
     StaffFactory,
+    UserFactory,
     WebhookEventFactory,
 )
 from tests.hostile.conftest import assert_answered, rolled_back
@@ -77,7 +78,7 @@ def stale(db) -> dict[str, str]:
     """One row of each kind that a URL names, created and deleted: their ids are stale."""
     requester = StaffFactory(role=ROLE_SUPPORT)
     rows = {
-        "public_id": AccountFactory(),
+        "public_id": AccountFactory(members=0),
         "revocation": RevocationRequest.objects.create(
             account=AccountFactory(), requested_by=requester, reason="Stale"
         ),
@@ -85,9 +86,12 @@ def stale(db) -> dict[str, str]:
         "flag_id": FlagFactory(),
         "run_id": ReconciliationRun.objects.create(status=RunStatus.FAILED),
         "provider_id": DisputeFactory(account=None, customer_id=""),
+        "member_id": UserFactory(),
     }
     ids = {
         "public_id": rows["public_id"].public_id,
+        "member_id": rows["member_id"].public_id,
+        "action": "disable",
         "provider_id": rows["provider_id"].provider_id,
         **{kind: str(rows[kind].pk) for kind in ("revocation", "webhook", "flag_id", "run_id")},
     }

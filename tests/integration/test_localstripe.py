@@ -22,7 +22,7 @@ import urllib.error
 import pytest
 from django.core.management import call_command
 
-from accounts.models import AccessStatus, User
+from accounts.models import AccessStatus, Account, User
 from reconciliation.models import (
     Flag,
     FlagKind,
@@ -41,7 +41,7 @@ EMAILS = [f"u{n}@example.com" for n in range(1, 6)]
 
 def _import(tmp_path, emails, customer_ids) -> None:
     csv = "public_id,email,name,is_active,stripe_customer_id\n" + "".join(
-        f"user-{n},{email},User {n},true,{customer_ids.get(email, '')}\n"
+        f"user-{n},{email},Account {n},true,{customer_ids.get(email, '')}\n"
         for n, email in enumerate(emails, start=1)
     )
     path = tmp_path / "accounts.csv"
@@ -59,7 +59,7 @@ def _audit_and_apply(admin_user):
 
 
 def _status(email: str) -> str:
-    return User.objects.get(email=email).access_status
+    return Account.objects.get(email=email).access_status
 
 
 @pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_import_sync_reconcile_then_cancel_and_recreate_at_localstripe(
     call_command("sync_stripe", stdout=out)
     assert "Linked: 4" in out.getvalue(), out.getvalue()
     for email, customer in customers.items():
-        assert User.objects.get(email=email).stripe_customer_id == customer["id"]
+        assert Account.objects.get(email=email).stripe_customer_id == customer["id"]
     mirror = Subscription.objects.get(provider_id=subscriptions[EMAILS[0]]["id"])
     # localstripe's 2017 shape: the plan at the top, parsed by Janitor's legacy path.
     assert (mirror.price_id, mirror.amount, mirror.status) == ("basic", 1500, "active")
@@ -143,9 +143,10 @@ def test_webhooks_from_localstripe_are_verified_stored_and_applied(
         url=f"{live_server.url}/webhooks/stripe/",
         secret=secret,
     )
-    account = User.objects.create_user(email="hook@example.com", password="x" * 20)
+    account = Account.objects.create(email="hook@example.com", public_id="acct-hook")
+    User.objects.create_user(email="hook@example.com", password="x" * 20, account=account)
     customer = localstripe.add_paying_customer("hook@example.com")
-    User.objects.filter(pk=account.pk).update(stripe_customer_id=customer["id"])
+    Account.objects.filter(pk=account.pk).update(stripe_customer_id=customer["id"])
 
     subscription = localstripe.subscribe(customer["id"])
 

@@ -130,12 +130,12 @@ def test_every_dashboard_page_has_the_search_box(support_client, people):
 def test_postgres_answers_fragments_from_the_trigram_index(people):
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'accounts_user' "
-            "AND indexname IN ('user_email_trgm_idx', 'user_name_trgm_idx')"
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'accounts_account' "
+            "AND indexname IN ('account_email_trgm_idx', 'account_name_trgm_idx')"
         )
         assert sorted(row[0] for row in cursor.fetchall()) == [
-            "user_email_trgm_idx",
-            "user_name_trgm_idx",
+            "account_email_trgm_idx",
+            "account_name_trgm_idx",
         ]
         cursor.execute("SET enable_seqscan = off")
         try:
@@ -143,7 +143,7 @@ def test_postgres_answers_fragments_from_the_trigram_index(people):
             plan = fragment_queryset("lovel").explain()
         finally:
             cursor.execute("SET enable_seqscan = on")
-    assert "user_email_trgm_idx" in plan and "user_name_trgm_idx" in plan, plan
+    assert "account_email_trgm_idx" in plan and "account_name_trgm_idx" in plan, plan
 
 
 @pytest.mark.postgres
@@ -156,7 +156,7 @@ def test_a_scan_over_its_budget_falls_back_to_the_index(people, monkeypatch):
 
     monkeypatch.setattr(search, "FRAGMENT_SCAN_BUDGET_MS", 20)
     slow = search.fragment_queryset("lovel").filter(
-        pk__in=RawSQL("SELECT id FROM accounts_user, pg_sleep(0.2)", [])
+        pk__in=RawSQL("SELECT id FROM accounts_account, pg_sleep(0.2)", [])
     )
     seen: list[str] = []
 

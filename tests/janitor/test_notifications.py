@@ -209,10 +209,10 @@ def test_failed_and_stalled_revocations_tell_admins(
 ):
     from accounts.services import revocation as revocation_service
 
-    def down(*, user):
+    def down(*, account):
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(revocation_service, "sessions_revoke_all", down)
+    monkeypatch.setattr(revocation_service, "sessions_revoke_account", down)
     request = revocation_request(account=AccountFactory(), requested_by=support_user, reason="x")
     sent(revocation_approve, revocation_id=request.pk, approver=admin_user)
     assert [t for t in receiver.texts("admins") if "failed" in t and "Redis is down" in t]

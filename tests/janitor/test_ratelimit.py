@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.roles import ROLE_SUPPORT
 from janitor.ratelimit import LOCKED_MESSAGE
-from tests.factories import PASSWORD, AccountFactory, StaffFactory
+from tests.factories import PASSWORD, UserFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def _limits(settings):
 def _account(is_staff: bool):
     if is_staff:
         return StaffFactory(role=ROLE_SUPPORT)
-    return AccountFactory()
+    return UserFactory()
 
 
 def _post(url, email, password, *, remote=ATTACKER, forwarded=None):
@@ -132,8 +132,8 @@ def test_one_address_spraying_many_emails_is_locked(settings, path, proxied):
 def test_a_success_forgives_the_email_but_not_the_address():
     """Guessing other emails between one's own sign-ins still adds up to the address limit."""
     url = "/app/login/"
-    mine = AccountFactory()
-    victims = [AccountFactory() for _ in range(5)]
+    mine = UserFactory()
+    victims = [UserFactory() for _ in range(5)]
     for victim in victims[:4]:
         _post(url, victim.email, "guess")
         assert _signed_in(*_post(url, mine.email, PASSWORD), mine, "/app/")

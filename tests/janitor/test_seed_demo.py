@@ -3,13 +3,13 @@
 import pytest
 from django.core.management import call_command
 
-from accounts.models import AccessAudit, ActivityLog, User
+from accounts.models import AccessAudit, Account, ActivityLog, User
 from janitor.demo import DEMO_PASSWORD, DEMO_STAFF
 from reconciliation.models import Dispute, Flag, Subscription, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [User, Subscription, ActivityLog, Dispute, Flag, WebhookEvent, AccessAudit]
+MODELS = [Account, User, Subscription, ActivityLog, Dispute, Flag, WebhookEvent, AccessAudit]
 
 
 def _counts():
@@ -22,7 +22,15 @@ def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
     first = _counts()
     call_command("seed_demo")
     assert _counts() == first
-    assert User.objects.filter(is_staff=False).count() == 2000
+    # 2,000 people who pay for themselves, ACME Corp (50 members) and Globex (11).
+    assert Account.objects.count() == 2002
+    assert User.objects.filter(account__isnull=False).count() == 2000 + 50 + 11
+    acme = Account.objects.get(public_id="acct-acme-corp")
+    assert (acme.name, acme.members.count()) == ("ACME Corp", 50)
+    assert (
+        acme.subscriptions.get().amount == 500_000
+        and acme.disputes.filter(status="needs_response").exists()
+    )
     statuses = set(Subscription.objects.values_list("status", flat=True))
     assert statuses == {
         "incomplete",
@@ -34,8 +42,8 @@ def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
         "unpaid",
         "paused",
     }
-    assert User.objects.filter(is_staff=False, subscriptions__isnull=True).exists()  # manual grant
-    assert User.objects.filter(is_active=False, subscriptions__status="active").exists()
+    assert Account.objects.filter(subscriptions__isnull=True).exists()  # manual grant
+    assert Account.objects.filter(is_active=False, subscriptions__status="active").exists()
     assert first["Dispute"] >= 4 and first["ActivityLog"] > 10_000
     out = capsys.readouterr().out
     assert DEMO_PASSWORD in out

@@ -58,9 +58,9 @@ from accounts.models import (
     AccessAudit,
     AccessComp,
     AccessStatus,
+    Account,
     RevocationRequest,
     RevocationStatus,
-    User,
 )
 from accounts.services.revocation import access_restore, revocation_run_now
 from reconciliation.models import (
@@ -158,7 +158,7 @@ def _is_system(actor: str) -> bool:
 # --- The rules, as checks over one account's audit trail (oldest first) ---------------------
 
 
-def check_staff_revocation_never_undone(account: User, rows: list[AccessAudit]) -> None:
+def check_staff_revocation_never_undone(account: Account, rows: list[AccessAudit]) -> None:
     revoked_by = ""
     for row in rows:
         if _is_system(row.actor):
@@ -175,7 +175,7 @@ def check_staff_revocation_never_undone(account: User, rows: list[AccessAudit]) 
 
 
 def check_no_stale_automated_change(
-    account: User,
+    account: Account,
     rows: list[AccessAudit],
     runs: dict[int, ReconciliationRun],
     comps: list[AccessComp],
@@ -203,7 +203,7 @@ def check_no_stale_automated_change(
 
 
 def check_one_audit_row_per_change(
-    account: User, rows: list[AccessAudit], initial_status: str
+    account: Account, rows: list[AccessAudit], initial_status: str
 ) -> None:
     status = initial_status
     for row in rows:
@@ -227,7 +227,7 @@ def check_one_audit_row_per_change(
     )
 
 
-def check_automation_never_revokes(account: User, rows: list[AccessAudit]) -> None:
+def check_automation_never_revokes(account: Account, rows: list[AccessAudit]) -> None:
     for row in rows:
         assert not (_is_system(row.actor) and row.to_status in STAFF_ONLY), (
             f"rule 4: {row.actor} moved {account.public_id} {row.from_status} -> "
@@ -278,7 +278,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
     halted = Bundle("halted")  # ReconciliationRun ids that halted
 
     def __init__(
-        self, *, fake, admin: User, client: Client, django_settings, clock: StepClock
+        self, *, fake, admin: Account, client: Client, django_settings, clock: StepClock
     ) -> None:
         super().__init__()
         self.fake = fake
@@ -291,7 +291,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
         self._sandbox = transaction.atomic()
         self._sandbox.__enter__()
         fake.reset()
-        self.accounts: list[User] = []
+        self.accounts: list[Account] = []
         self.initial_status: dict[int, str] = {}
         self.status: dict[int, str] = {}
         self.subscriptions: dict[str, str] = {}  # subscription id -> customer id
@@ -472,7 +472,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
 
     # --- staff ------------------------------------------------------------------------------
 
-    def _account_drawn(self, data) -> User:
+    def _account_drawn(self, data) -> Account:
         """Any account, or (half the time) one a halted run holds a change for: a staff change
         between a run's decision and its apply is the interleaving rule 2 is about."""
         waiting = set(
@@ -495,7 +495,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
         extend = data.draw(st.booleans(), label="extend a grace period rather than revoke")
         self.staff_act(account, extend=extend)
 
-    def staff_act(self, account: User, *, extend: bool = False) -> None:
+    def staff_act(self, account: Account, *, extend: bool = False) -> None:
         status = self.status[account.pk]
         if status == AccessStatus.REVOKED:
             access_restore(account=account, actor=self.admin, reason="Dispute won")
@@ -531,7 +531,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
     @invariant()
     def access_rules_hold(self):
         ids = [account.pk for account in self.accounts]
-        accounts = User.objects.in_bulk(ids)
+        accounts = Account.objects.in_bulk(ids)
         trails: dict[int, list[AccessAudit]] = defaultdict(list)
         for row in AccessAudit.objects.filter(account_id__in=ids).order_by("at", "id"):
             trails[row.account_id].append(row)

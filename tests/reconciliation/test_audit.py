@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from accounts.models import AccessAudit, AccessComp, AccessStatus, User
+from accounts.models import AccessAudit, AccessComp, AccessStatus, Account
 from reconciliation.models import (
     Flag,
     FlagKind,
@@ -29,7 +29,7 @@ def _run(**kwargs) -> ReconciliationRun:
     return run
 
 
-def _revoked(*, by: str, **kwargs) -> User:
+def _revoked(*, by: str, **kwargs) -> Account:
     account = AccountFactory(access_status=AccessStatus.REVOKED, is_active=False, **kwargs)
     if by:
         AccessAudit.objects.create(
@@ -95,12 +95,12 @@ def world(stripe_fake, no_brake):
     return accounts
 
 
-def _status(account: User) -> str:
+def _status(account: Account) -> str:
     account.refresh_from_db()
     return account.access_status
 
 
-def _open_flags(account: User) -> set[str]:
+def _open_flags(account: Account) -> set[str]:
     return set(
         Flag.objects.filter(account=account, status=FlagStatus.OPEN).values_list("kind", flat=True)
     )
@@ -173,7 +173,7 @@ def test_a_second_run_changes_nothing(world):
     audits = AccessAudit.objects.count()
     flags = list(Flag.objects.order_by("pk").values_list("pk", "status"))
     mirror = list(Subscription.objects.order_by("pk").values_list("pk", "updated_at", "status"))
-    statuses = list(User.objects.order_by("pk").values_list("pk", "access_status"))
+    statuses = list(Account.objects.order_by("pk").values_list("pk", "access_status"))
 
     second = _run()
 
@@ -188,7 +188,7 @@ def test_a_second_run_changes_nothing(world):
         list(Subscription.objects.order_by("pk").values_list("pk", "updated_at", "status"))
         == mirror
     )
-    assert list(User.objects.order_by("pk").values_list("pk", "access_status")) == statuses
+    assert list(Account.objects.order_by("pk").values_list("pk", "access_status")) == statuses
 
 
 def test_a_dry_run_writes_only_the_run_and_its_outcomes(world, django_capture_on_commit_callbacks):
@@ -207,13 +207,13 @@ def test_a_dry_run_writes_only_the_run_and_its_outcomes(world, django_capture_on
 
 
 def _bulk_accounts(n: int, *, prefix: str = "cus_bench_") -> list[int]:
-    User.objects.bulk_create(
+    Account.objects.bulk_create(
         [
-            User(email=f"bench{i}@example.test", stripe_customer_id=f"{prefix}{i:07d}")
+            Account(email=f"bench{i}@example.test", stripe_customer_id=f"{prefix}{i:07d}")
             for i in range(n)
         ]
     )
-    return list(User.objects.filter(stripe_customer_id__startswith=prefix).values_list("pk"))
+    return list(Account.objects.filter(stripe_customer_id__startswith=prefix).values_list("pk"))
 
 
 def test_a_listing_that_fails_on_page_3_halts_with_nothing_applied(stripe_fake, no_brake):
@@ -230,7 +230,7 @@ def test_a_listing_that_fails_on_page_3_halts_with_nothing_applied(stripe_fake, 
     # What was read still refreshes the mirror; only access is left alone.
     assert Subscription.objects.count() == 200
     assert len(stripe_fake.requests_to("/v1/subscriptions")) == 3
-    assert not User.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
+    assert not Account.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
     assert AccessAudit.objects.count() == 0
     assert Flag.objects.count() == 0
     assert mail.outbox == []
@@ -267,7 +267,7 @@ def test_an_outage_from_the_first_page_locks_nobody_out(stripe_fake, no_brake):
 
     assert run.status == RunStatus.HALTED
     assert run.pages_read == 0
-    assert not User.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
+    assert not Account.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
     assert Flag.objects.count() == 0
 
 
@@ -307,9 +307,9 @@ def test_a_run_over_the_brake_halts_and_applying_it_applies_exactly_its_outcomes
     run.refresh_from_db()
     assert run.status == RunStatus.APPLIED
     assert run.decided_by == admin_user
-    assert set(User.objects.filter(access_status=AccessStatus.GRACE_PERIOD).values_list("pk")) == {
-        (a.pk,) for a in braking_world[:2]
-    }
+    assert set(
+        Account.objects.filter(access_status=AccessStatus.GRACE_PERIOD).values_list("pk")
+    ) == {(a.pk,) for a in braking_world[:2]}
     assert RunOutcome.objects.filter(run=run, applied=True).count() == 2
     assert AccessAudit.objects.count() == 2
     # A second click finds nothing to apply.
@@ -330,7 +330,7 @@ def test_discarding_a_halted_run_applies_nothing(braking_world, admin_client_):
     run.refresh_from_db()
     assert run.status == RunStatus.DISCARDED
     assert AccessAudit.objects.count() == 0
-    assert not User.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
+    assert not Account.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
 
 
 def test_the_decision_phase_queries_grow_with_batches_not_accounts(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from accounts.models import AccessAudit, AccessStatus, User
+from accounts.models import AccessAudit, AccessStatus, Account
 from reconciliation.models import Flag, RunOutcome, RunStatus
 from reconciliation.services.audit import audit_run
 from tests.factories import AccountFactory
@@ -36,7 +36,7 @@ def test_a_refused_key_fails_the_run_at_once_changes_nothing_and_shows_on_the_ov
     assert run.status == RunStatus.FAILED
     assert "STRIPE_API_KEY" in run.errors and words in run.errors
     assert len(stripe_fake.requests) == 1  # not retried
-    assert set(User.objects.values_list("access_status", flat=True)) == {AccessStatus.ACTIVE}
+    assert set(Account.objects.values_list("access_status", flat=True)) == {AccessStatus.ACTIVE}
     assert not AccessAudit.objects.exists() and not Flag.objects.exists()
     assert not RunOutcome.objects.exists()
     page = admin_client_.get(reverse("overview")).content.decode()
@@ -51,7 +51,7 @@ def test_a_restricted_key_refused_on_customer_lookups_also_fails_the_run(stripe_
     run = audit_run(dry_run=False, triggered_by="system:test")
 
     assert run.status == RunStatus.FAILED and "STRIPE_API_KEY" in run.errors
-    assert not User.objects.exclude(stripe_customer_id="").exists()
+    assert not Account.objects.exclude(stripe_customer_id="").exists()
 
 
 def test_a_404_for_one_customer_is_recorded_against_it_and_the_run_goes_on(stripe_fake):

@@ -130,7 +130,7 @@ def test_long_activity_log_is_truncated_with_a_visible_note(stripe_fake, finance
     assert log.rstrip().endswith("Full detail in the attached PDF.]")
     assert "[Truncated to Stripe's limit:" in log
     # No half-written line before the note.
-    assert log.split("\n[Truncated")[0].splitlines()[-1].count("|") == 3
+    assert log.split("\n[Truncated")[0].splitlines()[-1].count("|") == 4
     assert any("access_activity_log" in note for note in staged.evidence_staged["notes"])
 
 

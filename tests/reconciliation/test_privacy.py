@@ -12,10 +12,10 @@ from django.utils import timezone
 from accounts.models import (
     AccessAudit,
     AccessStatus,
+    Account,
     ActivityLog,
     StaffActionAudit,
     StaffActionKind,
-    User,
 )
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from accounts.services.access import access_status_change
@@ -158,18 +158,23 @@ def test_erasure_pseudonymises_personal_data_and_keeps_the_audit(person, admin_u
     account, bystander = person
     audit_before = _audit_snapshot()
     client = Client()
-    client.force_login(account)
+    client.force_login(account.member)
 
     entry = account_erase(account=account, actor=admin_user, reason="GDPR request #77 by email")
 
     account.refresh_from_db()
+    member = account.member
+    member.refresh_from_db()
     assert account.email == f"erased-{account.public_id}@erased.invalid" and account.is_erased
-    assert account.name == "" and not account.has_usable_password()
+    assert account.name == "" and member.name == "" and not member.has_usable_password()
+    assert member.email == f"erased-{member.public_id}@erased.invalid" and member.is_erased
     assert authenticate(username="jane.doe@example.com", password=PASSWORD) is None
     assert client.get(reverse("customer_home")).status_code == 302  # its session is gone
     for row in ActivityLog.objects.filter(member__account=account):
         assert (row.ip_address, row.user_agent, row.path) == (None, "", "")
-    assert ActivityLog.objects.filter(member__account=account).count() == 3  # counts stay for evidence
+    assert (
+        ActivityLog.objects.filter(member__account=account).count() == 3
+    )  # counts stay for evidence
     for event in WebhookEvent.objects.filter(customer_id=account.stripe_customer_id):
         assert event.payload == {
             "janitor_erased": True,
@@ -184,12 +189,14 @@ def test_erasure_pseudonymises_personal_data_and_keeps_the_audit(person, admin_u
 
     assert _audit_snapshot() == audit_before
     assert entry.kind == StaffActionKind.ACCOUNT_ERASED
-    assert (entry.subject, entry.actor_user, entry.reason) == (
+    assert (entry.account, entry.subject, entry.actor_user, entry.reason) == (
         account,
+        None,
         admin_user,
         "GDPR request #77 by email",
     )
     assert entry.details == {
+        "members_pseudonymised": 1,
         "activity_rows_pseudonymised": 3,
         "webhook_payloads_replaced": 2,
         "subscriptions_cleared": 1,
@@ -199,15 +206,16 @@ def test_erasure_pseudonymises_personal_data_and_keeps_the_audit(person, admin_u
     # Nobody else's data moved.
     bystander.refresh_from_db()
     assert bystander.email == "someone.else@example.com"
-    assert ActivityLog.objects.get(account=bystander).ip_address == "203.0.113.7"
+    assert ActivityLog.objects.get(member__account=bystander).ip_address == "203.0.113.7"
     assert WebhookEvent.objects.get(customer_id=bystander.stripe_customer_id).payload["id"]
 
 
-def _nothing_erased(account: User) -> bool:
+def _nothing_erased(account: Account) -> bool:
     account.refresh_from_db()
     return (
         account.email == "jane.doe@example.com"
-        and ActivityLog.objects.filter(member__account=account, ip_address__isnull=False).count() == 3
+        and ActivityLog.objects.filter(member__account=account, ip_address__isnull=False).count()
+        == 3
         and StaffActionAudit.objects.count() == 0
     )
 
@@ -227,10 +235,8 @@ def test_erasure_refusals_store_nothing(person, actor_role, reason, message):
     assert _nothing_erased(account)
 
 
-def test_staff_and_erased_accounts_are_not_erased(person, admin_user, second_admin):
+def test_erased_accounts_are_not_erased_again(person, admin_user):
     account, _ = person
-    with pytest.raises(ErasureError, match="Staff accounts"):
-        account_erase(account=second_admin, actor=admin_user, reason="request")
     account_erase(account=account, actor=admin_user, reason="request")
     with pytest.raises(ErasureError, match="erased already"):
         account_erase(account=account, actor=admin_user, reason="again")
@@ -273,7 +279,7 @@ def test_an_admin_erases_from_the_account_page(person, admin_client_):
     assert response["Location"] == reverse("account_detail", args=[account.public_id])
     account.refresh_from_db()
     assert account.is_erased
-    assert StaffActionAudit.objects.filter(subject=account).count() == 1
+    assert StaffActionAudit.objects.filter(account=account).count() == 1
     page = admin_client_.get(reverse("account_detail", args=[account.public_id]))
     assert b"personal data was erased" in page.content
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import AccessAudit, AccessStatus, User
+from accounts.models import AccessAudit, AccessStatus, Account
 from accounts.services.revocation import access_restore, revocation_run_now
 from reconciliation.models import (
     Flag,
@@ -26,7 +26,7 @@ from reconciliation.services.audit import (
     audit_run_apply_finish,
 )
 from reconciliation.services.subscriptions import subscription_apply
-from tests.factories import AccountFactory, StaffFactory, UserFactory
+from tests.factories import AccountFactory, StaffFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db
@@ -163,8 +163,8 @@ def test_the_run_page_lists_skipped_rows_with_their_reason(
 # --- Never flag what was not checked; first runs on email-matched customers ----------------
 
 
-def _email_matched_shop(stripe_fake, n: int, status: str = "active") -> list[User]:
-    accounts = UserFactory.create_batch(n, stripe_customer_id="")
+def _email_matched_shop(stripe_fake, n: int, status: str = "active") -> list[Account]:
+    accounts = AccountFactory.create_batch(n, stripe_customer_id="")
     for i, account in enumerate(accounts):
         customer = stripe_fake.add_customer(f"cus_mail{i:05d}", email=account.email.upper())
         stripe_fake.add_subscription(f"sub_mail{i:05d}", customer=customer["id"], status=status)
@@ -188,13 +188,15 @@ def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_f
     assert first.counts[Outcome.FLAG_MANUAL_GRANT] == 0
     assert "not checked" not in first.counts.get("not_checked_reasons", {})
     assert (
-        User.objects.filter(pk__in=[a.pk for a in accounts]).exclude(stripe_customer_id="").count()
+        Account.objects.filter(pk__in=[a.pk for a in accounts])
+        .exclude(stripe_customer_id="")
+        .count()
         == cap
     )
     # The next night links the rest, and still flags no one.
     audit_run(dry_run=False, triggered_by="test")
     assert not Flag.objects.exists()
-    assert not User.objects.filter(is_staff=False, stripe_customer_id="").exists()
+    assert not Account.objects.filter(stripe_customer_id="").exists()
 
 
 def test_a_failed_customer_lookup_makes_unlinked_accounts_not_checked(stripe_fake, settings):
@@ -271,7 +273,7 @@ def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
 
     dry = audit_run(dry_run=True, triggered_by="test")
     assert (
-        not User.objects.filter(pk__in=[a.pk for a in accounts])
+        not Account.objects.filter(pk__in=[a.pk for a in accounts])
         .exclude(stripe_customer_id="")
         .exists()
     )
@@ -294,7 +296,7 @@ def test_a_halted_run_changes_no_account_and_its_apply_writes_the_links(
     run = _halted_run(settings)
 
     assert (
-        not User.objects.filter(pk__in=[a.pk for a in accounts])
+        not Account.objects.filter(pk__in=[a.pk for a in accounts])
         .exclude(stripe_customer_id="")
         .exists()
     )
@@ -342,7 +344,7 @@ def test_a_waiting_subscription_is_linked_by_import(client, stripe_fake, signed,
     out = StringIO()
     call_command("import_accounts", str(csv), stdout=out)
 
-    account = User.objects.get(public_id="user-early")
+    account = Account.objects.get(public_id="user-early")
     waiting.refresh_from_db()
     assert waiting.account == account
     assert account.stripe_customer_id == "cus_early"
@@ -380,7 +382,7 @@ def test_a_waiting_subscription_is_linked_by_metadata_on_import(
         "public_id,email,name,is_active,stripe_customer_id\nuser-meta,meta@example.com,Meta,true,\n"
     )
     call_command("import_accounts", str(csv), stdout=StringIO())
-    account = User.objects.get(public_id="user-meta")
+    account = Account.objects.get(public_id="user-meta")
     assert Subscription.objects.get(provider_id="sub_meta").account == account
     assert account.access_status == AccessStatus.GRACE_PERIOD  # decided from what waited
 
@@ -430,7 +432,7 @@ def test_an_email_naming_two_waiting_customers_links_neither(client, stripe_fake
     )
     call_command("import_accounts", str(csv), stdout=StringIO())
     assert not Subscription.objects.filter(account__isnull=False).exists()
-    assert User.objects.get(public_id="user-twin").stripe_customer_id == ""
+    assert Account.objects.get(public_id="user-twin").stripe_customer_id == ""
 
 
 def test_an_account_created_in_the_django_admin_takes_what_waited(
@@ -444,12 +446,16 @@ def test_an_account_created_in_the_django_admin_takes_what_waited(
     admin = Client()
     admin.force_login(superuser)
     with django_capture_on_commit_callbacks(execute=True):
-        password = "x-Long-pass-123"
         response = admin.post(
-            reverse("admin:accounts_user_add"),
-            {"email": "made@example.com", "password1": password, "password2": password},
+            reverse("admin:accounts_account_add"),
+            {
+                "public_id": "acct-made",
+                "name": "Made in the admin",
+                "email": "made@example.com",
+                "stripe_customer_id": "",
+            },
         )
     assert response.status_code == 302, response.content[:500]
-    account = User.objects.get(email="made@example.com")
+    account = Account.objects.get(email="made@example.com")
     assert account.stripe_customer_id == "cus_admin_made"
     assert Subscription.objects.get(provider_id="sub_am").account == account

@@ -115,11 +115,11 @@ SEED = f"""
 from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
-from accounts.models import User
+from accounts.models import Account
 from reconciliation.services.webhooks import webhook_event_store
 now = int(timezone.now().timestamp())
 for n in range({EVENTS}):
-    User.objects.create(
+    Account.objects.create(
         email=f"kill{{n}}@example.com", stripe_customer_id=f"cus_kill{{n}}",
         access_status="grace_period", grace_ends_at=timezone.now() + timedelta(days=3),
     )
@@ -258,7 +258,7 @@ def test_sigkilled_cluster_and_flushed_redis_still_end_with_every_event_applied_
     ).fetchall()
     assert sorted(audit) == sorted((f"event:evt_kill{n}", 1) for n in range(EVENTS))
     statuses = db.execute(
-        "SELECT access_status, count(*) FROM accounts_user GROUP BY access_status"
+        "SELECT access_status, count(*) FROM accounts_account GROUP BY access_status"
     ).fetchall()
     assert statuses == [("active", EVENTS)]
     db.close()
