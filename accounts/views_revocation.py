@@ -9,7 +9,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import AuditFilterForm, DecisionForm, RestoreForm, RevocationRequestForm
-from accounts.models import Account, RevocationRequest, RevocationStatus, User
+from accounts.models import Account, RevocationRequest, RevocationStatus
 from accounts.selectors import (
     access_audit_list,
     access_panel_get,

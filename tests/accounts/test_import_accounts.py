@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.models import Account, AccessAudit, User
+from accounts.models import AccessAudit, Account, User
 from tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

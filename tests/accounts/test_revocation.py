@@ -27,7 +27,7 @@ from accounts.services.revocation import (
     revocation_run,
     revocation_step_pending,
 )
-from tests.factories import PASSWORD, AccountFactory, UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 DEAD_REDIS = "redis://127.0.0.1:6390/0"
 

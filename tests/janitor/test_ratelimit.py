@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.roles import ROLE_SUPPORT
 from janitor.ratelimit import LOCKED_MESSAGE
-from tests.factories import PASSWORD, UserFactory, StaffFactory
+from tests.factories import PASSWORD, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from accounts.models import Account, User
+from accounts.models import Account
 from janitor.demo import DEMO_PASSWORD, DEMO_STAFF, demo_seed
 
 # How the printed logins sign in, per JANITOR_STAFF_2FA.
