@@ -5,6 +5,12 @@ Uses its own scratch database (default janitor_bench6): created, migrated and fi
 
     .venv/bin/python bench/evidence.py                      # load (if needed) + all three
     .venv/bin/python bench/evidence.py --skip-load --only ingest --ingest-mode client
+
+Team accounts (issue 20): evidence for one account of 500 members with ~33 activity rows each
+over 30 days, beside the loaded data:
+
+    .venv/bin/python bench/evidence.py --skip-load --only team --team-members 500 \
+        --team-rows 33 --team-samples 100
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--ingest-mode", choices=["gunicorn", "client"], default="gunicorn")
     parser.add_argument("--skip-load", action="store_true", help="reuse the loaded data")
-    parser.add_argument("--only", choices=["summary", "pdf", "ingest"], action="append")
+    parser.add_argument("--only", choices=["summary", "pdf", "ingest", "team"], action="append")
+    parser.add_argument("--team-members", type=int, default=500)
+    parser.add_argument("--team-rows", type=int, default=33, help="activity rows per member")
+    parser.add_argument("--team-samples", type=int, default=100)
     return parser.parse_args()
 
 
@@ -97,20 +106,29 @@ def load(args) -> dict:
         cur.execute("SET synchronous_commit = off")
         cur.execute("SET maintenance_work_mem = '1GB'")
         with timed("truncate") as t:
-            cur.execute("TRUNCATE accounts_activitylog, accounts_user RESTART IDENTITY CASCADE")
-        with timed(f"insert {args.accounts:,} accounts") as t:
+            cur.execute(
+                "TRUNCATE accounts_activitylog, accounts_user, accounts_account "
+                "RESTART IDENTITY CASCADE"
+            )
+        with timed(f"insert {args.accounts:,} accounts, one member each") as t:
             cur.execute(
                 """
-                INSERT INTO accounts_user (password, is_superuser, public_id, email, name,
-                    is_active, is_staff, date_joined, access_status, stripe_customer_id,
-                    session_version)
-                SELECT '!', false, 'user-bench-' || lpad(g::text, 7, '0'),
-                       'bench' || g || '@example.com', 'Bench ' || g, true, false,
-                       now() - interval '400 days', 'active', 'cus_bench_' || lpad(g::text, 7, '0'),
-                       0
+                INSERT INTO accounts_account (public_id, email, name, created_at, is_active,
+                    access_status, stripe_customer_id)
+                SELECT 'user-bench-' || lpad(g::text, 7, '0'), 'bench' || g || '@example.com',
+                       'Bench ' || g, now() - interval '400 days', true, 'active',
+                       'cus_bench_' || lpad(g::text, 7, '0')
                 FROM generate_series(1, %s) AS g
                 """,
                 [args.accounts],
+            )
+            cur.execute(
+                """
+                INSERT INTO accounts_user (password, is_superuser, public_id, email, name,
+                    is_active, is_staff, date_joined, account_id, session_version)
+                SELECT '!', false, public_id, email, name, true, false, created_at, id, 0
+                FROM accounts_account ORDER BY id
+                """
             )
         timings["accounts_s"] = t.seconds
         # Bulk load without the secondary index, then build it once: far faster than
@@ -144,6 +162,7 @@ def load(args) -> dict:
         with timed("vacuum analyze") as t:
             cur.execute("VACUUM ANALYZE accounts_activitylog")
             cur.execute("ANALYZE accounts_user")
+            cur.execute("ANALYZE accounts_account")
         timings["vacuum_s"] = t.seconds
     return timings
 
@@ -152,13 +171,16 @@ def pdf_account(rows: int):
     """A separate account with exactly `rows` activity rows in the last 30 days."""
     from django.db import connection
 
-    from accounts.models import User
+    from accounts.models import Account, User
 
-    account, _ = User.objects.get_or_create(
+    account, _ = Account.objects.get_or_create(
         email="pdf-bench@example.com", defaults={"public_id": "user-bench-pdf", "name": "PDF Bench"}
     )
+    member, _ = User.objects.get_or_create(
+        email="pdf-bench@example.com", defaults={"public_id": "user-bench-pdf", "account": account}
+    )
     with connection.cursor() as cur:
-        cur.execute("DELETE FROM accounts_activitylog WHERE account_id = %s", [account.pk])
+        cur.execute("DELETE FROM accounts_activitylog WHERE account_id = %s", [member.pk])
         cur.execute(
             """
             INSERT INTO accounts_activitylog (account_id, occurred_at, kind, path, ip_address,
@@ -169,7 +191,7 @@ def pdf_account(rows: int):
                    'Mozilla/5.0 (X11; Linux x86_64) bench', 'app'
             FROM generate_series(1, %s) AS g
             """,
-            [account.pk, rows],
+            [member.pk, rows],
         )
     return account
 
@@ -182,18 +204,18 @@ def pct(values: list[float], q: float) -> float:
 def bench_summary(args) -> dict:
     import random
 
-    from accounts.models import User
+    from accounts.models import Account
     from reconciliation.selectors.evidence import evidence_for_account, evidence_summary
 
-    ids = list(User.objects.filter(is_staff=False).values_list("public_id", flat=True)[:200_000])
+    ids = list(Account.objects.values_list("public_id", flat=True)[:200_000])
     rng = random.Random(6)
     picks = [rng.choice(ids) for _ in range(args.samples)]
-    accounts = {p.public_id: p for p in User.objects.filter(public_id__in=set(picks))}
+    accounts = {p.public_id: p for p in Account.objects.filter(public_id__in=set(picks))}
     summary_ms, lookup_ms, full_ms = [], [], []
     counts = []
     for public_id in picks:
         start = time.perf_counter()
-        account = User.objects.get(public_id=public_id)
+        account = Account.objects.get(public_id=public_id)
         middle = time.perf_counter()
         summary = evidence_summary(account=account, days=30)
         end = time.perf_counter()
@@ -232,10 +254,12 @@ def explain_summary(account) -> str:
     now = timezone.now()
     return (
         ActivityLog.objects.filter(
-            account=account, occurred_at__gte=now - timedelta(days=30), occurred_at__lte=now
+            member__account=account,
+            occurred_at__gte=now - timedelta(days=30),
+            occurred_at__lte=now,
         )
         .order_by()
-        .values("account_id")
+        .values("member_id")
         .annotate(
             activity_count=Count("id"),
             active_days=Count(TruncDate("occurred_at"), distinct=True),
@@ -246,6 +270,75 @@ def explain_summary(account) -> str:
         )
         .explain(analyze=True, buffers=True)
     )
+
+
+def team_account(members: int, rows_per_member: int):
+    """One account of `members` members, each with `rows_per_member` activity rows spread
+    over the last 30 days (about one a day), replaced on every run."""
+    from django.db import connection
+
+    from accounts.models import Account, User
+
+    account, _ = Account.objects.get_or_create(
+        public_id="acct-bench-team",
+        defaults={"email": "team-bench@example.com", "name": "Team Bench"},
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            "DELETE FROM accounts_activitylog WHERE account_id IN "
+            "(SELECT id FROM accounts_user WHERE account_id = %s)",
+            [account.pk],
+        )
+        cur.execute("DELETE FROM accounts_user WHERE account_id = %s", [account.pk])
+    User.objects.bulk_create(
+        [
+            User(
+                public_id=f"acct-bench-team-m{k:04d}",
+                email=f"m{k}@team-bench.example",
+                account=account,
+                password="!",
+            )
+            for k in range(members)
+        ]
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO accounts_activitylog (account_id, occurred_at, kind, path, ip_address,
+                user_agent, source)
+            SELECT u.id, now() - (g * interval '21 hours') - (u.id %% 600) * interval '1 minute',
+                   CASE WHEN g %% 8 = 0 THEN 'login' ELSE 'request' END,
+                   '/app/page/' || (g %% 40), ('198.51.' || (u.id %% 200) || '.' || (g %% 3))::inet,
+                   'Mozilla/5.0 (bench)', 'app'
+            FROM accounts_user u, generate_series(1, %s) AS g
+            WHERE u.account_id = %s
+            """,
+            [rows_per_member, account.pk],
+        )
+        cur.execute("ANALYZE accounts_activitylog")
+    return account
+
+
+def bench_team(args) -> dict:
+    """evidence_for_account for one big team account: every figure, every member."""
+    from reconciliation.selectors.evidence import evidence_for_account
+
+    account = team_account(args.team_members, args.team_rows)
+    timings, rows = [], 0
+    for _ in range(args.team_samples):
+        start = time.perf_counter()
+        evidence = evidence_for_account(account=account, days=30)
+        timings.append((time.perf_counter() - start) * 1000)
+        rows = evidence.summary.activity_count
+    return {
+        "members": len(evidence.members),
+        "active_members": evidence.summary.active_members,
+        "rows_in_window": rows,
+        "samples": len(timings),
+        "p50_ms": pct(timings, 0.50),
+        "p95_ms": pct(timings, 0.95),
+        "max_ms": max(timings),
+    }
 
 
 def bench_pdf(args) -> dict:
@@ -461,7 +554,7 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM accounts_activitylog")
         rows = cur.fetchone()[0]
-        cur.execute("SELECT count(*) FROM accounts_user WHERE NOT is_staff")
+        cur.execute("SELECT count(*) FROM accounts_account")
         accounts = cur.fetchone()[0]
     print(f"data: {rows:,} activity rows over {accounts:,} accounts")
     # Other work on the machine skews every figure: say how busy it was.
@@ -474,6 +567,9 @@ def main() -> None:
     if "pdf" in only:
         result = bench_pdf(args)
         print("pdf:", json.dumps({k: round(v, 3) for k, v in result.items()}))
+    if "team" in only:
+        result = bench_team(args)
+        print("team:", json.dumps({k: round(v, 3) for k, v in result.items()}))
     if "ingest" in only:
         result = bench_ingest(args)
         mode = result.pop("mode")

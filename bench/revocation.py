@@ -1,4 +1,5 @@
-"""Benchmark: staged revocation time for a user with N Redis sessions; enforcement middleware cost.
+"""Benchmark: staged revocation of an account whose members hold N Redis sessions in all;
+enforcement middleware cost.
 
 Needs PostgreSQL and Redis (a scratch database: it migrates it and writes test users):
 
@@ -6,6 +7,10 @@ Needs PostgreSQL and Redis (a scratch database: it migrates it and writes test u
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/janitor_bench5 \\
     REDIS_URL=redis://127.0.0.1:6379/5 JANITOR_CACHE_PREFIX=bench5 DJANGO_DEBUG=false \\
     .venv/bin/python bench/revocation.py --sessions 100 --runs 20 --requests 2000
+
+Team accounts (issue 20): an account of 500 members holding 5,000 sessions,
+
+    .venv/bin/python bench/revocation.py --members 500 --sessions 5000 --runs 10 --requests 0
 """
 
 import argparse
@@ -31,7 +36,7 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 
 from accounts.middleware import AccessEnforcementMiddleware
-from accounts.models import RevocationRequest, RevocationStatus, User
+from accounts.models import Account, RevocationRequest, RevocationStatus, User
 from accounts.roles import ROLE_ADMIN, ROLE_SUPPORT
 from accounts.services import sessions as session_index
 from accounts.services.revocation import revocation_request, revocation_run
@@ -58,28 +63,46 @@ def staff(email: str, role: str) -> User:
     return User.objects.get(pk=user.pk)  # fresh permission cache
 
 
-def customer_with_sessions(n: int, serial: int) -> tuple[User, list[str]]:
-    """A customer signed in n times through django.contrib.auth.login (so the index fills)."""
-    user = User.objects.create(email=f"bench-{time.time_ns()}-{serial}@example.com")
+def customer_with_sessions(n: int, serial: int, members: int = 1) -> tuple[User, list[str]]:
+    """An account of `members` members signed in n times in all, round robin, through
+    django.contrib.auth.login (so the index fills). Returns its first member and the keys."""
+    stamp = time.time_ns()
+    account = Account.objects.create(
+        email=f"bench-{stamp}-{serial}@example.com", public_id=f"bench-{stamp}-{serial}"
+    )
+    User.objects.bulk_create(
+        [
+            User(
+                email=f"bench-{stamp}-{serial}-{k}@example.com",
+                public_id=f"bench-{stamp}-{serial}-m{k}",
+                account=account,
+                password="!",
+            )
+            for k in range(members)
+        ]
+    )
+    people = list(User.objects.filter(account=account).select_related("account").order_by("pk"))
     store = import_module(settings.SESSION_ENGINE).SessionStore
     keys = []
     factory = RequestFactory()
-    for _ in range(n):
+    for i in range(n):
         request = factory.get("/app/")
         request.session = store()
-        login(request, user, backend=BACKEND)
+        login(request, people[i % members], backend=BACKEND)
         request.session.save()
         keys.append(request.session.session_key)
-    return user, keys
+    return people[0], keys
 
 
-def bench_revocation(sessions: int, runs: int) -> None:
+def bench_revocation(sessions: int, runs: int, members: int = 1) -> None:
     requester = staff("bench-support@janitor.test", ROLE_SUPPORT)
     approver = staff("bench-admin@janitor.test", ROLE_ADMIN)
     totals, by_step = [], {}
     for serial in range(runs):
-        user, keys = customer_with_sessions(sessions, serial)
-        revocation = revocation_request(account=user, requested_by=requester, reason="bench")
+        user, keys = customer_with_sessions(sessions, serial, members)
+        revocation = revocation_request(
+            account=user.account, requested_by=requester, reason="bench"
+        )
         # Approval is excluded from the figure: mark it approved directly.
         RevocationRequest.objects.filter(pk=revocation.pk).update(
             status=RevocationStatus.APPROVED, decided_by=approver
@@ -94,7 +117,10 @@ def bench_revocation(sessions: int, runs: int) -> None:
         )
         for name, info in done.steps.items():
             by_step.setdefault(name, []).append(info["ms"])
-    print(f"\nStaged revocation, {sessions} sessions in Redis, {runs} runs (approval excluded)")
+    print(
+        f"\nStaged revocation of an account of {members} member(s), {sessions} sessions in "
+        f"Redis, {runs} runs (approval excluded)"
+    )
     print(summary("revocation_run total", totals))
     for name in sorted(by_step):
         print(summary(f"  step {name} (as recorded)", by_step[name]))
@@ -129,7 +155,7 @@ def bench_middleware(requests: int) -> None:
     # 2. The rare path: a stale cookie from a revoked session (tombstone + user lookup).
     store = import_module(settings.SESSION_ENGINE).SessionStore
     revoked, revoked_keys = customer_with_sessions(1, 1)
-    session_index.sessions_revoke_all(user=revoked)
+    session_index.sessions_revoke_account(account=revoked.account)
     stale = []
     for _ in range(min(requests, 500)):
         request = factory.get("/app/")
@@ -190,6 +216,7 @@ def _anonymous():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--members", type=int, default=1, help="members of the account")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
@@ -204,8 +231,9 @@ def main() -> None:
         f"DEBUG={settings.DEBUG}"
     )
     try:
-        bench_revocation(args.sessions, args.runs)
-        bench_middleware(args.requests)
+        bench_revocation(args.sessions, args.runs, args.members)
+        if args.requests:
+            bench_middleware(args.requests)
     finally:
         client = session_index._redis()
         keys = list(client.scan_iter(f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
