@@ -156,7 +156,7 @@ def load(args) -> dict:
         with timed("create index (account, occurred_at)") as t:
             cur.execute(
                 "CREATE INDEX activity_account_time_idx "
-                "ON accounts_activitylog (account_id, occurred_at)"
+                "ON accounts_activitylog (account_id, occurred_at) INCLUDE (kind, ip_address)"
             )
         timings["index_s"] = t.seconds
         with timed("vacuum analyze") as t:
@@ -315,7 +315,9 @@ def team_account(members: int, rows_per_member: int):
             """,
             [rows_per_member, account.pk],
         )
-        cur.execute("ANALYZE accounts_activitylog")
+        # Rows older than a day are all-visible in a live table (autovacuum): index-only scans.
+        cur.execute("VACUUM ANALYZE accounts_activitylog")
+        cur.execute("ANALYZE accounts_user")
     return account
 
 

@@ -198,16 +198,75 @@ def _member_ids(account: Account) -> list[int]:
     return list(User.objects.filter(account=account).order_by("pk").values_list("pk", flat=True))
 
 
-def _window_activity(
-    account: Account, since: datetime, until: datetime, member_ids: list[int] | None = None
-) -> QuerySet:
-    """Every member's activity in the window. member + occurred_at ranges: exactly the shape
-    of activity_account_time_idx, one range per member (no join to the members)."""
-    if member_ids is None:
-        member_ids = _member_ids(account)
+def _window_activity(account: Account, since: datetime, until: datetime) -> QuerySet:
+    """Every member's activity in the window: for each member of the account (a subquery, one
+    parameter whatever the team's size) a member + occurred_at range, exactly the shape of
+    activity_account_time_idx."""
     return ActivityLog.objects.filter(
-        member_id__in=member_ids, occurred_at__gte=since, occurred_at__lte=until
+        member_id__in=User.objects.filter(account=account).values("pk"),
+        occurred_at__gte=since,
+        occurred_at__lte=until,
     )
+
+
+@dataclass
+class _Groups:
+    # (member id, address or None, events, logins, first, last) per (member, address)
+    pairs: list
+    days: dict  # UTC day -> (events, logins)
+    to_datetime: object  # what first and last are -> datetime
+
+
+_GROUPS_SQL = """
+SELECT GROUPING(w.account_id, w.ip_address) AS by_day, w.account_id, host(w.ip_address), w.day,
+       count(*), count(*) FILTER (WHERE w.kind = %s),
+       EXTRACT(EPOCH FROM min(w.occurred_at)), EXTRACT(EPOCH FROM max(w.occurred_at))
+FROM (
+    SELECT account_id, ip_address, kind, occurred_at, (occurred_at AT TIME ZONE 'UTC')::date AS day
+    FROM accounts_activitylog
+    WHERE account_id IN (SELECT id FROM accounts_user WHERE account_id = %s)
+      AND occurred_at >= %s AND occurred_at <= %s
+) AS w
+GROUP BY GROUPING SETS ((w.account_id, w.ip_address), (w.day))
+"""
+
+
+def _activity_groups(account: Account, activity: QuerySet, since, until) -> _Groups:
+    """The window's activity grouped by (member, address) and by UTC day.
+
+    PostgreSQL: one scan with two hashed grouping sets, times as POSIX seconds (parsing
+    thousands of timestamps in Python would cost more than the query). Elsewhere: two grouped
+    queries through the ORM.
+    """
+    from django.db import connections
+
+    connection = connections[activity.db]
+    if connection.vendor == "postgresql":
+        pairs, days = [], {}
+        with connection.cursor() as cursor:
+            cursor.execute(_GROUPS_SQL, [ActivityKind.LOGIN, account.pk, since, until])
+            for by_day, member_id, ip, day, total, n_logins, first, last in cursor.fetchall():
+                if by_day:
+                    days[day] = (total, n_logins)
+                else:
+                    pairs.append((member_id, ip, total, n_logins, float(first), float(last)))
+        return _Groups(pairs, days, lambda seconds: datetime.fromtimestamp(seconds, tz=UTC))
+    pairs = list(
+        activity.values_list("member_id", "ip_address").annotate(
+            total=Count("id"),
+            logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)),
+            first=Min("occurred_at"),
+            last=Max("occurred_at"),
+        )
+    )
+    days = {
+        day: (total, n_logins)
+        for day, total, n_logins in activity.annotate(day=TruncDate("occurred_at"))
+        .values("day")
+        .annotate(total=Count("id"), logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)))
+        .values_list("day", "total", "logins")
+    }
+    return _Groups(pairs, days, lambda value: value)
 
 
 def evidence_summary(
@@ -225,7 +284,7 @@ def evidence_summary(
     if member_ids is None:
         member_ids = _member_ids(account)
     row = (
-        _window_activity(account, since, until, member_ids)
+        _window_activity(account, since, until)
         .order_by()
         .aggregate(
             activity_count=Count("id"),
@@ -250,82 +309,107 @@ def evidence_for_account(
     until: datetime | None = None,
 ) -> Evidence:
     """Everything an evidence pack shows, over every member of the account, in a fixed number
-    of queries (10) and one session-index read whatever the data."""
+    of queries (6 on PostgreSQL) and one session-index read whatever the data.
+
+    The window's activity is grouped by (member, address), which is small (people use a few
+    addresses each) and gives the per-member rows, the per-address table and the summary, and
+    by day for the chart: on PostgreSQL one scan with two hashed grouping sets, where grouped
+    queries with distinct counts cost four scans and sorts (a 500-member account with 16,500
+    rows in the window: about 20 ms against 60).
+    """
     from accounts.services.sessions import sessions_live_counts
 
+    since, until, days = _window(days, since, until)
     members = list(
         User.objects.filter(account=account)
         .order_by("email")
         .values_list("pk", "email", "is_active")
     )
     member_ids = [pk for pk, _, _ in members]
-    summary = evidence_summary(
-        account=account, days=days, since=since, until=until, member_ids=member_ids
-    )
-    activity = _window_activity(account, summary.since, summary.until, member_ids).order_by()
+    activity = _window_activity(account, since, until).order_by()
     sessions = sessions_live_counts(member_ids=member_ids)
-    summary.sessions_now = sum(sessions.values())
-    per_member = {
-        r["member_id"]: r
-        for r in activity.values("member_id").annotate(
-            total=Count("id"),
-            logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)),
-            ips=Count("ip_address", distinct=True),
-            first=Min("occurred_at"),
-            last=Max("occurred_at"),
-        )
-    }
+
+    groups = _activity_groups(account, activity, since, until)
+    to_datetime = groups.to_datetime
+    # [events, logins, first, last, addresses] per member, [events, logins, first, last] per
+    # address; first and last as the groups give them until the end.
+    per_member: dict[int, list] = {}
+    per_ip: dict[str, list] = {}
+    for member_id, ip, total, n_logins, first_at, last_at in groups.pairs:
+        m = per_member.get(member_id)
+        if m is None:
+            per_member[member_id] = m = [0, 0, first_at, last_at, 0]
+        m[0] += total
+        m[1] += n_logins
+        m[2], m[3] = min(m[2], first_at), max(m[3], last_at)
+        if ip is None:
+            continue
+        m[4] += 1
+        i = per_ip.get(ip)
+        if i is None:
+            per_ip[ip] = [total, n_logins, first_at, last_at]
+        else:
+            i[0] += total
+            i[1] += n_logins
+            i[2], i[3] = min(i[2], first_at), max(i[3], last_at)
+
     member_rows = []
     for pk, email, enabled in members:
-        r = per_member.get(pk) or {}
+        m = per_member.get(pk)
         member_rows.append(
             MemberUse(
                 member_id=pk,
                 email=email,
                 enabled=enabled,
-                total=r.get("total", 0),
-                logins=r.get("logins", 0),
-                distinct_ips=r.get("ips", 0),
-                first_seen=r.get("first"),
-                last_seen=r.get("last"),
+                total=m[0] if m else 0,
+                logins=m[1] if m else 0,
+                distinct_ips=m[4] if m else 0,
+                first_seen=to_datetime(m[2]) if m else None,
+                last_seen=to_datetime(m[3]) if m else None,
                 sessions_now=sessions.get(pk, 0),
             )
         )
     # Most active first: the proof reads from the people who used it most.
     member_rows.sort(key=lambda m: (-m.total, m.email))
 
-    by_day = {
-        row["day"]: row
-        for row in activity.annotate(day=TruncDate("occurred_at"))
-        .values("day")
-        .annotate(total=Count("id"), logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)))
-        .order_by("day")
-    }
-    first_day = summary.since.date()
+    by_day = groups.days
+    first_day = since.date()
     daily = []
-    for offset in range((summary.until.date() - first_day).days + 1):
+    for offset in range((until.date() - first_day).days + 1):
         day = first_day + timedelta(days=offset)
-        row = by_day.get(day)
-        daily.append(DailyActivity(day, row["total"] if row else 0, row["logins"] if row else 0))
+        total, n_logins = by_day.get(day, (0, 0))
+        daily.append(DailyActivity(day, total, n_logins))
 
+    busiest = sorted(per_ip.items(), key=lambda item: (-item[1][0], str(item[0])))
     ips = [
-        IpUse(r["ip_address"], r["total"], r["logins"], r["first"], r["last"])
-        for r in activity.filter(ip_address__isnull=False)
-        .values("ip_address")
-        .annotate(
-            total=Count("id"),
-            logins=Count("id", filter=Q(kind=ActivityKind.LOGIN)),
-            first=Min("occurred_at"),
-            last=Max("occurred_at"),
-        )
-        .order_by("-total", "ip_address")[:IP_LIMIT]
+        IpUse(ip, total, n_logins, to_datetime(first_at), to_datetime(last_at))
+        for ip, (total, n_logins, first_at, last_at) in busiest[:IP_LIMIT]
     ]
+    used = list(per_member.values())
+    summary = EvidenceSummary(
+        since=since,
+        until=until,
+        days=days,
+        activity_count=sum(m[0] for m in used),
+        active_days=sum(1 for total, _ in by_day.values() if total),
+        distinct_ips=len(per_ip),
+        logins=sum(m[1] for m in used),
+        first_seen=to_datetime(min(m[2] for m in used)) if used else None,
+        last_seen=to_datetime(max(m[3] for m in used)) if used else None,
+        active_members=len(used),
+        members_total=len(member_ids),
+        sessions_now=sum(sessions.values()),
+    )
     logins = list(
         activity.filter(kind=ActivityKind.LOGIN)
-        .select_related("member")
-        .only("occurred_at", "ip_address", "user_agent", "path", "member__email")
+        .only("occurred_at", "ip_address", "user_agent", "path", "member_id")
         .order_by("-occurred_at")[:LOGIN_LIMIT]
     )
+    # Who signed in, from the members already read (a join here made PostgreSQL scan every
+    # user of the product).
+    emails = {pk: email for pk, email, _ in members}
+    for login in logins:
+        login.member = User(pk=login.member_id, email=emails.get(login.member_id, ""))
     subscriptions = list(
         Subscription.objects.filter(account=account).order_by("-provider_updated_at", "-id")
     )
