@@ -10,6 +10,11 @@ The database is seeded in SQL as it stands after earlier nights: accounts linked
 customers, the mirror up to date, past_due/canceled customers already in grace. 0.2 % of
 accounts drifted (active in the app, canceled or past_due at the provider), so the run applies
 real changes while staying under the 5 % brake. What is measured is one nightly run.
+
+Team accounts (issue 20): --members 1 10 runs each size twice, with one member per account and
+with ten (100,000 accounts with 1,000,000 members), and prints the ratio of their own work:
+
+  .venv/bin/python bench/audit.py --sizes 100000 --members 1 10
 """
 
 from __future__ import annotations
@@ -58,14 +63,25 @@ def _admin_sql(sql: str) -> None:
 
 
 SEED_ACCOUNTS = """
-INSERT INTO accounts_user (password, is_superuser, public_id, email, name, is_active, is_staff,
-    date_joined, access_status, grace_ends_at, stripe_customer_id, session_version)
-SELECT '', false, 'user-b' || lpad(i::text, 8, '0'),
-    'cus_bench_' || lpad(i::text, 7, '0') || '@example.test', '', true, false, now(),
+INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
+    grace_ends_at, stripe_customer_id)
+SELECT 'user-b' || lpad(i::text, 8, '0'),
+    'cus_bench_' || lpad(i::text, 7, '0') || '@example.test', '', now(), true,
     CASE WHEN i %% 5 IN (3, 4) AND i %% 1000 NOT IN (3, 4) THEN 'grace_period' ELSE 'active' END,
     CASE WHEN i %% 5 IN (3, 4) AND i %% 1000 NOT IN (3, 4) THEN now() + interval '5 days' END,
-    'cus_bench_' || lpad(i::text, 7, '0'), 0
+    'cus_bench_' || lpad(i::text, 7, '0')
 FROM generate_series(0, %(n)s - 1) AS i
+"""
+
+# Members: the first has the account's public id and email (someone who pays for themselves),
+# the others their own.
+SEED_MEMBERS = """
+INSERT INTO accounts_user (password, is_superuser, public_id, email, name, is_active, is_staff,
+    date_joined, account_id, session_version)
+SELECT '', false, CASE WHEN k = 0 THEN a.public_id ELSE a.public_id || '-m' || k END,
+    CASE WHEN k = 0 THEN a.email ELSE 'm' || k || '.' || a.email END, '', true, false, now(),
+    a.id, 0
+FROM accounts_account a, generate_series(0, %(members)s - 1) AS k
 """
 
 SEED_MIRROR = """
@@ -77,11 +93,11 @@ SELECT 'stripe', 'sub_bench_' || lpad(i::text, 7, '0'), u.id, u.stripe_customer_
     %(price_id)s, %(plan_name)s, %(amount)s, %(currency)s, %(interval)s, %(cpe)s, false,
     now() - interval '1 day', '{}'::jsonb, now(), now()
 FROM generate_series(0, %(n)s - 1) AS i
-JOIN accounts_user u ON u.stripe_customer_id = 'cus_bench_' || lpad(i::text, 7, '0')
+JOIN accounts_account u ON u.stripe_customer_id = 'cus_bench_' || lpad(i::text, 7, '0')
 """
 
 
-def run_one(n: int, database: str, *, cold: bool = False) -> dict:
+def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> dict:
     """Create and seed the scratch database, start the fake, run one audit, return figures."""
     _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     _admin_sql(f'CREATE DATABASE "{database}"')
@@ -122,6 +138,7 @@ def run_one(n: int, database: str, *, cold: bool = False) -> dict:
     sample = subscription_fields(next(iter(gateway.subscription_pages(limit=1)))[0])
     with connection.cursor() as cursor:
         cursor.execute(SEED_ACCOUNTS, {"n": n})
+        cursor.execute(SEED_MEMBERS, {"members": members})
         if not cold:
             cursor.execute(
                 SEED_MIRROR,
@@ -169,6 +186,7 @@ def run_one(n: int, database: str, *, cold: bool = False) -> dict:
     changes = {k: v for k, v in run.counts.items() if v and k != "in_sync"}
     return {
         "size": n,
+        "members_per_account": members,
         "cold_mirror": cold,
         "status": run.status,
         "halt_reason": run.halt_reason,
@@ -197,31 +215,48 @@ def main() -> None:
     parser.add_argument("--database", default="janitor_bench4")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
+        "--members", type=int, nargs="+", default=[1], help="members per account, each a run"
+    )
+    parser.add_argument(
         "--cold", action="store_true", help="start with an empty mirror (the first night)"
     )
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.database, cold=args.cold)))
+        print(json.dumps(run_one(args.one, args.database, cold=args.cold, members=args.members[0])))
         return
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     results = []
     for size in args.sizes:
-        # A fresh interpreter per size: peak RSS is that size's alone.
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--database", args.database]
-            + (["--cold"] if args.cold else []),
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if out.returncode != 0:
-            sys.exit(f"size {size} failed:\n{out.stderr[-3000:]}")
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append(result)
-        print(json.dumps(result, indent=2))
-    if len(results) >= 2:
+        for members in args.members:
+            # A fresh interpreter per run: peak RSS is that run's alone.
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", str(size), "--database", args.database]
+                + ["--members", str(members)]
+                + (["--cold"] if args.cold else []),
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
+            if out.returncode != 0:
+                sys.exit(f"size {size} x {members} failed:\n{out.stderr[-3000:]}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(result)
+            print(json.dumps(result, indent=2))
+    if len(args.members) >= 2:
+        for size in args.sizes:
+            runs = [r for r in results if r["size"] == size]
+            single, team = runs[0], runs[-1]
+            print(
+                f"{size:,} accounts: {team['members_per_account']} members each vs "
+                f"{single['members_per_account']}: own work "
+                f"x{team['own_work_seconds'] / single['own_work_seconds']:.2f} "
+                f"({team['own_work_seconds']:.1f} s vs {single['own_work_seconds']:.1f} s), CPU "
+                f"x{team['own_work_cpu_seconds'] / single['own_work_cpu_seconds']:.2f}, total "
+                f"x{team['durations']['total'] / single['durations']['total']:.2f}"
+            )
+    elif len(results) >= 2:
         small, large = results[0], results[-1]
         factor = large["size"] / small["size"]
         own = large["own_work_seconds"] / small["own_work_seconds"]

@@ -3,10 +3,11 @@
 Usage:
   .venv/bin/python bench/review_queue.py --flags 100000 --requests 60
 
-Seeds a scratch database (default janitor_bench4_queue) in SQL, then renders the page through
-Django's test client in-process (full middleware, view, selector and template), so the time
-is the server's own, without a network or a browser. Prints, per scenario, the queries a
-request ran and p50/p95/max of the server time.
+Seeds a scratch database (default janitor_bench4_queue) in SQL (accounts with one member
+each, one open flag per account), then renders the page through Django's test client
+in-process (full middleware, view, selector and template), so the time is the server's own,
+without a network or a browser. Prints, per scenario, the queries a request ran and
+p50/p95/max of the server time.
 """
 
 from __future__ import annotations
@@ -24,26 +25,34 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SEED_ACCOUNTS = """
-INSERT INTO accounts_user (password, is_superuser, public_id, email, name, is_active, is_staff,
-    date_joined, access_status, grace_ends_at, stripe_customer_id, session_version)
-SELECT '', false, 'user-q' || lpad(i::text, 8, '0'),
-    'queue' || lpad(i::text, 7, '0') || '@example.test', '', true, false, now(),
+INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
+    grace_ends_at, stripe_customer_id)
+SELECT 'user-q' || lpad(i::text, 8, '0'),
+    'queue' || lpad(i::text, 7, '0') || '@example.test', '', now(), true,
     CASE WHEN i %% 3 = 0 THEN 'grace_period' ELSE 'active' END,
     CASE WHEN i %% 3 = 0 THEN now() + (i %% 10) * interval '1 day' END,
-    'cus_queue_' || lpad(i::text, 7, '0'), 0
+    'cus_queue_' || lpad(i::text, 7, '0')
 FROM generate_series(0, %(n)s - 1) AS i
+"""
+
+# Each account pays for itself: one member with the account's public id, email and name.
+SEED_MEMBERS = """
+INSERT INTO accounts_user (password, is_superuser, public_id, email, name, is_active, is_staff,
+    date_joined, account_id, session_version)
+SELECT '', false, public_id, email, name, true, false, created_at, id, 0
+FROM accounts_account WHERE email LIKE 'queue%' ORDER BY id
 """
 
 SEED_FLAGS = """
 INSERT INTO reconciliation_flag (account_id, kind, status, reason, opened_by, opened_at,
     assignee_id, resolution, resolved_by)
-SELECT u.id,
+SELECT a.id,
     (ARRAY['missing_subscription', 'payment_failed', 'reactivated', 'manual_grant',
-           'grace_expired', 'provider_mismatch'])[u.id %% 6 + 1],
+           'grace_expired', 'provider_mismatch'])[a.id %% 6 + 1],
     'open', 'Seeded for the queue benchmark.', 'system:bench',
-    now() - (u.id %% 60) * interval '1 day' - (u.id %% 1440) * interval '1 minute',
-    CASE WHEN u.id %% 10 = 0 THEN %(staff)s END, '', ''
-FROM accounts_user u WHERE u.email LIKE 'queue%%'
+    now() - (a.id %% 60) * interval '1 day' - (a.id %% 1440) * interval '1 minute',
+    CASE WHEN a.id %% 10 = 0 THEN %(staff)s END, '', ''
+FROM accounts_account a WHERE a.email LIKE 'queue%%'
 """
 
 SCENARIOS = [
@@ -109,6 +118,7 @@ def main() -> None:
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(SEED_ACCOUNTS, {"n": args.flags})
+        cursor.execute(SEED_MEMBERS)  # no parameters: "%" is literal
         cursor.execute(SEED_FLAGS, {"staff": staff.pk})
         # Steady state, as autovacuum leaves it: the visibility map lets the count be index-only.
         cursor.execute("VACUUM ANALYZE")

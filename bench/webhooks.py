@@ -297,18 +297,22 @@ def count(db, sql: str) -> int:
     return db.execute(sql).fetchone()[0]
 
 
+# Accounts that pay for themselves: each with one member of its public id and email.
 SEED = f"""
-from accounts.models import User
-User.objects.bulk_create([
-    User(email=f"bench{{n}}@example.com", stripe_customer_id=f"cus_bench{{n:06d}}", password="!")
+from accounts.models import Account, User
+accounts = Account.objects.bulk_create([
+    Account(email=f"bench{{n}}@example.com", stripe_customer_id=f"cus_bench{{n:06d}}")
     for n in range({CUSTOMERS})
+], batch_size=1000)
+User.objects.bulk_create([
+    User(public_id=a.public_id, email=a.email, account=a, password="!") for a in accounts
 ], batch_size=1000)
 """
 
 RESET = """
 TRUNCATE reconciliation_webhookattempt, reconciliation_webhookevent, reconciliation_subscription,
   reconciliation_flag, accounts_accessaudit, django_q_ormq, django_q_task RESTART IDENTITY CASCADE;
-UPDATE accounts_user SET access_status = 'active', grace_ends_at = NULL;
+UPDATE accounts_account SET access_status = 'active', grace_ends_at = NULL;
 """
 
 

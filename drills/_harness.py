@@ -432,27 +432,40 @@ def expected_access(final_status: str) -> str:
 
 
 def customer_accounts_create(count: int) -> dict[int, int]:
-    """Active customer accounts linked to cus_drill{i}; returns customer index -> user pk."""
-    from accounts.models import AccessStatus, User
+    """Active customer accounts linked to cus_drill{i}, each with one member (someone who pays
+    for themselves); returns customer index -> account pk."""
+    from accounts.models import AccessStatus, Account, User
 
-    User.objects.bulk_create(
+    accounts = Account.objects.bulk_create(
         [
-            User(
+            Account(
                 email=f"drill{i:05d}@example.test",
                 name=f"Drill customer {i}",
                 stripe_customer_id=f"cus_drill{i:05d}",
                 access_status=AccessStatus.ACTIVE,
                 is_active=True,
-                password="!",
             )
             for i in range(count)
         ]
     )
+    User.objects.bulk_create(
+        [
+            User(
+                public_id=account.public_id,
+                email=account.email,
+                name=account.name,
+                account=account,
+                is_active=True,
+                password="!",
+            )
+            for account in accounts
+        ]
+    )
     return {
         int(cid.removeprefix("cus_drill")): pk
-        for pk, cid in User.objects.filter(stripe_customer_id__startswith="cus_drill").values_list(
-            "pk", "stripe_customer_id"
-        )
+        for pk, cid in Account.objects.filter(
+            stripe_customer_id__startswith="cus_drill"
+        ).values_list("pk", "stripe_customer_id")
     }
 
 
@@ -605,9 +618,11 @@ def webhook_checks(report: Report, injected: str, unique_ids: set[str]) -> dict:
 
 def account_checks(report: Report, injected: str, accounts: dict[int, int], final: dict) -> None:
     """Final states equal the expected ones, and each account's audit trail is one chain."""
-    from accounts.models import AccessAudit, User
+    from accounts.models import AccessAudit, Account
 
-    states = dict(User.objects.filter(pk__in=accounts.values()).values_list("pk", "access_status"))
+    states = dict(
+        Account.objects.filter(pk__in=accounts.values()).values_list("pk", "access_status")
+    )
     wrong = [i for i, pk in accounts.items() if states[pk] != expected_access(final[i])]
     report.check(
         injected,

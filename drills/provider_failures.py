@@ -12,11 +12,11 @@ TIMEOUT_SECONDS = 1
 
 
 def snapshot() -> tuple[dict, int]:
-    from accounts.models import AccessAudit, User
+    from accounts.models import AccessAudit, Account
 
     states = {
         pk: (status, active, grace)
-        for pk, status, active, grace in User.objects.filter(is_staff=False).values_list(
+        for pk, status, active, grace in Account.objects.values_list(
             "pk", "access_status", "is_active", "grace_ends_at"
         )
     }

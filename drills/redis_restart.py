@@ -33,11 +33,20 @@ def staff(email: str, role: str):
 
 
 def customer(email: str):
-    from accounts.models import AccessStatus, User
+    """An active account with one member (someone who pays for themselves)."""
+    from accounts.models import AccessStatus, Account, User
 
-    return User.objects.create(
-        email=email, name="Revoked customer", access_status=AccessStatus.ACTIVE, password="!"
+    account = Account.objects.create(
+        email=email, name="Revoked customer", access_status=AccessStatus.ACTIVE
     )
+    User.objects.create(
+        public_id=account.public_id,
+        email=email,
+        name=account.name,
+        account=account,
+        password="!",
+    )
+    return account
 
 
 def session_open(user) -> str:
@@ -53,10 +62,10 @@ def session_open(user) -> str:
     return store.session_key
 
 
-def trail(user) -> list[str]:
+def trail(account) -> list[str]:
     from accounts.models import AccessAudit
 
-    rows = AccessAudit.objects.filter(account=user).order_by("id")
+    rows = AccessAudit.objects.filter(account=account).order_by("id")
     return [f"{r.from_status}->{r.to_status}" for r in rows]
 
 
@@ -115,7 +124,7 @@ def revocation_failed_step(drill: Drill, report: Report) -> None:
     requester = staff("support@drill.test", "Support")
     admin = staff("admin@drill.test", "Admin")
     account = customer("revoke-me@example.test")
-    session_open(account)
+    session_open(account.members.get())
     drill.cluster_kill()  # so the drill, not a worker, plays the worker that meets the outage
     request = revocation_request(account=account, requested_by=requester, reason="drill")
     revocation_approve(revocation_id=request.pk, approver=admin)
