@@ -138,33 +138,27 @@ def _grace_days_left(flag: Flag, now) -> int | None:
 def flags_decorate(flags, *, now=None) -> None:
     """Add grace_days_left (no query: the account is joined), and the account's members
     enabled / in all and its sessions now (one query and one session-index read a page)."""
-    from django.db.models import Count
-    from django.db.models import Q as Where
-
     from accounts.services.sessions import sessions_live_counts
 
     now = now or timezone.now()
     flags = list(flags)
-    account_ids = {flag.account_id for flag in flags}
-    members = {
-        row["account_id"]: row
-        for row in User.objects.filter(account_id__in=account_ids)
-        .values("account_id")
-        .annotate(total=Count("pk"), enabled=Count("pk", filter=Where(is_active=True)))
-    }
-    member_ids = list(
-        User.objects.filter(account_id__in=account_ids).values_list("pk", "account_id")
+    members = list(
+        User.objects.filter(account_id__in={flag.account_id for flag in flags}).values_list(
+            "pk", "account_id", "is_active"
+        )
     )
-    live = sessions_live_counts(member_ids=[pk for pk, _ in member_ids])
-    sessions: dict[int, int] = {}
-    for pk, account_id in member_ids:
-        sessions[account_id] = sessions.get(account_id, 0) + live.get(pk, 0)
+    live = sessions_live_counts(member_ids=[pk for pk, _, _ in members])
+    per_account: dict[int, list[int]] = {}
+    for pk, account_id, enabled in members:
+        counts = per_account.setdefault(account_id, [0, 0, 0])
+        counts[0] += 1
+        counts[1] += enabled
+        counts[2] += live.get(pk, 0)
     for flag in flags:
         flag.grace_days_left = _grace_days_left(flag, now)
-        row = members.get(flag.account_id) or {}
-        flag.members_total = row.get("total", 0)
-        flag.members_enabled = row.get("enabled", 0)
-        flag.sessions_now = sessions.get(flag.account_id, 0)
+        flag.members_total, flag.members_enabled, flag.sessions_now = per_account.get(
+            flag.account_id, (0, 0, 0)
+        )
 
 
 @dataclass
