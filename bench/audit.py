@@ -87,11 +87,11 @@ FROM accounts_account a, generate_series(0, %(members)s - 1) AS k
 SEED_MIRROR = """
 INSERT INTO reconciliation_subscription (provider, provider_id, account_id, customer_id, status,
     price_id, plan_name, amount, currency, interval, current_period_end, cancel_at_period_end,
-    provider_updated_at, raw, created_at, updated_at)
+    provider_updated_at, raw, created_at, updated_at, customer_email)
 SELECT 'stripe', 'sub_bench_' || lpad(i::text, 7, '0'), u.id, u.stripe_customer_id,
     (ARRAY['active', 'active', 'trialing', 'past_due', 'canceled'])[i %% 5 + 1],
     %(price_id)s, %(plan_name)s, %(amount)s, %(currency)s, %(interval)s, %(cpe)s, false,
-    now() - interval '1 day', '{}'::jsonb, now(), now()
+    now() - interval '1 day', '{}'::jsonb, now(), now(), ''
 FROM generate_series(0, %(n)s - 1) AS i
 JOIN accounts_account u ON u.stripe_customer_id = 'cus_bench_' || lpad(i::text, 7, '0')
 """
