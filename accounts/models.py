@@ -34,6 +34,14 @@ def public_id_validate(value) -> None:
         )
 
 
+def public_id_field_validate(value) -> None:
+    """public_id_validate for a model's clean(): the error names the public_id field."""
+    try:
+        public_id_validate(value)
+    except ValidationError as error:
+        raise ValidationError({"public_id": error}) from None
+
+
 def public_id_generate() -> str:
     """A stable, URL-safe id shaped like the product's own (user-aaf21-bb34-cc55)."""
     raw = secrets.token_hex(7)
@@ -130,10 +138,7 @@ class Account(models.Model):
 
     def clean(self):
         super().clean()
-        try:
-            public_id_validate(self.public_id)
-        except ValidationError as error:
-            raise ValidationError({"public_id": error}) from None
+        public_id_field_validate(self.public_id)
 
     @property
     def label(self) -> str:
@@ -205,10 +210,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().clean()
         # Run by ModelForms (the Django admin) and full_clean(); import_accounts and
         # create_user check the same rule, since bulk_create and save() skip clean().
-        try:
-            public_id_validate(self.public_id)
-        except ValidationError as error:
-            raise ValidationError({"public_id": error}) from None
+        public_id_field_validate(self.public_id)
 
     def get_session_auth_hash(self) -> str:
         # Bumping session_version changes the hash, so Django drops every existing session
