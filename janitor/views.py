@@ -3,7 +3,7 @@
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import AccessStatus
@@ -37,12 +37,10 @@ def healthz(request):
     return JsonResponse({"ok": True})
 
 
-def _panel_url(name: str, public_id: str) -> str | None:
-    """A panel another feature provides, lazy-loaded only if that feature is installed."""
-    try:
-        return reverse(name, kwargs={"public_id": public_id})
-    except NoReverseMatch:
-        return None
+def _panel_url(name: str, public_id: str) -> str:
+    """A panel another app provides, lazy-loaded into the account page. A name that does not
+    reverse is an error (a renamed URL must not make a panel vanish quietly)."""
+    return reverse(name, kwargs={"public_id": public_id})
 
 
 @require_GET

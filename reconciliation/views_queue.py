@@ -5,7 +5,6 @@ from datetime import datetime, time
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -32,21 +31,11 @@ from reconciliation.services.queue import (
 TEMPLATE = "reconciliation/queue.html"
 
 
-def _revocation_available() -> bool:
-    """The revocation feature's account panel exists (otherwise the button is left out)."""
-    try:
-        reverse("account_access_actions", kwargs={"public_id": "x"})
-    except NoReverseMatch:
-        return False
-    return True
-
-
 def _abilities(user) -> dict:
     return {
         "can_work": user.has_perm("reconciliation.work_review_queue"),
         "can_comp": user.has_perm("reconciliation.record_comp"),
-        "can_request_revocation": user.has_perm("accounts.request_revocation")
-        and _revocation_available(),
+        "can_request_revocation": user.has_perm("accounts.request_revocation"),
     }
 
 
