@@ -18,7 +18,7 @@ class AccessStatusBackend(ModelBackend):
     accounts at login.
 
     Existing sessions of a revoked_pending account keep working until the staged revocation
-    ends them (DESIGN.md), so get_user() keeps ModelBackend's is_active rule only.
+    ends them (docs/design.md), so get_user() keeps ModelBackend's is_active rule only.
     """
 
     def authenticate(self, request, username=None, password=None, **kwargs):

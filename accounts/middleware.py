@@ -13,7 +13,7 @@ from accounts.services.sessions import session_revoked_owner
 
 def _refused(user: User) -> bool:
     # A disabled member, or a member of a revoked account. revoked_pending keeps its sessions
-    # until step 2 of the staged revocation (DESIGN.md) ends them.
+    # until step 2 of the staged revocation (docs/design.md) ends them.
     return not user.is_active or user.access_status == AccessStatus.REVOKED
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, Account, User
 
-# The state machine of DESIGN.md: which moves exist at all. Who may make them is the callers'
+# The state machine of docs/design.md: which moves exist at all. Who may make them is the callers'
 # business (automation never reaches revoked_pending/revoked: see AUTOMATION_FORBIDDEN).
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     AccessStatus.ACTIVE: {AccessStatus.GRACE_PERIOD, AccessStatus.REVOKED_PENDING},
@@ -70,7 +70,7 @@ def access_status_change(
         and from_status in AUTOMATION_FORBIDDEN
         and (to_status != AccessStatus.ACTIVE or from_status != AccessStatus.REVOKED)
     ):
-        # Automation may re-activate an account it did not revoke (DESIGN.md), nothing else
+        # Automation may re-activate an account it did not revoke (docs/design.md), nothing else
         # out of a revocation.
         raise AccessTransitionError("Automation never moves an account out of a revocation.")
     if to_status not in ALLOWED_TRANSITIONS.get(from_status, set()):
@@ -115,7 +115,7 @@ def access_status_change(
 def last_revoked_by_staff(*, account_ids: list[int]) -> set[int]:
     """Of these accounts, the ones whose latest move to "revoked" was made by a person.
 
-    Automation must never undo those (DESIGN.md); one query whatever the batch size.
+    Automation must never undo those (docs/design.md); one query whatever the batch size.
     """
     rows = (
         AccessAudit.objects.filter(account_id__in=account_ids, to_status=AccessStatus.REVOKED)

@@ -260,7 +260,7 @@ def _enqueue(revocation: RevocationRequest) -> None:
 def revocation_run(
     *, revocation_id: int, on_step: Callable[[str, dict], None] | None = None
 ) -> RevocationRequest:
-    """The staged revocation of DESIGN.md, for an approved request.
+    """The staged revocation of docs/design.md, for an approved request.
 
     Each step is skipped when already done, so a retry resumes where a failure stopped.
     A failure leaves the account revoked_pending and the request failed with the error.

@@ -32,7 +32,8 @@ def access_decide(
     revoked_by_staff: bool,
     now: datetime,
 ) -> str:
-    """DESIGN.md's access rules for one account, as a pure function of what is known about it."""
+    """The access rules of docs/design.md for one account, as a pure function of what is known
+    about it."""
     granting = any(status in settings.JANITOR_ACCESS_STATUSES for status in sub_statuses)
     past_due = SubscriptionStatus.PAST_DUE in sub_statuses
 

@@ -49,7 +49,7 @@ def no_brake(settings):
 
 @pytest.fixture
 def world(stripe_fake, no_brake):
-    """One account per rule of DESIGN.md, with its subscriptions at the fake provider."""
+    """One account per rule of docs/design.md, with its subscriptions at the fake provider."""
     now = timezone.now()
     accounts = {
         "in_sync": AccountFactory(),
