@@ -167,11 +167,16 @@ def webhook_event_store(
     event_id, event_type = event.get("id"), event.get("type")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise EventInvalid("event has no id or type")
+    created = _epoch(event.get("created"))
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        # Every Stripe event carries its object: without one there is nothing to apply.
+        raise EventInvalid("event data.object is not an object")
     now = timezone.now()
     row = WebhookEvent(
         provider_event_id=_storable(event_id, "id")[:255],
         type=_storable(event_type, "type")[:100],
-        created=_epoch(event.get("created")),
+        created=created,
         payload=event,
         status=WebhookStatus.PENDING,
         attempts=0,

@@ -222,6 +222,7 @@ def test_json_nested_thousands_deep_is_refused(raw_client, tokens, depth):
     response = _post(raw_client, body, f"Bearer {live}")
     assert_answered(response, context=f"nested {depth} deep")
     assert response.status_code == 400
+    assert not ActivityLog.objects.exists()
 
 
 def _one_event(owner, **fields) -> bytes:
@@ -257,6 +258,9 @@ def test_lone_surrogate_in_a_string_field_is_refused(raw_client, tokens, account
     value = account.public_id + "\ud800" if field == "account" else "x\ud800y"
     response = _post(raw_client, _one_event(account, **{field: value}), f"Bearer {live}")
     assert_answered(response, context=f"lone surrogate in {field}")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["index"] == 0
+    assert not ActivityLog.objects.exists()
 
 
 @pytest.mark.django_db
@@ -265,6 +269,9 @@ def test_kind_that_is_an_array_or_object_is_refused(raw_client, tokens, account,
     live, _ = tokens
     response = _post(raw_client, _one_event(account, kind=kind), f"Bearer {live}")
     assert_answered(response, context=f"kind={kind!r}")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["index"] == 0
+    assert not ActivityLog.objects.exists()
 
 
 @pytest.mark.django_db
@@ -273,6 +280,9 @@ def test_time_outside_the_storable_range_is_refused(raw_client, tokens, account,
     live, _ = tokens
     response = _post(raw_client, _one_event(account, occurred_at=moment), f"Bearer {live}")
     assert_answered(response, context=f"occurred_at={moment}")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["index"] == 0
+    assert not ActivityLog.objects.exists()
 
 
 @pytest.mark.smoke

@@ -15,10 +15,10 @@ from hypothesis import event as hypothesis_event
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from accounts.models import AccessStatus, RevocationRequest
+from accounts.models import AccessComp, AccessStatus, RevocationRequest
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from accounts.services.access import access_status_change
-from reconciliation.models import FlagKind, WebhookStatus
+from reconciliation.models import FlagKind, FlagNote, WebhookStatus
 from reconciliation.services.disputes import dispute_refresh
 from tests.factories import PASSWORD, AccountFactory, FlagFactory, StaffFactory
 from tests.hostile.conftest import assert_answered, rolled_back
@@ -319,19 +319,24 @@ def test_nul_in_a_queue_action_is_refused_with_a_reason(world, name):
     form = next(form for form in FORMS if form.name == name)
     expires_on = (timezone.now() + timedelta(days=30)).date().isoformat()
     data = {QUEUE_ACTIONS[name]: "held\x00", "days": "3", "expires_on": expires_on}
+    notes, comps = FlagNote.objects.count(), AccessComp.objects.count()
     response = _client_for(world, form.role).post(form.url(world), data=data)
     assert_answered(response, context=f"NUL in {name}")
+    assert response.status_code == 400
+    assert (FlagNote.objects.count(), AccessComp.objects.count()) == (notes, comps)
 
 
 @pytest.mark.parametrize("assignee", ["²", "1²"])
 def test_queue_filter_with_a_non_ascii_digit_assignee_is_ignored(world, assignee):
     response = _client_for(world, "support").get("/queue/", {"assignee": assignee})
     assert_answered(response, context=f"assignee={assignee!r}")
+    assert response.status_code == 200  # answered, the filter ignored
 
 
 def test_queue_filter_with_an_assignee_beyond_64_bits_is_ignored(world):
     response = _client_for(world, "support").get("/queue/", {"assignee": "9" * 30})
     assert_answered(response, context="assignee=9*30")
+    assert response.status_code == 200
 
 
 def _client_for(world: World, role: str | None) -> Client:
