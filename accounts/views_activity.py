@@ -13,6 +13,7 @@ from accounts.services.activity import (
     api_token_authenticate,
     ingest_max_bytes,
 )
+from janitor.http import BodyTooLarge, ContentLengthInvalid, body_read_capped
 
 
 def _unauthorized(message: str) -> JsonResponse:
@@ -32,17 +33,12 @@ def activity_ingest_api(request):
     if token is None:
         return _unauthorized("Unknown or revoked token.")
 
-    limit = ingest_max_bytes()
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        return JsonResponse({"error": f"Body larger than {limit} bytes."}, status=413)
-    # read(), not .body: the limit is ours, and a lying Content-Length cannot exceed it.
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return JsonResponse({"error": f"Body larger than {limit} bytes."}, status=413)
+        body = body_read_capped(request, ingest_max_bytes())
+    except ContentLengthInvalid:
+        return JsonResponse({"error": "The Content-Length header is not a number."}, status=400)
+    except BodyTooLarge as exc:
+        return JsonResponse({"error": f"Body larger than {exc.limit} bytes."}, status=413)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -53,11 +53,13 @@ class GatewayNotFound(GatewayError):
 
 
 class WebhookSignatureInvalid(Exception):
-    """The body is not provably from Stripe; `reason` is safe to log."""
+    """The body is not provably from Stripe; `reason` is safe to log. `stale` says the
+    signature's time was outside the tolerance (a replay or clock skew), not a bad signature."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, stale: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.stale = stale
 
 
 class WebhookPayloadInvalid(Exception):
@@ -266,11 +268,11 @@ def webhook_event_verify(
             reasons.append(_signature_reason(exc))
     else:
         reason = next((r for r in _REASON_PRIORITY if r in reasons), reasons[0])
-        raise WebhookSignatureInvalid(reason)
+        raise WebhookSignatureInvalid(reason, stale=reason == "timestamp outside tolerance")
     # The SDK bounds the age only from below. A signed timestamp beyond the same tolerance in
     # the future is clock skew or a signature minted to outlive the replay window: refuse it.
     if tolerance and _signed_at(sig_header) > time.time() + tolerance:
-        raise WebhookSignatureInvalid("timestamp in the future")
+        raise WebhookSignatureInvalid("timestamp in the future", stale=True)
 
     try:
         # Stripe never sends NaN/Infinity (not JSON); a body nested thousands deep is an attack.

@@ -19,6 +19,7 @@ from reconciliation.selectors.queue import (
     flag_row_get,
     review_queue_page,
 )
+from reconciliation.services.access import GRACE_EXTENSION_MAX_DAYS
 from reconciliation.services.queue import (
     FlagActionError,
     flag_assign,
@@ -33,6 +34,7 @@ TEMPLATE = "reconciliation/queue.html"
 
 def _abilities(user) -> dict:
     return {
+        "grace_max_days": GRACE_EXTENSION_MAX_DAYS,
         "can_work": user.has_perm("reconciliation.work_review_queue"),
         "can_comp": user.has_perm("reconciliation.record_comp"),
         "can_request_revocation": user.has_perm("accounts.request_revocation"),

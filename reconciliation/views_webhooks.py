@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from janitor.http import BodyTooLarge, ContentLengthInvalid, body_read_capped
 from janitor.permissions import staff_required
 from reconciliation import gateway
 from reconciliation.models import WebhookStatus
@@ -48,16 +49,12 @@ def _rejected(status: int, kind: str, reason: str) -> HttpResponse:
 @require_POST
 def stripe_webhook(request):
     """Verify, store, answer. 200 only once the event is committed; the work runs on the queue."""
-    limit = settings.WEBHOOK_MAX_BODY_BYTES
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return _rejected(400, "payload", "invalid Content-Length")
-    if declared > limit:
-        return _rejected(413, "too_large", f"body larger than {limit} bytes")
-    body = request.read(limit + 1)  # never trust the header alone
-    if len(body) > limit:
-        return _rejected(413, "too_large", f"body larger than {limit} bytes")
+        body = body_read_capped(request, settings.WEBHOOK_MAX_BODY_BYTES)
+    except ContentLengthInvalid as exc:
+        return _rejected(400, "payload", str(exc))
+    except BodyTooLarge as exc:
+        return _rejected(413, "too_large", str(exc))
     try:
         event = gateway.webhook_event_verify(
             payload=body,
@@ -65,8 +62,7 @@ def stripe_webhook(request):
             secrets=settings.STRIPE_WEBHOOK_SECRETS,
         )
     except gateway.WebhookSignatureInvalid as exc:
-        kind = "stale" if "timestamp" in exc.reason else "signature"
-        return _rejected(400, kind, exc.reason)
+        return _rejected(400, "stale" if exc.stale else "signature", exc.reason)
     except gateway.WebhookPayloadInvalid as exc:
         return _rejected(400, "payload", exc.reason)
     try:

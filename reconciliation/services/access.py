@@ -20,6 +20,7 @@ from reconciliation.models import (
 )
 from reconciliation.services.flags import flag_open, flags_resolve_for_account
 
+# The one limit on a grace extension: services, forms and the page's input read it from here.
 GRACE_EXTENSION_MAX_DAYS = 30
 
 
@@ -298,7 +299,8 @@ def account_access_sync(
 def grace_period_extend(
     *, account: Account, days: int, reason: str, actor_user: User
 ) -> AccessAudit:
-    """Push an account's grace end out by 1..30 days (from now or the current end, the later)."""
+    """Push an account's grace end out by 1..GRACE_EXTENSION_MAX_DAYS days (from now or the
+    current end, the later)."""
     if not 1 <= days <= GRACE_EXTENSION_MAX_DAYS:
         raise ValueError(f"Extend grace by 1 to {GRACE_EXTENSION_MAX_DAYS} days.")
     if not reason.strip():

@@ -9,10 +9,12 @@ from django.db import transaction
 from accounts.models import AccessComp, AccessStatus, User
 from accounts.services.access import access_status_change
 from reconciliation.models import Flag, FlagNote, FlagStatus
-from reconciliation.services.access import comp_record, grace_period_extend
+from reconciliation.services.access import (
+    GRACE_EXTENSION_MAX_DAYS,
+    comp_record,
+    grace_period_extend,
+)
 from reconciliation.services.flags import flag_resolve
-
-GRACE_EXTEND_MAX_DAYS = 30
 
 
 class FlagActionError(ValueError):
@@ -46,12 +48,13 @@ def flag_note_add(*, flag: Flag, body: str, author: User) -> FlagNote:
 
 
 def flag_grace_extend(*, flag: Flag, days: int, reason: str, actor_user: User) -> Flag:
-    """Extend the account's grace period by 1..30 days, with a reason (audited)."""
+    """Extend the account's grace period by 1..GRACE_EXTENSION_MAX_DAYS days, with a reason
+    (audited)."""
     reason = reason.strip()
     if not reason:
         raise FlagActionError("Say why the grace period is extended.")
-    if not 1 <= days <= GRACE_EXTEND_MAX_DAYS:
-        raise FlagActionError(f"Extend by 1 to {GRACE_EXTEND_MAX_DAYS} days.")
+    if not 1 <= days <= GRACE_EXTENSION_MAX_DAYS:
+        raise FlagActionError(f"Extend by 1 to {GRACE_EXTENSION_MAX_DAYS} days.")
     with transaction.atomic():
         locked = _open_flag_locked(flag)
         if locked.account.access_status != AccessStatus.GRACE_PERIOD:
