@@ -207,6 +207,11 @@ class AccountListPage:
     sort_links: dict
 
     @property
+    def base_query(self) -> str:
+        """The filters and sort without the page: what every page link adds its number to."""
+        return self.filters.query_string(page=1)
+
+    @property
     def previous_query(self) -> str:
         if not self.page.has_previous():
             return ""

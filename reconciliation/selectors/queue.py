@@ -194,6 +194,11 @@ class QueuePage:
         return self.filters.query_string(page=self.page.next_page_number())
 
     @property
+    def base_query(self) -> str:
+        """The filters and sort without the page: what every page link adds its number to."""
+        return self.filters.query_string(page=1)
+
+    @property
     def current_query(self) -> str:
         return self.filters.query_string()
 

@@ -168,10 +168,6 @@ def webhook_event_store(
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise EventInvalid("event has no id or type")
     created = _epoch(event.get("created"))
-    data = event.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-        # Every Stripe event carries its object: without one there is nothing to apply.
-        raise EventInvalid("event data.object is not an object")
     now = timezone.now()
     row = WebhookEvent(
         provider_event_id=_storable(event_id, "id")[:255],
@@ -290,7 +286,8 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def _event_object(event: WebhookEvent) -> dict[str, Any]:
-    obj = (event.payload.get("data") or {}).get("object")
+    data = event.payload.get("data") if isinstance(event.payload, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         raise WebhookProcessingError("event has no data.object")
     return obj

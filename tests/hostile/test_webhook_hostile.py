@@ -14,7 +14,7 @@ from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
 from accounts.models import AccessAudit
-from reconciliation.models import Flag, WebhookEvent
+from reconciliation.models import Flag, WebhookEvent, WebhookStatus
 from reconciliation.services.webhooks import HANDLED_TYPES
 from tests.fakes.signing import stripe_signature_header
 from tests.hostile.conftest import assert_answered, counted, rolled_back
@@ -349,11 +349,18 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("data", [True, 7, "text", ["a"], 1.5])
-def test_signed_event_whose_data_is_not_an_object_is_refused(client, data):
+def test_signed_event_whose_data_is_not_an_object_is_stored_and_its_processing_fails(client, data):
+    """Answered, not refused: the signature proves Stripe sent it, so it is kept (200), and
+    processing it fails loudly (retried, then dead-lettered on the Webhooks page)."""
+    from reconciliation.services.webhooks import webhook_event_process
+
     response = _signed_post(client, _event(data=data))
     assert_answered(response, context=f"data={data!r}")
-    assert response.status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert response.status_code == 200
+    stored = WebhookEvent.objects.get()
+    webhook_event_process(event_id=stored.pk)
+    stored.refresh_from_db()
+    assert stored.status == WebhookStatus.FAILED and stored.last_error
 
 
 @pytest.mark.django_db
