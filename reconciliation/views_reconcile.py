@@ -4,17 +4,15 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
-from django_q.tasks import async_task
 
 from janitor.permissions import staff_required
 from reconciliation.models import Outcome, ReconciliationRun
 from reconciliation.selectors.runs import run_detail, run_get, runs_page
 from reconciliation.services.audit import (
-    AUDIT_TASK_TIMEOUT,
     RunStateError,
-    audit_run_apply_begin,
+    audit_run_apply_queue,
     audit_run_discard,
-    audit_run_start,
+    audit_run_queue,
 )
 
 TEMPLATE_LIST = "reconciliation/runs.html"
@@ -84,7 +82,7 @@ def reconciliation_run_progress(request, run_id: int):
 @staff_required("reconciliation.run_reconciliation")
 def reconciliation_run_start(request):
     dry_run = request.POST.get("dry_run") == "1"
-    run = audit_run_start(dry_run=dry_run, triggered_by=request.user.email)
+    run = audit_run_queue(dry_run=dry_run, triggered_by=request.user.email)
     if run is None:
         messages.error(request, "A reconciliation run is already in progress.")
         if request.htmx:
@@ -95,11 +93,6 @@ def reconciliation_run_start(request):
                 status=409,
             )
         return redirect("reconciliation_runs")
-    async_task(
-        "reconciliation.tasks_audit.audit_run_task",
-        run.pk,
-        q_options={"timeout": AUDIT_TASK_TIMEOUT},
-    )
     run.refresh_from_db()
     if request.htmx:
         return render(request, f"{TEMPLATE_DETAIL}#run-status", {"run": run, "can_run": True})
@@ -125,16 +118,9 @@ def _decision(request, run_id: int, decide) -> object:
 @require_POST
 @staff_required("reconciliation.run_reconciliation")
 def reconciliation_run_apply(request, run_id: int):
-    def apply(run):
-        claimed = audit_run_apply_begin(run=run, actor_user=request.user)
-        async_task(
-            "reconciliation.tasks_audit.audit_apply_task",
-            claimed.pk,
-            q_options={"timeout": AUDIT_TASK_TIMEOUT},
-        )
-        return claimed
-
-    return _decision(request, run_id, apply)
+    return _decision(
+        request, run_id, lambda run: audit_run_apply_queue(run=run, actor_user=request.user)
+    )
 
 
 @require_POST

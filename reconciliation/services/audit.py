@@ -721,6 +721,23 @@ def audit_run(
     return audit_run_execute(run=run, on_progress=on_progress)
 
 
+def audit_run_queue(*, dry_run: bool, triggered_by: str) -> ReconciliationRun | None:
+    """Start a run and hand its execution to the queue once this transaction commits (the
+    dashboard's "Run now"); None when another run is already going."""
+    run = audit_run_start(dry_run=dry_run, triggered_by=triggered_by)
+    if run is not None:
+        _enqueue_after_commit("reconciliation.tasks_audit.audit_run_task", run.pk)
+    return run
+
+
+def _enqueue_after_commit(task: str, run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task(task, run_id, q_options={"timeout": AUDIT_TASK_TIMEOUT})
+    )
+
+
 # --- An Admin's decision on a halted run ----------------------------------------------------
 
 
@@ -739,6 +756,13 @@ def audit_run_apply_begin(*, run: ReconciliationRun, actor_user: User) -> Reconc
         locked.progress["updated_at"] = locked.decided_at.isoformat()
         locked.save(update_fields=["status", "decided_by", "decided_at", "progress"])
     return locked
+
+
+def audit_run_apply_queue(*, run: ReconciliationRun, actor_user: User) -> ReconciliationRun:
+    """Claim a halted run for applying and hand the apply to the queue after commit."""
+    claimed = audit_run_apply_begin(run=run, actor_user=actor_user)
+    _enqueue_after_commit("reconciliation.tasks_audit.audit_apply_task", claimed.pk)
+    return claimed
 
 
 def audit_run_apply_finish(*, run: ReconciliationRun) -> ReconciliationRun:
