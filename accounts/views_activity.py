@@ -35,10 +35,12 @@ def activity_ingest_api(request):
 
     try:
         body = body_read_capped(request, ingest_max_bytes())
-    except ContentLengthInvalid:
-        return JsonResponse({"error": "The Content-Length header is not a number."}, status=400)
+    except ContentLengthInvalid as exc:
+        return JsonResponse(
+            {"error": "The Content-Length header is not a number."}, status=exc.status
+        )
     except BodyTooLarge as exc:
-        return JsonResponse({"error": f"Body larger than {exc.limit} bytes."}, status=413)
+        return JsonResponse({"error": f"Body larger than {exc.limit} bytes."}, status=exc.status)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -49,9 +51,9 @@ def activity_ingest_api(request):
     try:
         result = activity_ingest(token=token, events=events)
     except ActivityBatchTooLarge as exc:
-        return JsonResponse({"error": str(exc)}, status=413)
+        return JsonResponse({"error": str(exc)}, status=exc.status)
     except ActivityBatchInvalid as exc:
-        return JsonResponse({"error": exc.message, "errors": exc.errors}, status=400)
+        return JsonResponse({"error": exc.message, "errors": exc.errors}, status=exc.status)
     return JsonResponse(
         {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
     )

@@ -1,17 +1,23 @@
 """Reading a request body under a size cap: one rule for every endpoint that takes a raw body
 (Stripe's webhooks, the activity API)."""
 
+from janitor.errors import ErrorKind, JanitorError
 
-class BodyTooLarge(Exception):
+
+class BodyTooLarge(JanitorError):
     """The body is over the cap (declared or actually sent); the message says the cap."""
+
+    kind = ErrorKind.TOO_LARGE
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"body larger than {limit} bytes")
         self.limit = limit
 
 
-class ContentLengthInvalid(Exception):
+class ContentLengthInvalid(JanitorError):
     """The Content-Length header is not a number."""
+
+    kind = ErrorKind.INVALID
 
 
 def body_read_capped(request, limit: int) -> bytes:

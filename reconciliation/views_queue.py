@@ -59,10 +59,7 @@ def review_queue(request):
 
 
 def _row_response(request, flag_id: int, *, error: str = "", status: int = 200):
-    try:
-        flag = flag_row_get(flag_id=flag_id)
-    except Flag.DoesNotExist:
-        raise Http404("No such flag.") from None
+    flag = _flag_or_404(flag_id, row=True)
     if not request.htmx:
         # Without JavaScript the form posted the whole page: go back to the queue.
         if error:
@@ -80,8 +77,11 @@ def _row_response(request, flag_id: int, *, error: str = "", status: int = 200):
     return render(request, f"{TEMPLATE}#flag-row", context, status=status)
 
 
-def _flag_or_404(flag_id: int) -> Flag:
+def _flag_or_404(flag_id: int, *, row: bool = False) -> Flag:
+    """The flag (with what its queue row shows when `row`), or a 404: the one lookup."""
     try:
+        if row:
+            return flag_row_get(flag_id=flag_id)
         return Flag.objects.select_related("account").get(pk=flag_id)
     except Flag.DoesNotExist:
         raise Http404("No such flag.") from None
@@ -94,10 +94,7 @@ def flag_row(request, flag_id: int):
 
     The queue's rows carry no forms until opened, so a page of 200 rows stays light.
     """
-    try:
-        flag = flag_row_get(flag_id=flag_id)
-    except Flag.DoesNotExist:
-        raise Http404("No such flag.") from None
+    flag = _flag_or_404(flag_id, row=True)
     context = {"flag": flag, "notes": flag_notes_list(flag=flag), "show_actions": True}
     context.update(_abilities(request.user))
     template = f"{TEMPLATE}#flag-row" if request.htmx else "reconciliation/queue_flag.html"
@@ -109,7 +106,7 @@ def _act(request, flag_id: int, action) -> object:
     try:
         action(flag)
     except FlagActionError as exc:
-        return _row_response(request, flag_id, error=str(exc), status=422)
+        return _row_response(request, flag_id, error=str(exc), status=exc.status)
     return _row_response(request, flag_id)
 
 

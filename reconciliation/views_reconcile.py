@@ -105,7 +105,7 @@ def _decision(request, run_id: int, decide) -> object:
         run = decide(run)
     except RunStateError as exc:
         messages.error(request, str(exc))
-        status = 409
+        status = exc.status
     else:
         status = 200
     run.refresh_from_db()

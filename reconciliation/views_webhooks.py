@@ -52,9 +52,9 @@ def stripe_webhook(request):
     try:
         body = body_read_capped(request, settings.WEBHOOK_MAX_BODY_BYTES)
     except ContentLengthInvalid as exc:
-        return _rejected(400, "payload", str(exc))
+        return _rejected(exc.status, "payload", str(exc))
     except BodyTooLarge as exc:
-        return _rejected(413, "too_large", str(exc))
+        return _rejected(exc.status, "too_large", str(exc))
     try:
         event = gateway.webhook_event_verify(
             payload=body,

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, Account, User
+from janitor.errors import ErrorKind, JanitorError
 
 # The state machine of docs/design.md: which moves exist at all. Who may make them is the callers'
 # business (automation never reaches revoked_pending/revoked: see AUTOMATION_FORBIDDEN).
@@ -29,8 +30,10 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
 AUTOMATION_FORBIDDEN = {AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED}
 
 
-class AccessTransitionError(ValueError):
+class AccessTransitionError(JanitorError):
     """A change the state machine does not allow."""
+
+    kind = ErrorKind.CONFLICT
 
 
 def system_actor(job: str) -> str:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, ActivityKind, ActivityLog, ApiToken, User
+from janitor.errors import ErrorKind, JanitorError
 
 logger = logging.getLogger(__name__)
 
@@ -162,12 +163,16 @@ def ingest_max_bytes() -> int:
     return settings.JANITOR_ACTIVITY_MAX_BATCH * BYTES_PER_EVENT
 
 
-class ActivityBatchTooLarge(Exception):
+class ActivityBatchTooLarge(JanitorError):
     """More events than one batch may hold."""
 
+    kind = ErrorKind.TOO_LARGE
 
-class ActivityBatchInvalid(Exception):
+
+class ActivityBatchInvalid(JanitorError):
     """The batch (or some of its items) failed validation; nothing was stored."""
+
+    kind = ErrorKind.INVALID
 
     def __init__(self, message: str, errors: list[dict] | None = None) -> None:
         super().__init__(message)

@@ -7,9 +7,10 @@ from django.utils import timezone
 
 from accounts.models import StaffActionAudit, StaffActionKind, User
 from accounts.services.sessions import sessions_revoke_all
+from janitor.errors import JanitorError
 
 
-class MemberError(ValueError):
+class MemberError(JanitorError):
     """A member change the rules refuse; the message is fit to show to staff."""
 
 

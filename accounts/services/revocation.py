@@ -20,6 +20,7 @@ from accounts.models import (
 )
 from accounts.services.access import access_status_change
 from accounts.services.sessions import sessions_revoke_account
+from janitor.errors import JanitorError
 from janitor.services import notify
 
 OPEN_STATUSES = (RevocationStatus.PENDING, RevocationStatus.APPROVED, RevocationStatus.FAILED)
@@ -38,7 +39,7 @@ STEP_LABELS = {
 }
 
 
-class RevocationError(ValueError):
+class RevocationError(JanitorError):
     """A request or decision the rules refuse; the message is fit to show to staff."""
 
 

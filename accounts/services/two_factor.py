@@ -12,13 +12,14 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import StaffActionAudit, StaffActionKind, User
+from janitor.errors import JanitorError
 
 TOTP_DEVICE_NAME = "Authenticator app"
 BACKUP_DEVICE_NAME = "Backup codes"
 BACKUP_CODE_COUNT = 10
 
 
-class TwoFactorError(ValueError):
+class TwoFactorError(JanitorError):
     """A two-factor action that cannot be done; the message says why, for the page."""
 
 

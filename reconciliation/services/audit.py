@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import AccessComp, AccessStatus, Account, User
 from accounts.services.access import last_revoked_by_staff, system_actor
+from janitor.errors import ErrorKind, JanitorError
 from janitor.services import notify
 from reconciliation import gateway
 from reconciliation.models import (
@@ -75,8 +76,10 @@ NO_SUBSCRIPTIONS: frozenset[str] = frozenset()
 ProgressCallback = Callable[[dict], None]
 
 
-class RunStateError(ValueError):
+class RunStateError(JanitorError):
     """The run is not in a state that allows this (e.g. applying a run that is not halted)."""
+
+    kind = ErrorKind.CONFLICT
 
 
 # --- Starting a run (at most one at a time, once per night) --------------------------------

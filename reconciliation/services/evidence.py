@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from janitor.csv_writer import csv_lines
+from janitor.errors import ErrorKind, JanitorError
 from reconciliation import gateway
 from reconciliation.models import Dispute, EvidenceExport
 from reconciliation.selectors.evidence import (
@@ -37,8 +38,10 @@ KIND_STAGE = "stripe_stage"
 KIND_SUBMIT = "stripe_submit"
 
 
-class EvidenceRefused(Exception):
+class EvidenceRefused(JanitorError):
     """The dispute cannot take evidence now; the message says why, for the person asking."""
+
+    kind = ErrorKind.CONFLICT
 
 
 # --- PDF ------------------------------------------------------------------------------------

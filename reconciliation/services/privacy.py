@@ -25,6 +25,7 @@ from accounts.models import (
     User,
 )
 from accounts.services.sessions import sessions_revoke_account
+from janitor.errors import JanitorError
 from reconciliation.models import Dispute, Subscription, WebhookEvent, WebhookStatus
 from reconciliation.services.disputes import TERMINAL_STATUSES
 
@@ -35,7 +36,7 @@ RETENTION_SCHEDULE_NAME = "privacy: retention purge"
 RETENTION_SCHEDULE_FUNC = "reconciliation.tasks.retention_purge_task"
 
 
-class ErasureError(ValueError):
+class ErasureError(JanitorError):
     """An erasure that must not run; the message says why."""
 
 

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from accounts.models import AccessComp, AccessStatus, User
 from accounts.services.access import access_status_change
+from janitor.errors import JanitorError
 from reconciliation.models import Flag, FlagNote, FlagStatus
 from reconciliation.services.access import (
     GRACE_EXTENSION_MAX_DAYS,
@@ -17,7 +18,7 @@ from reconciliation.services.access import (
 from reconciliation.services.flags import flag_resolve
 
 
-class FlagActionError(ValueError):
+class FlagActionError(JanitorError):
     """The action is not possible on this flag; the message is shown to staff."""
 
 

@@ -15,6 +15,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import Account
+from janitor.errors import ErrorKind, JanitorError
 from reconciliation import gateway
 from reconciliation.models import (
     FlagKind,
@@ -85,8 +86,10 @@ class WebhookProcessingError(Exception):
     """An event could not be applied this time; it is retried, then dead-lettered."""
 
 
-class EventInvalid(ValueError):
+class EventInvalid(JanitorError):
     """A verified body that still is not an event Janitor can store."""
+
+    kind = ErrorKind.INVALID
 
 
 @dataclass

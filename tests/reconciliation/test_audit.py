@@ -283,7 +283,7 @@ def braking_world(stripe_fake, settings):
 
 
 def test_a_run_over_the_brake_halts_and_applying_it_applies_exactly_its_outcomes(
-    braking_world, stripe_fake, admin_client_, admin_user
+    braking_world, stripe_fake, admin_client_, admin_user, django_capture_on_commit_callbacks
 ):
     run = _run()
 
@@ -299,9 +299,11 @@ def test_a_run_over_the_brake_halts_and_applying_it_applies_exactly_its_outcomes
     braking_world[5].stripe_customer_id = "cus_other"
     braking_world[5].save()
 
-    response = admin_client_.post(
-        f"/reconciliation/runs/{run.pk}/apply/", headers={"HX-Request": "true"}
-    )
+    # The apply is queued once the claim commits; tasks run inline in tests.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_.post(
+            f"/reconciliation/runs/{run.pk}/apply/", headers={"HX-Request": "true"}
+        )
 
     assert response.status_code == 200
     run.refresh_from_db()
