@@ -314,8 +314,8 @@ def evidence_for_account(
     The window's activity is grouped by (member, address), which is small (people use a few
     addresses each) and gives the per-member rows, the per-address table and the summary, and
     by day for the chart: on PostgreSQL one scan with two hashed grouping sets, where grouped
-    queries with distinct counts cost four scans and sorts (a 500-member account with 16,500
-    rows in the window: about 20 ms against 60).
+    queries with distinct counts cost four scans and sorts (figures: docs/benchmarks/evidence.md,
+    "Team accounts").
     """
     from accounts.services.sessions import sessions_live_counts
 

@@ -293,8 +293,8 @@ def _statuses_linked_elsewhere(
 
     `own_customer` maps the batch's account ids to their customer id; the batch is the accounts
     with ids in (after_id, max(own_customer)]. One index range scan a batch, compared here: an
-    IN list of 2,000 ids (or a join PostgreSQL plans as a scan of every account) cost about
-    12 ms a batch, 6 s at 1M. The mirror rows were refreshed from this run's listing.
+    IN list of 2,000 ids (or a join PostgreSQL plans as a scan of every account) cost much more
+    (docs/benchmarks/audit.md). The mirror rows were refreshed from this run's listing.
     """
     found: dict[int, set[str]] = {}
     rows = Subscription.objects.filter(
@@ -576,8 +576,8 @@ def _fewer_collector_passes() -> Iterator[None]:
 
     Listing a million subscriptions allocates and frees tens of millions of short-lived SDK
     objects. At CPython's default threshold (700) that starts the cycle collector about 20,000
-    times in a 1M run, and its 166 full passes walk every long-lived object of the process:
-    about 4 s of 24 s of Janitor's own work (bench/audit.py, docs/benchmarks/audit.md).
+    times in a 1M run, and its full passes walk every long-lived object of the process: a
+    sixth of Janitor's own work when measured (docs/benchmarks/audit.md).
     Reference counting frees those objects anyway (peak RSS is the same either way); cycles
     are still collected, only in fewer, larger passes. Restored afterwards: a worker process
     runs one task at a time.
