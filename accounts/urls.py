@@ -3,7 +3,6 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("accounts.urls_pages")),
     path("", include("accounts.urls_revocation")),
     path("", include("accounts.urls_customer")),
     path("", include("accounts.urls_activity")),

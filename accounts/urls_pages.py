@@ -1,3 +1,0 @@
-"""Routes for this feature."""
-
-urlpatterns: list = []
