@@ -14,7 +14,7 @@ from accounts.models import (
     SessionRecord,
     User,
 )
-from accounts.services.activity import api_token_create, api_token_revoke
+from accounts.services.tokens import api_token_create, api_token_revoke
 
 
 @admin.register(User)

@@ -6,13 +6,13 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from accounts.services.activity import (
+from accounts.services.ingest import (
     ActivityBatchInvalid,
     ActivityBatchTooLarge,
     activity_ingest,
-    api_token_authenticate,
     ingest_max_bytes,
 )
+from accounts.services.tokens import api_token_authenticate
 from janitor.http import BodyTooLarge, ContentLengthInvalid, body_read_capped
 
 

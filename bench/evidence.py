@@ -406,7 +406,7 @@ def _bodies(args, public_ids: list[str]) -> list[bytes]:
 
 def bench_ingest(args) -> dict:
     from accounts.models import ActivityLog, User
-    from accounts.services.activity import api_token_create
+    from accounts.services.tokens import api_token_create
 
     token, raw = api_token_create(name=f"bench {uuid.uuid4().hex[:6]}", created_by=None)
     public_ids = list(

@@ -8,11 +8,9 @@ from accounts.services.activity import (
     _throttle_key,
     activity_record_login,
     activity_record_request,
-    api_token_authenticate,
-    api_token_create,
-    api_token_revoke,
     client_ip,
 )
+from accounts.services.tokens import api_token_authenticate, api_token_create, api_token_revoke
 from tests.factories import UserFactory
 
 

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ActivityLog
-from accounts.services.activity import api_token_create, api_token_revoke
+from accounts.services.tokens import api_token_create, api_token_revoke
 from tests.factories import UserFactory
 
 URL = "/api/v1/activity"

@@ -15,7 +15,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from accounts.models import ActivityKind, ActivityLog
-from accounts.services.activity import api_token_create, api_token_revoke
+from accounts.services.tokens import api_token_create, api_token_revoke
 from tests.factories import AccountFactory
 from tests.hostile.conftest import assert_answered, counted, rolled_back
 

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
-from accounts.services.activity import api_token_create
+from accounts.services.tokens import api_token_create
 
 pytestmark = pytest.mark.django_db
 

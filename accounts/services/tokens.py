@@ -1,0 +1,56 @@
+"""API tokens: the bearer tokens a product reports activity with. Only a hash is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+
+from accounts.models import ApiToken, User
+
+TOKEN_PREFIX = "jan_"
+# last_used_at is for humans ("is this token still in use?"): minute precision spares a write
+# per request.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def _token_hash(raw: str) -> str:
+    # The token is 256 random bits, so a plain SHA-256 is enough: nothing to brute-force.
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def api_token_create(*, name: str, created_by: User | None) -> tuple[ApiToken, str]:
+    """Make a token; the raw value is returned once and only its hash is stored."""
+    if not name.strip():
+        raise ValueError("A token needs a name (which product uses it).")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        name=name.strip(),
+        prefix=raw[:12],
+        token_hash=_token_hash(raw),
+        created_by=created_by,
+    )
+    return token, raw
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def api_token_authenticate(*, raw: str) -> ApiToken | None:
+    """The live token behind `raw`, or None (unknown or revoked)."""
+    if not raw or not raw.startswith(TOKEN_PREFIX):
+        return None
+    token = ApiToken.objects.filter(token_hash=_token_hash(raw), revoked_at__isnull=True).first()
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
