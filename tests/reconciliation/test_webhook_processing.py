@@ -313,6 +313,7 @@ def test_replay_command_by_id_and_dead(capsys, django_capture_on_commit_callback
 
 
 def test_backoff_grows_and_is_capped():
-    assert webhooks._backoff(1) == timedelta(seconds=60)
-    assert webhooks._backoff(2) == timedelta(seconds=120)
-    assert webhooks._backoff(20) == timedelta(seconds=webhooks.WEBHOOK_BACKOFF_MAX_SECONDS)
+    backoff = webhooks.processing._backoff
+    assert backoff(1) == timedelta(seconds=60)
+    assert backoff(2) == timedelta(seconds=120)
+    assert backoff(20) == timedelta(seconds=webhooks.WEBHOOK_BACKOFF_MAX_SECONDS)
