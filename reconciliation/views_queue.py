@@ -1,14 +1,18 @@
 """The review queue page and its inline flag actions (each answers with the updated row)."""
 
-from datetime import datetime, time
-
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from janitor.permissions import staff_required
+from reconciliation.forms import (
+    FlagCompForm,
+    FlagExtendForm,
+    FlagNoteForm,
+    FlagResolveForm,
+    form_error,
+)
 from reconciliation.models import Flag, FlagKind
 from reconciliation.selectors.queue import (
     AGE_CHOICES,
@@ -101,8 +105,10 @@ def flag_row(request, flag_id: int):
     return render(request, template, context)
 
 
-def _act(request, flag_id: int, action) -> object:
+def _act(request, flag_id: int, action, form=None) -> object:
     flag = _flag_or_404(flag_id)
+    if form is not None and not form.is_valid():
+        return _row_response(request, flag_id, error=form_error(form), status=422)
     try:
         action(flag)
     except FlagActionError as exc:
@@ -123,63 +129,60 @@ def flag_assign_view(request, flag_id: int):
 @require_POST
 @staff_required("reconciliation.work_review_queue")
 def flag_note_view(request, flag_id: int):
-    body = request.POST.get("body", "")
+    form = FlagNoteForm(request.POST)
     return _act(
-        request, flag_id, lambda flag: flag_note_add(flag=flag, body=body, author=request.user)
+        request,
+        flag_id,
+        lambda flag: flag_note_add(flag=flag, body=form.cleaned_data["body"], author=request.user),
+        form,
     )
 
 
 @require_POST
 @staff_required("reconciliation.work_review_queue")
 def flag_extend_view(request, flag_id: int):
-    try:
-        days = int(request.POST.get("days", ""))
-    except ValueError:
-        days = 0
-    reason = request.POST.get("reason", "")
+    form = FlagExtendForm(request.POST)
     return _act(
         request,
         flag_id,
         lambda flag: flag_grace_extend(
-            flag=flag, days=days, reason=reason, actor_user=request.user
+            flag=flag,
+            days=form.cleaned_data["days"],
+            reason=form.cleaned_data["reason"],
+            actor_user=request.user,
         ),
+        form,
     )
-
-
-def _parse_expiry(raw: str) -> datetime:
-    try:
-        day = datetime.strptime(raw.strip(), "%Y-%m-%d").date()
-    except ValueError:
-        raise FlagActionError("Give the comp's expiry as a date (YYYY-MM-DD).") from None
-    return timezone.make_aware(datetime.combine(day, time(23, 59)))
 
 
 @require_POST
 @staff_required("reconciliation.record_comp")
 def flag_comp_view(request, flag_id: int):
-    reason = request.POST.get("reason", "")
-    raw_expiry = request.POST.get("expires_on", "")
+    form = FlagCompForm(request.POST)
 
     def record(flag):
         flag_comp_record(
             flag=flag,
-            reason=reason,
-            expires_at=_parse_expiry(raw_expiry),
+            reason=form.cleaned_data["reason"],
+            expires_at=form.expires_at(),
             actor_user=request.user,
         )
 
-    return _act(request, flag_id, record)
+    return _act(request, flag_id, record, form)
 
 
 @require_POST
 @staff_required("reconciliation.work_review_queue")
 def flag_resolve_view(request, flag_id: int):
-    resolution = request.POST.get("resolution", "")
-    restore = request.POST.get("restore_access") == "on"
+    form = FlagResolveForm(request.POST)
     return _act(
         request,
         flag_id,
         lambda flag: flag_resolve_by_staff(
-            flag=flag, resolution=resolution, actor_user=request.user, restore_access=restore
+            flag=flag,
+            resolution=form.cleaned_data["resolution"],
+            actor_user=request.user,
+            restore_access=form.cleaned_data["restore_access"],
         ),
+        form,
     )
