@@ -2,7 +2,6 @@
 
 import threading
 import time
-from importlib import import_module
 
 import pytest
 from django.conf import settings
@@ -12,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.backends import ACCESS_REFUSED_MESSAGE
-from accounts.models import AccessAudit, AccessStatus, RevocationRequest, RevocationStatus, User
+from accounts.models import AccessAudit, AccessStatus, RevocationRequest, RevocationStatus
 from accounts.services import sessions as session_index
 from accounts.services.revocation import (
     STEP_AUDIT,
@@ -27,25 +26,10 @@ from accounts.services.revocation import (
     revocation_run,
     revocation_step_pending,
 )
+from tests.accounts.browsing import session_exists, sign_in
 from tests.factories import PASSWORD, UserFactory
 
 DEAD_REDIS = "redis://127.0.0.1:6390/0"
-
-
-def _login(user: User) -> Client:
-    """A separate browser: signs in through the real customer form."""
-    client = Client()
-    response = client.post(
-        reverse("customer_login"), {"username": user.email, "password": PASSWORD}
-    )
-    assert response.status_code == 302, response.content
-    assert client.get(reverse("customer_home")).status_code == 200
-    return client
-
-
-def _session_exists(key: str) -> bool:
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    return store().exists(key)
 
 
 def _signed_in(client: Client) -> bool:
@@ -68,7 +52,7 @@ def _approved_request(customer, support_user, admin_user) -> RevocationRequest:
 
 @pytest.mark.smoke
 def test_five_live_sessions_all_end_after_approval(customer, support_user, admin_user):
-    clients = [_login(customer) for _ in range(5)]
+    clients = [sign_in(customer) for _ in range(5)]
     keys = [c.cookies[settings.SESSION_COOKIE_NAME].value for c in clients]
     assert len(set(keys)) == 5
     assert sorted(session_index.session_keys_for(user=customer)) == sorted(keys)
@@ -92,7 +76,7 @@ def test_five_live_sessions_all_end_after_approval(customer, support_user, admin
     assert customer.access_status == AccessStatus.REVOKED
     assert customer.account.is_active is False and not customer.can_log_in
     assert customer.session_version == 1
-    assert not any(_session_exists(key) for key in keys)
+    assert not any(session_exists(key) for key in keys)
     for client in clients:
         response = client.get(reverse("customer_home"))
         assert response.status_code == 302
@@ -104,7 +88,7 @@ def test_five_live_sessions_all_end_after_approval(customer, support_user, admin
 def test_between_steps_existing_session_works_but_new_login_refused(
     customer, support_user, admin_user
 ):
-    existing = _login(customer)
+    existing = sign_in(customer)
     revocation = _approved_request(customer, support_user, admin_user)
 
     assert revocation_step_pending(revocation=revocation) == [STEP_PENDING]
@@ -203,8 +187,8 @@ def test_a_redelivered_task_does_nothing(customer, support_user, admin_user):
 
 @pytest.mark.smoke
 def test_every_change_has_exactly_one_audit_row(customer, support_user, admin_user):
-    _login(customer)
-    _login(customer)
+    sign_in(customer)
+    sign_in(customer)
     revocation = revocation_request(
         account=customer.account,
         requested_by=support_user,
@@ -261,7 +245,7 @@ def test_restore_brings_login_back(customer, support_user, admin_user):
     customer.refresh_from_db()
     assert customer.access_status == AccessStatus.ACTIVE
     assert customer.is_active is True
-    client = _login(customer)
+    client = sign_in(customer)
     assert customer.email in client.get(reverse("customer_home")).content.decode()
 
 
@@ -269,7 +253,7 @@ def test_restore_brings_login_back(customer, support_user, admin_user):
 def test_redis_down_in_step_two_leaves_pending_and_retry_completes(
     settings, customer, support_user, admin_user, admin_client_
 ):
-    existing = _login(customer)
+    existing = sign_in(customer)
     revocation = revocation_request(
         account=customer.account, requested_by=support_user, reason="Fraud"
     )
@@ -307,7 +291,7 @@ def test_redis_down_in_step_two_leaves_pending_and_retry_completes(
 
 @pytest.mark.redis
 def test_sessions_live_in_redis_and_the_index_is_a_redis_set(customer):
-    client = _login(customer)
+    client = sign_in(customer)
     key = client.cookies[settings.SESSION_COOKIE_NAME].value
     redis = session_index._redis()
     index = f"{settings.CACHE_KEY_PREFIX}:sessions:user:{customer.pk}"
@@ -359,7 +343,7 @@ def test_concurrent_approvals_run_the_revocation_once(transactional_db):
 
 
 def test_revoke_access_command_runs_the_staged_service(customer, admin_user, capsys):
-    _login(customer)
+    sign_in(customer)
     call_command(
         "revoke_access",
         customer.public_id,
@@ -397,7 +381,7 @@ def test_revoke_access_command_refuses_without_reason_or_admin(customer, support
 
 @pytest.mark.redis
 def test_revoke_access_command_retry_after_failure(settings, customer, admin_user, capsys):
-    _login(customer)
+    sign_in(customer)
     live = settings.REDIS_URL
     settings.REDIS_URL = DEAD_REDIS
     with pytest.raises(CommandError, match="--retry"):
@@ -424,8 +408,8 @@ def test_a_revoked_account_cannot_be_requested_again(customer, support_user, adm
 
 def test_other_customers_keep_their_sessions(customer, support_user, admin_user):
     bystander = UserFactory()
-    bystander_client = _login(bystander)
-    _login(customer)
+    bystander_client = sign_in(bystander)
+    sign_in(customer)
     revocation = revocation_request(
         account=customer.account, requested_by=support_user, reason="Fraud"
     )

@@ -6,10 +6,8 @@ revocation ends every member's sessions; a member can be disabled on their own, 
 
 import io
 from datetime import timedelta
-from importlib import import_module
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -39,23 +37,10 @@ from reconciliation.selectors.evidence import evidence_for_account
 from reconciliation.services.audit import audit_run
 from reconciliation.services.evidence import dispute_evidence_build, evidence_pdf_export
 from reconciliation.services.subscriptions import seat_quantity
+from tests.accounts.browsing import session_exists, sign_in
 from tests.factories import PASSWORD, AccountFactory, ActivityFactory, DisputeFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def _sign_in(member: User) -> Client:
-    client = Client()
-    response = client.post(
-        reverse("customer_login"), {"username": member.email, "password": PASSWORD}
-    )
-    assert response.status_code == 302, response.content
-    assert client.get(reverse("customer_home")).status_code == 200
-    return client
-
-
-def _session_exists(key: str) -> bool:
-    return import_module(settings.SESSION_ENGINE).SessionStore().exists(key)
 
 
 def _pdf_text(content: bytes) -> str:
@@ -168,8 +153,8 @@ def _team_with_use(members: int = 5, active: int = 3) -> Account:
 
 def test_evidence_counts_every_member_and_the_sessions_live_now(db):
     team = _team_with_use(members=5, active=3)
-    _sign_in(team.team[0])
-    _sign_in(team.team[1])
+    sign_in(team.team[0])
+    sign_in(team.team[1])
 
     evidence = evidence_for_account(account=team)
 
@@ -190,7 +175,7 @@ def test_a_disputes_pdf_and_stripe_fields_state_sessions_now_and_members_in_the_
     db, finance_user
 ):
     team = _team_with_use(members=4, active=2)
-    _sign_in(team.team[3])
+    sign_in(team.team[3])
     dispute = DisputeFactory(account=team)
 
     text = _pdf_text(evidence_pdf_export(account=team, actor=finance_user, dispute=dispute))
@@ -225,8 +210,8 @@ def test_an_approved_revocation_ends_every_members_sessions_and_nobody_signs_in(
     support_user, admin_user
 ):
     team = AccountFactory(members=3)
-    clients = [_sign_in(member) for member in team.team]
-    second = _sign_in(team.team[0])
+    clients = [sign_in(member) for member in team.team]
+    second = sign_in(team.team[0])
     keys = {m.pk: session_index.session_keys_for(user=m) for m in team.team}
     assert sum(len(k) for k in keys.values()) == 4
 
@@ -242,7 +227,7 @@ def test_an_approved_revocation_ends_every_members_sessions_and_nobody_signs_in(
     assert audit.to_status == AccessStatus.REVOKED
     assert audit.details["sessions_ended_per_member"] == per_member
     for member_keys in keys.values():
-        assert not any(_session_exists(key) for key in member_keys)
+        assert not any(session_exists(key) for key in member_keys)
     for client in [*clients, second]:
         assert client.get(reverse("customer_home")).status_code == 302
     for member in team.team:
@@ -255,7 +240,7 @@ def test_an_approved_revocation_ends_every_members_sessions_and_nobody_signs_in(
     # Restoring the account restores its members (their own switch still applies).
     access_restore(account=team, actor=admin_user, reason="Chargeback withdrawn")
     for member in team.team:
-        _sign_in(member)
+        sign_in(member)
 
 
 @pytest.mark.redis
@@ -265,8 +250,8 @@ def test_revocation_ends_every_members_redis_sessions_in_one_script(
     assert settings.REDIS_URL
     team = AccountFactory(members=4)
     for member in team.team:
-        _sign_in(member)
-        _sign_in(member)
+        sign_in(member)
+        sign_in(member)
     counts = session_index.sessions_revoke_account(account=team)
     assert counts == {member.pk: 2 for member in team.team}
     assert session_index.sessions_revoke_account(account=team) == {m.pk: 0 for m in team.team}
@@ -285,7 +270,7 @@ def _admin():
 def test_a_disabled_member_is_signed_out_and_refused_while_the_account_keeps_access(admin_user):
     team = AccountFactory(members=2)
     leaver, stayer = team.team
-    leaver_client, stayer_client = _sign_in(leaver), _sign_in(stayer)
+    leaver_client, stayer_client = sign_in(leaver), sign_in(stayer)
 
     audit = member_set_enabled(member=leaver, enabled=False, actor=admin_user, reason="Left")
 
@@ -308,7 +293,7 @@ def test_a_disabled_member_is_signed_out_and_refused_while_the_account_keeps_acc
         member_set_enabled(member=leaver, enabled=False, actor=admin_user, reason="again")
 
     member_set_enabled(member=leaver, enabled=True, actor=admin_user, reason="Came back")
-    _sign_in(leaver)
+    sign_in(leaver)
     kinds = list(StaffActionAudit.objects.filter(account=team).values_list("kind", flat=True))
     assert kinds == [StaffActionKind.MEMBER_DISABLED, StaffActionKind.MEMBER_ENABLED]
 
@@ -338,7 +323,7 @@ def test_member_actions_need_the_permission_and_a_reason(client, finance_user, s
 
 def test_account_page_lists_members_with_last_activity_and_sessions(support_client):
     team = _team_with_use(members=3, active=1)
-    _sign_in(team.team[0])
+    sign_in(team.team[0])
     page = support_client.get(reverse("account_detail", args=[team.public_id])).content.decode()
     assert "3 in the account" in page
     for member in team.team:
@@ -349,7 +334,7 @@ def test_account_page_lists_members_with_last_activity_and_sessions(support_clie
 def test_queue_rows_show_members_and_sessions(support_client):
     team = AccountFactory(members=3)
     member_set_enabled(member=team.team[2], enabled=False, actor=_admin(), reason="left")
-    _sign_in(team.team[0])
+    sign_in(team.team[0])
     Flag.objects.create(account=team, kind=FlagKind.MISSING_SUBSCRIPTION, reason="test")
     page = support_client.get(reverse("review_queue")).content.decode()
     assert "2 of 3 members enabled · 1 session now" in page
