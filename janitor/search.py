@@ -16,6 +16,8 @@ from reconciliation.models import Dispute, Subscription
 MIN_FRAGMENT = 3
 MAX_QUERY = 200
 SEARCH_LIMIT = 25  # a search narrows down; past 25 matches the page asks for more characters
+# Member rows a fragment search reads to find their accounts (many may share one account).
+MEMBER_ROWS = 500
 PAGE_SIZE = 50
 # Sort key -> ORDER BY (a "-" in front sorts descending); the id keeps pages stable.
 SORTS = {
@@ -137,19 +139,27 @@ def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -
                 fragment_queryset(query, base=base).order_by()[: limit + 1]
             )
         }
+        members_capped = False
         if len(matches) <= limit:
-            # A member's email or name finds the member's account.
+            # A member's email or name finds the member's account. Member rows, not accounts,
+            # are what the scan stops at: a team with many matching members must not hide the
+            # other accounts, so read up to MEMBER_ROWS rows and say "refine" past them.
+            members = User.objects.filter(account__isnull=False)
+            if status:
+                members = members.filter(account__access_status=status)
             member_accounts = _fragment_matches(
-                fragment_queryset(query, base=User.objects.filter(account__isnull=False))
+                fragment_queryset(query, base=members)
                 .order_by()
-                .values_list("account_id", flat=True)[: limit + 1]
+                .values_list("account_id", flat=True)[:MEMBER_ROWS]
             )
+            members_capped = len(member_accounts) >= MEMBER_ROWS
             wanted = [pk for pk in dict.fromkeys(member_accounts) if pk not in matches]
             if wanted:
-                matches.update((a.pk, a) for a in base.filter(pk__in=wanted))
+                matches.update((a.pk, a) for a in base.filter(pk__in=wanted[: limit + 1]))
         found = sorted(matches.values(), key=lambda account: (account.email, account.pk))
+        result.truncated = members_capped
     result.accounts = found[:limit]
-    result.truncated = len(found) > limit
+    result.truncated = result.truncated or len(found) > limit
     return result
 
 

@@ -174,21 +174,23 @@ def account_members(*, account: Account, limit: int = MEMBERS_SHOWN) -> tuple[li
     """The account's members (enabled first, then by email) with their last activity and the
     sessions they hold now: three queries and one session-index read, whatever the team's size.
     Past `limit` members the page says how many more there are."""
-    from django.db.models import Max
+    from django.db.models import OuterRef, Subquery
 
     from accounts.models import ActivityLog
     from accounts.services.sessions import sessions_live_counts
 
     members_qs = User.objects.filter(account=account)
     total = members_qs.count()
-    members = list(members_qs.order_by("-is_active", "email")[:limit])
-    ids = [m.pk for m in members]
-    last = dict(
-        ActivityLog.objects.filter(member_id__in=ids)
-        .values("member_id")
-        .annotate(last=Max("occurred_at"))
-        .values_list("member_id", "last")
+    # Each member's latest activity: one index lookup per member (member, occurred_at DESC),
+    # never a scan of their whole history.
+    latest = (
+        ActivityLog.objects.filter(member=OuterRef("pk"))
+        .order_by("-occurred_at")
+        .values("occurred_at")[:1]
     )
-    sessions = sessions_live_counts(member_ids=ids)
-    rows = [MemberRow(m, last.get(m.pk), sessions.get(m.pk, 0)) for m in members]
+    members = list(
+        members_qs.annotate(last_activity=Subquery(latest)).order_by("-is_active", "email")[:limit]
+    )
+    sessions = sessions_live_counts(member_ids=[m.pk for m in members])
+    rows = [MemberRow(m, m.last_activity, sessions.get(m.pk, 0)) for m in members]
     return rows, total

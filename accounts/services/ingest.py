@@ -221,21 +221,31 @@ def activity_ingest(*, token: ApiToken, events) -> IngestResult:
 
 def _members_by_public_id(public_ids: set[str]) -> dict[str, int]:
     """public id -> the member who did it: a member's own public id, or an account's when the
-    account has exactly one member (someone who pays for themselves). Two queries."""
-    found = dict(
-        User.objects.filter(
-            public_id__in=public_ids, is_staff=False, account__isnull=False
-        ).values_list("public_id", "id")
-    )
-    rest = public_ids - set(found)
-    if rest:
-        from django.db.models import Count, Min
+    account has exactly one member (someone who pays for themselves). Two queries.
 
-        for public_id, n, member_id in (
-            Account.objects.filter(public_id__in=rest)
-            .annotate(n=Count("members"), member_id=Min("members__id"))
-            .values_list("public_id", "n", "member_id")
-        ):
-            if n == 1:
-                found[public_id] = member_id
+    An id that is a member's and also another account's (two id spaces that overlap in the
+    product) names nobody: the event is refused rather than filed under the wrong account.
+    """
+    from django.db.models import Count, Min
+
+    members = {
+        public_id: (member_id, account_id)
+        for public_id, member_id, account_id in User.objects.filter(
+            public_id__in=public_ids, is_staff=False, account__isnull=False
+        ).values_list("public_id", "id", "account_id")
+    }
+    found: dict[str, int] = {}
+    for public_id, n, member_id, account_id in (
+        Account.objects.filter(public_id__in=public_ids)
+        .annotate(n=Count("members"), member_id=Min("members__id"))
+        .values_list("public_id", "n", "member_id", "pk")
+    ):
+        member = members.pop(public_id, None)
+        if member is not None:
+            if member[1] == account_id:
+                found[public_id] = member[0]  # the account's own member: the same person
+            continue  # a member of one account, and another account: ambiguous
+        if n == 1:
+            found[public_id] = member_id
+    found.update({public_id: member_id for public_id, (member_id, _) in members.items()})
     return found

@@ -214,41 +214,58 @@ def sessions_revoke_account(*, account: Account) -> dict[int, int]:
             args=[prefix, tombstone_prefix, settings.SESSION_COOKIE_AGE, *member_ids],
         )
         return {pk: int(n) for pk, n in zip(member_ids, counts, strict=True)}
-    return _revoke_account_database(member_ids)
+    return _revoke_account_database(account, member_ids)
 
 
-def _revoke_account_database(member_ids: list[int]) -> dict[int, int]:
+def _revoke_account_database(account: Account, member_ids: list[int]) -> dict[int, int]:
+    """The embedded default's step 2 for a whole team: counts, deletes and tombstones by
+    subqueries, so no query carries one parameter per session (SQLite bounds them)."""
     from django.contrib.sessions.models import Session
+    from django.db.models import Count
 
-    rows = list(
-        SessionRecord.objects.filter(user_id__in=member_ids)
-        .exclude(session_key__startswith=TOMBSTONE)
-        .values_list("user_id", "session_key")
+    records = SessionRecord.objects.filter(user__account=account).exclude(
+        session_key__startswith=TOMBSTONE
     )
     counts = dict.fromkeys(member_ids, 0)
-    if not rows:
-        return counts
-    keys = [key for _, key in rows]
-    live = set(Session.objects.filter(session_key__in=keys).values_list("session_key", flat=True))
-    for user_id, key in rows:
-        if key in live:
-            counts[user_id] += 1
-    Session.objects.filter(session_key__in=keys).delete()
-    SessionRecord.objects.filter(user_id__in=member_ids, session_key__in=keys).update(
-        session_key=Concat(Value(TOMBSTONE), "session_key"), created_at=timezone.now()
+    live = Session.objects.filter(session_key__in=records.values("session_key"))
+    counts.update(
+        dict(
+            records.filter(session_key__in=live.values("session_key"))
+            .values("user_id")
+            .annotate(n=Count("pk"))
+            .values_list("user_id", "n")
+        )
     )
+    live.delete()
+    records.update(session_key=Concat(Value(TOMBSTONE), "session_key"), created_at=timezone.now())
     return counts
 
 
+# For each member's index (KEYS[i]): how many of its session keys exist in the store.
+_LIVE_COUNTS_LUA = """
+local counts = {}
+for i, index in ipairs(KEYS) do
+  local n = 0
+  for _, key in ipairs(redis.call('SMEMBERS', index)) do
+    n = n + redis.call('EXISTS', ARGV[1] .. key)
+  end
+  counts[i] = n
+end
+return counts
+"""
+
+
 def sessions_live_counts(*, member_ids: list[int]) -> dict[int, int]:
-    """How many sessions the index holds for each member now (one round trip or one query)."""
+    """How many live sessions each member holds now (one round trip or one query): sessions
+    the index knows of and the store still has."""
     if not member_ids:
         return {}
     if _uses_redis():
-        pipe = _redis().pipeline(transaction=False)
-        for pk in member_ids:
-            pipe.scard(_index_key(pk))
-        return {pk: int(n) for pk, n in zip(member_ids, pipe.execute(), strict=True)}
+        # The index keeps a member's expired keys until their next login prunes it: count the
+        # keys whose session still exists in the store, in one script.
+        script = _redis().register_script(_LIVE_COUNTS_LUA)
+        counts = script(keys=[_index_key(pk) for pk in member_ids], args=[_session_store_key("")])
+        return {pk: int(n) for pk, n in zip(member_ids, counts, strict=True)}
     from django.contrib.sessions.models import Session
     from django.db.models import Count
 

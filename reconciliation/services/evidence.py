@@ -238,6 +238,10 @@ def evidence_fit(fields: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     return fitted, notes
 
 
+# Members listed in the access log sent to Stripe, busiest first.
+ACCESS_LOG_MEMBERS = 20
+
+
 def access_activity_log_text(*, evidence: Evidence, rows) -> str:
     """Stripe's access_activity_log: a summary line, then one line per access with time and IP."""
     summary = evidence.summary
@@ -252,12 +256,16 @@ def access_activity_log_text(*, evidence: Evidence, rows) -> str:
     ]
     used = [m for m in evidence.members if m.total]
     if used:
-        lines.append("Members (email | accesses | logins | IPs | first | last):")
-        for m in used:
+        # The busiest members only: the access rows below must survive Stripe's field limit
+        # for a team of hundreds (every member is in the attached PDF).
+        lines.append("Most active members (email | accesses | logins | IPs | first | last):")
+        for m in used[:ACCESS_LOG_MEMBERS]:
             lines.append(
                 f"{m.email} | {m.total} | {m.logins} | {m.distinct_ips} | "
                 f"{m.first_seen:%Y-%m-%d} | {m.last_seen:%Y-%m-%d}"
             )
+        if len(used) > ACCESS_LOG_MEMBERS:
+            lines.append(f"... and {len(used) - ACCESS_LOG_MEMBERS} more members (see the PDF).")
     lines.append("Time (UTC) | member | IP address | kind | path")
     for occurred_at, kind, path, ip, _agent, _source, _event_id, email in rows:
         lines.append(

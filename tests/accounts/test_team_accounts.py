@@ -38,7 +38,7 @@ from reconciliation.services.audit import audit_run
 from reconciliation.services.evidence import dispute_evidence_build, evidence_pdf_export
 from reconciliation.services.subscriptions import seat_quantity
 from tests.accounts.browsing import session_exists, sign_in
-from tests.factories import PASSWORD, AccountFactory, ActivityFactory, DisputeFactory
+from tests.factories import PASSWORD, AccountFactory, ActivityFactory, DisputeFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -403,3 +403,49 @@ def test_flag_resolution_after_seats_is_the_usual_one(support_user):
     flag_resolve_by_staff(flag=flag, resolution="Sales sold a seat", actor_user=support_user)
     flag.refresh_from_db()
     assert flag.status == FlagStatus.RESOLVED
+
+
+def test_activity_for_an_id_that_is_a_member_and_another_account_is_refused(client):
+    """Two id spaces that overlap in the product: "42" is a member of one account and the
+    public id of another. The event names nobody for sure: refused, nothing stored."""
+    import json
+
+    from accounts.services.tokens import api_token_create
+
+    team = AccountFactory(public_id="org-7", members=2)
+    User.objects.filter(pk=team.team[1].pk).update(public_id="42")
+    AccountFactory(public_id="42", members=0)
+    _token, raw = api_token_create(name="product", created_by=None)
+    event = {
+        "id": "e-1",
+        "account": "42",
+        "occurred_at": timezone.now().isoformat(),
+        "kind": "api",
+    }
+    response = client.post(
+        reverse("activity_ingest_api"),
+        data=json.dumps({"events": [event]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 400
+    assert not ActivityLog.objects.exists()
+
+
+def test_a_team_with_many_matching_members_does_not_hide_other_accounts(support_client):
+    """The fragment search stops at member rows, not accounts: a big team whose members all
+    match must not crowd out (or, left alone, redirect away from) another matching account."""
+    crowd = AccountFactory(name="Crowd", email="billing@crowd.example", members=1)
+    UserFactory.create_batch(30, account=crowd, email=factory_email("zed"))
+    other = AccountFactory(name="Other", email="billing@other.example", members=1)
+    UserFactory(account=other, email="zed.lee@other.example")
+    response = support_client.get(reverse("account_list"), {"q": "zed."})
+    assert response.status_code == 200  # two accounts: a list, not a redirect
+    page = response.content.decode()
+    assert crowd.public_id in page and other.public_id in page
+
+
+def factory_email(prefix: str):
+    import factory
+
+    return factory.Sequence(lambda n: f"{prefix}.{n}@crowd.example")
