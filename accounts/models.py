@@ -141,13 +141,6 @@ class Account(models.Model):
         public_id_field_validate(self.public_id)
 
     @property
-    def label(self) -> str:
-        """How staff pages name the account: its name and billing email, or either."""
-        if self.name and self.email and self.name != self.email:
-            return f"{self.name} ({self.email})"
-        return self.name or self.email or self.public_id
-
-    @property
     def is_erased(self) -> bool:
         """Personal data erased on request (reconciliation.services.privacy.account_erase)."""
         return self.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
@@ -160,8 +153,6 @@ class Account(models.Model):
             AccessStatus.ACTIVE,
             AccessStatus.GRACE_PERIOD,
         }
-
-    can_log_in = grants_access
 
 
 class User(AbstractBaseUser, PermissionsMixin):

@@ -221,18 +221,6 @@ class AccountListPage:
         """The filters and sort without the page: what every page link adds its number to."""
         return self.filters.query_string(page=1)
 
-    @property
-    def previous_query(self) -> str:
-        if not self.page.has_previous():
-            return ""
-        return self.filters.query_string(page=self.page.previous_page_number())
-
-    @property
-    def next_query(self) -> str:
-        if not self.page.has_next():
-            return ""
-        return self.filters.query_string(page=self.page.next_page_number())
-
 
 def _sort_links(filters: AccountFilters) -> dict:
     links = {}

@@ -92,9 +92,6 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
-MemberFactory = UserFactory
-
-
 class StaffFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User

@@ -194,10 +194,6 @@ def _window(
     return until - timedelta(days=days), until, days
 
 
-def _member_ids(account: Account) -> list[int]:
-    return list(User.objects.filter(account=account).order_by("pk").values_list("pk", flat=True))
-
-
 def _window_activity(account: Account, since: datetime, until: datetime) -> QuerySet:
     """Every member's activity in the window: for each member of the account (a subquery, one
     parameter whatever the team's size) a member + occurred_at range, exactly the shape of
@@ -275,14 +271,12 @@ def evidence_summary(
     days: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    member_ids: list[int] | None = None,
 ) -> EvidenceSummary:
-    """Counts, active days, distinct IPs, logins, first/last seen: one query. The window is
+    """Counts, active days, distinct IPs, logins, first/last seen: one aggregate over every
+    member's activity, and the members counted. The window is
     `since`..`until` (until defaults to now) when given, else the last `days` days. Covers
     every member of the account; sessions_now is left for the caller (evidence_for_account)."""
     since, until, days = _window(days, since, until)
-    if member_ids is None:
-        member_ids = _member_ids(account)
     row = (
         _window_activity(account, since, until)
         .order_by()
@@ -297,7 +291,7 @@ def evidence_summary(
         )
     )
     return EvidenceSummary(
-        since=since, until=until, days=days, members_total=len(member_ids), **row
+        since=since, until=until, days=days, members_total=account.members.count(), **row
     )
 
 

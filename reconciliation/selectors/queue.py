@@ -182,25 +182,9 @@ class QueuePage:
         return links
 
     @property
-    def previous_query(self) -> str:
-        if not self.page.has_previous():
-            return ""
-        return self.filters.query_string(page=self.page.previous_page_number())
-
-    @property
-    def next_query(self) -> str:
-        if not self.page.has_next():
-            return ""
-        return self.filters.query_string(page=self.page.next_page_number())
-
-    @property
     def base_query(self) -> str:
         """The filters and sort without the page: what every page link adds its number to."""
         return self.filters.query_string(page=1)
-
-    @property
-    def current_query(self) -> str:
-        return self.filters.query_string()
 
 
 def review_queue_page(*, filters: QueueFilters, user: User) -> QueuePage:
