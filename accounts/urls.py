@@ -1,11 +1,62 @@
-"""Account pages; each feature keeps its routes in its own module."""
+"""Routes of the accounts side: access actions and staged revocations, the access audit trail,
+members, staff two-factor sign-in, the customer surface under /app/, and the activity API."""
 
-from django.urls import include, path
+from django.urls import path
+
+from accounts.views import activity, customer, members, revocation, two_factor
 
 urlpatterns = [
-    path("", include("accounts.urls_revocation")),
-    path("", include("accounts.urls_customer")),
-    path("", include("accounts.urls_activity")),
-    path("", include("accounts.urls_two_factor")),
-    path("", include("accounts.urls_members")),
+    # An account's access panel and actions; Revocations; the access audit trail.
+    path(
+        "accounts/<str:public_id>/access/",
+        revocation.account_access_actions,
+        name="account_access_actions",
+    ),
+    path(
+        "accounts/<str:public_id>/access/revoke/",
+        revocation.revocation_request_create,
+        name="revocation_request_create",
+    ),
+    path(
+        "accounts/<str:public_id>/access/restore/",
+        revocation.access_restore_view,
+        name="access_restore",
+    ),
+    path("revocations/", revocation.revocation_list, name="revocation_list"),
+    path(
+        "revocations/<int:pk>/approve/",
+        revocation.revocation_approve_view,
+        name="revocation_approve",
+    ),
+    path(
+        "revocations/<int:pk>/reject/", revocation.revocation_reject_view, name="revocation_reject"
+    ),
+    path("revocations/<int:pk>/retry/", revocation.revocation_retry_view, name="revocation_retry"),
+    path(
+        "revocations/<int:pk>/abandon/",
+        revocation.revocation_abandon_view,
+        name="revocation_abandon",
+    ),
+    path("access-audit/", revocation.audit_list, name="audit_list"),
+    # Members of a team account.
+    path(
+        "accounts/<str:public_id>/members/<str:member_id>/<str:action>/",
+        members.member_set_enabled_view,
+        name="member_set_enabled",
+    ),
+    # Staff two-factor sign-in.
+    path("two-factor/verify/", two_factor.two_factor_verify_view, name="two_factor_verify"),
+    path("two-factor/enrol/", two_factor.two_factor_enrol_view, name="two_factor_enrol"),
+    path("staff/two-factor/", two_factor.staff_two_factor_list_view, name="staff_two_factor_list"),
+    path(
+        "staff/two-factor/<str:public_id>/reset/",
+        two_factor.staff_two_factor_reset_view,
+        name="staff_two_factor_reset",
+    ),
+    # The customer-facing surface.
+    path("app/login/", customer.CustomerLoginView.as_view(), name="customer_login"),
+    path("app/logout/", customer.CustomerLogoutView.as_view(), name="customer_logout"),
+    path("app/", customer.customer_home, name="customer_home"),
+    # The activity API.
+    path("api/v1/activity", activity.activity_ingest_api, name="activity_ingest_api"),
 ]

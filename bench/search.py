@@ -174,7 +174,7 @@ def main() -> None:
     from django.test import Client
 
     from accounts.models import User
-    from janitor.search import account_search
+    from janitor.selectors.search import account_search
 
     settings.STORAGES = {
         **settings.STORAGES,

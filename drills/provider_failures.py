@@ -24,9 +24,9 @@ def snapshot() -> tuple[dict, int]:
 
 
 def audit() -> object:
-    from reconciliation.services.audit import audit_run
+    from reconciliation.services.runs import reconciliation_run
 
-    return audit_run(dry_run=False, triggered_by="system:drill")
+    return reconciliation_run(dry_run=False, triggered_by="system:drill")
 
 
 def clear_faults(fake) -> None:

@@ -61,7 +61,11 @@ def main() -> int:
     from django_q.tasks import async_task
 
     from reconciliation.models import ReconciliationRun, WebhookAttempt, WebhookEvent
-    from reconciliation.services.audit import SCHEDULE_FUNC, SCHEDULE_NAME, audit_schedule_ensure
+    from reconciliation.services.runs import (
+        SCHEDULE_FUNC,
+        SCHEDULE_NAME,
+        reconciliation_schedule_ensure,
+    )
 
     open_statuses = ["pending", "failed"]
     wait_until(lambda: not WebhookEvent.objects.filter(status__in=open_statuses).exists(), 60, 1)
@@ -82,7 +86,7 @@ def main() -> int:
     account_checks(report, injected, accounts, final)
 
     # The nightly audit: due now in both clusters' view.
-    audit_schedule_ensure()
+    reconciliation_schedule_ensure()
     due = timezone.now() - timedelta(seconds=1)
     Schedule.objects.filter(name=SCHEDULE_NAME).update(next_run=due)
     log("nightly audit schedule set due; waiting for the schedulers (they look every ~30 s)")

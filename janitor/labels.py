@@ -49,7 +49,7 @@ EXPORT_KIND = {
     "stripe_stage": "Staged on Stripe",
     "stripe_submit": "Submitted to Stripe",
 }
-# The audit's phase timings (seconds), as the run page names them.
+# A reconciliation run's phase timings (seconds), as the run page names them.
 RUN_PHASE = {
     "total": "Total",
     "listing": "Waiting for Stripe",

@@ -149,8 +149,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.AccessEnforcementMiddleware",
-    "accounts.two_factor_middleware.TwoFactorMiddleware",
-    "accounts.activity_middleware.ActivityCaptureMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
+    "accounts.middleware.ActivityCaptureMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -281,7 +281,7 @@ if not JANITOR_ACCESS_STATUSES or not JANITOR_ACCESS_STATUSES <= _KNOWN_SUBSCRIP
         "JANITOR_ACCESS_STATUSES must list Stripe subscription statuses, e.g. active,trialing; "
         f"known: {', '.join(sorted(_KNOWN_SUBSCRIPTION_STATUSES))}."
     )
-# Per-seat prices: the audit counts an account's enabled members against the quantity of these
+# Per-seat prices: reconciliation counts an account's enabled members against the quantity of these
 # items (a price whose metadata has per_seat=true counts too). A flat price never counts seats.
 JANITOR_SEAT_PRICES = frozenset(_env_list("JANITOR_SEAT_PRICES", ""))
 JANITOR_AUDIT_MAX_CHANGE_RATIO = _env_ratio("JANITOR_AUDIT_MAX_CHANGE_RATIO", 0.05)

@@ -7,7 +7,7 @@ from django.urls import include, path
 from janitor import views
 from janitor.forms import StaffLoginForm
 from janitor.metrics import metrics
-from reconciliation.views_webhooks import stripe_webhook
+from reconciliation.views.webhooks import stripe_webhook
 
 urlpatterns = [
     # First: Stripe's deliveries are the busiest route, so they resolve without a scan.

@@ -9,13 +9,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.models import AccessStatus
 from janitor.models import NoticeKind, NoticeStatus
 from janitor.permissions import staff_required
-from janitor.search import AccountFilters, account_list_page, account_search
 from janitor.selectors import (
     account_page_get,
     notice_page,
     notice_preferences_get,
     overview_get,
 )
+from janitor.selectors.search import AccountFilters, account_list_page, account_search
 from janitor.services.notifications import notice_mutes_set
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, time
 from django import forms
 from django.utils import timezone
 
-from reconciliation.services.access import GRACE_EXTENSION_MAX_DAYS
+from reconciliation.services.access_decisions import GRACE_EXTENSION_MAX_DAYS
 
 EXTEND_RANGE = f"Extend by 1 to {GRACE_EXTENSION_MAX_DAYS} days."
 EXPIRY_FORMAT = "Give the comp's expiry as a date (YYYY-MM-DD)."

@@ -186,7 +186,7 @@ def _plain(obj: stripe.StripeObject) -> dict[str, Any]:
 def _pages(path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     # Lists go through raw_request: the typed v1 services build a StripeObject tree per item
     # only for us to flatten it again, several times slower a page (docs/benchmarks/audit.md);
-    # a million-subscription audit is 10,000 pages.
+    # a million-subscription reconciliation run is 10,000 pages.
     client = _client()
     starting_after: str | None = None
     while True:

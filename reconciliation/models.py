@@ -1,4 +1,5 @@
-"""The billing provider's side: subscription mirror, webhook events, audit runs, flags, disputes."""
+"""The billing provider's side: subscription mirror, webhook events, reconciliation runs,
+flags, disputes."""
 
 from django.conf import settings
 from django.db import models
@@ -50,7 +51,7 @@ class Subscription(models.Model):
     # The customer's email as the provider gave it, kept while the row waits for its account:
     # an account created later with that email links the row (unique, case-insensitive).
     customer_email = models.CharField(max_length=254, blank=True)
-    # When the audit last looked the customer up and found no account: not asked again each
+    # When reconciliation last looked the customer up and found no account: not asked again each
     # night (a later account with that email is matched from customer_email, without a call).
     customer_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -151,7 +152,7 @@ class RunStatus(models.TextChoices):
 
 
 class ReconciliationRun(models.Model):
-    """One nightly (or manual) audit: its counts, timings and verdict."""
+    """One nightly (or manual) reconciliation run: its counts, timings and verdict."""
 
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

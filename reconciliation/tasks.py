@@ -1,8 +1,15 @@
-"""django-q2 tasks: thin wrappers that load ids and call a service."""
+"""django-q2 tasks of reconciliation: thin wrappers that load ids and call a service."""
 
 from dataclasses import asdict
 
+from reconciliation.models import ReconciliationRun
 from reconciliation.services.privacy import retention_purge
+from reconciliation.services.runs import (
+    SCHEDULE_TRIGGER,
+    reconciliation_run,
+    reconciliation_run_apply_finish,
+    reconciliation_run_execute,
+)
 from reconciliation.services.webhooks import (
     webhook_event_process,
     webhook_events_catch_up,
@@ -25,3 +32,21 @@ def webhook_events_catch_up_task() -> dict:
 
 def retention_purge_task() -> dict:
     return asdict(retention_purge())
+
+
+def reconciliation_scheduled() -> int | None:
+    """The nightly schedule's entry point; a second trigger the same night does nothing."""
+    run = reconciliation_run(dry_run=False, triggered_by=SCHEDULE_TRIGGER, scheduled=True)
+    return run.pk if run else None
+
+
+def reconciliation_run_task(run_id: int) -> str:
+    """Execute a run a person started from the dashboard (the row exists, status running)."""
+    run = reconciliation_run_execute(run=ReconciliationRun.objects.get(pk=run_id))
+    return run.status
+
+
+def reconciliation_apply_task(run_id: int) -> str:
+    """Apply a halted run an Admin approved."""
+    run = reconciliation_run_apply_finish(run=ReconciliationRun.objects.get(pk=run_id))
+    return run.status

@@ -18,7 +18,7 @@ from accounts.models import (
     RevocationStatus,
     User,
 )
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from accounts.services.sessions import sessions_revoke_account
 from janitor.errors import JanitorError
 from janitor.services import notify

@@ -8,7 +8,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
 
 from reconciliation.models import Outcome, ReconciliationRun, RunLink, RunOutcome
-from reconciliation.services.access import STATUS_CHANGING
+from reconciliation.services.access_decisions import STATUS_CHANGING
 
 CHART_RUNS = 30
 # The chart's picture of each outcome: a colour, in the dashboard palette.

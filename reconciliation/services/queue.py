@@ -7,10 +7,10 @@ from datetime import datetime
 from django.db import transaction
 
 from accounts.models import AccessComp, AccessStatus, User
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from janitor.errors import JanitorError
 from reconciliation.models import Flag, FlagNote, FlagStatus
-from reconciliation.services.access import (
+from reconciliation.services.access_decisions import (
     GRACE_EXTENSION_MAX_DAYS,
     comp_record,
     grace_period_extend,

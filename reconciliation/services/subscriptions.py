@@ -16,11 +16,11 @@ from reconciliation.models import (
     SubscriptionStatus,
     WebhookEvent,
 )
-from reconciliation.services.access import account_access_sync
+from reconciliation.services.access_decisions import account_access_sync
 
 # A subscription never leaves these at Stripe: an event claiming otherwise is older news.
 TERMINAL_STATUSES = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
-# A frozenset of plain strings: the audit checks a million of these a night.
+# A frozenset of plain strings: reconciliation checks a million of these a night.
 _STATUS_VALUES = frozenset(SubscriptionStatus.values)
 
 
@@ -101,7 +101,7 @@ def account_link(
     *, customer_id: str, metadata: dict | None = None, email: str | None = None
 ) -> Account | None:
     """Find the account a provider customer belongs to: customer id, metadata, then unique email
-    (the audit's rules).
+    (reconciliation's rules).
 
     When found by metadata or email, the customer id is stored on the account so the next
     lookup is the cheap one.
@@ -233,7 +233,7 @@ def subscription_apply(
 
 def subscriptions_link_waiting(*, account: Account, actor: str, source: str) -> int:
     """Attach mirror rows that arrived before their account (an import, a new account, a
-    webhook for a customer not yet known), by the audit's rules: the account's customer id,
+    webhook for a customer not yet known), by reconciliation's rules: the account's customer id,
     metadata.account_id, or the customer's email when it is unique among accounts and names
     one customer. Then decide the account's access from them. Returns the rows linked.
     """

@@ -22,7 +22,7 @@ from accounts.audit_protection import (
     sqlite_audit_triggers_present,
 )
 from accounts.models import AccessAudit, AccessStatus
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from tests.factories import AccountFactory
 
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's triggers")

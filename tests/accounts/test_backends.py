@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.backends import ACCESS_REFUSED_MESSAGE
 from accounts.models import AccessStatus, User
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

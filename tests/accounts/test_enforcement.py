@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.backends import ACCESS_REFUSED_MESSAGE
 from accounts.models import AccessStatus
 from accounts.services import sessions as session_index
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from tests.factories import PASSWORD, UserFactory
 
 

@@ -41,7 +41,7 @@ def test_import_creates_then_changes_nothing_on_rerun(tmp_path, capsys):
 
 
 def test_import_updates_profiles_but_never_moves_access(tmp_path, capsys, admin_user):
-    from accounts.services.access import access_status_change
+    from accounts.services.access_status import access_status_change
 
     _run(tmp_path, GOOD)
     ada = Account.objects.get(public_id="user-aaf21-bb34-cc55")

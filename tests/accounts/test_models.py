@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessComp, RevocationRequest
-from accounts.services.access import AccessTransitionError, access_status_change
+from accounts.services.access_status import AccessTransitionError, access_status_change
 from reconciliation.models import Flag, FlagKind
 from tests.factories import AccountFactory, FlagFactory, SubscriptionFactory
 

@@ -183,7 +183,7 @@ def test_revocations_page_query_count_does_not_grow(
 
 def _audit_rows(n, actor="ops@janitor.test"):
     accounts = [AccountFactory() for _ in range(n)]
-    from accounts.services.access import access_status_change
+    from accounts.services.access_status import access_status_change
 
     for account in accounts:
         access_status_change(

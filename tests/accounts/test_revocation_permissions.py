@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from accounts.models import AccessStatus, RevocationRequest, RevocationStatus
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from accounts.services.revocation import revocation_request
 from tests.factories import AccountFactory, StaffFactory
 

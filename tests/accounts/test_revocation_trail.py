@@ -186,7 +186,7 @@ def test_a_completed_or_pending_revocation_cannot_be_abandoned(support_user, adm
 
 
 def test_automation_cannot_move_an_account_out_of_revoked_pending(support_user, admin_user):
-    from accounts.services.access import AccessTransitionError, access_status_change
+    from accounts.services.access_status import AccessTransitionError, access_status_change
 
     account = AccountFactory(access_status=AccessStatus.REVOKED_PENDING)
     with pytest.raises(AccessTransitionError):

@@ -34,8 +34,8 @@ from accounts.services.revocation import (
 )
 from reconciliation.models import Flag, FlagKind, FlagStatus, Outcome, RunOutcome
 from reconciliation.selectors.evidence import evidence_for_account
-from reconciliation.services.audit import audit_run
 from reconciliation.services.evidence import dispute_evidence_build, evidence_pdf_export
+from reconciliation.services.runs import reconciliation_run
 from reconciliation.services.subscriptions import seat_quantity
 from tests.accounts.browsing import session_exists, sign_in
 from tests.factories import PASSWORD, AccountFactory, ActivityFactory, DisputeFactory, UserFactory
@@ -62,7 +62,7 @@ def test_fifty_members_on_one_customer_with_a_flat_price_open_no_flag(stripe_fak
         customer=acme.stripe_customer_id, price_id="price_enterprise", amount=500_000
     )
 
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
 
     assert run.counts.get(Outcome.IN_SYNC) == 1  # one account decided, not fifty members
     assert not Flag.objects.exists()
@@ -80,7 +80,7 @@ def test_more_enabled_members_than_paid_seats_open_one_seats_exceeded_flag(
         customer=team.stripe_customer_id, price_id="price_seat", quantity=50
     )
 
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
 
     flag = Flag.objects.get()
     assert (flag.account_id, flag.kind, flag.status) == (team.pk, FlagKind.SEATS_EXCEEDED, "open")
@@ -96,7 +96,7 @@ def test_more_enabled_members_than_paid_seats_open_one_seats_exceeded_flag(
     member_set_enabled(
         member=team.team[-1], enabled=False, actor=_admin(), reason="left the company"
     )
-    again = audit_run(dry_run=False, triggered_by="test")
+    again = reconciliation_run(dry_run=False, triggered_by="test")
     assert not RunOutcome.objects.filter(run=again).exists()
 
 
@@ -111,7 +111,7 @@ def test_price_metadata_marks_a_price_per_seat_and_a_flat_price_never_counts(set
 
 
 def test_a_comp_suppresses_the_seats_flag(stripe_fake, no_brake, settings):
-    from reconciliation.services.access import comp_record
+    from reconciliation.services.access_decisions import comp_record
 
     settings.JANITOR_SEAT_PRICES = frozenset({"price_seat"})
     team = AccountFactory(members=3)
@@ -125,7 +125,7 @@ def test_a_comp_suppresses_the_seats_flag(stripe_fake, no_brake, settings):
         expires_at=timezone.now() + timedelta(days=30),
         granted_by=_admin(),
     )
-    audit_run(dry_run=False, triggered_by="test")
+    reconciliation_run(dry_run=False, triggered_by="test")
     assert not Flag.objects.exists()
 
 
@@ -135,7 +135,7 @@ def test_members_without_a_customer_of_their_own_never_get_manual_grant_flags(
     team = AccountFactory(members=5)
     stripe_fake.add_customer(team.stripe_customer_id, email=team.email)
     stripe_fake.add_subscription(customer=team.stripe_customer_id)
-    audit_run(dry_run=False, triggered_by="test")
+    reconciliation_run(dry_run=False, triggered_by="test")
     assert not Flag.objects.filter(kind=FlagKind.MANUAL_GRANT).exists()
 
 

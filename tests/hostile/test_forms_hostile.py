@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from accounts.models import AccessComp, AccessStatus, RevocationRequest
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from reconciliation.models import FlagKind, FlagNote, WebhookStatus
 from reconciliation.services.disputes import dispute_refresh
 from tests.factories import PASSWORD, AccountFactory, FlagFactory, StaffFactory

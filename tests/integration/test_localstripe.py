@@ -32,7 +32,11 @@ from reconciliation.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from reconciliation.services.audit import audit_run, audit_run_apply_begin, audit_run_apply_finish
+from reconciliation.services.runs import (
+    reconciliation_run,
+    reconciliation_run_apply_begin,
+    reconciliation_run_apply_finish,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -50,10 +54,12 @@ def _import(tmp_path, emails, customer_ids) -> None:
 
 
 def _audit_and_apply(admin_user):
-    run = audit_run(dry_run=False, triggered_by="system:test")
+    run = reconciliation_run(dry_run=False, triggered_by="system:test")
     assert run.status == RunStatus.HALTED, str((run.counts, run.errors))
     assert "Nothing was changed" in run.halt_reason or run.halt_reason
-    run = audit_run_apply_finish(run=audit_run_apply_begin(run=run, actor_user=admin_user))
+    run = reconciliation_run_apply_finish(
+        run=reconciliation_run_apply_begin(run=run, actor_user=admin_user)
+    )
     assert run.status == RunStatus.APPLIED, run.errors
     return run
 

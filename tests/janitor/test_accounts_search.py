@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AccessStatus
-from janitor.search import account_search, fragment_queryset
+from janitor.selectors.search import account_search, fragment_queryset
 from tests.factories import AccountFactory, DisputeFactory, SubscriptionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -152,7 +152,7 @@ def test_a_scan_over_its_budget_falls_back_to_the_index(people, monkeypatch):
     (here a deliberately slow condition stands in for a million rows)."""
     from django.db.models.expressions import RawSQL
 
-    from janitor import search
+    from janitor.selectors import search
 
     monkeypatch.setattr(search, "FRAGMENT_SCAN_BUDGET_MS", 20)
     slow = search.fragment_queryset("lovel").filter(

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.services.revocation import revocation_approve, revocation_request
-from reconciliation.services.audit import audit_run
+from reconciliation.services.runs import reconciliation_run
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
 from tests.factories import AccountFactory, FlagFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
@@ -56,7 +56,7 @@ def test_a_scrape_after_webhooks_a_run_and_a_revocation(
     stripe_fake.add_subscription("sub_m1", customer="cus_m1", status="active")
     other = AccountFactory()
     stripe_fake.add_subscription("sub_m2", customer=other.stripe_customer_id, status="canceled")
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
     FlagFactory(account=account, kind="manual_grant")
     request = revocation_request(account=AccountFactory(), requested_by=support_user, reason="x")
     revocation_approve(revocation_id=request.pk, approver=admin_user)

@@ -25,8 +25,8 @@ from janitor.services import notify
 from janitor.services.notifications import notice_send, notices_retry_due
 from janitor.tasks import notifications_check_task, support_digest_task
 from reconciliation.models import Dispute, RunStatus, WebhookEvent
-from reconciliation.services.audit import audit_run
 from reconciliation.services.disputes import dispute_apply
+from reconciliation.services.runs import reconciliation_run
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
 from tests.factories import AccountFactory, ActivityFactory, FlagFactory
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
@@ -189,7 +189,7 @@ def test_a_halted_run_tells_admins_with_its_reason(receiver, sent, stripe_fake, 
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.0
     account = AccountFactory()
     stripe_fake.add_subscription("sub_x", customer=account.stripe_customer_id, status="canceled")
-    run = sent(audit_run, dry_run=False, triggered_by="test")
+    run = sent(reconciliation_run, dry_run=False, triggered_by="test")
     assert run.status == RunStatus.HALTED
     [text] = receiver.texts("admins")
     assert f"#{run.pk}" in text and "Safety brake" in text and "start_grace 1" in text
@@ -198,7 +198,7 @@ def test_a_halted_run_tells_admins_with_its_reason(receiver, sent, stripe_fake, 
 def test_a_refused_stripe_key_tells_admins(receiver, sent, stripe_fake, settings):
     stripe_fake.fail("/v1/subscriptions", status=401, times=10)  # a revoked key
     AccountFactory()
-    run = sent(audit_run, dry_run=False, triggered_by="test")
+    run = sent(reconciliation_run, dry_run=False, triggered_by="test")
     assert run.status in {RunStatus.HALTED, RunStatus.FAILED}
     texts = [t for t in receiver.texts("admins") if "STRIPE_API_KEY" in t]
     assert len(texts) == 1 and "401" in texts[0]

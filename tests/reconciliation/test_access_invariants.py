@@ -71,13 +71,13 @@ from reconciliation.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from reconciliation.services.access import comp_record, grace_period_extend
-from reconciliation.services.audit import (
+from reconciliation.services.access_decisions import comp_record, grace_period_extend
+from reconciliation.services.runs import (
     RunStateError,
-    audit_run,
-    audit_run_apply_begin,
-    audit_run_apply_finish,
-    audit_run_discard,
+    reconciliation_run,
+    reconciliation_run_apply_begin,
+    reconciliation_run_apply_finish,
+    reconciliation_run_discard,
 )
 from reconciliation.services.webhooks import webhook_event_process, webhook_events_catch_up
 from tests.factories import AccountFactory
@@ -448,7 +448,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
     def audit(self, max_change_ratio: float):
         """An audit run; a ratio of 0 halts it on any change, to be applied (much) later."""
         self.django_settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = max_change_ratio
-        run = audit_run(dry_run=False, triggered_by="test")
+        run = reconciliation_run(dry_run=False, triggered_by="test")
         assert run is not None
         assert run.status in {RunStatus.APPLIED, RunStatus.HALTED}, run.errors
         assert not run.errors, run.errors
@@ -458,7 +458,9 @@ class AccessRulesMachine(RuleBasedStateMachine):
     def halted_run_decide(self, pk: int, decision: str):
         """An Admin applies (or discards) a halted run, any number of steps later, or again."""
         run = ReconciliationRun.objects.get(pk=pk)
-        decide = audit_run_apply_begin if decision == "apply" else audit_run_discard
+        decide = (
+            reconciliation_run_apply_begin if decision == "apply" else reconciliation_run_discard
+        )
         if run.status != RunStatus.HALTED:
             with pytest.raises(RunStateError):
                 decide(run=run, actor_user=self.admin)
@@ -466,7 +468,7 @@ class AccessRulesMachine(RuleBasedStateMachine):
         if decision == "discard":
             assert decide(run=run, actor_user=self.admin).status == RunStatus.DISCARDED
             return
-        run = audit_run_apply_finish(run=decide(run=run, actor_user=self.admin))
+        run = reconciliation_run_apply_finish(run=decide(run=run, actor_user=self.admin))
         assert run.status == RunStatus.APPLIED
         assert not run.errors, run.errors
 

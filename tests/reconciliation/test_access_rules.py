@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import AccessAudit, AccessStatus
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from reconciliation.models import Flag, FlagKind, Outcome, Subscription
-from reconciliation.services.access import (
+from reconciliation.services.access_decisions import (
     access_decide,
     comp_record,
     grace_period_extend,
@@ -299,7 +299,7 @@ def test_comp_suppresses_manual_grant_flag(support_user):
         expires_at=timezone.now() + timedelta(days=30),
         granted_by=support_user,
     )
-    from reconciliation.services.access import account_access_sync
+    from reconciliation.services.access_decisions import account_access_sync
 
     assert account_access_sync(account=account, actor="system:audit", source="t") == "in_sync"
     assert not Flag.objects.filter(account=account).exists()

@@ -18,7 +18,7 @@ from accounts.models import (
     StaffActionKind,
 )
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
-from accounts.services.access import access_status_change
+from accounts.services.access_status import access_status_change
 from reconciliation.models import Dispute, Subscription, WebhookEvent
 from reconciliation.services.privacy import ErasureError, account_erase, retention_purge
 from reconciliation.tasks import retention_purge_task

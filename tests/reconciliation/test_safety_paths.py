@@ -19,11 +19,11 @@ from reconciliation.models import (
     RunStatus,
     Subscription,
 )
-from reconciliation.services.access import comp_record
-from reconciliation.services.audit import (
-    audit_run,
-    audit_run_apply_begin,
-    audit_run_apply_finish,
+from reconciliation.services.access_decisions import comp_record
+from reconciliation.services.runs import (
+    reconciliation_run,
+    reconciliation_run_apply_begin,
+    reconciliation_run_apply_finish,
 )
 from reconciliation.services.subscriptions import subscription_apply
 from tests.factories import AccountFactory, StaffFactory
@@ -39,15 +39,15 @@ def admin(admin_user):
 
 def _halted_run(settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.0
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
     assert run.status == RunStatus.HALTED, run.halt_reason
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
     return run
 
 
 def _apply(run, admin):
-    audit_run_apply_begin(run=run, actor_user=admin)
-    return audit_run_apply_finish(run=run)
+    reconciliation_run_apply_begin(run=run, actor_user=admin)
+    return reconciliation_run_apply_finish(run=run)
 
 
 # --- Applying an old halted run -------------------------------------------------------------
@@ -178,7 +178,7 @@ def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_f
     out = StringIO()
     call_command("reconcile", stdout=out)
 
-    run = audit_run(dry_run=True, triggered_by="test")  # what a second look would say
+    run = reconciliation_run(dry_run=True, triggered_by="test")  # what a second look would say
     assert not Flag.objects.exists()
     first = run.__class__.objects.exclude(pk=run.pk).get()
     assert first.status == RunStatus.APPLIED
@@ -194,7 +194,7 @@ def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_f
         == cap
     )
     # The next night links the rest, and still flags no one.
-    audit_run(dry_run=False, triggered_by="test")
+    reconciliation_run(dry_run=False, triggered_by="test")
     assert not Flag.objects.exists()
     assert not Account.objects.filter(stripe_customer_id="").exists()
 
@@ -207,7 +207,7 @@ def test_a_failed_customer_lookup_makes_unlinked_accounts_not_checked(stripe_fak
     )  # no customer anywhere: a manual grant, if checked
     stripe_fake.fail("/v1/customers/", status=500, times=10)
 
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
 
     assert run.counts[Outcome.NOT_CHECKED] == 2
     assert not Flag.objects.exists()
@@ -237,14 +237,14 @@ def test_a_partial_listing_neither_flags_nor_graces_accounts_it_did_not_reach(
 
         raise GatewayError("listing broke", retryable=True)
 
-    import reconciliation.services.audit as audit
+    from reconciliation import gateway
 
-    original = audit.gateway.subscription_pages
-    audit.gateway.subscription_pages = pages
+    original = gateway.subscription_pages
+    gateway.subscription_pages = pages
     try:
-        run = audit_run(dry_run=False, triggered_by="test")
+        run = reconciliation_run(dry_run=False, triggered_by="test")
     finally:
-        audit.gateway.subscription_pages = original
+        gateway.subscription_pages = original
     assert run.status == RunStatus.HALTED
     outcomes = {r.account_id: r for r in RunOutcome.objects.filter(run=run)}
     assert outcomes[reached.pk].outcome == Outcome.START_GRACE
@@ -271,13 +271,13 @@ def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
     AccountFactory(stripe_customer_id="")  # a real manual grant
     settings.JANITOR_AUDIT_LINK_LOOKUPS = 4  # two customers left for the next night
 
-    dry = audit_run(dry_run=True, triggered_by="test")
+    dry = reconciliation_run(dry_run=True, triggered_by="test")
     assert (
         not Account.objects.filter(pk__in=[a.pk for a in accounts])
         .exclude(stripe_customer_id="")
         .exists()
     )
-    real = audit_run(dry_run=False, triggered_by="test")
+    real = reconciliation_run(dry_run=False, triggered_by="test")
 
     assert dry.status == RunStatus.DRY_RUN and real.status == RunStatus.APPLIED
     assert dry.counts == real.counts
@@ -400,22 +400,22 @@ def test_the_lookup_cap_moves_on_to_new_customers_each_night(stripe_fake, settin
     def lookups():
         return sorted(r.path for r in stripe_fake.requests_to("/v1/customers/"))
 
-    audit_run(dry_run=False, triggered_by="test")
+    reconciliation_run(dry_run=False, triggered_by="test")
     assert lookups() == ["/v1/customers/cus_nobody_a", "/v1/customers/cus_nobody_b"]
-    audit_run(dry_run=False, triggered_by="test")
+    reconciliation_run(dry_run=False, triggered_by="test")
     assert lookups() == [
         "/v1/customers/cus_nobody_a",
         "/v1/customers/cus_nobody_b",
         "/v1/customers/cus_nobody_c",
     ]
-    third = audit_run(dry_run=False, triggered_by="test")
+    third = reconciliation_run(dry_run=False, triggered_by="test")
     assert len(lookups()) == 3  # nobody left to ask
     assert third.counts.get(Outcome.NOT_CHECKED, 0) == 0
 
     # An account appears with b's email: the next night links it without a call.
     late = AccountFactory(email="B@elsewhere.example", stripe_customer_id="")
     Subscription.objects.filter(customer_id="cus_nobody_b").update(account=None)
-    audit_run(dry_run=False, triggered_by="test")
+    reconciliation_run(dry_run=False, triggered_by="test")
     late.refresh_from_db()
     assert late.stripe_customer_id == "cus_nobody_b"
     assert len(lookups()) == 3

@@ -160,7 +160,7 @@ def test_oversized_body_is_refused_by_declared_length(client, settings):
 
 @pytest.mark.django_db
 def test_oversized_body_is_refused_even_when_the_header_lies(rf, settings):
-    from reconciliation.views_webhooks import stripe_webhook
+    from reconciliation.views.webhooks import stripe_webhook
 
     settings.WEBHOOK_MAX_BODY_BYTES = 2048
     body = body_for(

@@ -8,8 +8,8 @@ from janitor.services.notifications import (
     NOTICE_SCHEDULES,
     notice_schedules_ensure,
 )
-from reconciliation.services.audit import SCHEDULE_NAME, audit_schedule_ensure
 from reconciliation.services.privacy import RETENTION_SCHEDULE_NAME, retention_schedule_ensure
+from reconciliation.services.runs import SCHEDULE_NAME, reconciliation_schedule_ensure
 from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedules_ensure
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        audit_schedule_ensure()
+        reconciliation_schedule_ensure()
         webhook_schedules_ensure()
         notice_schedules_ensure()
         retention_schedule_ensure()

@@ -2,9 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.services.access import system_actor
+from accounts.services.access_status import system_actor
 from reconciliation.models import Outcome, RunStatus
-from reconciliation.services.audit import audit_run
+from reconciliation.services.runs import reconciliation_run
 
 
 class _ProgressBar:
@@ -51,7 +51,9 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run: bool = False, **options):
         bar = _ProgressBar(self.stderr)
         try:
-            run = audit_run(dry_run=dry_run, triggered_by=system_actor("cli"), on_progress=bar)
+            run = reconciliation_run(
+                dry_run=dry_run, triggered_by=system_actor("cli"), on_progress=bar
+            )
         finally:
             bar.close()
         if run is None:

@@ -90,8 +90,8 @@ def _same_second_conflict(event: WebhookEvent) -> str | None:
         .only("status", "provider_updated_at", "cancel_at_period_end")
         .first()
     )
-    # The mirror's stamp may be a fetch time with sub-second precision (the audit, a re-fetch):
-    # an event of that same whole second may be older or newer, so it counts as a tie too.
+    # The mirror's stamp may be a fetch time with sub-second precision (a reconciliation run, a
+    # re-fetch): an event of that same whole second may be older or newer, so it counts as a tie.
     if mirror is None or mirror.provider_updated_at.replace(microsecond=0) != event.created:
         return None
     if (mirror.status, mirror.cancel_at_period_end) == (

@@ -5,7 +5,7 @@ import pytest
 
 from accounts.models import AccessStatus
 from reconciliation.models import Flag, RunStatus
-from reconciliation.services.audit import audit_run
+from reconciliation.services.runs import reconciliation_run
 from tests.factories import AccountFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def test_a_subscription_linked_by_metadata_counts_for_its_account(stripe_fake):
     )
     # The new subscription was linked to the account by a webhook (metadata.account_id).
     SubscriptionFactory(provider_id="sub_new", account=account, customer_id="cus_new")
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
     account.refresh_from_db()
     assert run.status == RunStatus.APPLIED
     assert account.access_status == AccessStatus.ACTIVE
@@ -35,7 +35,7 @@ def test_an_empty_listing_halts_instead_of_flagging_everyone(stripe_fake):
     accounts = AccountFactory.create_batch(3)
     for account in accounts:
         SubscriptionFactory(account=account)  # the mirror knows their subscriptions
-    run = audit_run(dry_run=False, triggered_by="test")  # the provider lists nothing
+    run = reconciliation_run(dry_run=False, triggered_by="test")  # the provider lists nothing
     assert run.status == RunStatus.HALTED
     assert "listed no subscriptions" in run.halt_reason
     assert not Flag.objects.exists()
@@ -45,7 +45,7 @@ def test_an_empty_listing_halts_instead_of_flagging_everyone(stripe_fake):
 def test_linked_subscriptions_count_in_every_batch_not_only_the_first(stripe_fake, monkeypatch):
     """The audit reads accounts 2,000 at a time and looks up linked subscriptions by id range:
     with batches of 2, every account below sits in its own range, gaps in the ids among them."""
-    monkeypatch.setattr("reconciliation.services.audit.ACCOUNT_BATCH", 2)
+    monkeypatch.setattr("reconciliation.services.runs.decide.ACCOUNT_BATCH", 2)
     linked, unlinked = [], []
     for n in range(5):
         AccountFactory(members=0).delete()  # a gap in the ids between customers
@@ -60,7 +60,7 @@ def test_linked_subscriptions_count_in_every_batch_not_only_the_first(stripe_fak
         else:
             unlinked.append(account)
 
-    run = audit_run(dry_run=False, triggered_by="test")
+    run = reconciliation_run(dry_run=False, triggered_by="test")
 
     assert run.status == RunStatus.APPLIED
     for account in linked:
@@ -74,7 +74,7 @@ def test_linked_subscriptions_count_in_every_batch_not_only_the_first(stripe_fak
 def test_linked_elsewhere_keeps_to_the_batch_and_to_other_customer_ids():
     """The range scan also meets accounts outside the batch (staff, ids past a concurrent
     insert): only the batch's accounts come back, and only subscriptions under another id."""
-    from reconciliation.services.audit import _statuses_linked_elsewhere
+    from reconciliation.services.runs.decide import _statuses_linked_elsewhere
 
     before = AccountFactory(stripe_customer_id="cus_before")
     own = AccountFactory(stripe_customer_id="cus_own")

@@ -1,18 +1,14 @@
-"""Reads for revocations, the access audit and staff two-factor: a fixed number of queries."""
+"""Reads for an account's access panel, revocations and the access audit trail: a fixed
+number of queries."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django_otp import devices_for_user
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import AccessAudit, Account, RevocationRequest, RevocationStatus, User
-from accounts.roles import ROLE_ADMIN
 from accounts.services.revocation import OPEN_STATUSES
 
 
@@ -91,57 +87,3 @@ def access_audit_list(
     if date_to and date_to < date.max:  # the last day there is means "no upper bound"
         qs = qs.filter(at__lt=_day_start(date_to + timedelta(days=1)))
     return qs.order_by("-at", "-id")
-
-
-# --- Two-factor sign-in ---------------------------------------------------------------------
-
-
-def two_factor_required(*, user: User) -> bool:
-    """Whether this signed-in user must pass a second factor (settings.JANITOR_STAFF_2FA)."""
-    policy = settings.JANITOR_STAFF_2FA
-    if policy == "off" or not user.is_staff:
-        return False
-    if policy == "all" or user.is_superuser:
-        return True
-    return user.staff_role == ROLE_ADMIN
-
-
-def two_factor_enrolled(*, user: User) -> bool:
-    """Whether the user has a confirmed authenticator (or backup codes) to verify with."""
-    return any(True for _ in devices_for_user(user, confirmed=True))
-
-
-@dataclass
-class StaffTwoFactorRow:
-    user: User
-    role: str
-    enrolled: bool
-    required: bool
-    backup_codes_left: int
-
-
-def staff_two_factor_list() -> list[StaffTwoFactorRow]:
-    """Every staff member with their two-factor state, in three queries."""
-    staff = (
-        User.objects.filter(is_staff=True)
-        .prefetch_related("groups")
-        .annotate(
-            has_totp=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
-        )
-        .order_by("email")
-    )
-    codes = dict(
-        StaticDevice.objects.filter(user__is_staff=True)
-        .values_list("user_id")
-        .annotate(left=Count("token_set"))
-    )
-    return [
-        StaffTwoFactorRow(
-            user=member,
-            role=member.staff_role,
-            enrolled=member.has_totp,
-            required=two_factor_required(user=member),
-            backup_codes_left=codes.get(member.pk, 0),
-        )
-        for member in staff
-    ]

@@ -23,7 +23,7 @@ from reconciliation.selectors.queue import (
     flag_row_get,
     review_queue_page,
 )
-from reconciliation.services.access import GRACE_EXTENSION_MAX_DAYS
+from reconciliation.services.access_decisions import GRACE_EXTENSION_MAX_DAYS
 from reconciliation.services.queue import (
     FlagActionError,
     flag_assign,

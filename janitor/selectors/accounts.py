@@ -1,93 +1,12 @@
-"""Reads for the overview page: a handful of aggregate queries, whatever the data size."""
+"""Reads for one account's page: its access, subscriptions, flags, activity and members."""
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count
-
-from accounts.models import AccessStatus, Account, User
-from janitor.models import UNMUTABLE_KINDS, Notice, NoticeKind, NoticeMute, NoticeStatus
+from accounts.models import Account, User
 from reconciliation.models import (
     Flag,
-    FlagKind,
-    FlagStatus,
-    ReconciliationRun,
     WebhookEvent,
-    WebhookStatus,
 )
-from reconciliation.selectors.evidence import disputes_due_soon
-
-
-@dataclass
-class Overview:
-    status_counts: list[tuple[str, str, int]]  # (value, label, count)
-    customers_total: int
-    open_flags: list[tuple[str, str, int]]
-    open_flags_total: int
-    last_run: ReconciliationRun | None
-    webhook_backlog: int
-    webhook_dead: int
-    notices_failing: int
-    disputes_due_soon: list = field(default_factory=list)
-
-
-def overview_get(*, with_disputes: bool = False) -> Overview:
-    by_status = dict(
-        Account.objects.values_list("access_status")
-        .annotate(n=Count("id"))
-        .values_list("access_status", "n")
-    )
-    status_counts = [(s.value, s.label, by_status.get(s.value, 0)) for s in AccessStatus]
-    by_kind = dict(
-        Flag.objects.filter(status=FlagStatus.OPEN)
-        .values_list("kind")
-        .annotate(n=Count("id"))
-        .values_list("kind", "n")
-    )
-    open_flags = [(k.value, k.label, by_kind[k.value]) for k in FlagKind if by_kind.get(k.value)]
-    by_webhook_status = dict(
-        WebhookEvent.objects.filter(
-            status__in=[WebhookStatus.PENDING, WebhookStatus.FAILED, WebhookStatus.DEAD]
-        )
-        .values_list("status")
-        .annotate(n=Count("id"))
-        .values_list("status", "n")
-    )
-    return Overview(
-        status_counts=status_counts,
-        customers_total=sum(by_status.values()),
-        open_flags=open_flags,
-        open_flags_total=sum(by_kind.values()),
-        last_run=ReconciliationRun.objects.order_by("-started_at").first(),
-        webhook_backlog=by_webhook_status.get(WebhookStatus.PENDING, 0)
-        + by_webhook_status.get(WebhookStatus.FAILED, 0),
-        webhook_dead=by_webhook_status.get(WebhookStatus.DEAD, 0),
-        notices_failing=Notice.objects.filter(
-            status__in=[NoticeStatus.FAILED, NoticeStatus.DEAD]
-        ).count(),
-        disputes_due_soon=disputes_due_soon() if with_disputes else [],
-    )
-
-
-NOTICES_PER_PAGE = 50
-
-
-def notice_page(*, status: str = "", kind: str = "", page_number=1):
-    """The Notifications page: newest first, filtered by status and kind."""
-    from django.core.paginator import Paginator
-
-    notices = Notice.objects.select_related("recipient").order_by("-created_at", "-id")
-    if status in NoticeStatus.values:
-        notices = notices.filter(status=status)
-    if kind in NoticeKind.values:
-        notices = notices.filter(kind=kind)
-    return Paginator(notices, NOTICES_PER_PAGE).get_page(page_number)
-
-
-def notice_preferences_get(*, user: User) -> list[tuple[str, str, bool, bool]]:
-    """(kind, label, muted, can_mute) for every kind of notice a staff member can receive."""
-    muted = set(NoticeMute.objects.filter(user=user).values_list("kind", flat=True))
-    staff_kinds = [k for k in NoticeKind if k != NoticeKind.GRACE_STARTED]
-    return [(k.value, k.label, k.value in muted, k not in UNMUTABLE_KINDS) for k in staff_kinds]
 
 
 @dataclass

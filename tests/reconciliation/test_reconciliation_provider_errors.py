@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from accounts.models import AccessAudit, AccessStatus, Account
 from reconciliation.models import Flag, RunOutcome, RunStatus
-from reconciliation.services.audit import audit_run
+from reconciliation.services.runs import reconciliation_run
 from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ def test_a_refused_key_fails_the_run_at_once_changes_nothing_and_shows_on_the_ov
     _accounts(stripe_fake)
     stripe_fake.fail("/v1/subscriptions", status=status, times=5)
 
-    run = audit_run(dry_run=False, triggered_by="system:test")
+    run = reconciliation_run(dry_run=False, triggered_by="system:test")
 
     assert run.status == RunStatus.FAILED
     assert "STRIPE_API_KEY" in run.errors and words in run.errors
@@ -48,7 +48,7 @@ def test_a_restricted_key_refused_on_customer_lookups_also_fails_the_run(stripe_
     stripe_fake.add_subscription("sub_unknown", customer="cus_unknown")
     stripe_fake.fail("/v1/customers", status=403, times=5)
 
-    run = audit_run(dry_run=False, triggered_by="system:test")
+    run = reconciliation_run(dry_run=False, triggered_by="system:test")
 
     assert run.status == RunStatus.FAILED and "STRIPE_API_KEY" in run.errors
     assert not Account.objects.exclude(stripe_customer_id="").exists()
@@ -59,7 +59,7 @@ def test_a_404_for_one_customer_is_recorded_against_it_and_the_run_goes_on(strip
     stripe_fake.add_subscription("sub_orphan", customer="cus_deleted_meanwhile")
     AccountFactory(stripe_customer_id="", email="waiting@example.com")
 
-    run = audit_run(dry_run=False, triggered_by="system:test")
+    run = reconciliation_run(dry_run=False, triggered_by="system:test")
 
     assert run.status in (RunStatus.APPLIED, RunStatus.HALTED)
     assert "cus_deleted_meanwhile" in run.errors

@@ -1,7 +1,7 @@
 """Benchmark the nightly audit on PostgreSQL against the Stripe fake over HTTP (separate process).
 
 Usage:
-  .venv/bin/python bench/audit.py --sizes 100000 1000000
+  .venv/bin/python bench/reconciliation.py --sizes 100000 1000000
 
 Each size runs in a fresh interpreter against a freshly created scratch database (default
 janitor_bench4), so peak RSS is that size's own. The fake Stripe serves
@@ -14,7 +14,7 @@ real changes while staying under the 5 % brake. What is measured is one nightly 
 Team accounts (issue 20): --members 1 10 runs each size twice, with one member per account and
 with ten (100,000 accounts with 1,000,000 members), and prints the ratio of their own work:
 
-  .venv/bin/python bench/audit.py --sizes 100000 --members 1 10
+  .venv/bin/python bench/reconciliation.py --sizes 100000 --members 1 10
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> d
     from django.db import connection
 
     from reconciliation import gateway
-    from reconciliation.services.audit import audit_run
+    from reconciliation.services.runs import reconciliation_run
     from reconciliation.services.subscriptions import subscription_fields
 
     call_command("migrate", verbosity=0)
@@ -176,7 +176,7 @@ def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> d
         profiler.enable()
     with connection.execute_wrapper(count):
         wall_started = time.perf_counter()
-        run = audit_run(dry_run=False, triggered_by="bench", on_progress=on_progress)
+        run = reconciliation_run(dry_run=False, triggered_by="bench", on_progress=on_progress)
         wall = time.perf_counter() - wall_started
     if profiler is not None:
         profiler.disable()

@@ -8,11 +8,11 @@ from django.views.decorators.http import require_GET, require_POST
 from janitor.permissions import staff_required
 from reconciliation.models import Outcome, ReconciliationRun
 from reconciliation.selectors.runs import run_detail, run_get, runs_page
-from reconciliation.services.audit import (
+from reconciliation.services.runs import (
     RunStateError,
-    audit_run_apply_queue,
-    audit_run_discard,
-    audit_run_queue,
+    reconciliation_run_apply_queue,
+    reconciliation_run_discard,
+    reconciliation_run_queue,
 )
 
 TEMPLATE_LIST = "reconciliation/runs.html"
@@ -35,7 +35,7 @@ def _run_or_404(run_id: int) -> ReconciliationRun:
 
 @require_GET
 @staff_required("reconciliation.view_reconciliation")
-def reconciliation_runs(request):
+def run_list_view(request):
     context = {
         "runs": runs_page(page_number=_page_number(request)),
         "can_run": request.user.has_perm("reconciliation.run_reconciliation"),
@@ -45,7 +45,7 @@ def reconciliation_runs(request):
 
 @require_GET
 @staff_required("reconciliation.view_reconciliation")
-def reconciliation_run_detail(request, run_id: int):
+def run_detail_view(request, run_id: int):
     try:
         detail = run_detail(
             run_id=run_id,
@@ -67,7 +67,7 @@ def reconciliation_run_detail(request, run_id: int):
 
 @require_GET
 @staff_required("reconciliation.view_reconciliation")
-def reconciliation_run_progress(request, run_id: int):
+def run_progress_view(request, run_id: int):
     """The run's status block; it keeps polling itself while the run is running."""
     context = {
         "run": _run_or_404(run_id),
@@ -80,9 +80,9 @@ def reconciliation_run_progress(request, run_id: int):
 
 @require_POST
 @staff_required("reconciliation.run_reconciliation")
-def reconciliation_run_start(request):
+def run_start_view(request):
     dry_run = request.POST.get("dry_run") == "1"
-    run = audit_run_queue(dry_run=dry_run, triggered_by=request.user.email)
+    run = reconciliation_run_queue(dry_run=dry_run, triggered_by=request.user.email)
     if run is None:
         messages.error(request, "A reconciliation run is already in progress.")
         if request.htmx:
@@ -117,15 +117,17 @@ def _decision(request, run_id: int, decide) -> object:
 
 @require_POST
 @staff_required("reconciliation.run_reconciliation")
-def reconciliation_run_apply(request, run_id: int):
+def run_apply_view(request, run_id: int):
     return _decision(
-        request, run_id, lambda run: audit_run_apply_queue(run=run, actor_user=request.user)
+        request,
+        run_id,
+        lambda run: reconciliation_run_apply_queue(run=run, actor_user=request.user),
     )
 
 
 @require_POST
 @staff_required("reconciliation.run_reconciliation")
-def reconciliation_run_discard(request, run_id: int):
+def run_discard_view(request, run_id: int):
     return _decision(
-        request, run_id, lambda run: audit_run_discard(run=run, actor_user=request.user)
+        request, run_id, lambda run: reconciliation_run_discard(run=run, actor_user=request.user)
     )

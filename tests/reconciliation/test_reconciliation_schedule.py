@@ -11,13 +11,13 @@ from django_q.models import Schedule
 from django_q.scheduler import scheduler
 
 from reconciliation.models import ReconciliationRun, RunStatus
-from reconciliation.services.audit import (
+from reconciliation.services.runs import (
     SCHEDULE_FUNC,
     SCHEDULE_NAME,
-    audit_run_start,
-    audit_schedule_ensure,
+    reconciliation_run_start,
+    reconciliation_schedule_ensure,
 )
-from reconciliation.tasks_audit import audit_scheduled
+from reconciliation.tasks import reconciliation_scheduled
 from tests.factories import AccountFactory
 
 
@@ -47,10 +47,10 @@ def _in_threads(target, n: int = 2) -> list:
 
 @pytest.mark.django_db
 @pytest.mark.smoke
-def test_audit_schedule_ensure_creates_one_cron_schedule_and_follows_the_setting(settings):
+def test_reconciliation_schedule_ensure_creates_one_cron_schedule_and_follows_the_setting(settings):
     settings.JANITOR_AUDIT_CRON = "30 2 * * *"
-    audit_schedule_ensure()
-    audit_schedule_ensure()
+    reconciliation_schedule_ensure()
+    reconciliation_schedule_ensure()
     schedule = Schedule.objects.get(name=SCHEDULE_NAME)
     assert (schedule.func, schedule.schedule_type, schedule.cron) == (
         SCHEDULE_FUNC,
@@ -62,7 +62,7 @@ def test_audit_schedule_ensure_creates_one_cron_schedule_and_follows_the_setting
     assert "'timeout': 3600" in schedule.kwargs
 
     settings.JANITOR_AUDIT_CRON = "15 4 * * *"
-    audit_schedule_ensure()
+    reconciliation_schedule_ensure()
     assert Schedule.objects.count() == 1
     schedule.refresh_from_db()
     assert (schedule.cron, schedule.next_run.hour, schedule.next_run.minute) == (
@@ -75,11 +75,11 @@ def test_audit_schedule_ensure_creates_one_cron_schedule_and_follows_the_setting
 @pytest.mark.django_db
 def test_a_second_scheduled_trigger_the_same_night_starts_nothing(stripe_fake, settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    assert audit_scheduled() is not None
-    assert audit_scheduled() is None
+    assert reconciliation_scheduled() is not None
+    assert reconciliation_scheduled() is None
     assert ReconciliationRun.objects.count() == 1
     # A person can still start one by hand.
-    assert audit_run_start(dry_run=True, triggered_by="admin@janitor.test") is not None
+    assert reconciliation_run_start(dry_run=True, triggered_by="admin@janitor.test") is not None
 
 
 @pytest.mark.django_db
@@ -91,12 +91,12 @@ def test_a_run_whose_worker_died_does_not_block_the_next(stripe_fake):
             "updated_at": (timezone.now() - timedelta(hours=1)).isoformat(),
         },
     )
-    run = audit_run_start(dry_run=True, triggered_by="test")
+    run = reconciliation_run_start(dry_run=True, triggered_by="test")
     assert run is not None
     dead.refresh_from_db()
     assert dead.status == RunStatus.FAILED
     # A live one does block.
-    assert audit_run_start(dry_run=True, triggered_by="test") is None
+    assert reconciliation_run_start(dry_run=True, triggered_by="test") is None
 
 
 @pytest.mark.postgres
@@ -107,7 +107,7 @@ def test_two_clusters_schedulers_on_postgresql_start_one_run(stripe_fake, settin
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="active")
     # Slow the listing so the two schedulers' work overlaps in time.
     stripe_fake.delay("/v1/subscriptions", 0.5, times=5)
-    audit_schedule_ensure()
+    reconciliation_schedule_ensure()
     Schedule.objects.filter(name=SCHEDULE_NAME).update(
         next_run=timezone.now() - timedelta(minutes=1)
     )
@@ -132,7 +132,7 @@ def test_two_workers_given_the_nightly_task_at_once_start_one_run(stripe_fake, s
     stripe_fake.add_subscription(customer=account.stripe_customer_id, status="active")
     stripe_fake.delay("/v1/subscriptions", 0.5, times=5)
 
-    results = _in_threads(audit_scheduled, n=3)
+    results = _in_threads(reconciliation_scheduled, n=3)
 
     assert sorted(r is not None for r in results) == [False, False, True]
     assert ReconciliationRun.objects.count() == 1

@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessComp, AccessStatus, Account, User
-from accounts.services.access import access_status_change, last_revoked_by_staff
+from accounts.services.access_status import access_status_change, last_revoked_by_staff
 from reconciliation.models import (
     FlagKind,
     Outcome,
@@ -63,7 +63,7 @@ def access_decide(
     return Outcome.START_GRACE
 
 
-# Outcomes that change an account's access status (what the audit's safety brake counts).
+# Outcomes that change an account's access status (what a reconciliation run's safety brake counts).
 STATUS_CHANGING = frozenset(
     {Outcome.START_GRACE, Outcome.PAYMENT_FAILED, Outcome.END_GRACE, Outcome.REACTIVATE}
 )
@@ -324,7 +324,7 @@ def grace_period_extend(
 def comp_record(
     *, account: Account, reason: str, expires_at: datetime, granted_by: User
 ) -> AccessComp:
-    """Record a deliberate manual grant so the audit stops flagging it until it expires."""
+    """Record a deliberate manual grant so reconciliation stops flagging it until it expires."""
     if not reason.strip():
         raise ValueError("A reason is required to record a comp.")
     now = timezone.now()

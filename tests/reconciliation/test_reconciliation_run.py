@@ -17,14 +17,14 @@ from reconciliation.models import (
     RunStatus,
     Subscription,
 )
-from reconciliation.services.audit import audit_run
+from reconciliation.services.runs import reconciliation_run
 from tests.factories import AccountFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def _run(**kwargs) -> ReconciliationRun:
-    run = audit_run(dry_run=kwargs.pop("dry_run", False), triggered_by="test", **kwargs)
+    run = reconciliation_run(dry_run=kwargs.pop("dry_run", False), triggered_by="test", **kwargs)
     assert run is not None
     return run
 

@@ -1,0 +1,1 @@
+"""Account pages and APIs, one module per feature; the routes are in accounts/urls.py."""

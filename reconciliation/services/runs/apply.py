@@ -1,0 +1,187 @@
+"""Applying a run: its planned links and outcomes, each re-checked under the account's lock at
+the moment of writing; an Admin's apply or discard of a halted run."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from reconciliation.models import Outcome, ReconciliationRun, RunLink, RunOutcome, RunStatus
+from reconciliation.services.access_decisions import (
+    access_outcome_apply_checked,
+    seats_flag_apply_checked,
+)
+from reconciliation.services.runs.common import (
+    RECONCILIATION_ACTOR,
+    Progress,
+    RunStateError,
+    enqueue_after_commit,
+)
+from reconciliation.services.sync import customer_link_write
+
+logger = logging.getLogger(__name__)
+
+APPLY_BATCH = 100
+APPLY_TASK = "reconciliation.tasks.reconciliation_apply_task"
+
+
+def links_apply(*, run: ReconciliationRun) -> list[str]:
+    """Write the run's planned links, each re-checked under the account's lock."""
+    errors: list[str] = []
+    last_id = 0
+    while True:
+        links = list(
+            RunLink.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id).order_by(
+                "pk"
+            )[:APPLY_BATCH]
+        )
+        if not links:
+            return errors
+        last_id = links[-1].pk
+        with transaction.atomic():
+            for link in links:
+                why = customer_link_write(account_id=link.account_id, customer_id=link.customer_id)
+                if why:
+                    link.skip_reason = why
+                else:
+                    link.applied = True
+            RunLink.objects.bulk_update(links, ["applied", "skip_reason"])
+
+
+def outcomes_apply(*, run: ReconciliationRun, progress: Progress | None = None) -> list[str]:
+    """Apply the run's saved outcomes, each decided again under the account's lock at the
+    moment of writing (access_outcome_apply_checked): one no longer right is skipped and the
+    reason kept on its row. Returns per-account errors.
+
+    Re-applying is a no-op for rows done or skipped, so a crash mid-way is finished by
+    applying again.
+    """
+    errors: list[str] = []
+    source = f"run:{run.pk}"
+    last_id = 0
+    applied = skipped = 0
+    decided_at = run.outcomes_decided_at or run.started_at
+    while True:
+        rows = list(
+            RunOutcome.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id)
+            .exclude(outcome=Outcome.NOT_CHECKED)
+            .select_related("account")
+            .order_by("pk")[:APPLY_BATCH]
+        )
+        if not rows:
+            break
+        last_id = rows[-1].pk
+        done: list[int] = []
+        skips: list[RunOutcome] = []
+        # One commit per batch, not per account (each commit waits for the WAL flush); the
+        # savepoint per account keeps one failure from undoing the others.
+        with transaction.atomic():
+            for row in rows:
+                try:
+                    if row.outcome == Outcome.FLAG_SEATS_EXCEEDED:
+                        why = seats_flag_apply_checked(
+                            account=row.account, actor=RECONCILIATION_ACTOR, run=run, source=source
+                        )
+                        if why:
+                            row.skip_reason = why[:255]
+                            skips.append(row)
+                        else:
+                            done.append(row.pk)
+                        continue
+                    # Atomic itself: inside this transaction, a savepoint.
+                    _, why = access_outcome_apply_checked(
+                        account=row.account,
+                        planned=row.outcome,
+                        planned_status=(row.detail or {}).get("access_status"),
+                        decided_at=decided_at,
+                        actor=RECONCILIATION_ACTOR,
+                        source=source,
+                        run=run,
+                        detail=row.detail,
+                    )
+                except Exception as exc:  # one account's failure must not stop the night
+                    logger.exception(
+                        "reconciliation run %s: applying %s failed", run.pk, row.account_id
+                    )
+                    errors.append(f"{row.account.public_id}: {row.outcome}: {exc}")
+                    continue
+                if why:
+                    row.skip_reason = why[:255]
+                    skips.append(row)
+                else:
+                    done.append(row.pk)
+            RunOutcome.objects.filter(pk__in=done).update(applied=True)
+            RunOutcome.objects.bulk_update(skips, ["skip_reason"])
+        applied += len(done)
+        skipped += len(skips)
+        if progress is not None:
+            progress.update(phase="applying", applied=applied, skipped=skipped)
+    if skipped:
+        run.counts = {**(run.counts or {}), "skipped_at_apply": skipped}
+        ReconciliationRun.objects.filter(pk=run.pk).update(counts=run.counts)
+    return errors
+
+
+# --- An Admin's decision on a halted run ----------------------------------------------------
+
+
+def reconciliation_run_apply_begin(
+    *, run: ReconciliationRun, actor_user: User
+) -> ReconciliationRun:
+    """Claim a halted run for applying (two clicks cannot both apply it)."""
+    with transaction.atomic():
+        locked = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.HALTED:
+            raise RunStateError(f"Run {locked.pk} is {locked.status}, not halted.")
+        if locked.dry_run:
+            raise RunStateError("A dry run's outcomes are for reading; start a real run instead.")
+        locked.status = RunStatus.RUNNING
+        locked.decided_by = actor_user
+        locked.decided_at = timezone.now()
+        locked.progress = {**locked.progress, "phase": "applying", "applied": 0}
+        locked.progress["updated_at"] = locked.decided_at.isoformat()
+        locked.save(update_fields=["status", "decided_by", "decided_at", "progress"])
+    return locked
+
+
+def reconciliation_run_apply_queue(
+    *, run: ReconciliationRun, actor_user: User
+) -> ReconciliationRun:
+    """Claim a halted run for applying and hand the apply to the queue after commit."""
+    claimed = reconciliation_run_apply_begin(run=run, actor_user=actor_user)
+    enqueue_after_commit(APPLY_TASK, claimed.pk)
+    return claimed
+
+
+def reconciliation_run_apply_finish(*, run: ReconciliationRun) -> ReconciliationRun:
+    """Apply exactly the outcomes the halted run saved, then mark it applied."""
+    progress = Progress(run, None)
+    progress.state.update(run.progress or {})
+    started = time.perf_counter()
+    errors = links_apply(run=run)
+    errors += outcomes_apply(run=run, progress=progress)
+    run.refresh_from_db()
+    run.durations = {**run.durations, "applying": round(time.perf_counter() - started, 3)}
+    run.status = RunStatus.APPLIED
+    run.errors = "\n".join(filter(None, [run.errors, *errors[:200]]))
+    run.progress = {**progress.state, "phase": "done", "updated_at": timezone.now().isoformat()}
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+def reconciliation_run_discard(*, run: ReconciliationRun, actor_user: User) -> ReconciliationRun:
+    """Throw a halted run's outcomes away (they stay readable); nothing is applied."""
+    with transaction.atomic():
+        locked = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.HALTED:
+            raise RunStateError(f"Run {locked.pk} is {locked.status}, not halted.")
+        locked.status = RunStatus.DISCARDED
+        locked.decided_by = actor_user
+        locked.decided_at = timezone.now()
+        locked.save(update_fields=["status", "decided_by", "decided_at"])
+    return locked
