@@ -137,3 +137,29 @@ def test_two_workers_given_the_nightly_task_at_once_start_one_run(stripe_fake, s
     assert sorted(r is not None for r in results) == [False, False, True]
     assert ReconciliationRun.objects.count() == 1
     assert ReconciliationRun.objects.get().status == RunStatus.APPLIED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_schedule_of_the_old_task_module_follows_the_rename():
+    """Migration 0005: a deployment that upgrades without ensure_schedules keeps its nightly run
+    (the task moved from reconciliation.tasks_audit to reconciliation.tasks)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("reconciliation", "0004_team_accounts")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old_func = "reconciliation.tasks_audit.audit_scheduled"
+    Schedule.objects.create(
+        name="nightly", func=old_func, schedule_type=Schedule.CRON, cron="0 3 * * *"
+    )
+    Schedule.objects.create(name="other", func="janitor.tasks.notices_retry_task")
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    funcs = dict(Schedule.objects.values_list("name", "func"))
+    assert funcs == {
+        "nightly": "reconciliation.tasks.reconciliation_scheduled",
+        "other": "janitor.tasks.notices_retry_task",
+    }
+    from reconciliation.tasks import reconciliation_scheduled  # the new path imports
+
+    assert callable(reconciliation_scheduled)
