@@ -19,10 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
+from stripe import Subscription as _SdkSubscription
 
 from tests.fakes.fixtures import stripe_fixture
 
@@ -34,18 +35,19 @@ MAX_EVIDENCE_FIELD_CHARS = 20_000
 MAX_EVIDENCE_TOTAL_CHARS = 150_000
 MAX_EVENT_TYPES = 20
 
-SUBSCRIPTION_STATUSES = frozenset(
-    {
-        "incomplete",
-        "incomplete_expired",
-        "trialing",
-        "active",
-        "past_due",
-        "canceled",
-        "unpaid",
-        "paused",
-    }
-)
+
+def _sdk_literal(annotation: Any) -> frozenset[str]:
+    """The values of the Literal in a stripe-python annotation (enums are `Literal[...] | str`)."""
+    for arg in get_args(annotation):
+        if get_origin(arg) is Literal:
+            return frozenset(get_args(arg))
+    raise TypeError(f"no Literal in {annotation!r}: has stripe-python changed how it types enums?")
+
+
+# Stripe's subscription statuses, as the pinned SDK types them (reconciliation.models'
+# SubscriptionStatus lists the same; test_contract checks it). Not from the model: this module
+# also runs where Django is not set up (the drills import it first, bench serves it alone).
+SUBSCRIPTION_STATUSES = _sdk_literal(_SdkSubscription.__annotations__["status"])
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 SUBSCRIPTION_LIST_STATUSES = SUBSCRIPTION_STATUSES | {"all", "ended"}
 PERIOD_SECONDS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from reconciliation.models import SubscriptionStatus
 from tests.fakes import stripe_fake as fake_module
 from tests.fakes.contract import contract_violations, list_envelope_violations
 from tests.fakes.fixtures import fixture_versions, stripe_fixture
@@ -218,3 +219,8 @@ def test_the_contract_fails_on_a_wrong_json_type():
     assert contract_violations(obj, stripe_fixture("charge")) == [
         "amount is string, Stripe sends number"
     ]
+
+
+def test_janitors_subscription_statuses_are_stripes():
+    """The model's choices (and its check constraint) take every status the fake and Stripe send."""
+    assert set(SubscriptionStatus.values) == fake_module.SUBSCRIPTION_STATUSES

@@ -5,7 +5,7 @@ from django.core.management import call_command
 
 from accounts.models import AccessAudit, Account, ActivityLog, User
 from janitor.demo import DEMO_PASSWORD, DEMO_STAFF
-from reconciliation.models import Dispute, Flag, Subscription, WebhookEvent
+from reconciliation.models import Dispute, Flag, Subscription, SubscriptionStatus, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -32,16 +32,7 @@ def test_seed_demo_is_idempotent_and_covers_every_status(capsys):
         and acme.disputes.filter(status="needs_response").exists()
     )
     statuses = set(Subscription.objects.values_list("status", flat=True))
-    assert statuses == {
-        "incomplete",
-        "incomplete_expired",
-        "trialing",
-        "active",
-        "past_due",
-        "canceled",
-        "unpaid",
-        "paused",
-    }
+    assert statuses == set(SubscriptionStatus.values)
     assert Account.objects.filter(subscriptions__isnull=True).exists()  # manual grant
     assert Account.objects.filter(is_active=False, subscriptions__status="active").exists()
     assert first["Dispute"] >= 4 and first["ActivityLog"] > 10_000

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accounts.models import AccessAudit, AccessStatus
 from accounts.services.access_status import access_status_change
-from reconciliation.models import Flag, FlagKind, Outcome, Subscription
+from reconciliation.models import Flag, FlagKind, Outcome, Subscription, SubscriptionStatus
 from reconciliation.services.access_decisions import (
     access_decide,
     comp_record,
@@ -21,16 +21,7 @@ from reconciliation.services.subscriptions import subscription_apply, subscripti
 from tests.factories import AccountFactory, SubscriptionFactory
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
-STATUSES = [
-    "incomplete",
-    "incomplete_expired",
-    "trialing",
-    "active",
-    "past_due",
-    "canceled",
-    "unpaid",
-    "paused",
-]
+STATUSES = SubscriptionStatus.values
 
 
 def decide(access_status="active", subs=(), comp=False, staff=False, grace_ends_at=None):
