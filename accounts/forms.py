@@ -96,3 +96,13 @@ class MemberChangeForm(forms.Form):
         if not reason:
             raise forms.ValidationError("Say why (for the audit).")
         return reason
+
+
+class TwoFactorEnrolActionForm(forms.Form):
+    """Which step of the enrol page was posted: start (show the secret), confirm (with a code),
+    or new backup codes. Anything else starts over, as the page always did."""
+
+    action = forms.CharField(required=False)
+
+    def action_name(self) -> str:
+        return self.cleaned_data["action"] if self.is_valid() else ""

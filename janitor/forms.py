@@ -1,10 +1,12 @@
-"""Sign-in forms: every one throttled; customers cannot sign in to the dashboard."""
+"""Forms of the dashboard shell: sign-in (every one throttled; customers cannot sign in to the
+dashboard) and notice preferences."""
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.backends import ACCESS_REFUSED_MESSAGE
+from janitor.models import NoticeKind
 from janitor.ratelimit import (
     LOCKED_MESSAGE,
     LoginThrottled,
@@ -59,3 +61,17 @@ class StaffLoginForm(AccessRefusalMixin, ThrottledAuthenticationForm):
 
 class AdminLoginForm(ThrottledAuthenticationForm, AdminAuthenticationForm):
     """The Django admin's own form (staff only, its own messages), behind the same throttle."""
+
+
+class _KnownChoices(forms.MultipleChoiceField):
+    """A multiple choice that drops the values it does not know instead of refusing the form."""
+
+    def clean(self, value: object) -> list[str]:
+        return [choice for choice in self.to_python(value) if self.valid_value(choice)]
+
+
+class NoticePreferencesForm(forms.Form):
+    """The kinds of notice a staff member mutes. Lenient as the page always was: values that
+    are not kinds are dropped (the service also leaves out the kinds that cannot be muted)."""
+
+    muted = _KnownChoices(choices=NoticeKind.choices, required=False)

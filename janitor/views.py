@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import AccessStatus
+from janitor.forms import NoticePreferencesForm
 from janitor.models import NoticeKind, NoticeStatus
 from janitor.permissions import staff_required
 from janitor.selectors import (
@@ -83,7 +84,9 @@ def notice_preferences(request):
     """Any staff member: which kinds of notice they receive by email (approvals stay on)."""
     notice = ""
     if request.method == "POST":
-        notice_mutes_set(user=request.user, kinds=request.POST.getlist("muted"))
+        form = NoticePreferencesForm(request.POST)
+        form.is_valid()  # never refused: unknown kinds are dropped
+        notice_mutes_set(user=request.user, kinds=form.cleaned_data["muted"])
         notice = "Saved."
     return render(
         request,

@@ -63,48 +63,53 @@ def _panel_outcome(request, public_id: str, *, notice: str = "", error: str = ""
     return redirect("account_detail", public_id=public_id)
 
 
+def _panel_action(request, public_id: str, *, form_key: str, form_class, act, notice: str):
+    """The access panel's two actions: read the form, call the service, answer in place. `act`
+    takes the account and the form's cleaned data; a refusal is shown with the form kept."""
+    account = get_object_or_404(Account, public_id=public_id)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return _panel_outcome(
+            request, public_id, error="A reason is required.", forms={form_key: form}
+        )
+    try:
+        act(account, form.cleaned_data)
+    except RevocationError as exc:
+        return _panel_outcome(request, public_id, error=str(exc), forms={form_key: form})
+    return _panel_outcome(request, public_id, notice=notice)
+
+
 @require_POST
 @staff_required("accounts.request_revocation")
 def revocation_request_create(request, public_id: str):
-    account = get_object_or_404(Account, public_id=public_id)
-    form = RevocationRequestForm(request.POST)
-    if not form.is_valid():
-        return _panel_outcome(
-            request, public_id, error="A reason is required.", forms={"request": form}
-        )
-    try:
-        revocation_request(
+    return _panel_action(
+        request,
+        public_id,
+        form_key="request",
+        form_class=RevocationRequestForm,
+        act=lambda account, data: revocation_request(
             account=account,
             requested_by=request.user,
-            reason=form.cleaned_data["reason"],
-            reference=form.cleaned_data["reference"],
-        )
-    except RevocationError as exc:
-        return _panel_outcome(request, public_id, error=str(exc), forms={"request": form})
-    return _panel_outcome(
-        request, public_id, notice="Revocation requested: an Admin who is not you must approve it."
+            reason=data["reason"],
+            reference=data["reference"],
+        ),
+        notice="Revocation requested: an Admin who is not you must approve it.",
     )
 
 
 @require_POST
 @staff_required("accounts.restore_access")
 def access_restore_view(request, public_id: str):
-    account = get_object_or_404(Account, public_id=public_id)
-    form = RestoreForm(request.POST)
-    if not form.is_valid():
-        return _panel_outcome(
-            request, public_id, error="A reason is required.", forms={"restore": form}
-        )
-    try:
-        access_restore(
-            account=account,
-            actor=request.user,
-            reason=form.cleaned_data["reason"],
-            reference=form.cleaned_data["reference"],
-        )
-    except RevocationError as exc:
-        return _panel_outcome(request, public_id, error=str(exc), forms={"restore": form})
-    return _panel_outcome(request, public_id, notice="Access restored.")
+    return _panel_action(
+        request,
+        public_id,
+        form_key="restore",
+        form_class=RestoreForm,
+        act=lambda account, data: access_restore(
+            account=account, actor=request.user, reason=data["reason"], reference=data["reference"]
+        ),
+        notice="Access restored.",
+    )
 
 
 def _render_list(request, *, notice: str = "", error: str = ""):

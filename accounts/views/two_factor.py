@@ -12,7 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.forms import TwoFactorCodeForm, TwoFactorResetForm
+from accounts.forms import TwoFactorCodeForm, TwoFactorEnrolActionForm, TwoFactorResetForm
 from accounts.models import User
 from accounts.selectors import staff_two_factor_list, two_factor_enrolled
 from accounts.services.two_factor import (
@@ -89,7 +89,9 @@ def two_factor_enrol_view(request):
     enrolled = two_factor_enrolled(user=user)
     if enrolled and not user.is_verified():
         return redirect(f"{reverse('two_factor_verify')}?next={reverse('two_factor_enrol')}")
-    action = request.POST.get("action", "") if request.method == "POST" else ""
+    action = (
+        TwoFactorEnrolActionForm(request.POST).action_name() if request.method == "POST" else ""
+    )
     if action == "backup_codes" and enrolled:
         codes = two_factor_backup_codes_replace(user=user)
         return render(request, "accounts/two_factor_codes.html", {"codes": codes, "next": ""})

@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.models import AccessStatus, Account, User
+from janitor.sorting import sort_links
 from reconciliation.models import Dispute, Subscription
 
 MIN_FRAGMENT = 3
@@ -222,20 +223,6 @@ class AccountListPage:
         return self.filters.query_string(page=1)
 
 
-def _sort_links(filters: AccountFilters) -> dict:
-    links = {}
-    current = filters.sort.lstrip("-")
-    descending = filters.sort.startswith("-")
-    for key in SORTS:
-        if key == current:
-            target = key if descending else f"-{key}"
-            direction = "desc" if descending else "asc"
-        else:
-            target, direction = key, ""
-        links[key] = {"query": filters.query_string(sort=target, page=1), "direction": direction}
-    return links
-
-
 def account_list_page(*, filters: AccountFilters, per_page: int = PAGE_SIZE) -> AccountListPage:
     """Every customer account, optionally by access status, sorted and paginated."""
     qs = _customers()
@@ -255,4 +242,8 @@ def account_list_page(*, filters: AccountFilters, per_page: int = PAGE_SIZE) -> 
         "stripe_customer_id",
     )
     page = Paginator(qs, per_page).get_page(filters.page)
-    return AccountListPage(filters=filters, page=page, sort_links=_sort_links(filters))
+    return AccountListPage(
+        filters=filters,
+        page=page,
+        sort_links=sort_links(keys=SORTS, sort=filters.sort, query_string=filters.query_string),
+    )

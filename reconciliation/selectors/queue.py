@@ -13,6 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
+from janitor.sorting import sort_links
 from reconciliation.models import Flag, FlagKind, FlagNote, FlagStatus
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -170,16 +171,9 @@ class QueuePage:
     @property
     def sort_links(self) -> dict[str, dict]:
         """Per sortable column: the query string that sorts by it, and its current direction."""
-        links = {}
-        for key in SORTS:
-            current = self.filters.sort.lstrip("-") == key
-            descending = self.filters.sort.startswith("-")
-            wanted = key if current and descending else f"-{key}" if current else key
-            links[key] = {
-                "query": self.filters.query_string(sort=wanted, page=1),
-                "direction": ("desc" if descending else "asc") if current else "",
-            }
-        return links
+        return sort_links(
+            keys=SORTS, sort=self.filters.sort, query_string=self.filters.query_string
+        )
 
     @property
     def base_query(self) -> str:

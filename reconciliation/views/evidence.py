@@ -1,7 +1,6 @@
 """Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
@@ -15,6 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts.models import Account
 from janitor.labels import provider_error_plain
 from janitor.permissions import staff_required
+from reconciliation.forms import DisputeSubmitForm, EvidenceWindowForm, form_error
 from reconciliation.gateway import GatewayError
 from reconciliation.models import Dispute
 from reconciliation.selectors.evidence import (
@@ -33,7 +33,6 @@ from reconciliation.services.evidence import (
     evidence_pdf_export,
 )
 
-MAX_DAYS = 366
 STATUS_FILTERS = [
     ("open", "Open (needs action or under review)"),
     ("due_soon", "Response due within 7 days"),
@@ -45,44 +44,12 @@ STATUS_FILTERS = [
 ]
 
 
-def _days(value) -> int | None:
-    try:
-        days = int(value)
-    except (TypeError, ValueError):
-        return None
-    return min(max(days, 1), MAX_DAYS)
-
-
-def _chosen_window(data) -> tuple[datetime | None, datetime | None]:
-    """The window Finance chose (dates, whole UTC days), or (None, None) for the default."""
-    try:
-        since = date.fromisoformat(data.get("since", ""))
-    except ValueError:
-        return None, None
-    try:
-        until_day = date.fromisoformat(data.get("until", ""))
-    except ValueError:
-        until_day = None
-    since_at = datetime.combine(since, time.min, tzinfo=UTC)
-    until_at = (
-        min(datetime.combine(until_day, time.max, tzinfo=UTC), timezone.now())
-        if until_day
-        else None
-    )
-    if until_at is not None and until_at < since_at:
-        since_at, until_at = datetime.combine(until_day, time.min, tzinfo=UTC), since_at
-    # Never wider than a year: the pack must stay under Stripe's 5 MB.
-    if (until_at or timezone.now()) - since_at > timedelta(days=MAX_DAYS):
-        since_at = (until_at or timezone.now()) - timedelta(days=MAX_DAYS)
-    return since_at, until_at
-
-
 def _account(public_id: str) -> Account:
     return get_object_or_404(Account, public_id=public_id)
 
 
-def _dispute_for(request, account: Account) -> Dispute | None:
-    provider_id = request.POST.get("dispute", "")
+def _dispute_for(form: EvidenceWindowForm, account: Account) -> Dispute | None:
+    provider_id = form.cleaned_data.get("dispute", "")
     if not provider_id:
         return None
     return get_object_or_404(Dispute, provider_id=provider_id, account=account)
@@ -92,7 +59,9 @@ def _dispute_for(request, account: Account) -> Dispute | None:
 @staff_required("reconciliation.view_disputes")
 def account_evidence_panel(request, public_id: str):
     account = _account(public_id)
-    summary = evidence_summary(account=account, days=_days(request.GET.get("days")))
+    summary = evidence_summary(
+        account=account, days=EvidenceWindowForm(request.GET).cleaned_data.get("days")
+    )
     context = {
         "account": account,
         "summary": summary,
@@ -115,19 +84,27 @@ def _download_headers(account: Account, extension: str) -> dict[str, str]:
     }
 
 
-@require_POST
-@staff_required("reconciliation.export_evidence")
-def evidence_pdf(request, public_id: str):
+def _export(request, public_id: str, export) -> tuple[Account, object]:
+    """Run one export service (PDF or CSV) over the window and dispute the form names; the
+    service records the export in the evidence audit."""
     account = _account(public_id)
-    since, until = _chosen_window(request.POST)
-    pdf = evidence_pdf_export(
+    form = EvidenceWindowForm(request.POST)
+    since, until = form.window()
+    result = export(
         account=account,
         actor=request.user,
-        days=_days(request.POST.get("days")),
-        dispute=_dispute_for(request, account),
+        days=form.cleaned_data.get("days"),
+        dispute=_dispute_for(form, account),
         since=since,
         until=until,
     )
+    return account, result
+
+
+@require_POST
+@staff_required("reconciliation.export_evidence")
+def evidence_pdf(request, public_id: str):
+    account, pdf = _export(request, public_id, evidence_pdf_export)
     return HttpResponse(
         pdf, content_type="application/pdf", headers=_download_headers(account, "pdf")
     )
@@ -136,16 +113,7 @@ def evidence_pdf(request, public_id: str):
 @require_POST
 @staff_required("reconciliation.export_evidence")
 def evidence_csv(request, public_id: str):
-    account = _account(public_id)
-    since, until = _chosen_window(request.POST)
-    lines = evidence_csv_export(
-        account=account,
-        actor=request.user,
-        days=_days(request.POST.get("days")),
-        dispute=_dispute_for(request, account),
-        since=since,
-        until=until,
-    )
+    account, lines = _export(request, public_id, evidence_csv_export)
     return StreamingHttpResponse(
         lines, content_type="text/csv; charset=utf-8", headers=_download_headers(account, "csv")
     )
@@ -177,7 +145,7 @@ def dispute_detail(request, provider_id: str):
             {"dispute": dispute, "exports": dispute_exports(dispute=dispute)},
         )
     window = dispute_evidence_window(dispute=dispute)
-    since, until = _chosen_window(request.GET)
+    since, until = EvidenceWindowForm(request.GET).window()
     chosen = since is not None
     if not chosen and window is not None:
         since, until = window.since, window.until
@@ -208,7 +176,7 @@ def dispute_detail(request, provider_id: str):
 def dispute_stage(request, provider_id: str):
     dispute = dispute_get(provider_id=provider_id)
     try:
-        since, until = _chosen_window(request.POST)
+        since, until = EvidenceWindowForm(request.POST).window()
         dispute_evidence_stage(dispute=dispute, actor=request.user, since=since, until=until)
     except EvidenceRefused as exc:
         messages.error(request, str(exc))
@@ -223,8 +191,9 @@ def dispute_stage(request, provider_id: str):
 @staff_required("reconciliation.submit_dispute_evidence")
 def dispute_submit(request, provider_id: str):
     dispute = dispute_get(provider_id=provider_id)
-    if request.POST.get("confirm") != "submit":
-        messages.error(request, "Not submitted: confirm that the evidence goes to Stripe for good.")
+    form = DisputeSubmitForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form_error(form))
         return _back_to(request, dispute)
     try:
         dispute_evidence_submit(dispute=dispute, actor=request.user)

@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from janitor.permissions import staff_required
+from reconciliation.forms import RunStartForm
 from reconciliation.models import Outcome, ReconciliationRun
 from reconciliation.selectors.runs import run_detail, run_get, runs_page
 from reconciliation.services.runs import (
@@ -81,7 +82,7 @@ def run_progress_view(request, run_id: int):
 @require_POST
 @staff_required("reconciliation.run_reconciliation")
 def run_start_view(request):
-    dry_run = request.POST.get("dry_run") == "1"
+    dry_run = RunStartForm(request.POST).is_dry_run()
     run = reconciliation_run_queue(dry_run=dry_run, triggered_by=request.user.email)
     if run is None:
         messages.error(request, "A reconciliation run is already in progress.")
