@@ -3,8 +3,10 @@ stored all or nothing, repeats recognised by the product's own event ids."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -36,7 +38,7 @@ class ActivityBatchInvalid(JanitorError):
 
     kind = ErrorKind.INVALID
 
-    def __init__(self, message: str, errors: list[dict] | None = None) -> None:
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.errors = errors or []
@@ -47,7 +49,7 @@ class IngestResult:
     received: int
     stored: int
     duplicates: int
-    errors: list[dict] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 _KINDS = frozenset(ActivityKind.values)
@@ -61,7 +63,7 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def _parse_time(value, now: datetime) -> tuple[datetime | None, str | None]:
+def _parse_time(value: object, now: datetime) -> tuple[datetime | None, str | None]:
     if not isinstance(value, str) or not value:
         return None, "required: an ISO 8601 time with a timezone"
     try:
@@ -79,72 +81,91 @@ def _parse_time(value, now: datetime) -> tuple[datetime | None, str | None]:
     return parsed, None
 
 
-def _validate_item(index: int, item, now: datetime) -> tuple[dict | None, dict | None]:
-    """(clean values, None) or (None, error entry) for one event."""
+def _unstorable(value: object) -> str | None:
+    """PostgreSQL text cannot hold NUL or a lone surrogate; say so instead of a 500."""
+    if isinstance(value, str) and "\x00" in value:
+        return "contains a NUL character"
+    if isinstance(value, str) and not _encodable(value):
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _event_id(value: object, now: datetime) -> tuple[object, str | None]:
+    if not isinstance(value, str) or not value.strip():
+        return value, "required: the product's own id for this event (a string)"
+    if len(value) > CLIENT_EVENT_ID_MAX:
+        return value, f"longer than {CLIENT_EVENT_ID_MAX} characters"
+    return value, None
+
+
+def _account(value: object, now: datetime) -> tuple[object, str | None]:
+    if not isinstance(value, str) or not value.strip():
+        return value, "required: the account's public id"
+    return value, None
+
+
+def _kind(value: object, now: datetime) -> tuple[object, str | None]:
+    if not isinstance(value, str) or value not in _KINDS:
+        return value, f"must be one of {', '.join(sorted(_KINDS))}"
+    return value, None
+
+
+def _cut_text(limit: int) -> Callable[[object, datetime], tuple[object, str | None]]:
+    """An optional string, cut (not refused) past `limit`: a long path or user agent is still
+    proof of usage."""
+
+    def check(value: object, now: datetime) -> tuple[object, str | None]:
+        if value is None:
+            return "", None
+        if not isinstance(value, str):
+            return value, "must be a string"
+        return value[:limit], None
+
+    return check
+
+
+def _ip(value: object, now: datetime) -> tuple[object, str | None]:
+    if value in (None, ""):
+        return None, None
+    clean = valid_ip(value) if isinstance(value, str) else None
+    return clean, None if clean is not None else "not an IPv4 or IPv6 address"
+
+
+# field -> (its check, whether the raw value must be storable text, its default when absent).
+# A check takes (raw value, now) and returns (clean value, error or None).
+FIELDS: dict[str, tuple[Callable[[object, datetime], tuple[object, str | None]], bool, object]] = {
+    "id": (_event_id, True, None),
+    "account": (_account, True, None),
+    "occurred_at": (_parse_time, False, None),
+    "kind": (_kind, False, None),
+    "path": (_cut_text(PATH_MAX), True, ""),
+    "ip": (_ip, False, None),
+    "user_agent": (_cut_text(USER_AGENT_MAX), True, ""),
+}
+
+
+def _validate_item(
+    index: int, item: object, now: datetime
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(clean values, None) or (None, error entry) for one event, field by field (FIELDS)."""
     if not isinstance(item, dict):
         return None, {"index": index, "id": None, "errors": {"event": "must be a JSON object"}}
+    clean: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    event_id = item.get("id")
-    if not isinstance(event_id, str) or not event_id.strip():
-        errors["id"] = "required: the product's own id for this event (a string)"
-    elif len(event_id) > CLIENT_EVENT_ID_MAX:
-        errors["id"] = f"longer than {CLIENT_EVENT_ID_MAX} characters"
-    account = item.get("account")
-    if not isinstance(account, str) or not account.strip():
-        errors["account"] = "required: the account's public id"
-    occurred_at, time_error = _parse_time(item.get("occurred_at"), now)
-    if time_error:
-        errors["occurred_at"] = time_error
-    kind = item.get("kind")
-    if not isinstance(kind, str) or kind not in _KINDS:
-        errors["kind"] = f"must be one of {', '.join(sorted(_KINDS))}"
-    path = item.get("path", "")
-    if path is None:
-        path = ""
-    if not isinstance(path, str):
-        errors["path"] = "must be a string"
-    ip = item.get("ip")
-    ip_clean = None
-    if ip not in (None, ""):
-        ip_clean = valid_ip(ip) if isinstance(ip, str) else None
-        if ip_clean is None:
-            errors["ip"] = "not an IPv4 or IPv6 address"
-    user_agent = item.get("user_agent", "")
-    if user_agent is None:
-        user_agent = ""
-    if not isinstance(user_agent, str):
-        errors["user_agent"] = "must be a string"
-    for name, value in (
-        ("id", event_id),
-        ("account", account),
-        ("path", path),
-        ("user_agent", user_agent),
-    ):
-        # PostgreSQL text cannot hold NUL or a lone surrogate; say so instead of a 500.
-        if isinstance(value, str) and "\x00" in value:
-            errors[name] = "contains a NUL character"
-        elif isinstance(value, str) and not _encodable(value):
-            errors[name] = "is not valid Unicode (a lone surrogate)"
+    for name, (check, text, default) in FIELDS.items():
+        raw = item.get(name, default)
+        clean[name], error = check(raw, now)
+        error = (_unstorable(raw) if text else None) or error
+        if error:
+            errors[name] = error
     if errors:
-        safe_id = (
-            event_id
-            if isinstance(event_id, str) and "\x00" not in event_id and _encodable(event_id)
-            else None
-        )
+        event_id = item.get("id")
+        safe_id = event_id if isinstance(event_id, str) and not _unstorable(event_id) else None
         return None, {"index": index, "id": safe_id, "errors": errors}
-    return {
-        "id": event_id,
-        "account": account,
-        "occurred_at": occurred_at,
-        "kind": kind,
-        # Long paths and user agents are cut, not refused: they are still proof of usage.
-        "path": path[:PATH_MAX],
-        "ip": ip_clean,
-        "user_agent": user_agent[:USER_AGENT_MAX],
-    }, None
+    return clean, None
 
 
-def activity_ingest(*, token: ApiToken, events) -> IngestResult:
+def activity_ingest(*, token: ApiToken, events: object) -> IngestResult:
     """Store a product's batch of events, all or none.
 
     Any invalid item rejects the whole batch (ActivityBatchInvalid lists every bad item), so a
@@ -160,14 +181,15 @@ def activity_ingest(*, token: ApiToken, events) -> IngestResult:
     if not events:
         raise ActivityBatchInvalid("The batch holds no events.")
     now = timezone.now()
-    clean: list[tuple[int, dict]] = []
-    errors: list[dict] = []
+    clean: list[tuple[int, dict[str, Any]]] = []
+    errors: list[dict[str, Any]] = []
     seen_ids: set[str] = set()
     for index, item in enumerate(events):
         values, error = _validate_item(index, item, now)
         if error is not None:
             errors.append(error)
             continue
+        assert values is not None  # _validate_item returns values or an error, never neither
         if values["id"] in seen_ids:
             errors.append(
                 {"index": index, "id": values["id"], "errors": {"id": "repeated in this batch"}}
