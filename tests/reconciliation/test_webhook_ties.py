@@ -63,7 +63,7 @@ def test_refetched_invoice_view_does_not_hide_a_later_event(stripe_fake):
     assert account.access_status == AccessStatus.ACTIVE
 
 
-def test_a_change_in_the_same_second_as_an_audit_fetch_is_not_dropped(stripe_fake):
+def test_a_change_in_the_same_second_as_a_reconciliation_fetch_is_not_dropped(stripe_fake):
     """The audit stamps mirror rows with its fetch time (sub-second); Stripe's event for a
     cancellation later in that second carries the whole second, which looks older. Found by
     the invariant test: it must be settled by asking the provider, not dropped as stale."""
