@@ -3,6 +3,7 @@
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -59,7 +60,7 @@ class AccessStatus(models.TextChoices):
     REVOKED = "revoked", "Revoked"
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def get_by_natural_key(self, username):
@@ -176,7 +177,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         constraints = [
@@ -223,28 +224,37 @@ class User(AbstractBaseUser, PermissionsMixin):
         """Re-read the member, and the account it reads its access from when that is loaded
         (a member's access_status must not go stale behind a fresh member row)."""
         super().refresh_from_db(*args, **kwargs)
-        if self.account_id and User.account.is_cached(self):
-            self.account.refresh_from_db()
+        if User.account.is_cached(self) and (account := self._account) is not None:
+            account.refresh_from_db()
+
+    @property
+    def _account(self) -> Account | None:
+        """The member's account; None for staff, read without a query when there is none."""
+        return self.account if self.account_id else None
 
     # The account's access, read through the member (staff have no account: always active).
     @property
     def access_status(self) -> str:
-        return self.account.access_status if self.account_id else AccessStatus.ACTIVE
+        account = self._account
+        return account.access_status if account is not None else AccessStatus.ACTIVE
 
     @property
-    def grace_ends_at(self):
-        return self.account.grace_ends_at if self.account_id else None
+    def grace_ends_at(self) -> datetime | None:
+        account = self._account
+        return account.grace_ends_at if account is not None else None
 
     @property
     def stripe_customer_id(self) -> str:
-        return self.account.stripe_customer_id if self.account_id else ""
+        account = self._account
+        return account.stripe_customer_id if account is not None else ""
 
     @property
     def can_log_in(self) -> bool:
         """Enabled, and (for a customer) the account grants access."""
         if not self.is_active:
             return False
-        return self.account_id is None or self.account.grants_access
+        account = self._account
+        return account is None or account.grants_access
 
     @property
     def staff_role(self) -> str:

@@ -3,8 +3,9 @@ number of queries."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TypeVar
 
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -31,7 +32,10 @@ def access_panel_get(*, public_id: str) -> AccessPanel:
     return AccessPanel(account, open_request, last_request)
 
 
-def _with_people(qs: QuerySet) -> QuerySet:
+_M = TypeVar("_M", bound=Model)
+
+
+def _with_people(qs: QuerySet[_M]) -> QuerySet[_M]:
     return qs.select_related("account", "requested_by", "decided_by")
 
 
@@ -44,7 +48,7 @@ def revocation_open_list() -> list[RevocationRequest]:
     )
 
 
-def revocation_history_list() -> QuerySet:
+def revocation_history_list() -> QuerySet[RevocationRequest]:
     """Decided requests with their outcomes, newest first (paginate it)."""
     return _with_people(
         RevocationRequest.objects.filter(
@@ -63,7 +67,7 @@ def access_audit_list(
     actor: str = "",
     date_from: date | None = None,
     date_to: date | None = None,
-) -> QuerySet:
+) -> QuerySet[AccessAudit]:
     """The access audit, newest first, filtered; dates are whole UTC days, both inclusive."""
     qs = AccessAudit.objects.select_related("account", "actor_user", "approver")
     if account:

@@ -2,6 +2,7 @@
 
 import time
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -52,8 +53,8 @@ def access_status_change(
     reference: str = "",
     source: str = "",
     grace_ends_at: datetime | None = None,
-    details: dict | None = None,
-    timings: dict | None = None,
+    details: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> AccessAudit:
     """Move one account to `to_status` and write its audit row, in one transaction.
 

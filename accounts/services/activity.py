@@ -10,6 +10,7 @@ import logging
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import ActivityKind, ActivityLog, User
@@ -23,7 +24,7 @@ USER_AGENT_MAX = 500
 # --- Request capture ------------------------------------------------------------------------
 
 
-def client_ip(request) -> str | None:
+def client_ip(request: HttpRequest) -> str | None:
     """The caller's IP: X-Forwarded-For is believed only when the direct peer is a trusted proxy.
 
     Walks the header from the right (each proxy appends), skipping trusted proxies, so a client
@@ -59,7 +60,7 @@ def _throttle_key(*, user: User, path: str) -> str:
     return f"activity:{user.public_id}:{digest}"
 
 
-def activity_record_request(*, user: User, request) -> ActivityLog | None:
+def activity_record_request(*, user: User, request: HttpRequest) -> ActivityLog | None:
     """Record one request, at most once per (user, path) per throttle window.
 
     The window lives in the shared cache (Redis in production): cache.add is atomic there, so
@@ -87,7 +88,7 @@ def activity_record_request(*, user: User, request) -> ActivityLog | None:
         raise
 
 
-def activity_record_login(*, user: User, request) -> ActivityLog:
+def activity_record_login(*, user: User, request: HttpRequest | None) -> ActivityLog:
     """Record a login (never throttled: every login is evidence). Call it from user_logged_in."""
     return ActivityLog.objects.create(
         member=user,

@@ -70,7 +70,7 @@ class ImportReport:
         return not self.refused
 
 
-def _parse(reader: csv.DictReader) -> tuple[list[ImportRow], list[tuple[int, str]]]:
+def _parse(reader: "csv.DictReader[str]") -> tuple[list[ImportRow], list[tuple[int, str]]]:
     missing = [c for c in IMPORT_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         return [], [(1, f"header lacks column(s): {', '.join(missing)}")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -133,7 +134,7 @@ def revocation_reject(*, revocation_id: int, approver: User, comment: str) -> Re
     return revocation
 
 
-def _history_entry(action: str, actor: User, **extra) -> dict:
+def _history_entry(action: str, actor: User, **extra: object) -> dict[str, object]:
     return {"action": action, "by": actor.email, "at": timezone.now().isoformat(), **extra}
 
 
@@ -219,7 +220,7 @@ def revocation_run_now(
     actor: User,
     reason: str,
     reference: str = "",
-    on_step: Callable[[str, dict], None] | None = None,
+    on_step: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> RevocationRequest:
     """The incident path (manage.py revoke_access): record an approved request, run it inline.
 
@@ -259,7 +260,7 @@ def _enqueue(revocation: RevocationRequest) -> None:
 
 
 def revocation_run(
-    *, revocation_id: int, on_step: Callable[[str, dict], None] | None = None
+    *, revocation_id: int, on_step: Callable[[str, dict[str, Any]], None] | None = None
 ) -> RevocationRequest:
     """The staged revocation of docs/design.md, for an approved request.
 
@@ -330,9 +331,9 @@ def _record_step(
     revocation: RevocationRequest,
     name: str,
     started: float,
-    also: tuple = (),
+    also: tuple[str, ...] = (),
     ms: float | None = None,
-    **extra,
+    **extra: object,
 ) -> None:
     """Keep a step's time: `started` is taken just before the step's own work, and the time is
     read before this bookkeeping write (or given as `ms` when measured inside a call)."""
@@ -343,7 +344,7 @@ def _record_step(
     revocation.save(update_fields=["steps", "reported_at", *also])
 
 
-def _audit_fields(revocation: RevocationRequest) -> dict:
+def _audit_fields(revocation: RevocationRequest) -> dict[str, Any]:
     return {
         "actor": revocation.requested_by.email,
         "actor_user": revocation.requested_by,
@@ -377,7 +378,13 @@ def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
             )
         else:
             previous["previous_status"] = ""  # already pending: nothing of ours to give back
-        _record_step(revocation, STEP_PENDING, started, **previous)
+        _record_step(
+            revocation,
+            STEP_PENDING,
+            started,
+            previous_status=previous["previous_status"],
+            previous_grace_ends_at=previous["previous_grace_ends_at"],
+        )
     return [STEP_PENDING]
 
 
@@ -445,7 +452,7 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
         if STEP_AUDIT in revocation.steps:
             return []
         account = Account.objects.select_for_update().get(pk=revocation.account_id)
-        timings: dict = {"status_ms": 0.0, "audit_ms": 0.0}
+        timings: dict[str, float] = {"status_ms": 0.0, "audit_ms": 0.0}
         audit_id = None
         if account.access_status != AccessStatus.REVOKED:
             audit = access_status_change(

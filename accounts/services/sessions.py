@@ -36,6 +36,11 @@ def _redis() -> redis.Redis:
     return client
 
 
+def _text(member: bytes | str) -> str:
+    """A set member as text (the client reads bytes: it does not decode responses)."""
+    return member.decode() if isinstance(member, bytes) else member
+
+
 def _index_key(user_id: int) -> str:
     return f"{settings.CACHE_KEY_PREFIX}:sessions:user:{user_id}"
 
@@ -54,8 +59,9 @@ def _uses_redis() -> bool:
     return bool(settings.REDIS_URL)
 
 
-def session_index_record(*, user: User, session_key: str) -> None:
-    """Remember that `session_key` belongs to `user` (called on every login)."""
+def session_index_record(*, user: User, session_key: str | None) -> None:
+    """Remember that `session_key` belongs to `user` (called on every login; a session not
+    saved yet has no key, and nothing is recorded)."""
     if not session_key:
         return
     if _uses_redis():
@@ -84,7 +90,7 @@ def session_index_forget(*, session_key: str, user_id: int | None = None) -> Non
 def session_keys_for(*, user: User) -> list[str]:
     """The live session keys the index holds for `user`."""
     if _uses_redis():
-        return sorted(k.decode() for k in _redis().smembers(_index_key(user.pk)))
+        return sorted(_text(k) for k in _redis().smembers(_index_key(user.pk)))
     return list(
         SessionRecord.objects.filter(user=user)
         .exclude(session_key__startswith=TOMBSTONE)
@@ -97,7 +103,7 @@ def session_index_prune(*, user: User) -> int:
     """Forget this user's sessions that expired in the store, and stale tombstones."""
     if _uses_redis():
         client = _redis()
-        keys = [k.decode() for k in client.smembers(_index_key(user.pk))]
+        keys = [_text(k) for k in client.smembers(_index_key(user.pk))]
         if not keys:
             return 0
         pipe = client.pipeline(transaction=False)
@@ -144,7 +150,7 @@ def sessions_revoke_all(*, user: User) -> int:
 def _revoke_all_redis(user: User) -> int:
     client = _redis()
     index = _index_key(user.pk)
-    keys = [k.decode() for k in client.smembers(index)]
+    keys = [_text(k) for k in client.smembers(index)]
     if not keys:
         return 0
     # One round trip for every delete, tombstone and the index itself.

@@ -6,6 +6,7 @@ single-use backup codes. Who must use them is accounts.selectors.two_factor_requ
 
 from django.db import transaction
 from django.db.models import F
+from django.http import HttpRequest
 from django.utils import timezone
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -34,7 +35,7 @@ def two_factor_enrol_start(*, user: User) -> TOTPDevice:
 
 
 @transaction.atomic
-def two_factor_enrol_confirm(*, request, user: User, token: str) -> list[str]:
+def two_factor_enrol_confirm(*, request: HttpRequest, user: User, token: str) -> list[str]:
     """Confirm the unconfirmed TOTP device with a code from the app, mark this session verified
     and return fresh backup codes (shown once). Wrong code: TwoFactorError, nothing stored."""
     device = (
@@ -67,7 +68,7 @@ def two_factor_backup_codes_replace(*, user: User) -> list[str]:
     return codes
 
 
-def two_factor_verify(*, request, user: User, token: str) -> bool:
+def two_factor_verify(*, request: HttpRequest, user: User, token: str) -> bool:
     """Check a code from the app (6 digits) or a backup code (8 characters, used up by this
     check); on a match, mark this session verified. Each device throttles its own failures,
     so only the kind of device the code is for is asked."""

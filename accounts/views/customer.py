@@ -14,7 +14,8 @@ class CustomerLoginView(auth_views.LoginView):
     template_name = "accounts/customer_login.html"
     authentication_form = CustomerLoginForm
     redirect_authenticated_user = True
-    next_page = reverse_lazy("customer_home")
+    # django-stubs types next_page as str | None; Django resolves a lazy URL the same way.
+    next_page = reverse_lazy("customer_home")  # type: ignore[assignment]
 
     def form_valid(self, form):
         response = super().form_valid(form)
@@ -24,7 +25,7 @@ class CustomerLoginView(auth_views.LoginView):
 
 
 class CustomerLogoutView(auth_views.LogoutView):
-    next_page = reverse_lazy("customer_login")
+    next_page = reverse_lazy("customer_login")  # type: ignore[assignment]  # as above
 
 
 @require_GET

@@ -23,7 +23,7 @@ def member_set_enabled_view(request, public_id: str, member_id: str, action: str
     )
     form = MemberChangeForm(request.POST)
     if not form.is_valid():
-        errors = [e for field_errors in form.errors.values() for e in field_errors]
+        errors = [str(e) for field_errors in form.errors.values() for e in field_errors]
         messages.error(request, f"{member.email} not changed: " + " ".join(errors))
         return redirect("account_detail", public_id=public_id)
     try:
