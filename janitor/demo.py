@@ -86,6 +86,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
     with transaction.atomic():
         _staff_ensure()
         customers, subscriptions, grace = [], [], []
+        owner_of: dict[str, str] = {}  # subscription id -> its account's public id
         n = 0
         for count, status, sub_statuses in PROFILES:
             for _ in range(count):
@@ -123,7 +124,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
                             raw={"id": f"sub_demo{n:05d}{k}", "status": sub_status, "demo": True},
                         )
                     )
-                    subscriptions[-1].account_public_id = customer.public_id
+                    owner_of[subscriptions[-1].provider_id] = customer.public_id
         Account.objects.bulk_create(customers, ignore_conflicts=True)
         ids = dict(
             Account.objects.filter(public_id__in=[c.public_id for c in customers]).values_list(
@@ -151,7 +152,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
             )
         )
         for sub in subscriptions:
-            sub.account_id = ids[sub.account_public_id]
+            sub.account_id = ids[owner_of[sub.provider_id]]
         Subscription.objects.bulk_create(subscriptions, ignore_conflicts=True)
         _audit_ensure(customers, ids, now)
         _activity_ensure(customers, member_ids, rng, now, activity_days)

@@ -1,10 +1,12 @@
 """Reads for one account's page: its access, subscriptions, flags, activity and members."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from accounts.models import Account, User
+from accounts.models import AccessAudit, Account, ActivityLog, User
 from reconciliation.models import (
     Flag,
+    Subscription,
     WebhookEvent,
 )
 
@@ -12,22 +14,19 @@ from reconciliation.models import (
 @dataclass
 class AccountPage:
     account: Account
-    audit: list
-    subscriptions: list
-    flags: list
-    activity: list
-    events: list
+    audit: list[AccessAudit]
+    subscriptions: list[Subscription]
+    flags: list[Flag]
+    activity: list[ActivityLog]
+    events: list[WebhookEvent]
     activity_total: int
-    members: list = field(default_factory=list)  # [MemberRow], enabled first, by email
+    members: list["MemberRow"] = field(default_factory=list)  # enabled first, by email
     members_total: int = 0
 
 
 def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
     """Everything the account page shows, in a fixed number of queries."""
     from django.shortcuts import get_object_or_404
-
-    from accounts.models import AccessAudit, ActivityLog
-    from reconciliation.models import Subscription
 
     account = get_object_or_404(Account, public_id=public_id)
     audit = list(
@@ -59,7 +58,7 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
     activity_total = account_activity.count()
     # Events are found by the indexed customer column, never by scanning payloads.
     customer_ids = {account.stripe_customer_id, *(s.customer_id for s in subscriptions)} - {""}
-    events = []
+    events: list[WebhookEvent] = []
     if customer_ids:
         events = list(
             WebhookEvent.objects.filter(customer_id__in=customer_ids)
@@ -85,17 +84,16 @@ MEMBERS_SHOWN = 200
 @dataclass
 class MemberRow:
     member: User
-    last_activity: object  # datetime | None
+    last_activity: datetime | None
     sessions_now: int
 
 
-def account_members(*, account: Account, limit: int = MEMBERS_SHOWN) -> tuple[list, int]:
+def account_members(*, account: Account, limit: int = MEMBERS_SHOWN) -> tuple[list[MemberRow], int]:
     """The account's members (enabled first, then by email) with their last activity and the
     sessions they hold now: three queries and one session-index read, whatever the team's size.
     Past `limit` members the page says how many more there are."""
     from django.db.models import OuterRef, Subquery
 
-    from accounts.models import ActivityLog
     from accounts.services.sessions import sessions_live_counts
 
     members_qs = User.objects.filter(account=account)

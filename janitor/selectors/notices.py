@@ -1,12 +1,16 @@
 """Reads for notices: the Notifications page and a staff member's preferences."""
 
+from django.core.paginator import Page
+
 from accounts.models import User
 from janitor.models import UNMUTABLE_KINDS, Notice, NoticeKind, NoticeMute, NoticeStatus
 
 NOTICES_PER_PAGE = 50
 
 
-def notice_page(*, status: str = "", kind: str = "", page_number=1):
+def notice_page(
+    *, status: str = "", kind: str = "", page_number: int | str | None = 1
+) -> Page[Notice]:
     """The Notifications page: newest first, filtered by status and kind."""
     from django.core.paginator import Paginator
 

@@ -7,6 +7,7 @@ from django.db.models import Count
 from accounts.models import AccessStatus, Account
 from janitor.models import Notice, NoticeStatus
 from reconciliation.models import (
+    Dispute,
     Flag,
     FlagKind,
     FlagStatus,
@@ -27,7 +28,7 @@ class Overview:
     webhook_backlog: int
     webhook_dead: int
     notices_failing: int
-    disputes_due_soon: list = field(default_factory=list)
+    disputes_due_soon: list[Dispute] = field(default_factory=list)
 
 
 def overview_get(*, with_disputes: bool = False) -> Overview:

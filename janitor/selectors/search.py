@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
 from django.db import OperationalError, connections, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.models import AccessStatus, Account, User
@@ -45,7 +47,7 @@ class AccountFilters:
     page: int = 1
 
     @classmethod
-    def from_query(cls, params) -> AccountFilters:
+    def from_query(cls, params: Mapping[str, str]) -> AccountFilters:
         status = params.get("status", "")
         sort = params.get("sort", DEFAULT_SORT)
         try:
@@ -59,7 +61,7 @@ class AccountFilters:
             page=page,
         )
 
-    def query_string(self, **overrides) -> str:
+    def query_string(self, **overrides: object) -> str:
         values = {"status": self.status, "q": self.q, "sort": self.sort, "page": self.page}
         values.update(overrides)
         return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
@@ -77,11 +79,11 @@ class SearchResult:
         return self.accounts[0] if len(self.accounts) == 1 and not self.truncated else None
 
 
-def _customers() -> QuerySet:
+def _customers() -> QuerySet[Account]:
     return Account.objects.all()
 
 
-def _members_accounts(members: QuerySet) -> Q:
+def _members_accounts(members: QuerySet[User]) -> Q:
     return Q(pk__in=members.exclude(account__isnull=True).values("account_id"))
 
 
@@ -164,9 +166,17 @@ def account_search(*, query: str, status: str = "", limit: int = SEARCH_LIMIT) -
     return result
 
 
-def fragment_queryset(fragment: str, *, base: QuerySet | None = None) -> QuerySet:
+_M = TypeVar("_M", bound=Model)
+_Row = TypeVar("_Row")
+
+
+@overload
+def fragment_queryset(fragment: str, *, base: None = None) -> QuerySet[Account]: ...
+@overload
+def fragment_queryset(fragment: str, *, base: QuerySet[_M]) -> QuerySet[_M]: ...
+def fragment_queryset(fragment: str, *, base: QuerySet[Any] | None = None) -> QuerySet[Any]:
     """Accounts whose email or name contains the fragment, any case (LOWER(col) LIKE '%f%',
-    the expressions the trigram indexes cover)."""
+    the expressions the trigram indexes cover); or the rows of `base` (members) that match."""
     fragment = fragment.lower()
     base = _customers() if base is None else base
     return base.annotate(email_lower=Lower("email"), name_lower=Lower("name")).filter(
@@ -182,7 +192,7 @@ FRAGMENT_SCAN_BUDGET_MS = 30
 QUERY_CANCELED = "57014"
 
 
-def _fragment_matches(queryset: QuerySet) -> list:
+def _fragment_matches(queryset: QuerySet[Any, _Row]) -> list[_Row]:
     """Run a fragment query the fast way for its kind: a table scan that stops at the limit
     for common fragments, the trigram index for rare ones (tried when the scan runs out of
     its budget). SQLite simply scans."""
@@ -214,8 +224,8 @@ def _fragment_matches(queryset: QuerySet) -> list:
 @dataclass
 class AccountListPage:
     filters: AccountFilters
-    page: Page
-    sort_links: dict
+    page: Page[Account]
+    sort_links: dict[str, dict[str, str]]
 
     @property
     def base_query(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -157,7 +157,8 @@ def notices_enqueue(*, notice_ids: list[int]) -> None:
 
 
 def _backoff(attempts: int) -> timedelta:
-    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
+    factor: int = 2 ** max(attempts - 1, 0)  # int ** int is typed Any (a negative power)
+    return min(BACKOFF_BASE * factor, BACKOFF_MAX)
 
 
 def _deliver(notice: Notice) -> None:
@@ -182,7 +183,8 @@ def _deliver(notice: Notice) -> None:
     sender = apprise.Apprise()
     if not sender.add(url):
         raise ValueError(f"not an Apprise URL Janitor can use: {notice.target_label}")
-    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
+    # apprise does not annotate LogCapture.
+    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:  # type: ignore[no-untyped-call]
         delivered = sender.notify(title=notice.subject, body=body)
     if not delivered:
         detail = captured.getvalue().strip().splitlines()
@@ -234,7 +236,7 @@ def notice_send(*, notice_id: int) -> str:
     return notice.status
 
 
-def notices_retry_due(*, now=None) -> int:
+def notices_retry_due(*, now: datetime | None = None) -> int:
     """Queue failed notices whose backoff is over, and pending ones whose task was lost."""
     now = now or timezone.now()
     due = list(

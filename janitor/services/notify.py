@@ -7,6 +7,7 @@ digest; a revocation's requester hears how it ended; a customer hears of a grace
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Count
@@ -22,6 +23,9 @@ from janitor.services.notifications import (
     person_target,
 )
 
+if TYPE_CHECKING:
+    from reconciliation.models import Dispute, ReconciliationRun
+
 DISPUTE_DUE_WITHIN = timedelta(hours=48)
 OPEN_DISPUTE_STATUSES = ("needs_response", "warning_needs_response")
 
@@ -36,7 +40,7 @@ def _usage_line(account: Account | None) -> str:
     from reconciliation.selectors.evidence import evidence_summary
 
     usage = evidence_summary(account=account, days=30)
-    if not usage.has_activity:
+    if not usage.has_activity or usage.last_seen is None:
         return "Usage in the last 30 days: none recorded."
     ago = timezone.now() - usage.last_seen
     return (
@@ -62,7 +66,7 @@ def _due(due_by: datetime | None) -> str:
 # --- Finance --------------------------------------------------------------------------------
 
 
-def dispute_opened(*, dispute) -> None:
+def dispute_opened(*, dispute: Dispute) -> None:
     account = dispute.account
     who = f"{account.email} ({account.public_id})" if account else "no linked account yet"
     notice_publish(
@@ -79,7 +83,7 @@ def dispute_opened(*, dispute) -> None:
     )
 
 
-def evidence_submitted(*, dispute, actor: User) -> None:
+def evidence_submitted(*, dispute: Dispute, actor: User) -> None:
     notice_publish(
         kind=NoticeKind.EVIDENCE_SUBMITTED,
         audience="finance",
@@ -106,6 +110,7 @@ def disputes_due_check(*, now: datetime | None = None) -> int:
     ).select_related("account")
     sent = 0
     for dispute in due:
+        assert dispute.due_by is not None  # due_by__gt filtered out every NULL
         left = dispute.due_by - now
         sent += bool(
             notice_publish(
@@ -172,7 +177,7 @@ def revocations_stalled_check() -> int:
     return sent
 
 
-def run_halted(*, run) -> None:
+def run_halted(*, run: ReconciliationRun) -> None:
     counts = run.counts or {}
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int) and v)
     notice_publish(

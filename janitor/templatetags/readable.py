@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from janitor.labels import SEARCHABLE_PREFIXES, label, stripe_dashboard_url
 
@@ -21,7 +21,7 @@ def label_filter(value, kind: str) -> str:
 
 
 @register.simple_tag
-def stripe_id(value, account=None):
+def stripe_id(value: object, account: object = None) -> SafeString:
     """A Stripe id, linked to the Stripe Dashboard and to the account it belongs to.
 
     With the account at hand the link goes straight to it; otherwise through the search, which
@@ -31,11 +31,13 @@ def stripe_id(value, account=None):
         return mark_safe('<span class="empty">—</span>')
     value = str(value)
     parts = [format_html('<code class="id">{}</code>', value)]
-    if account is not None and getattr(account, "public_id", ""):
+    # A template hands over an Account, None, or "" for a variable it could not resolve.
+    public_id = getattr(account, "public_id", "") if account is not None else ""
+    if public_id:
         parts.append(
             format_html(
                 ' <a href="{}" class="id-link">account</a>',
-                reverse("account_detail", kwargs={"public_id": account.public_id}),
+                reverse("account_detail", kwargs={"public_id": public_id}),
             )
         )
     elif value.startswith(SEARCHABLE_PREFIXES):
