@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -10,10 +11,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import stripe
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from stripe.params import DisputeUpdateParams, DisputeUpdateParamsEvidence
+    from stripe.params.billing_portal import SessionCreateParams
 
 logger = logging.getLogger("janitor.gateway")
 
@@ -142,7 +147,7 @@ def _retry_delay(attempt: int) -> float:
     # "Equal jitter": half the step fixed, half random, so tries spread out but never bunch
     # at zero (many workers hitting one rate limit must not come back together).
     base = float(getattr(settings, "STRIPE_RETRY_BASE_SECONDS", 0.5))
-    step = min(base * 2**attempt, RETRY_CAP_SECONDS)
+    step: float = min(base * 2**attempt, RETRY_CAP_SECONDS)
     return step / 2 + random.uniform(0, step / 2)
 
 
@@ -194,7 +199,7 @@ def _pages(path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         if starting_after is not None:
             page_params["starting_after"] = starting_after
         response = _with_retries(
-            lambda page_params=page_params: client.raw_request("get", path, **page_params),
+            functools.partial(client.raw_request, "get", path, **page_params),
             what=f"listing {path}",
         )
         page = json.loads(response.body)
@@ -240,7 +245,7 @@ def _signed_at(sig_header: str) -> int:
         raise WebhookSignatureInvalid("malformed header") from None
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -388,7 +393,11 @@ def dispute_evidence_update(
     *, dispute_id: str, evidence: dict[str, str], submit: bool
 ) -> dict[str, Any]:
     """Stage (submit=False) or finally submit evidence; Stripe submits if `submit` is left out."""
-    params: dict[str, Any] = {"evidence": dict(evidence), "submit": submit}
+    # The keys are Stripe's evidence fields: the callers send no others.
+    params: DisputeUpdateParams = {
+        "evidence": cast("DisputeUpdateParamsEvidence", dict(evidence)),
+        "submit": submit,
+    }
     client = _client()
     # One key for every try of this update: a retried POST Stripe already applied is not
     # applied twice (the SDK adds keys only when its own retries are on, and they are off).
@@ -403,7 +412,7 @@ def dispute_evidence_update(
 
 def billing_portal_session_create(*, customer_id: str, return_url: str) -> str:
     """A Stripe-hosted page where the customer updates their payment method; returns its URL."""
-    params: dict[str, Any] = {"customer": customer_id, "return_url": return_url}
+    params: SessionCreateParams = {"customer": customer_id, "return_url": return_url}
     client = _client()
     # A fresh session per click: retrying a POST that Stripe applied only makes another one.
     session = _plain(
@@ -432,7 +441,7 @@ def file_upload(
     client = _client()
     options: Any = {"idempotency_key": f"janitor-file-{uuid.uuid4()}"}
 
-    def upload():
+    def upload() -> stripe.File:
         stream = io.BytesIO(content)  # a fresh stream per try: a failed one was read
         stream.name = filename  # the SDK sends this as the part's filename
         return client.v1.files.create(params={"purpose": purpose, "file": stream}, options=options)

@@ -174,6 +174,13 @@ class ReconciliationRun(models.Model):
     # When the outcomes were decided: an apply skips an account a person changed after this.
     outcomes_decided_at = models.DateTimeField(null=True, blank=True)
 
+    # What the run pages show, set by reconciliation.selectors.runs (not stored).
+    changes: int
+    flags_found: int
+    count_rows: list[tuple[str, str, int]]
+    change_percent: float | None
+    links_skipped: list["RunLink"]
+
     class Meta:
         constraints = [
             models.CheckConstraint(
@@ -276,6 +283,12 @@ class Flag(models.Model):
     resolution = models.TextField(blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=254, blank=True)
+
+    # What the review queue shows, set by reconciliation.selectors.queue (not stored).
+    grace_days_left: int | None
+    members_total: int
+    members_enabled: int
+    sessions_now: int
 
     class Meta:
         constraints = [

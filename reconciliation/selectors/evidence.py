@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
@@ -18,6 +20,10 @@ from reconciliation.services.disputes import OPEN_STATUSES
 TIMELINE_LIMIT = 200
 IP_LIMIT = 50
 LOGIN_LIMIT = 100
+
+# One row of activity_log_rows: occurred_at, kind, path, ip address, user agent, source,
+# client event id, member email.
+ActivityRow = tuple[datetime, str, str, str | None, str, str, str | None, str]
 
 
 @dataclass
@@ -194,7 +200,7 @@ def _window(
     return until - timedelta(days=days), until, days
 
 
-def _window_activity(account: Account, since: datetime, until: datetime) -> QuerySet:
+def _window_activity(account: Account, since: datetime, until: datetime) -> QuerySet[ActivityLog]:
     """Every member's activity in the window: for each member of the account (a subquery, one
     parameter whatever the team's size) a member + occurred_at range, exactly the shape of
     activity_account_time_idx."""
@@ -207,10 +213,11 @@ def _window_activity(account: Account, since: datetime, until: datetime) -> Quer
 
 @dataclass
 class _Groups:
-    # (member id, address or None, events, logins, first, last) per (member, address)
-    pairs: list
-    days: dict  # UTC day -> (events, logins)
-    to_datetime: object  # what first and last are -> datetime
+    # (member id, address or None, events, logins, first, last) per (member, address); first
+    # and last are POSIX seconds (PostgreSQL) or datetimes (the ORM), as the query gave them.
+    pairs: list[tuple[int, str | None, int, int, Any, Any]]
+    days: dict[date, tuple[int, int]]  # UTC day -> (events, logins)
+    to_datetime: Callable[[Any], datetime]  # what first and last are -> datetime
 
 
 _GROUPS_SQL = """
@@ -227,7 +234,9 @@ GROUP BY GROUPING SETS ((w.account_id, w.ip_address), (w.day))
 """
 
 
-def _activity_groups(account: Account, activity: QuerySet, since, until) -> _Groups:
+def _activity_groups(
+    account: Account, activity: QuerySet[ActivityLog], since: datetime, until: datetime
+) -> _Groups:
     """The window's activity grouped by (member, address) and by UTC day.
 
     PostgreSQL: one scan with two hashed grouping sets, times as POSIX seconds (parsing
@@ -238,7 +247,8 @@ def _activity_groups(account: Account, activity: QuerySet, since, until) -> _Gro
 
     connection = connections[activity.db]
     if connection.vendor == "postgresql":
-        pairs, days = [], {}
+        pairs: list[tuple[int, str | None, int, int, Any, Any]] = []
+        days: dict[date, tuple[int, int]] = {}
         with connection.cursor() as cursor:
             cursor.execute(_GROUPS_SQL, [ActivityKind.LOGIN, account.pk, since, until])
             for by_day, member_id, ip, day, total, n_logins, first, last in cursor.fetchall():
@@ -327,8 +337,8 @@ def evidence_for_account(
     to_datetime = groups.to_datetime
     # [events, logins, first, last, addresses] per member, [events, logins, first, last] per
     # address; first and last as the groups give them until the end.
-    per_member: dict[int, list] = {}
-    per_ip: dict[str, list] = {}
+    per_member: dict[int, list[Any]] = {}
+    per_ip: dict[str, list[Any]] = {}
     for member_id, ip, total, n_logins, first_at, last_at in groups.pairs:
         m = per_member.get(member_id)
         if m is None:
@@ -480,7 +490,7 @@ def activity_log_rows(
     limit: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-):
+) -> QuerySet[ActivityLog, ActivityRow]:
     """The raw activity of the window, newest first (for CSV and Stripe's activity log)."""
     since, until, _ = _window(days, since, until)
     rows = (
@@ -514,7 +524,7 @@ def disputes_due_soon(*, limit: int = 10) -> list[Dispute]:
     )
 
 
-def dispute_queue(*, status: str = "open", page: int = 1, per_page: int = 50) -> Page:
+def dispute_queue(*, status: str = "open", page: int = 1, per_page: int = 50) -> Page[Dispute]:
     """Disputes by urgency: nearest deadline first, then the largest amount."""
     disputes = Dispute.objects.select_related("account")
     if status == "due_soon":

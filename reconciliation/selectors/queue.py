@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
@@ -40,7 +41,7 @@ class QueueFilters:
     per_page: int = PAGE_SIZES[0]
 
     @classmethod
-    def from_query(cls, params) -> QueueFilters:
+    def from_query(cls, params: Mapping[str, str]) -> QueueFilters:
         kind = params.get("kind", "")
         age = params.get("age", "")
         assignee = params.get("assignee", "")
@@ -63,7 +64,7 @@ class QueueFilters:
             per_page=per_page if per_page in PAGE_SIZES else PAGE_SIZES[0],
         )
 
-    def query_string(self, **overrides) -> str:
+    def query_string(self, **overrides: object) -> str:
         """The filters as a query string, with some changed (for sort and page links)."""
         values = {
             "kind": self.kind,
@@ -129,14 +130,14 @@ def review_queue_list(*, filters: QueueFilters, user: User) -> QuerySet[Flag]:
     return flags.order_by(*order)
 
 
-def _grace_days_left(flag: Flag, now) -> int | None:
+def _grace_days_left(flag: Flag, now: datetime) -> int | None:
     ends = flag.account.grace_ends_at
     if ends is None:
         return None
     return max(0, math.ceil((ends - now).total_seconds() / 86400))
 
 
-def flags_decorate(flags, *, now=None) -> None:
+def flags_decorate(flags: Iterable[Flag], *, now: datetime | None = None) -> None:
     """Add grace_days_left (no query: the account is joined), and the account's members
     enabled / in all and its sessions now (one query and one session-index read a page)."""
     from accounts.services.sessions import sessions_live_counts
@@ -164,12 +165,12 @@ def flags_decorate(flags, *, now=None) -> None:
 
 @dataclass
 class QueuePage:
-    page: Page
+    page: Page[Flag]
     filters: QueueFilters
     staff: list[tuple[int, str]]
 
     @property
-    def sort_links(self) -> dict[str, dict]:
+    def sort_links(self) -> dict[str, dict[str, str]]:
         """Per sortable column: the query string that sorts by it, and its current direction."""
         return sort_links(
             keys=SORTS, sort=self.filters.sort, query_string=self.filters.query_string

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
@@ -33,7 +34,7 @@ class ChartBar:
     x: float
     width: float
     label: str
-    segments: list[dict]  # {y, height, colour, outcome, count}
+    segments: list[dict[str, Any]]  # {y, height, colour, outcome, count}
     total: int
 
 
@@ -93,7 +94,7 @@ def runs_chart(*, runs: list[ReconciliationRun]) -> Chart:
 
 @dataclass
 class RunsPage:
-    page: Page
+    page: Page[ReconciliationRun]
     chart: Chart
 
 
@@ -123,7 +124,7 @@ def run_get(*, run_id: int) -> ReconciliationRun:
 @dataclass
 class RunDetail:
     run: ReconciliationRun
-    outcomes: Page
+    outcomes: Page[RunOutcome]
     outcome_filter: str
     outcome_counts: list[tuple[str, str, int]]  # saved outcomes per kind: (value, label, n)
 

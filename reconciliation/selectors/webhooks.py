@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Prefetch, QuerySet
@@ -81,7 +82,7 @@ def webhook_event_get(*, pk: int) -> WebhookEvent:
     )
 
 
-def webhook_rejections() -> dict:
+def webhook_rejections() -> dict[str, Any]:
     """Refused deliveries by kind since the cache was last emptied, and the latest reason."""
     keys = [REJECTION_KEY.format(kind=kind) for kind in REJECTION_KINDS]
     try:

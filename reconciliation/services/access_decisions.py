@@ -2,6 +2,7 @@
 
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -68,7 +69,8 @@ STATUS_CHANGING = frozenset(
     {Outcome.START_GRACE, Outcome.PAYMENT_FAILED, Outcome.END_GRACE, Outcome.REACTIVATE}
 )
 
-_FLAG_FOR_OUTCOME = {
+# Keyed by the outcome's value (Outcome is a str enum: its members are those strings).
+_FLAG_FOR_OUTCOME: dict[str, FlagKind] = {
     Outcome.START_GRACE: FlagKind.MISSING_SUBSCRIPTION,
     Outcome.PAYMENT_FAILED: FlagKind.PAYMENT_FAILED,
     Outcome.REACTIVATE: FlagKind.REACTIVATED,
@@ -77,7 +79,7 @@ _FLAG_FOR_OUTCOME = {
     Outcome.FLAG_GRACE_EXPIRED: FlagKind.GRACE_EXPIRED,
 }
 
-_FLAG_REASON = {
+_FLAG_REASON: dict[str, str] = {
     Outcome.START_GRACE: "No access-granting subscription at the provider.",
     Outcome.PAYMENT_FAILED: "The provider reports a failed payment (past_due).",
     Outcome.REACTIVATE: "Inactive in the app but valid at the provider: re-activated. Why did they "
@@ -109,7 +111,7 @@ def outcome_apply(
     source: str,
     run: ReconciliationRun | None = None,
     event: WebhookEvent | None = None,
-    detail: dict | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     """Carry out one outcome of access_decide. Re-applying an outcome already applied is a no-op."""
     if outcome == Outcome.IN_SYNC:
@@ -226,7 +228,7 @@ def access_outcome_apply_checked(
     decided_at: datetime | None = None,
     run: ReconciliationRun | None = None,
     event: WebhookEvent | None = None,
-    detail: dict | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """The one way automation changes access: decide again under the account's row lock from
     its current state, its latest staff change and the mirror, and apply only what is right now.
@@ -360,12 +362,15 @@ def seats_paid(*, account: Account) -> int | None:
     linked = Q(account_id=account.pk)
     if account.stripe_customer_id:
         linked |= Q(customer_id=account.stripe_customer_id)
-    quantities = Subscription.objects.filter(
-        linked,
-        status__in=settings.JANITOR_ACCESS_STATUSES,
-        seat_quantity__isnull=False,
-    ).values_list("seat_quantity", flat=True)
-    quantities = list(quantities)
+    quantities = [
+        quantity
+        for quantity in Subscription.objects.filter(
+            linked,
+            status__in=settings.JANITOR_ACCESS_STATUSES,
+            seat_quantity__isnull=False,
+        ).values_list("seat_quantity", flat=True)
+        if quantity is not None  # none is: the filter says so, the column's type does not
+    ]
     return sum(quantities) if quantities else None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ def _id_of(value: Any) -> str:
     return str(value or "")
 
 
-def _customer_id(obj: dict) -> str:
+def _customer_id(obj: dict[str, Any]) -> str:
     """The customer behind a dispute when its charge or payment intent came expanded.
 
     A Stripe dispute names its charge by id and carries no customer (its metadata is empty):
@@ -61,11 +61,13 @@ class DisputeCharge:
     charge_created: datetime | None = None
     period_start: datetime | None = None
     period_end: datetime | None = None
-    customer: dict | None = None  # the customer object, when the account must be found by it
+    customer: dict[str, Any] | None = (
+        None  # the customer object, when the account must be found by it
+    )
     problem: str = ""  # why no customer was found ("" when one was)
 
 
-def _service_period(charge: dict) -> tuple[datetime | None, datetime | None]:
+def _service_period(charge: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     """The period the charge paid for: its invoice's line items (start of the earliest, end of
     the latest). Since API 2025-03-31 a charge names no invoice: reach it through the payment
     intent's invoice payments. Older versions still name it on the charge."""
@@ -88,16 +90,14 @@ def _service_period(charge: dict) -> tuple[datetime | None, datetime | None]:
             for line in ((invoice.get("lines") or {}).get("data") or [])
             if isinstance(line, dict)
         ]
-        starts = [_epoch(p.get("start")) for p in periods]
-        ends = [_epoch(p.get("end")) for p in periods]
-        starts = [s for s in starts if s is not None]
-        ends = [e for e in ends if e is not None]
+        starts = [s for p in periods if (s := _epoch(p.get("start"))) is not None]
+        ends = [e for p in periods if (e := _epoch(p.get("end"))) is not None]
         if starts and ends:
             return min(starts), max(ends)
     return None, None
 
 
-def dispute_charge_lookup(*, obj: dict) -> DisputeCharge:
+def dispute_charge_lookup(*, obj: dict[str, Any]) -> DisputeCharge:
     """Find the disputed charge's customer and service period at Stripe (network only).
 
     Raises gateway.GatewayError when Stripe could not be asked (retryable: the event retries
@@ -149,7 +149,7 @@ def dispute_charge_lookup(*, obj: dict) -> DisputeCharge:
     )
 
 
-def dispute_needs_charge_lookup(*, obj: dict) -> bool:
+def dispute_needs_charge_lookup(*, obj: dict[str, Any]) -> bool:
     """False when the mirror already knows this dispute's charge and account."""
     return not Dispute.objects.filter(
         provider_id=str(obj.get("id") or ""),
@@ -159,7 +159,7 @@ def dispute_needs_charge_lookup(*, obj: dict) -> bool:
 
 
 def _account_for(
-    *, obj: dict, customer_id: str, charge: DisputeCharge | None = None
+    *, obj: dict[str, Any], customer_id: str, charge: DisputeCharge | None = None
 ) -> Account | None:
     metadata = obj.get("metadata") or {}
     public_id = metadata.get("public_id") or metadata.get("janitor_account")
@@ -188,7 +188,7 @@ def _account_for(
     return subscription.account if subscription is not None else None
 
 
-def _provider_time(event: WebhookEvent | dict | None) -> datetime:
+def _provider_time(event: WebhookEvent | dict[str, Any] | None) -> datetime:
     """When the provider produced this state: the event's time, or now for a fresh fetch."""
     if isinstance(event, WebhookEvent):
         return event.created
@@ -197,7 +197,7 @@ def _provider_time(event: WebhookEvent | dict | None) -> datetime:
     return timezone.now()
 
 
-def _fields(obj: dict) -> dict[str, Any]:
+def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     details = obj.get("evidence_details") or {}
     due_by = details.get("due_by") or 0
     return {
@@ -237,8 +237,8 @@ def _charge_fields(charge: DisputeCharge | None) -> dict[str, Any]:
 
 def dispute_apply(
     *,
-    obj: dict,
-    event: WebhookEvent | dict | None = None,
+    obj: dict[str, Any],
+    event: WebhookEvent | dict[str, Any] | None = None,
     charge: DisputeCharge | None = None,
 ) -> Dispute:
     """Upsert the Dispute mirror from a Stripe dispute object. Idempotent, order-safe.
@@ -308,6 +308,7 @@ def dispute_apply(
         if dispute.account_id is not None:
             # New to us, or newly tied to an account: someone should look at it now.
             if not was_linked and dispute.status in OPEN_STATUSES:
+                assert dispute.account is not None  # account_id is set
                 flag_open(
                     account=dispute.account,
                     kind=FlagKind.DISPUTED,
@@ -316,6 +317,7 @@ def dispute_apply(
                     event=webhook_event,
                 )
             if dispute.status == "lost" and previous_status != "lost":
+                assert dispute.account is not None  # account_id is set
                 flag_open(
                     account=dispute.account,
                     kind=FlagKind.CHARGEBACK_LOST,
@@ -339,7 +341,9 @@ def _link_problem(account: Account | None, customer_id: str, charge: DisputeChar
     return "Not looked up yet: the disputed charge's customer is unknown."
 
 
-def _link_from_charge(*, dispute: Dispute, obj: dict, charge: DisputeCharge | None) -> bool:
+def _link_from_charge(
+    *, dispute: Dispute, obj: dict[str, Any], charge: DisputeCharge | None
+) -> bool:
     """Store what the charge says and link the account if found; True when newly linked."""
     if charge is None:
         return False
@@ -355,7 +359,9 @@ def _link_from_charge(*, dispute: Dispute, obj: dict, charge: DisputeCharge | No
     return not was_linked and dispute.account_id is not None
 
 
-def dispute_refresh(*, obj: dict, event: WebhookEvent | dict | None = None) -> Dispute:
+def dispute_refresh(
+    *, obj: dict[str, Any], event: WebhookEvent | dict[str, Any] | None = None
+) -> Dispute:
     """Look the dispute's charge up at Stripe, then apply the dispute (outside the queue: the
     shell, the backfill, tests). Raises gateway.GatewayError when Stripe cannot be asked."""
     return dispute_apply(obj=obj, event=event, charge=dispute_charge_lookup(obj=obj))
@@ -378,14 +384,14 @@ def disputes_link_customer(*, customer_id: str, account: Account) -> int:
 class DisputeBackfill:
     looked_up: int = 0
     linked: int = 0
-    still_unlinked: list[tuple[str, str]] | None = None  # dispute id, why
-    failed: list[tuple[str, str]] | None = None  # dispute id, error
+    still_unlinked: list[tuple[str, str]] = field(default_factory=list)  # dispute id, why
+    failed: list[tuple[str, str]] = field(default_factory=list)  # dispute id, error
 
 
 def disputes_link_unlinked(*, actor: str = "system:sync") -> DisputeBackfill:
     """Look up the charge of every dispute without an account and link it (sync_stripe's
     backfill for disputes stored before the lookup through the charge existed)."""
-    report = DisputeBackfill(still_unlinked=[], failed=[])
+    report = DisputeBackfill()
     for dispute in Dispute.objects.filter(account__isnull=True).order_by("id"):
         obj = dict(dispute.raw or {})
         obj.setdefault("id", dispute.provider_id)
@@ -407,6 +413,7 @@ def disputes_link_unlinked(*, actor: str = "system:sync") -> DisputeBackfill:
                     customer_id="", payload__data__object__id=locked.provider_id
                 ).update(customer_id=locked.customer_id)
                 if locked.status in OPEN_STATUSES:
+                    assert locked.account is not None  # _link_from_charge linked it
                     flag_open(
                         account=locked.account,
                         kind=FlagKind.DISPUTED,

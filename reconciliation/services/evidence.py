@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.models import Account, User
+from accounts.models import Account, ActivityLog, User
 from janitor.csv_writer import csv_lines
 from janitor.errors import ErrorKind, JanitorError
 from reconciliation import gateway
 from reconciliation.models import Dispute, EvidenceExport
 from reconciliation.selectors.evidence import (
+    ActivityRow,
     Evidence,
     activity_log_rows,
     dispute_evidence_window,
@@ -47,7 +50,7 @@ class EvidenceRefused(JanitorError):
 # --- PDF ------------------------------------------------------------------------------------
 
 
-def _chart(evidence: Evidence) -> dict:
+def _chart(evidence: Evidence) -> dict[str, Any]:
     """Bar geometry for the inline SVG daily-activity chart."""
     daily = evidence.daily
     peak = max((d.total for d in daily), default=0)
@@ -92,7 +95,7 @@ def evidence_pdf_render(
 
 
 def _audit(
-    *, kind: str, account: Account, actor: User, dispute: Dispute | None, details: dict
+    *, kind: str, account: Account, actor: User, dispute: Dispute | None, details: dict[str, Any]
 ) -> EvidenceExport:
     return EvidenceExport.objects.create(
         account=account, dispute=dispute, kind=kind, actor=actor, at=timezone.now(), details=details
@@ -175,14 +178,14 @@ def evidence_csv_export(
     window as the PDF: chosen, else the dispute's, else the last `days` days)."""
     since, until = evidence_window_for(dispute=dispute, days=days, since=since, until=until)
     rows = activity_log_rows(account=account, days=days, since=since, until=until)
-    details: dict = {"days": days or settings.JANITOR_EVIDENCE_DAYS}
+    details: dict[str, Any] = {"days": days or settings.JANITOR_EVIDENCE_DAYS}
     if since is not None:
         details = {"since": since.isoformat(), "until": (until or timezone.now()).isoformat()}
     _audit(kind=KIND_CSV, account=account, actor=actor, dispute=dispute, details=details)
     return _csv_lines(rows)
 
 
-def _csv_lines(rows) -> Iterator[str]:
+def _csv_lines(rows: QuerySet[ActivityLog, ActivityRow]) -> Iterator[str]:
     return csv_lines(
         header=CSV_HEADER,
         rows=(
@@ -242,7 +245,9 @@ def evidence_fit(fields: dict[str, str]) -> tuple[dict[str, str], list[str]]:
 ACCESS_LOG_MEMBERS = 20
 
 
-def access_activity_log_text(*, evidence: Evidence, rows) -> str:
+def access_activity_log_text(
+    *, evidence: Evidence, rows: QuerySet[ActivityLog, ActivityRow]
+) -> str:
     """Stripe's access_activity_log: a summary line, then one line per access with time and IP."""
     summary = evidence.summary
     account = evidence.account
@@ -274,7 +279,9 @@ def access_activity_log_text(*, evidence: Evidence, rows) -> str:
     return "\n".join(lines)
 
 
-def dispute_evidence_build(*, dispute: Dispute, evidence: Evidence) -> tuple[dict, list[str]]:
+def dispute_evidence_build(
+    *, dispute: Dispute, evidence: Evidence
+) -> tuple[dict[str, str], list[str]]:
     """The text evidence fields for this dispute, already within Stripe's limits."""
     account = evidence.account
     summary = evidence.summary
@@ -332,6 +339,7 @@ def dispute_evidence_stage(
     is the one Finance chose, else the disputed charge's service period to now."""
     _refuse_if_closed(dispute)
     account = dispute.account
+    assert account is not None  # _refuse_if_closed refuses an unlinked dispute
     since, until = evidence_window_for(dispute=dispute, days=days, since=since, until=until)
     evidence = evidence_for_account(account=account, days=days, since=since, until=until)
     fields, notes = dispute_evidence_build(dispute=dispute, evidence=evidence)
@@ -406,6 +414,7 @@ def dispute_evidence_submit(*, dispute: Dispute, actor: User) -> Dispute:
                 "raw",
             ]
         )
+        assert locked.account is not None  # _refuse_if_closed refuses an unlinked dispute
         _audit(
             kind=KIND_SUBMIT,
             account=locked.account,

@@ -10,10 +10,11 @@ key and keep no copy of the person's details, so an erased account's history sta
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import (
@@ -48,11 +49,11 @@ class RetentionResult:
     staged_evidence_cleared: int = 0
 
 
-def _erased_marker(**extra) -> dict:
+def _erased_marker(**extra: Any) -> dict[str, Any]:
     return {"janitor_erased": True, **extra}
 
 
-def _delete_in_batches(queryset) -> int:
+def _delete_in_batches(queryset: QuerySet[ActivityLog]) -> int:
     # Bounded statements: a first purge after years of data must not lock the table for long.
     total = 0
     while True:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -24,7 +25,7 @@ TERMINAL_STATUSES = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.I
 _STATUS_VALUES = frozenset(SubscriptionStatus.values)
 
 
-def _timestamp(value) -> datetime | None:
+def _timestamp(value: Any) -> datetime | None:  # any JSON value: int() refuses the rest
     if value in (None, "", 0):
         return None
     try:
@@ -33,20 +34,20 @@ def _timestamp(value) -> datetime | None:
         return None
 
 
-def _customer_id(value) -> str:
+def _customer_id(value: object) -> str:
     if isinstance(value, dict):  # expanded customer object
         return str(value.get("id") or "")
     return str(value or "")
 
 
-def _per_seat(price: dict) -> bool:
+def _per_seat(price: object) -> bool:
     metadata = price.get("metadata") if isinstance(price, dict) else None
     if isinstance(metadata, dict) and str(metadata.get("per_seat", "")).lower() in {"true", "1"}:
         return True
     return isinstance(price, dict) and str(price.get("id") or "") in settings.JANITOR_SEAT_PRICES
 
 
-def seat_quantity(items: list) -> int | None:
+def seat_quantity(items: list[Any]) -> int | None:
     """Seats paid for: the summed quantity of the per-seat items, or None when no item is
     per-seat (JANITOR_SEAT_PRICES, or the price's metadata per_seat=true). A flat Enterprise
     price has quantity 1 and never counts seats."""
@@ -63,7 +64,7 @@ def seat_quantity(items: list) -> int | None:
     return seats
 
 
-def subscription_fields(obj: dict) -> dict:
+def subscription_fields(obj: dict[str, Any]) -> dict[str, Any]:
     """The mirror's fields from a subscription object of any API version Stripe may send."""
     items = ((obj.get("items") or {}).get("data") or [{}]) if isinstance(obj, dict) else [{}]
     item = items[0] if items and isinstance(items[0], dict) else {}
@@ -98,7 +99,7 @@ def _unique_account_by_email(email: str) -> Account | None:
 
 
 def account_link(
-    *, customer_id: str, metadata: dict | None = None, email: str | None = None
+    *, customer_id: str, metadata: dict[str, Any] | None = None, email: str | None = None
 ) -> Account | None:
     """Find the account a provider customer belongs to: customer id, metadata, then unique email
     (reconciliation's rules).
@@ -132,7 +133,7 @@ def account_link(
     return account
 
 
-def customer_email_prefetch(*, obj: dict) -> str | None:
+def customer_email_prefetch(*, obj: dict[str, Any]) -> str | None:
     """The email of a subscription's customer when no account knows the customer yet, read
     from the provider before any lock is taken; None when not needed or not reachable (the
     row then waits, and the nightly audit looks again)."""
@@ -169,7 +170,7 @@ class ApplyResult:
 
 def subscription_apply(
     *,
-    obj: dict,
+    obj: dict[str, Any],
     provider_time: datetime,
     actor: str,
     source: str,

@@ -131,7 +131,8 @@ def _page_compare_postgres(
     # in Django's cursor so query accounting (execute_wrapper, debug logging) still sees it.
     raw = psycopg.Cursor(connection.connection)
     wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    with wrap(raw) as cursor:
+    # django-stubs types the argument as Django's CursorWrapper; Django wraps a DB-API cursor.
+    with wrap(raw) as cursor:  # type: ignore[arg-type]
         cursor.execute(_PAGE_COMPARE_SQL, [fetched_at, _page_json(subscriptions)])
         return {row[0]: _MirrorState(*row[1:]) for row in cursor.fetchall()}
 
@@ -265,7 +266,9 @@ class LinkPlan:
     # theirs cannot be verified this run.
     unresolved: dict[str, str] = field(default_factory=dict)  # customer id -> why
 
-    def _take(self, *, customer_id: str, candidate: Account | None, how: str, report) -> bool:
+    def _take(
+        self, *, customer_id: str, candidate: Account | None, how: str, report: SyncReport
+    ) -> bool:
         if candidate is not None:
             if candidate.pk in self.by_account:
                 taken = self.by_account[candidate.pk][0]

@@ -37,7 +37,7 @@ def account_erase_view(request, public_id: str):
     account = get_object_or_404(Account, public_id=public_id)
     form = AccountEraseForm(request.POST, account=account)
     if not form.is_valid():
-        errors = [e for field_errors in form.errors.values() for e in field_errors]
+        errors = [str(e) for field_errors in form.errors.values() for e in field_errors]
         messages.error(request, "Not erased: " + " ".join(errors))
         return redirect("account_detail", public_id=public_id)
     try:

@@ -89,11 +89,13 @@ class Command(BaseCommand):
             out(f"  {_when(entry.at)}  {entry.text}")
 
         if pdf:
+            assert actor_user is not None  # required above for --pdf
             content = evidence_pdf_export(account=account, actor=actor_user, days=days)
             with open(pdf, "wb") as handle:
                 handle.write(content)
             out(self.style.SUCCESS(f"PDF written to {pdf} ({len(content):,} bytes)."))
         if csv:
+            assert actor_user is not None  # required above for --csv
             lines = evidence_csv_export(account=account, actor=actor_user, days=days)
             with open(csv, "w", encoding="utf-8", newline="") as handle:
                 handle.writelines(lines)

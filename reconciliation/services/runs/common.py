@@ -4,9 +4,9 @@ task timeout and queueing after commit."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -24,7 +24,7 @@ SCHEDULE_TRIGGER = system_actor("schedule")
 RUN_TASK_TIMEOUT = 3600
 PROGRESS_EVERY_SECONDS = 1.0
 
-ProgressCallback = Callable[[dict], None]
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 class RunStateError(JanitorError):
@@ -39,7 +39,12 @@ class Progress:
     def __init__(self, run: ReconciliationRun, callback: ProgressCallback | None) -> None:
         self.run = run
         self.callback = callback
-        self.state: dict = {"phase": "listing", "pages": 0, "subscriptions": 0, "accounts": 0}
+        self.state: dict[str, Any] = {
+            "phase": "listing",
+            "pages": 0,
+            "subscriptions": 0,
+            "accounts": 0,
+        }
         self._last = 0.0
 
     def update(self, force: bool = False, **changes: object) -> None:
@@ -63,7 +68,7 @@ class PhaseTimer:
     """Wall seconds per phase (and CPU seconds where asked) for the run's `durations`."""
 
     def __init__(self) -> None:
-        self.seconds: Counter = Counter()
+        self.seconds: dict[str, float] = {}  # a phase not timed yet counts as 0
         self._started = time.perf_counter()
         self._cpu_started = time.process_time()
 
@@ -73,18 +78,23 @@ class PhaseTimer:
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - started
+            self._add(name, time.perf_counter() - started)
             if cpu:
-                self.seconds[f"{name}_cpu"] += time.process_time() - cpu_started
+                self._add(f"{name}_cpu", time.process_time() - cpu_started)
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def summary(self) -> dict[str, float]:
         """Every phase, the total, and the run's own work: the total less waiting on the
         provider listing (wall), and this process's CPU less the listing's (steadier on a busy
         machine; the database's own time is not in it)."""
-        seconds = Counter(self.seconds)
+        seconds = dict(self.seconds)
         seconds["total"] = time.perf_counter() - self._started
-        seconds["own_work"] = seconds["total"] - seconds["listing"]
-        seconds["own_work_cpu"] = time.process_time() - self._cpu_started - seconds["listing_cpu"]
+        seconds["own_work"] = seconds["total"] - seconds.get("listing", 0.0)
+        seconds["own_work_cpu"] = (
+            time.process_time() - self._cpu_started - seconds.get("listing_cpu", 0.0)
+        )
         return {phase: round(value, 3) for phase, value in seconds.items()}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,6 +22,9 @@ ACCOUNT_BATCH = 2000
 # Accounts that can use the product: the brake's denominator.
 WITH_ACCESS = frozenset({AccessStatus.ACTIVE, AccessStatus.GRACE_PERIOD})
 NO_SUBSCRIPTIONS: frozenset[str] = frozenset()
+
+# (access status, grace ends at, subscription statuses, has a comp, revoked by staff) -> outcome
+Decide = Callable[[str, datetime | None, frozenset[str], bool, bool], str]
 
 
 class StatusSets:
@@ -46,17 +50,23 @@ class StatusSets:
         self.by_customer[customer_id] = self._interned.setdefault(merged, merged)
 
 
-def _decider(now: datetime) -> Callable[..., str]:
+def _decider(now: datetime) -> Decide:
     """access_decide, remembered per distinct situation: a million accounts fall into a few
     dozen (status, grace ended or not, subscription statuses, comp, staff revocation).
 
     access_decide is pure and uses grace_ends_at only against `now`, so a grace end stands in
     as "ended" (now) or "running" (a day later) without changing the answer.
     """
-    remembered: dict[tuple, str] = {}
+    remembered: dict[tuple[str, datetime | None, frozenset[str], bool, bool], str] = {}
     running = now + timedelta(days=1)
 
-    def decide(access_status, grace_ends_at, sub_statuses, has_comp, staff_revoked) -> str:
+    def decide(
+        access_status: str,
+        grace_ends_at: datetime | None,
+        sub_statuses: frozenset[str],
+        has_comp: bool,
+        staff_revoked: bool,
+    ) -> str:
         grace = None if grace_ends_at is None else (now if grace_ends_at <= now else running)
         key = (access_status, grace, sub_statuses, has_comp, staff_revoked)
         outcome = remembered.get(key)
@@ -128,7 +138,7 @@ def outcomes_decide(
     listing_complete: bool,
     plan: LinkPlan,
     progress: Progress,
-) -> tuple[Counter, Counter, int, int]:
+) -> tuple[Counter[str], Counter[str], int, int]:
     """Decide every account in batches; saves RunOutcome rows for the ones needing a change
     (or that could not be checked) and RunLink rows for the links the lookups found.
 
@@ -137,8 +147,8 @@ def outcomes_decide(
     Returns (counts per outcome, not-checked reasons, accounts with access, customers with no
     account). Queries per batch: accounts, staff revocations, linked elsewhere, inserts.
     """
-    counts: Counter = Counter()
-    unchecked_reasons: Counter = Counter()
+    counts: Counter[str] = Counter()
+    unchecked_reasons: Counter[str] = Counter()
     with_access = 0
     matched_customers = 0
     now = timezone.now()
@@ -224,7 +234,7 @@ def outcomes_decide(
                 counts[outcome] += 1
             if outcome == Outcome.IN_SYNC:
                 continue
-            detail = {
+            detail: dict[str, Any] = {
                 "access_status": access_status,
                 "subscription_statuses": sorted(sub_statuses),
                 "customer_id": customer_id,

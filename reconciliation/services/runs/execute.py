@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -22,6 +23,7 @@ from reconciliation.services.runs.decide import StatusSets, brake_reason, outcom
 from reconciliation.services.runs.start import reconciliation_run_start
 from reconciliation.services.sync import (
     LinkPlan,
+    ParsedSubscription,
     SyncReport,
     customers_known_unmatched,
     customers_link_local,
@@ -42,7 +44,7 @@ MIRROR_ROWS_PER_WRITE = 500
 
 def _listing_read(
     *, run: ReconciliationRun, progress: Progress, timer: PhaseTimer
-) -> tuple[StatusSets, set[str], Exception | None]:
+) -> tuple[StatusSets, set[str], gateway.GatewayError | None]:
     """Read every provider subscription; returns (statuses, unknown customers, listing error).
 
     The mirror is compared and written MIRROR_ROWS_PER_WRITE subscriptions at a time: one query
@@ -52,12 +54,13 @@ def _listing_read(
     statuses = StatusSets()
     unknown: set[str] = set()
     write = not run.dry_run
-    buffered: list = []
-    buffered_since = None
+    buffered: list[ParsedSubscription] = []
+    buffered_since: datetime | None = None
 
     def flush() -> None:
         if not buffered:
             return
+        assert buffered_since is not None  # set with the first row buffered
         with timer.phase("mirror"):
             # The oldest page's time: a row a webhook changed after it is newer than the listing.
             result = mirror_page_upsert(
@@ -170,7 +173,7 @@ def _halt_reason(
     changes: int,
     with_access: int,
     ratio: float,
-    listing_error: Exception | None,
+    listing_error: gateway.GatewayError | None,
     listed_any: bool,
     pages: int,
 ) -> str:
@@ -236,7 +239,7 @@ def _execute(*, run: ReconciliationRun, on_progress: ProgressCallback | None) ->
             listed_any=bool(statuses.by_customer),
             pages=progress.state["pages"],
         )
-        if listing_error is not None and getattr(listing_error, "status", None) in {401, 403}:
+        if listing_error is not None and listing_error.status in {401, 403}:
             notify.provider_key_refused(
                 status=listing_error.status, message=str(listing_error), where="Nightly audit"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -167,10 +167,13 @@ def _insert_ignoring_duplicate(row: WebhookEvent, payload_text: str) -> int | No
     return found[0] if found else None
 
 
-_broker = None
+if TYPE_CHECKING:
+    from django_q.brokers import Broker
+
+_broker: Broker | None = None
 
 
-def _queue_broker():
+def _queue_broker() -> Broker:
     # django-q2 builds a new broker, so a new Redis connection and handshake, per async_task
     # unless given one: that was a third of the endpoint's time. One per process is enough.
     global _broker

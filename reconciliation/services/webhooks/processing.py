@@ -231,6 +231,7 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
         now = timezone.now()
         event.attempts += 1
         if error is None:
+            assert status is not None  # no error: _dispatch returned the status
             event.status = status
             event.processed_at = now
             event.next_attempt_at = None

@@ -3,11 +3,13 @@ API, and their schedules."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from reconciliation import gateway
@@ -63,7 +65,7 @@ def webhook_events_replay(*, actor: str, statuses: tuple[str, ...] = (WebhookSta
     return len(ids)
 
 
-def _reset_for_replay(queryset) -> None:
+def _reset_for_replay(queryset: QuerySet[WebhookEvent]) -> None:
     # attempts start again so a replayed event gets its full set of retries.
     queryset.update(
         status=WebhookStatus.PENDING,
@@ -143,7 +145,7 @@ def webhook_events_catch_up(
     return CatchUpResult(listed=listed, stored=stored, since=since)
 
 
-def _key_checked(pages):
+def _key_checked(pages: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
     """The pages, telling Admins when Stripe refuses the key (401/403) before re-raising."""
     try:
         yield from pages
