@@ -1,6 +1,8 @@
 """Forms of the dashboard shell: sign-in (every one throttled; customers cannot sign in to the
 dashboard) and notice preferences."""
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
@@ -36,7 +38,14 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         return cleaned
 
 
-class AccessRefusalMixin:
+# The mixin goes in front of an AuthenticationForm: the type checker reads it as one.
+if TYPE_CHECKING:
+    _AuthenticationFormBase = AuthenticationForm
+else:
+    _AuthenticationFormBase = object
+
+
+class AccessRefusalMixin(_AuthenticationFormBase):
     """Shows the access-refused message instead of "wrong password" when the backend refused
     the account itself. AccessStatusBackend marks the request only after the password was
     verified, so a wrong guess never learns that an account is suspended."""
