@@ -1,6 +1,8 @@
 """Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
@@ -80,11 +82,15 @@ def _download_headers(account: Account, extension: str) -> dict[str, str]:
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", account.public_id)
     filename = f"evidence-{safe_id}-{timezone.now():%Y%m%d-%H%M}.{extension}"
     return {
-        "Content-Disposition": content_disposition_header(as_attachment=True, filename=filename)
+        # As an attachment there is always a header; django-stubs types it str | None.
+        "Content-Disposition": content_disposition_header(as_attachment=True, filename=filename)  # type: ignore[dict-item]
     }
 
 
-def _export(request, public_id: str, export) -> tuple[Account, object]:
+_Export = TypeVar("_Export")
+
+
+def _export(request, public_id: str, export: Callable[..., _Export]) -> tuple[Account, _Export]:
     """Run one export service (PDF or CSV) over the window and dispute the form names; the
     service records the export in the evidence audit."""
     account = _account(public_id)
