@@ -142,8 +142,10 @@ def staff_two_factor_reset_view(request, public_id: str):
     target = get_object_or_404(User, public_id=public_id, is_staff=True)
     form = TwoFactorResetForm(request.POST)
     if not form.is_valid():
+        # An ErrorList iterates its messages as str; django-stubs says ValidationError too.
         messages.error(
-            request, "Say why the devices are reset: " + " ".join(form.errors.get("reason", []))
+            request,
+            "Say why the devices are reset: " + " ".join(form.errors.get("reason", [])),  # type: ignore[arg-type]
         )
         return redirect("staff_two_factor_list")
     try:
