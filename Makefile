@@ -41,9 +41,12 @@ run: install
 	  echo; echo "  Janitor: http://$(HOST):$(PORT)/   (demo logins above, password janitor-demo-2026)"; echo; \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
+# mypy (pyproject.toml) loads janitor.settings_test through django-stubs and connects to nothing;
+# DJANGO_DEBUG=true so the settings need no production secret.
 lint: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	env -u DATABASE_URL -u REDIS_URL DJANGO_DEBUG=true $(PY) -m mypy .
 	env -u DATABASE_URL -u REDIS_URL DJANGO_DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
 test: install-dev lint
