@@ -5,7 +5,7 @@ import pytest
 from accounts.roles import ROLE_ADMIN
 from reconciliation.models import WebhookEvent, WebhookStatus
 from tests.factories import AccountFactory, StaffFactory, WebhookEventFactory
-from tests.reconciliation.webhook_support import sub_obj
+from tests.reconciliation.webhook_support import dead_event
 
 
 @pytest.mark.browser
@@ -13,18 +13,8 @@ def test_admin_filters_and_replays_a_dead_event(page, live_server, login_as):
     admin = StaffFactory(role=ROLE_ADMIN, email="webhooks-admin@janitor.test")
     AccountFactory(stripe_customer_id="cus_browser")
     WebhookEventFactory.create_batch(3, status=WebhookStatus.PROCESSED)
-    dead = WebhookEventFactory(
-        provider_event_id="evt_browser_dead",
-        type="customer.subscription.created",
-        status=WebhookStatus.DEAD,
-        attempts=5,
-        last_error="GatewayError: Stripe was down",
-        payload={
-            "id": "evt_browser_dead",
-            "object": "event",
-            "type": "customer.subscription.created",
-            "data": {"object": sub_obj("sub_browser", "cus_browser")},
-        },
+    dead = dead_event(
+        "evt_browser_dead", "sub_browser", "cus_browser", last_error="GatewayError: Stripe was down"
     )
     login_as(page, admin)
     page.goto(f"{live_server.url}/webhooks/")

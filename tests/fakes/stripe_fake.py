@@ -342,6 +342,47 @@ def subscription_object(
     return subscription
 
 
+def subscription_sample(
+    id: str,
+    *,
+    customer: str,
+    status: str = "active",
+    price_id: str = "price_basic",
+    amount: int = 1500,
+    currency: str = "usd",
+    interval: str = "month",
+    current_period_end: int | None = None,
+    cancel_at_period_end: bool = False,
+    created: int | None = None,
+    metadata: dict[str, str] | None = None,
+    legacy_shape: bool = False,
+    quantity: int = 1,
+    price_metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """subscription_object with the fake's defaults: the basic price ($15 a month), created now,
+    its period ending an interval from now, ended now if its status is an ended one."""
+    now = _now()
+    return subscription_object(
+        id=id,
+        customer=customer,
+        status=status,
+        price_id=price_id,
+        amount=amount,
+        currency=currency,
+        interval=interval,
+        current_period_end=(
+            now + PERIOD_SECONDS[interval] if current_period_end is None else current_period_end
+        ),
+        cancel_at_period_end=cancel_at_period_end,
+        created=now if created is None else created,
+        metadata=metadata or {},
+        legacy_shape=legacy_shape,
+        ended_at=now,
+        quantity=quantity,
+        price_metadata=price_metadata,
+    )
+
+
 def customer_object(
     *, id: str, email: str, name: str, metadata: dict[str, str], created: int
 ) -> dict[str, Any]:
@@ -912,45 +953,14 @@ class StripeFake:
             self.customers[id] = {"id": id, "object": "customer", "deleted": True}
 
     def add_subscription(
-        self,
-        id: str | None = None,
-        *,
-        customer: str,
-        status: str = "active",
-        price_id: str = "price_basic",
-        amount: int = 1500,
-        currency: str = "usd",
-        interval: str = "month",
-        current_period_end: int | None = None,
-        cancel_at_period_end: bool = False,
-        created: int | None = None,
-        metadata: dict[str, str] | None = None,
-        legacy_shape: bool = False,
-        quantity: int = 1,
-        price_metadata: dict[str, str] | None = None,
+        self, id: str | None = None, *, customer: str, status: str = "active", **fields: Any
     ) -> dict[str, Any]:
-        """Store a subscription. Listing order is insertion order, newest first."""
+        """Store a subscription (subscription_sample's, with `fields`). Listing order is
+        insertion order, newest first."""
         if status not in SUBSCRIPTION_STATUSES:
             raise ValueError(f"unknown subscription status {status!r}")
-        now = _now()
-        subscription = subscription_object(
-            id=id or _new_id("sub"),
-            customer=customer,
-            status=status,
-            price_id=price_id,
-            amount=amount,
-            currency=currency,
-            interval=interval,
-            current_period_end=(
-                now + PERIOD_SECONDS[interval] if current_period_end is None else current_period_end
-            ),
-            cancel_at_period_end=cancel_at_period_end,
-            created=now if created is None else created,
-            metadata=metadata or {},
-            legacy_shape=legacy_shape,
-            ended_at=now,
-            quantity=quantity,
-            price_metadata=price_metadata,
+        subscription = subscription_sample(
+            id or _new_id("sub"), customer=customer, status=status, **fields
         )
         with self._lock:
             if self._subscription_ordinal(subscription["id"]) is not None:

@@ -6,7 +6,7 @@ from django.urls import reverse
 from reconciliation.models import WebhookAttempt, WebhookEvent, WebhookStatus
 from reconciliation.services.webhooks import webhook_rejection_record
 from tests.factories import AccountFactory, WebhookEventFactory
-from tests.reconciliation.webhook_support import rejections_reset, sub_obj
+from tests.reconciliation.webhook_support import dead_event, rejections_reset
 
 
 @pytest.fixture
@@ -15,19 +15,7 @@ def events(db):
     made += [
         WebhookEventFactory(type="invoice.paid", status=WebhookStatus.FAILED) for _ in range(3)
     ]
-    dead = WebhookEventFactory(
-        provider_event_id="evt_dead_one",
-        type="customer.subscription.created",
-        status=WebhookStatus.DEAD,
-        attempts=5,
-        last_error="ValueError: boom",
-        payload={
-            "id": "evt_dead_one",
-            "object": "event",
-            "type": "customer.subscription.created",
-            "data": {"object": sub_obj("sub_dead", "cus_dead")},
-        },
-    )
+    dead = dead_event("evt_dead_one", "sub_dead", "cus_dead", last_error="ValueError: boom")
     WebhookAttempt.objects.create(event=dead, outcome="dead", error="ValueError: boom")
     return [*made, dead]
 

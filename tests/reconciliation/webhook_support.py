@@ -1,4 +1,4 @@
-"""Helpers for the webhook tests: Stripe-shaped objects, signed bodies, posting them."""
+"""Helpers for the webhook tests: Stripe-shaped objects, signed bodies, posting, a dead event."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 
 from django.urls import reverse
 
+from reconciliation.models import WebhookStatus
+from tests.factories import WebhookEventFactory
 from tests.fakes.signing import event_payload, stripe_signature_header
-from tests.fakes.stripe_fake import subscription_object
+from tests.fakes.stripe_fake import subscription_sample
 
 SECRET = "whsec_janitor_test_primary"
 OLD_SECRET = "whsec_janitor_test_rotated_out"
@@ -17,24 +19,36 @@ OLD_SECRET = "whsec_janitor_test_rotated_out"
 def sub_obj(
     id: str, customer: str, status: str = "active", *, legacy: bool = False, **extra: Any
 ) -> dict[str, Any]:
-    now = int(time.time())
-    obj = subscription_object(
-        id=id,
+    """The fake's sample subscription, created a day ago; `extra` overrides its keys."""
+    created = int(time.time()) - 86_400
+    metadata = extra.pop("metadata", {})
+    obj = subscription_sample(
+        id,
         customer=customer,
         status=status,
-        price_id="price_basic",
-        amount=1500,
-        currency="usd",
-        interval="month",
-        current_period_end=now + 30 * 86_400,
-        cancel_at_period_end=False,
-        created=now - 86_400,
-        metadata=extra.pop("metadata", {}),
+        created=created,
+        metadata=metadata,
         legacy_shape=legacy,
-        ended_at=now,
     )
     obj.update(extra)
     return obj
+
+
+def dead_event(event_id: str, subscription: str, customer: str, *, last_error: str):
+    """A customer.subscription.created event that failed its five attempts (dead)."""
+    return WebhookEventFactory(
+        provider_event_id=event_id,
+        type="customer.subscription.created",
+        status=WebhookStatus.DEAD,
+        attempts=5,
+        last_error=last_error,
+        payload={
+            "id": event_id,
+            "object": "event",
+            "type": "customer.subscription.created",
+            "data": {"object": sub_obj(subscription, customer)},
+        },
+    )
 
 
 def body_for(type: str, obj: dict[str, Any], *, id: str | None = None, created: int | None = None):
