@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import http.client
 import json
@@ -15,10 +16,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -32,8 +35,6 @@ DB_NAME = "janitor_drill"
 WEBHOOK_SECRET = "whsec_drill"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
-# Subscription statuses that grant access (JANITOR_ACCESS_STATUSES' default).
-GRANTING = frozenset({"active", "trialing"})
 
 
 def log(message: str) -> None:
@@ -278,6 +279,12 @@ class Drill:
         self.clusters[name] = proc
         return proc
 
+    def app_start(self, *clusters: str) -> None:
+        """gunicorn, then a qcluster for each name given (one, "q1", when none is)."""
+        self.web_start()
+        for name in clusters or ("q1",):
+            self.cluster_start(name)
+
     def cluster_kill(self, name: str = "q1", sig: int = signal.SIGKILL) -> None:
         proc = self.clusters.pop(name, None)
         if proc is None:
@@ -321,6 +328,16 @@ class Drill:
             conn.close()
 
 
+def drill_start(what: str, *, extra_env: dict[str, str] | None = None) -> tuple[Drill, Report]:
+    """The running drill (named after its script, drills/<name>.py): private servers up and
+    migrated, Django set up in this process, and its empty table, titled "<name>: <what>"."""
+    name = Path(sys.argv[0]).stem
+    report = Report(f"{name}: {what}")
+    drill = Drill(name)
+    drill.setup(extra_env=extra_env)
+    return drill, report
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds used so far by the live processes of one process group (from /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -359,23 +376,11 @@ class Delivery:
 
 
 def subscription(i: int, status: str) -> dict:
-    from tests.fakes.stripe_fake import subscription_object
+    from tests.fakes.stripe_fake import subscription_sample
 
-    now = int(time.time())
-    return subscription_object(
-        id=f"sub_drill{i:05d}",
-        customer=f"cus_drill{i:05d}",
-        status=status,
-        price_id="price_basic",
-        amount=1500,
-        currency="usd",
-        interval="month",
-        current_period_end=now + 30 * 86400,
-        cancel_at_period_end=False,
-        created=now - 86400,
-        metadata={},
-        legacy_shape=False,
-        ended_at=now if status == "canceled" else None,
+    created = int(time.time()) - 86400
+    return subscription_sample(
+        f"sub_drill{i:05d}", customer=f"cus_drill{i:05d}", status=status, created=created
     )
 
 
@@ -428,7 +433,9 @@ def lifecycles(
 
 def expected_access(final_status: str) -> str:
     """An account that starts active ends active if the newest status grants, else in grace."""
-    return "active" if final_status in GRANTING else "grace_period"
+    from django.conf import settings
+
+    return "active" if final_status in settings.JANITOR_ACCESS_STATUSES else "grace_period"
 
 
 def customer_accounts_create(count: int) -> dict[int, int]:
@@ -479,6 +486,7 @@ class Poster:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._next_slot = time.monotonic()
+        self._stream: threading.Thread | None = None
 
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -523,6 +531,15 @@ class Poster:
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(one, indexes))
 
+    def start(self, deliveries: list[Delivery]) -> Poster:
+        """Post every delivery from a background thread; join() waits for the last."""
+        self._stream = threading.Thread(target=self.post_all, args=(deliveries,))
+        self._stream.start()
+        return self
+
+    def join(self) -> None:
+        self._stream.join()
+
     def failed(self) -> list[int]:
         return [i for i, status in self.statuses.items() if not 200 <= status < 300]
 
@@ -538,6 +555,126 @@ class Poster:
             if self.failed():
                 time.sleep(pause)
         return sent
+
+
+# --- The webhook drills' load -----------------------------------------------------------------
+
+
+def load_options(
+    doc: str | None,
+    *,
+    deliveries: int,
+    customers: int,
+    rate: float,
+    seed: int,
+) -> argparse.ArgumentParser:
+    """A webhook drill's options, with its defaults: the load (a tenth of the deliveries are
+    duplicates) and the seed that shuffles it. The drill adds its own and hands the parser to
+    webhook_drill."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--deliveries", type=int, default=deliveries)
+    parser.add_argument("--duplicates", type=int, default=deliveries // 10)
+    parser.add_argument("--customers", type=int, default=customers)
+    parser.add_argument("--rate", type=float, default=rate, help="deliveries per second")
+    parser.add_argument("--seed", type=int, default=seed)
+    return parser
+
+
+@dataclass
+class Load:
+    """The customers' accounts and their subscription lifecycles, as deliveries to post."""
+
+    accounts: dict[int, int]  # customer index -> account pk
+    deliveries: list[Delivery]
+    final: dict[int, str]  # customer index -> newest subscription status
+
+    @classmethod
+    def create(cls, args: argparse.Namespace) -> Load:
+        """args: what load_options parsed."""
+        accounts = customer_accounts_create(args.customers)
+        deliveries, final = lifecycles(
+            customers=args.customers,
+            unique=args.deliveries - args.duplicates,
+            duplicates=args.duplicates,
+            seed=args.seed,
+        )
+        return cls(accounts, deliveries, final)
+
+    @property
+    def event_ids(self) -> set[str]:
+        return {d.event_id for d in self.deliveries}
+
+    def stream(self, rate: float) -> Poster:
+        """Start posting every delivery, `rate` a second from 4 threads; join() it to wait."""
+        return Poster(threads=4, rate=rate).start(self.deliveries)
+
+    def check(self, report: Report, injected: str) -> None:
+        """Every event stored once and processed; accounts end right, one audit chain each."""
+        webhook_checks(report, injected, self.event_ids)
+        account_checks(report, injected, self.accounts, self.final)
+
+
+class WebhookRun(NamedTuple):
+    drill: Drill
+    report: Report
+    load: Load
+    args: argparse.Namespace
+
+
+def webhook_drill(what: str, parser: argparse.ArgumentParser) -> WebhookRun:
+    """A webhook drill's set-up: its options parsed (parser: from load_options), drill_start,
+    and the load: the customers' accounts and their lifecycles. The app is not started yet."""
+    args = parser.parse_args()
+    drill, report = drill_start(what)
+    return WebhookRun(drill, report, Load.create(args), args)
+
+
+@dataclass
+class Recovery:
+    """How a stream of deliveries came through an outage."""
+
+    first: Counter  # first answers by HTTP status (0: no answer)
+    refused: int  # deliveries answered non-2xx the first time
+    resent: int  # re-sends until every one was accepted
+    still_refused: int
+    survived: bool  # the qcluster lived through it (else it was restarted)
+    sweeps: int
+
+
+def outage_under_load(
+    drill: Drill,
+    load: Load,
+    args: argparse.Namespace,
+    *,
+    server: str,
+    how: str,
+    stop: Callable[[], None],
+    start: Callable[[], None],
+) -> Recovery:
+    """Stop `server` for args.down seconds a third of the way through streaming the load at
+    args.rate, then recover as production does: Stripe re-sends every non-2xx delivery, a
+    process supervisor restarts a qcluster that died, the sweeper re-sends lost tasks."""
+    from django.db import connections
+
+    poster = load.stream(args.rate)
+    time.sleep(args.deliveries / args.rate / 3)
+    log(f"stopping {server} ({how})")
+    down_at = time.monotonic()
+    stop()
+    time.sleep(args.down)
+    start()
+    log(f"{server} back after {time.monotonic() - down_at:.1f} s")
+    poster.join()
+    first = Counter(poster.statuses.values())
+    refused = len(poster.failed())
+    resent = poster.redeliver(load.deliveries)
+    survived = drill.cluster_alive()
+    if not survived:
+        log(f"the qcluster died with {server}; restarting it (as a process supervisor would)")
+        drill.cluster_start()
+    connections.close_all()  # this process's connections may predate the outage
+    sweeps = sweep_until_done(timeout=60)
+    return Recovery(first, refused, resent, len(poster.failed()), survived, sweeps)
 
 
 # --- Checks shared by the webhook drills -------------------------------------------------------

@@ -2,89 +2,50 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-import threading
-import time
-from collections import Counter
 
-from _harness import (
-    Drill,
-    Poster,
-    Report,
-    account_checks,
-    customer_accounts_create,
-    finish,
-    lifecycles,
-    log,
-    sweep_until_done,
-    webhook_checks,
-)
+from _harness import finish, load_options, outage_under_load, webhook_drill
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--deliveries", type=int, default=800)
-    parser.add_argument("--duplicates", type=int, default=80)
-    parser.add_argument("--customers", type=int, default=150)
-    parser.add_argument("--rate", type=float, default=40.0)
+    parser = load_options(__doc__, deliveries=800, customers=150, rate=40.0, seed=23)
     parser.add_argument("--down", type=float, default=5.0, help="seconds PostgreSQL stays down")
-    args = parser.parse_args()
-    report = Report("postgres_restart: PostgreSQL stopped under webhook load")
-    drill = Drill("postgres_restart")
-    drill.setup()
-    accounts = customer_accounts_create(args.customers)
-    deliveries, final = lifecycles(
-        customers=args.customers,
-        unique=args.deliveries - args.duplicates,
-        duplicates=args.duplicates,
-        seed=23,
-    )
-    drill.web_start()
-    drill.cluster_start()
+    drill, report, load, args = webhook_drill("PostgreSQL stopped under webhook load", parser)
+    drill.app_start()
 
     from django.db import connections
 
-    poster = Poster(threads=4, rate=args.rate)
-    stream = threading.Thread(target=poster.post_all, args=(deliveries,))
-    stream.start()
-    time.sleep(args.deliveries / args.rate / 3)
-    connections.close_all()
-    log("stopping PostgreSQL (pg_ctl -m fast)")
-    down_at = time.monotonic()
-    drill.pg_stop("fast")
-    time.sleep(args.down)
-    drill.pg_start()
-    log(f"PostgreSQL back after {time.monotonic() - down_at:.1f} s")
-    stream.join()
-    first = Counter(poster.statuses.values())
-    refused = poster.failed()
-    resent = poster.redeliver(deliveries)
-    survived = drill.cluster_alive()
-    if not survived:
-        log("the qcluster died with PostgreSQL; restarting it (as a supervisor would)")
-        drill.cluster_start()
-    connections.close_all()
-    sweeps = sweep_until_done(timeout=60)
+    def stop() -> None:
+        connections.close_all()
+        drill.pg_stop("fast")
 
+    after = outage_under_load(
+        drill,
+        load,
+        args,
+        server="PostgreSQL",
+        how="pg_ctl -m fast",
+        stop=stop,
+        start=drill.pg_start,
+    )
     injected = f"PostgreSQL stopped for {args.down:.0f} s under {args.rate:.0f} deliveries/s"
-    statuses = ", ".join(f"{code or 'no answer'}: {n}" for code, n in sorted(first.items()))
-    non_2xx = [poster_status for poster_status in first if not 200 <= poster_status < 300]
+    statuses = ", ".join(f"{code or 'no answer'}: {n}" for code, n in sorted(after.first.items()))
+    non_2xx = [code for code in after.first if not 200 <= code < 300]
     report.check(
         injected,
         "the endpoint answers 5xx while the database is down (never 2xx for an unstored event)",
         f"first answers {statuses}",
-        bool(refused) and all(code >= 500 for code in non_2xx),
+        bool(after.refused) and all(code >= 500 for code in non_2xx),
     )
     report.check(
         "every non-2xx delivery re-sent, as Stripe retries",
         "all accepted once the database is back",
-        f"{len(refused)} refused, {resent} re-sent, {len(poster.failed())} still refused; "
-        f"qcluster {'survived' if survived else 'exited and was restarted'}, {sweeps} sweep(s)",
-        not poster.failed(),
+        f"{after.refused} refused, {after.resent} re-sent, {after.still_refused} still refused; "
+        f"qcluster {'survived' if after.survived else 'exited and was restarted'}, "
+        f"{after.sweeps} sweep(s)",
+        not after.still_refused,
     )
-    webhook_checks(report, injected, {d.event_id for d in deliveries})
-    account_checks(report, injected, accounts, final)
+    load.check(report, injected)
     return finish(report)
 
 

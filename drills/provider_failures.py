@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from _harness import Drill, Report, customer_accounts_create, finish, log
+from _harness import customer_accounts_create, drill_start, finish, log
 
 TIMEOUT_SECONDS = 1
 
@@ -39,9 +39,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=300)
     args = parser.parse_args()
-    report = Report("provider_failures: the provider fails during the nightly audit")
-    drill = Drill("provider_failures")
-    drill.setup(extra_env={"STRIPE_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS)})
+    drill, report = drill_start(
+        "the provider fails during the nightly audit",
+        extra_env={"STRIPE_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS)},
+    )
     fake = drill.fake
     customer_accounts_create(args.accounts)
     for i in range(args.accounts):

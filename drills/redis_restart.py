@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-import threading
-import time
 
 from _harness import (
     Drill,
-    Poster,
+    Load,
     Report,
-    account_checks,
-    customer_accounts_create,
     finish,
-    lifecycles,
-    log,
-    sweep_until_done,
+    load_options,
+    outage_under_load,
     wait_until,
-    webhook_checks,
+    webhook_drill,
 )
 
 
@@ -49,6 +43,18 @@ def customer(email: str):
     return account
 
 
+def revocation_requested(role: str, tag: str):
+    """A customer, and a revocation request for it by staff in `role`; returns the Admin who
+    may approve it (`tag` keeps each scenario's people apart), the account and the request."""
+    from accounts.services.revocation import revocation_request
+
+    requester = staff(f"{role.lower()}{tag}@drill.test", role)
+    admin = staff(f"admin{tag}@drill.test", "Admin")
+    account = customer(f"revoke-me{tag}@example.test")
+    request = revocation_request(account=account, requested_by=requester, reason="drill")
+    return admin, account, request
+
+
 def session_open(user) -> str:
     """A signed-in session for `user` in the Redis session store, indexed as a login does."""
     from django.contrib.sessions.backends.cache import SessionStore
@@ -69,64 +75,43 @@ def trail(account) -> list[str]:
     return [f"{r.from_status}->{r.to_status}" for r in rows]
 
 
-def webhook_part(drill: Drill, report: Report, args) -> None:
-    accounts = customer_accounts_create(args.customers)
-    deliveries, final = lifecycles(
-        customers=args.customers,
-        unique=args.deliveries - args.duplicates,
-        duplicates=args.duplicates,
-        seed=11,
+def webhook_part(drill: Drill, report: Report, load: Load, args) -> None:
+    after = outage_under_load(
+        drill,
+        load,
+        args,
+        server="Redis",
+        how="SIGKILL, no persistence: its queue and cache are gone",
+        stop=drill.redis_stop,
+        start=drill.redis_start,
     )
-    poster = Poster(threads=4, rate=args.rate)
-    stream = threading.Thread(target=poster.post_all, args=(deliveries,))
-    stream.start()
-    time.sleep(args.deliveries / args.rate / 3)
-    log("killing Redis (SIGKILL, no persistence: its queue and cache are gone)")
-    drill.redis_stop()
-    time.sleep(args.down)
-    drill.redis_start()
-    log("Redis back")
-    stream.join()
-    refused = len(poster.failed())
-    resent = poster.redeliver(deliveries)
-    survived = drill.cluster_alive()
-    if not survived:
-        log("the qcluster died with Redis; restarting it (as a process supervisor would)")
-        drill.cluster_start()
-    sweeps = sweep_until_done(timeout=60)
     injected = f"Redis SIGKILLed for {args.down:.0f} s mid-stream ({args.deliveries} deliveries)"
     report.check(
         injected,
         "deliveries answered 2xx while Redis is down (the row is the truth), or retried",
-        f"{refused} non-2xx first time, {resent} resent, {len(poster.failed())} still refused",
-        not poster.failed(),
+        f"{after.refused} non-2xx first time, {after.resent} resent, "
+        f"{after.still_refused} still refused",
+        not after.still_refused,
     )
     report.check(
         injected,
         "the qcluster keeps running or is restarted; the sweeper re-sends the lost tasks",
-        f"qcluster {'survived' if survived else 'exited and was restarted'}; {sweeps} sweep(s)",
+        f"qcluster {'survived' if after.survived else 'exited and was restarted'}; "
+        f"{after.sweeps} sweep(s)",
         True,
     )
-    webhook_checks(report, injected, {d.event_id for d in deliveries})
-    account_checks(report, injected, accounts, final)
+    load.check(report, injected)
 
 
 def revocation_failed_step(drill: Drill, report: Report) -> None:
     """Redis dies while the worker is at step 2 (ending sessions); an Admin retries."""
     from accounts.models import RevocationStatus
-    from accounts.services.revocation import (
-        revocation_approve,
-        revocation_request,
-        revocation_retry,
-    )
+    from accounts.services.revocation import revocation_approve, revocation_retry
     from accounts.tasks import revocation_run_task
 
-    requester = staff("support@drill.test", "Support")
-    admin = staff("admin@drill.test", "Admin")
-    account = customer("revoke-me@example.test")
+    admin, account, request = revocation_requested("Support", "1")
     session_open(account.members.get())
     drill.cluster_kill()  # so the drill, not a worker, plays the worker that meets the outage
-    request = revocation_request(account=account, requested_by=requester, reason="drill")
     revocation_approve(revocation_id=request.pk, approver=admin)
     drill.redis_stop()
     revocation_run_task(request.pk)  # what the worker runs; step 2 needs Redis
@@ -175,13 +160,10 @@ def revocation_lost_task(drill: Drill, report: Report) -> None:
     from django.core.management import call_command
 
     from accounts.models import RevocationRequest, RevocationStatus
-    from accounts.services.revocation import revocation_approve, revocation_request
+    from accounts.services.revocation import revocation_approve
 
-    requester = staff("finance@drill.test", "Finance")
-    admin = staff("admin2@drill.test", "Admin")
-    account = customer("revoke-me-too@example.test")
+    admin, account, request = revocation_requested("Finance", "2")
     drill.cluster_kill()
-    request = revocation_request(account=account, requested_by=requester, reason="drill")
     revocation_approve(revocation_id=request.pk, approver=admin)
     drill.redis_stop()
     drill.redis_start()
@@ -221,16 +203,9 @@ def revocation_lost_task(drill: Drill, report: Report) -> None:
 def revocation_approved_while_down(drill: Drill, report: Report) -> None:
     """Redis is down when the Admin approves: the task cannot be queued at all."""
     from accounts.models import RevocationStatus
-    from accounts.services.revocation import (
-        revocation_approve,
-        revocation_request,
-        revocation_retry,
-    )
+    from accounts.services.revocation import revocation_approve, revocation_retry
 
-    requester = staff("support2@drill.test", "Support")
-    admin = staff("admin3@drill.test", "Admin")
-    account = customer("revoke-me-three@example.test")
-    request = revocation_request(account=account, requested_by=requester, reason="drill")
+    admin, account, request = revocation_requested("Support", "3")
     drill.redis_stop()
     try:
         revocation_approve(revocation_id=request.pk, approver=admin)
@@ -262,19 +237,13 @@ def revocation_approved_while_down(drill: Drill, report: Report) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--deliveries", type=int, default=600)
-    parser.add_argument("--duplicates", type=int, default=60)
-    parser.add_argument("--customers", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=40.0)
+    parser = load_options(__doc__, deliveries=600, customers=100, rate=40.0, seed=11)
     parser.add_argument("--down", type=float, default=5.0, help="seconds Redis stays down")
-    args = parser.parse_args()
-    report = Report("redis_restart: Redis restarted during webhooks and a revocation")
-    drill = Drill("redis_restart")
-    drill.setup()
-    drill.web_start()
-    drill.cluster_start()
-    webhook_part(drill, report, args)
+    drill, report, load, args = webhook_drill(
+        "Redis restarted during webhooks and a revocation", parser
+    )
+    drill.app_start()
+    webhook_part(drill, report, load, args)
     revocation_failed_step(drill, report)
     revocation_lost_task(drill, report)
     revocation_approved_while_down(drill, report)

@@ -2,59 +2,36 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-import threading
 import time
 from datetime import timedelta
 
 from _harness import (
-    Drill,
-    Poster,
-    Report,
-    account_checks,
-    customer_accounts_create,
     finish,
     group_cpu_seconds,
-    lifecycles,
+    load_options,
     log,
     sweep_until_done,
     wait_until,
-    webhook_checks,
+    webhook_drill,
 )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--deliveries", type=int, default=800)
-    parser.add_argument("--duplicates", type=int, default=80)
-    parser.add_argument("--customers", type=int, default=150)
-    parser.add_argument("--rate", type=float, default=50.0)
-    args = parser.parse_args()
-    report = Report("two_workers: two qclusters with their schedulers, as two hosts")
-    drill = Drill("two_workers")
-    drill.setup()
-    accounts = customer_accounts_create(args.customers)
-    deliveries, final = lifecycles(
-        customers=args.customers,
-        unique=args.deliveries - args.duplicates,
-        duplicates=args.duplicates,
-        seed=31,
+    parser = load_options(__doc__, deliveries=800, customers=150, rate=50.0, seed=31)
+    drill, report, load, args = webhook_drill(
+        "two qclusters with their schedulers, as two hosts", parser
     )
     # The provider's view for the audit: each subscription in its newest state.
-    for i, status in final.items():
+    for i, status in load.final.items():
         drill.fake.add_subscription(
             f"sub_drill{i:05d}", customer=f"cus_drill{i:05d}", status=status
         )
-    drill.web_start()
-    drill.cluster_start("host-a")
-    drill.cluster_start("host-b")
+    drill.app_start("host-a", "host-b")
 
-    poster = Poster(threads=4, rate=args.rate)
-    stream = threading.Thread(target=poster.post_all, args=(deliveries,))
-    stream.start()
-    stream.join()
-    poster.redeliver(deliveries)
+    poster = load.stream(args.rate)
+    poster.join()
+    poster.redeliver(load.deliveries)
 
     from django.utils import timezone
     from django_q.models import Schedule
@@ -70,7 +47,7 @@ def main() -> int:
     open_statuses = ["pending", "failed"]
     wait_until(lambda: not WebhookEvent.objects.filter(status__in=open_statuses).exists(), 60, 1)
     sweeps = sweep_until_done(timeout=60)
-    injected = f"{len(deliveries)} deliveries, two qclusters x 2 workers on one queue"
+    injected = f"{len(load.deliveries)} deliveries, two qclusters x 2 workers on one queue"
     cpu = {name: group_cpu_seconds(proc.pid) for name, proc in drill.clusters.items()}
     attempts = WebhookAttempt.objects.count()
     report.check(
@@ -82,8 +59,7 @@ def main() -> int:
         + f"; {attempts} attempts, {sweeps} sweep(s)",
         all(drill.cluster_alive(name) and cpu[name] > 1.0 for name in cpu),
     )
-    webhook_checks(report, injected, {d.event_id for d in deliveries})
-    account_checks(report, injected, accounts, final)
+    load.check(report, injected)
 
     # The nightly audit: due now in both clusters' view.
     reconciliation_schedule_ensure()

@@ -2,56 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
-import threading
 import time
 
-from _harness import (
-    Drill,
-    Poster,
-    Report,
-    account_checks,
-    customer_accounts_create,
-    finish,
-    lifecycles,
-    log,
-    sweep_until_done,
-    wait_until,
-    webhook_checks,
-)
+from _harness import finish, load_options, log, sweep_until_done, wait_until, webhook_drill
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--deliveries", type=int, default=2000)
-    parser.add_argument("--duplicates", type=int, default=200)
-    parser.add_argument("--customers", type=int, default=300)
+    parser = load_options(__doc__, deliveries=2000, customers=300, rate=60.0, seed=7)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=60.0, help="deliveries per second")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    report = Report("worker_sigkill: qcluster killed with SIGKILL mid-stream")
-    drill = Drill("worker_sigkill")
-    drill.setup()
+    drill, report, load, args = webhook_drill("qcluster killed with SIGKILL mid-stream", parser)
+    drill.app_start()
 
-    accounts = customer_accounts_create(args.customers)
-    unique = args.deliveries - args.duplicates
-    deliveries, final = lifecycles(
-        customers=args.customers, unique=unique, duplicates=args.duplicates, seed=args.seed
-    )
-    unique_ids = {d.event_id for d in deliveries}
-    drill.web_start()
-    drill.cluster_start()
-
-    poster = Poster(threads=4, rate=args.rate)
-    stream = threading.Thread(target=poster.post_all, args=(deliveries,))
     started = time.monotonic()
-    stream.start()
+    poster = load.stream(args.rate)
     # Kill points spread over the stream and a little after it, at least 0.7 s apart.
     rng = random.Random(args.seed)
-    span = len(deliveries) / args.rate + 8
+    span = len(load.deliveries) / args.rate + 8
     points = sorted(rng.uniform(1.0, span) for _ in range(args.kills))
     kills = 0
     for point in points:
@@ -60,10 +28,10 @@ def main() -> int:
         drill.cluster_kill("q1")  # the whole process group: sentinel, pusher, workers, monitor
         kills += 1
         drill.cluster_start("q1")
-    stream.join()
+    poster.join()
     log(f"stream done in {time.monotonic() - started:.0f} s, {kills} kills; redelivering failures")
     refused = len(poster.failed())
-    redelivered = poster.redeliver(deliveries)
+    redelivered = poster.redeliver(load.deliveries)
 
     from reconciliation.models import WebhookEvent, WebhookStatus
 
@@ -81,7 +49,8 @@ def main() -> int:
 
     injected = f"{kills} x SIGKILL of the qcluster process group"
     report.check(
-        f"{len(deliveries)} deliveries ({args.duplicates} duplicates, shuffled) at {args.rate}/s",
+        f"{len(load.deliveries)} deliveries ({args.duplicates} duplicates, shuffled) "
+        f"at {args.rate}/s",
         "every delivery answered 2xx (after Stripe-style redelivery)",
         f"{refused} non-2xx first time, {redelivered} resent, {len(poster.failed())} still refused",
         not poster.failed(),
@@ -93,8 +62,7 @@ def main() -> int:
         f"sweeper ({sweeps} sweeps)",
         kills == args.kills,
     )
-    webhook_checks(report, injected, unique_ids)
-    account_checks(report, injected, accounts, final)
+    load.check(report, injected)
     return finish(report)
 
 
