@@ -300,12 +300,22 @@ def webhook_event_verify(
 
 
 def subscription_pages(
-    *, status: str = "all", limit: int = 100, created_gte: int | None = None
+    *,
+    status: str = "all",
+    limit: int = 100,
+    created_gte: int | None = None,
+    expand_customer: bool = False,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield subscriptions one page at a time; a failure mid-way raises GatewayError."""
+    """Yield subscriptions one page at a time; a failure mid-way raises GatewayError.
+
+    With expand_customer, each subscription's `customer` is the customer object (email,
+    metadata) instead of its id: linking accounts then costs no call per customer.
+    """
     params: dict[str, Any] = {"status": status, "limit": limit}
     if created_gte is not None:
         params["created"] = {"gte": created_gte}
+    if expand_customer:
+        params["expand"] = ["data.customer"]
     return _pages("/v1/subscriptions", params)
 
 

@@ -41,6 +41,9 @@ class ParsedSubscription:
     provider_id: str
     fields: dict[str, Any]
     raw: dict[str, Any]
+    # The customer object when the listing expanded it (expand[]=data.customer), else None.
+    # The mirror's raw copy keeps only its id: the customer's details are not the mirror's.
+    customer: dict[str, Any] | None = None
 
 
 @dataclass
@@ -49,8 +52,16 @@ class PageResult:
     unknown_customers: set[str] = field(default_factory=set)  # no account has their id yet
 
 
+def _parsed(obj: dict[str, Any]) -> ParsedSubscription:
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        obj = {**obj, "customer": customer.get("id")}
+        return ParsedSubscription(obj["id"], subscription_fields(obj), obj, customer)
+    return ParsedSubscription(obj["id"], subscription_fields(obj), obj)
+
+
 def subscriptions_parse(objects: Iterable[dict[str, Any]]) -> list[ParsedSubscription]:
-    return [ParsedSubscription(obj["id"], subscription_fields(obj), obj) for obj in objects]
+    return [_parsed(obj) for obj in objects]
 
 
 def customer_accounts_map(*, customer_ids: Iterable[str]) -> dict[str, int]:
@@ -224,20 +235,73 @@ class SyncReport:
     ambiguous: list[tuple[str, str]] = field(default_factory=list)  # customer, why
 
 
-def _link_candidates(*, customer: dict[str, Any]) -> tuple[Account | None, str]:
-    """(the one account this customer should link to, how) or (None, why not)."""
+_IN_CHUNK = 5000
+
+
+def _accounts_by_public_id(public_ids: set[str]) -> dict[str, Account]:
+    found: dict[str, Account] = {}
+    ordered = sorted(public_ids)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        for account in Account.objects.filter(
+            public_id__in=ordered[start : start + _IN_CHUNK]
+        ).only("id", "public_id", "stripe_customer_id"):
+            found[account.public_id] = account
+    return found
+
+
+def _accounts_by_email(emails: set[str]) -> dict[str, list[Account]]:
+    """Lower-cased email -> the accounts using it (at most one: the address is unique, case
+    aside; a list so that a database without that rule still reads as ambiguous)."""
+    found: dict[str, list[Account]] = {}
+    ordered = sorted(emails)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        rows = (
+            Account.objects.annotate(email_ci=Lower("email"))
+            .exclude(email="")  # the unique index on lower(email) is partial: email <> ''
+            .filter(email_ci__in=ordered[start : start + _IN_CHUNK])
+            .only("id", "public_id", "stripe_customer_id", "email")
+        )
+        for account in rows:
+            found.setdefault(account.email.lower(), []).append(account)
+    return found
+
+
+def _link_candidates_many(
+    customers: Iterable[dict[str, Any]],
+) -> dict[str, tuple[Account | None, str]]:
+    """For each customer: (the one account it should link to, how) or (None, why not), by
+    metadata.account_id, then a unique email. Two queries for any number of customers."""
+    customers = list(customers)
+    wanted_ids: set[str] = set()
+    wanted_emails: set[str] = set()
+    for customer in customers:
+        metadata = customer.get("metadata") or {}
+        if metadata.get("account_id"):
+            wanted_ids.add(str(metadata["account_id"]))
+        email = (customer.get("email") or "").strip()
+        if email:
+            wanted_emails.add(email.lower())
+    by_public_id = _accounts_by_public_id(wanted_ids) if wanted_ids else {}
+    by_email_all = _accounts_by_email(wanted_emails) if wanted_emails else {}
+    answers: dict[str, tuple[Account | None, str]] = {}
+    for customer in customers:
+        answers[customer["id"]] = _link_choice(customer, by_public_id, by_email_all)
+    return answers
+
+
+def _link_choice(
+    customer: dict[str, Any],
+    by_public_id: dict[str, Account],
+    by_email_all: dict[str, list[Account]],
+) -> tuple[Account | None, str]:
     metadata = customer.get("metadata") or {}
     email = (customer.get("email") or "").strip()
     by_metadata = None
     if metadata.get("account_id"):
-        by_metadata = Account.objects.filter(public_id=metadata["account_id"]).first()
+        by_metadata = by_public_id.get(str(metadata["account_id"]))
     by_email = None
     if email:
-        matches = list(
-            Account.objects.annotate(email_ci=Lower("email"))
-            .filter(email_ci=email.lower())
-            .only("id", "public_id", "stripe_customer_id")[:2]
-        )
+        matches = by_email_all.get(email.lower(), [])
         if len(matches) > 1:
             return None, f"ambiguous: several accounts use {email}"
         by_email = matches[0] if matches else None
@@ -251,6 +315,11 @@ def _link_candidates(*, customer: dict[str, Any]) -> tuple[Account | None, str]:
             f"ambiguous: {candidate.public_id} is already linked to {candidate.stripe_customer_id}"
         )
     return candidate, "metadata.account_id" if by_metadata else "email"
+
+
+def _link_candidates(*, customer: dict[str, Any]) -> tuple[Account | None, str]:
+    """(the one account this customer should link to, how) or (None, why not)."""
+    return _link_candidates_many([customer])[customer["id"]]
 
 
 @dataclass
@@ -306,12 +375,33 @@ def customers_known_unmatched(*, customer_ids: list[str]) -> dict[str, str]:
 def customers_link_local(*, emails: dict[str, str], plan: LinkPlan, report: SyncReport) -> None:
     """Match customers looked up before by their stored email, without a provider call (an
     account may have been created with it since)."""
+    with_email = [{"id": c, "email": e} for c, e in sorted(emails.items()) if e]
+    answers = _link_candidates_many(with_email)
     for customer_id, email in sorted(emails.items()):
         if not email:
             report.unmatched.append(customer_id)
             continue
-        candidate, how = _link_candidates(customer={"id": customer_id, "email": email})
+        candidate, how = answers[customer_id]
         plan._take(customer_id=customer_id, candidate=candidate, how=how, report=report)
+
+
+def customers_link_listed(
+    *, customers: Iterable[dict[str, Any]], plan: LinkPlan, report: SyncReport
+) -> None:
+    """Plan links for customers the subscription listing carried expanded (email, metadata):
+    no provider call at all, two queries for the lot. Customers with no account keep their
+    email for their waiting rows (plan.unmatched_emails), as a lookup would."""
+    listed = sorted(customers, key=lambda customer: customer["id"])
+    answers = _link_candidates_many(c for c in listed if not c.get("deleted"))
+    for customer in listed:
+        customer_id = customer["id"]
+        if customer.get("deleted"):
+            report.unmatched.append(customer_id)
+            plan.unmatched_emails[customer_id] = ""
+            continue
+        candidate, how = answers[customer_id]
+        if not plan._take(customer_id=customer_id, candidate=candidate, how=how, report=report):
+            plan.unmatched_emails[customer_id] = (customer.get("email") or "").strip()[:254]
 
 
 def customers_link_plan(
@@ -368,9 +458,7 @@ def waiting_emails_store(*, emails: dict[str, str]) -> None:
         )
 
 
-def customers_link(*, customer_ids: Iterable[str], report: SyncReport) -> dict[str, int]:
-    """Look up and link customers no account knows yet (sync_stripe's backfill)."""
-    plan = customers_link_plan(customer_ids=customer_ids, report=report)
+def _links_write(*, plan: LinkPlan) -> dict[str, int]:
     linked: dict[str, int] = {}
     for account_id, (customer_id, _how) in plan.by_account.items():
         if not customer_link_write(account_id=account_id, customer_id=customer_id):
@@ -379,23 +467,41 @@ def customers_link(*, customer_ids: Iterable[str], report: SyncReport) -> dict[s
     return linked
 
 
+def customers_link(*, customer_ids: Iterable[str], report: SyncReport) -> dict[str, int]:
+    """Look up and link customers no account knows yet (sync_stripe's backfill)."""
+    return _links_write(plan=customers_link_plan(customer_ids=customer_ids, report=report))
+
+
 def stripe_sync(*, on_page: Callable[[SyncReport], None] | None = None) -> SyncReport:
     """Backfill the mirror from every provider subscription and link customers to accounts.
 
-    Re-running it changes nothing: unchanged rows are skipped and linked customers stay linked.
-    A listing failure raises GatewayError after the pages already read were saved.
+    The listing carries each customer (expand[]=data.customer), so linking costs no call per
+    customer; a customer it did not carry expanded is looked up. Re-running it changes nothing:
+    unchanged rows are skipped and linked customers stay linked. A listing failure raises
+    GatewayError after the pages already read were saved.
     """
     report = SyncReport()
     unknown: set[str] = set()
-    for page in gateway.subscription_pages(status="all", limit=100):
+    expanded: dict[str, dict[str, Any]] = {}
+    for page in gateway.subscription_pages(status="all", limit=100, expand_customer=True):
         fetched_at = timezone.now()
         parsed = subscriptions_parse(page)
         result = mirror_page_upsert(subscriptions=parsed, fetched_at=fetched_at)
         report.pages += 1
         report.subscriptions += len(parsed)
         report.written += result.written
-        unknown.update(result.unknown_customers)
+        for sub in parsed:
+            customer_id = sub.fields["customer_id"]
+            if customer_id not in result.unknown_customers:
+                continue
+            if sub.customer is not None:
+                expanded[customer_id] = sub.customer
+            else:
+                unknown.add(customer_id)
         if on_page is not None:
             on_page(report)
-    customers_link(customer_ids=unknown, report=report)
+    plan = LinkPlan()
+    customers_link_listed(customers=expanded.values(), plan=plan, report=report)
+    _links_write(plan=plan)
+    customers_link(customer_ids=unknown - expanded.keys(), report=report)
     return report

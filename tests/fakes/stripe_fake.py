@@ -860,6 +860,9 @@ class StripeFake:
     def reset(self) -> None:
         """Forget all objects, faults, delays and recorded requests; the server keeps running."""
         with self._lock:
+            # False: lists ignore expand[]=data.customer (a server or proxy that does not
+            # expand), so Janitor's one-lookup-per-customer fallback can be tested.
+            self.expand_lists = True
             self.requests: list[RecordedRequest] = []
             self.customers: dict[str, dict[str, Any]] = {}
             self.disputes: dict[str, dict[str, Any]] = {}
@@ -1486,7 +1489,22 @@ class StripeFake:
                 matched.append(position)
             position -= 1
         page = [self._subscription_at(ordinal) for ordinal in matched[:limit]]
+        expand = self._expand(params)
+        if expand - {"data.customer"}:
+            raise StripeApiError(
+                400,
+                f"This property cannot be expanded ({sorted(expand - {'data.customer'})[0]}).",
+                param="expand",
+            )
+        if expand and self.expand_lists:
+            page = [{**sub, "customer": self._customer_expanded(sub["customer"])} for sub in page]
         return _list_envelope("/v1/subscriptions", page, len(matched) > limit)
+
+    def _customer_expanded(self, id: str) -> dict[str, Any] | str:
+        """The customer object for expand[]=data.customer. Stripe always has one (a deleted
+        customer expands to its deleted stub); a subscription a test added without its customer
+        stays an id here, so such tests keep meaning "a customer Janitor must look up"."""
+        return self.customers.get(id) or self._bulk_customer(id) or id
 
     def _get_subscription(self, id: str, *, params: Params, files: Files) -> Json:
         _check_params(params, {"expand"})

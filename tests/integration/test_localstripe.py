@@ -27,6 +27,7 @@ from reconciliation.models import (
     Flag,
     FlagKind,
     FlagStatus,
+    Outcome,
     RunStatus,
     Subscription,
     WebhookEvent,
@@ -200,3 +201,27 @@ def test_localstripe_has_no_created_filter_on_subscription_lists(localstripe):
     with pytest.raises(urllib.error.HTTPError) as failure:
         localstripe.call("GET", "/v1/subscriptions?created[gte]=1")
     assert failure.value.code == 500
+
+
+@pytest.mark.django_db
+def test_a_first_reconcile_links_every_account_from_the_listing_at_localstripe(
+    localstripe, tmp_path, settings
+):
+    """localstripe expands data.customer on lists (issue 13): the first reconcile links every
+    account by email with no customer lookup. With the lookup cap at 0, a customer the listing
+    did not carry expanded could not be linked at all, so every link here came from the list."""
+    settings.JANITOR_AUDIT_LINK_LOOKUPS = 0
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    emails = [f"team{n}@example.com" for n in range(1, 8)]
+    for email in emails:
+        localstripe.subscribe(localstripe.add_paying_customer(email.upper())["id"])
+    _import(tmp_path, emails, {})
+
+    run = reconciliation_run(dry_run=False, triggered_by="system:test")
+
+    assert run.status == RunStatus.APPLIED, str((run.counts, run.errors, run.halt_reason))
+    assert run.counts["linked_customers"] == len(emails)
+    assert run.counts["customers_not_looked_up"] == 0
+    assert run.counts[Outcome.NOT_CHECKED] == 0
+    assert not Account.objects.filter(email__in=emails, stripe_customer_id="").exists()
+    assert not Flag.objects.exists()

@@ -14,6 +14,7 @@ from accounts.services.revocation import access_restore, revocation_run_now
 from reconciliation.models import (
     Flag,
     Outcome,
+    ReconciliationRun,
     RunLink,
     RunOutcome,
     RunStatus,
@@ -171,8 +172,38 @@ def _email_matched_shop(stripe_fake, n: int, status: str = "active") -> list[Acc
     return accounts
 
 
-def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_fake, settings):
+def test_a_first_reconcile_of_1000_email_matched_accounts_links_all_without_a_lookup(
+    stripe_fake, settings
+):
+    """The listing carries each customer (expand[]=data.customer): every account is linked in
+    the first run, with no call per customer and no cap, and nobody is flagged (issue 13)."""
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.05
+    accounts = _email_matched_shop(stripe_fake, 1000)
+
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+
+    first = ReconciliationRun.objects.get()
+    assert first.status == RunStatus.APPLIED
+    assert first.counts["linked_customers"] == 1000
+    assert first.counts[Outcome.NOT_CHECKED] == 0
+    assert first.counts[Outcome.FLAG_MANUAL_GRANT] == 0
+    assert not Flag.objects.exists()
+    assert stripe_fake.requests_to("/v1/customers/") == []
+    assert len(stripe_fake.requests_to("/v1/subscriptions")) == 10  # 1,000 at 100 a page
+    assert not Account.objects.filter(
+        pk__in=[a.pk for a in accounts], stripe_customer_id=""
+    ).exists()
+    # A second look finds everything in sync.
+    second = reconciliation_run(dry_run=True, triggered_by="test")
+    assert second.counts[Outcome.IN_SYNC] == 1000
+
+
+def test_without_expanded_customers_a_first_reconcile_links_up_to_the_cap(stripe_fake, settings):
+    """The fallback for a server that does not expand: one lookup per customer, capped per run;
+    the accounts left over are not checked, never flagged, and the next night links them."""
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.05
+    stripe_fake.expand_lists = False
     accounts = _email_matched_shop(stripe_fake, 1000)
 
     out = StringIO()
@@ -201,6 +232,7 @@ def test_a_first_reconcile_of_1000_email_matched_accounts_opens_no_flag(stripe_f
 
 def test_a_failed_customer_lookup_makes_unlinked_accounts_not_checked(stripe_fake, settings):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    stripe_fake.expand_lists = False  # a lookup per customer: the fallback path
     [account] = _email_matched_shop(stripe_fake, 1)
     lonely = AccountFactory(
         stripe_customer_id=""
@@ -262,8 +294,10 @@ def _table(run):
     )
 
 
-def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
+@pytest.mark.parametrize("expanded", [True, False], ids=["customers-expanded", "looked-up"])
+def test_a_dry_run_predicts_the_real_run(stripe_fake, settings, expanded):
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    stripe_fake.expand_lists = expanded
     accounts = _email_matched_shop(stripe_fake, 6)
     for i in (1, 3):
         stripe_fake.set_subscription_status(f"sub_mail{i:05d}", "canceled")
@@ -282,6 +316,14 @@ def test_a_dry_run_predicts_the_real_run(stripe_fake, settings):
     assert dry.status == RunStatus.DRY_RUN and real.status == RunStatus.APPLIED
     assert dry.counts == real.counts
     assert _table(dry) == _table(real)
+    if expanded:
+        # Every customer came with the listing: all linked, and the account with no customer
+        # anywhere is a real manual grant.
+        assert dry.counts[Outcome.START_GRACE] == 2
+        assert dry.counts[Outcome.PAYMENT_FAILED] == 1
+        assert dry.counts[Outcome.NOT_CHECKED] == 0
+        assert dry.counts[Outcome.FLAG_MANUAL_GRANT] == 1
+        return
     assert dry.counts[Outcome.START_GRACE] == 2  # found only through the links
     # Two customers were not looked up: the two accounts they belong to and the account with
     # no customer at all (it could be theirs) are not checked, not flagged.
@@ -392,6 +434,7 @@ def test_the_lookup_cap_moves_on_to_new_customers_each_night(stripe_fake, settin
     reaches the others, and an account created later with their email is matched locally."""
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
     settings.JANITOR_AUDIT_LINK_LOOKUPS = 2
+    stripe_fake.expand_lists = False  # the lookup fallback
     for name in ("a", "b", "c"):
         stripe_fake.add_customer(f"cus_nobody_{name}", email=f"{name}@elsewhere.example")
         stripe_fake.add_subscription(f"sub_nobody_{name}", customer=f"cus_nobody_{name}")

@@ -61,7 +61,10 @@ def test_sync_backfills_the_mirror_links_and_reports(provider, stripe_fake):
     assert stripe_fake.requests_to("/v1/subscriptions")[0].query == {
         "status": "all",
         "limit": "100",
+        "expand[0]": "data.customer",
     }
+    # The listing carried every customer: linking asked for none of them (issue 13).
+    assert stripe_fake.requests_to("/v1/customers/") == []
 
 
 def test_running_sync_again_changes_nothing(provider):

@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -26,6 +27,7 @@ from reconciliation.services.sync import (
     ParsedSubscription,
     SyncReport,
     customers_known_unmatched,
+    customers_link_listed,
     customers_link_local,
     customers_link_plan,
     mirror_page_upsert,
@@ -42,17 +44,32 @@ RUN_GC_THRESHOLD = 20_000
 MIRROR_ROWS_PER_WRITE = 500
 
 
-def _listing_read(
-    *, run: ReconciliationRun, progress: Progress, timer: PhaseTimer
-) -> tuple[StatusSets, set[str], gateway.GatewayError | None]:
-    """Read every provider subscription; returns (statuses, unknown customers, listing error).
+@dataclass
+class _Listing:
+    """What reading the provider's subscriptions found."""
+
+    statuses: StatusSets = field(default_factory=StatusSets)
+    # Customers with no account whose details the listing did not carry (a server that does not
+    # expand): they are looked up one by one afterwards, within the lookup cap.
+    unknown: set[str] = field(default_factory=set)
+    # Links planned from the customers the listing carried expanded (no call per customer).
+    plan: LinkPlan = field(default_factory=LinkPlan)
+    report: SyncReport = field(default_factory=SyncReport)
+    # Customers already matched (or not) this run: a customer's later subscriptions, in a later
+    # batch, are not matched again.
+    matched: set[str] = field(default_factory=set)
+    error: gateway.GatewayError | None = None
+
+
+def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTimer) -> _Listing:
+    """Read every provider subscription, each with its customer expanded.
 
     The mirror is compared and written MIRROR_ROWS_PER_WRITE subscriptions at a time: one query
     for 500 costs much less than five for 100. What was read is written even when the listing
-    fails part way.
+    fails part way. Customers no account knows yet are matched to accounts as each batch is
+    written, from the email and metadata the listing carried.
     """
-    statuses = StatusSets()
-    unknown: set[str] = set()
+    listing = _Listing()
     write = not run.dry_run
     buffered: list[ParsedSubscription] = []
     buffered_since: datetime | None = None
@@ -66,31 +83,44 @@ def _listing_read(
             result = mirror_page_upsert(
                 subscriptions=buffered, fetched_at=buffered_since, write=write
             )
-            unknown.update(result.unknown_customers)
             progress.state["mirror_written"] = (
                 progress.state.get("mirror_written", 0) + result.written
             )
-            buffered.clear()
+        if result.unknown_customers:
+            with timer.phase("linking"):
+                fresh = result.unknown_customers - listing.matched
+                expanded = {
+                    sub.customer["id"]: sub.customer
+                    for sub in buffered
+                    if sub.customer is not None and sub.customer["id"] in fresh
+                }
+                listing.matched.update(expanded)
+                listing.unknown.update(fresh - expanded.keys())
+                customers_link_listed(
+                    customers=expanded.values(), plan=listing.plan, report=listing.report
+                )
+        buffered.clear()
 
-    pages = iter(gateway.subscription_pages(status="all", limit=100))
+    pages = iter(gateway.subscription_pages(status="all", limit=100, expand_customer=True))
     while True:
         try:
             with timer.phase("listing", cpu=True):
                 page = next(pages)
         except StopIteration:
             flush()
-            return statuses, unknown, None
+            return listing
         except gateway.GatewayAuthError:
             raise  # a wrong or restricted key: the run fails at once, deciding nothing
         except gateway.GatewayError as exc:
             flush()
-            return statuses, unknown, exc
+            listing.error = exc
+            return listing
         with timer.phase("parsing"):
             if not buffered:
                 buffered_since = timezone.now()
             parsed = subscriptions_parse(page)
             for sub in parsed:
-                statuses.add(
+                listing.statuses.add(
                     sub.fields["customer_id"], sub.fields["status"], sub.fields["seat_quantity"]
                 )
             buffered.extend(parsed)
@@ -152,8 +182,9 @@ def reconciliation_run_execute(
 def _link_unknown(
     *, run: ReconciliationRun, unknown: set[str], plan: LinkPlan, report: SyncReport
 ) -> None:
-    """Plan links for customers the mirror holds no account for. Looked up (read only) in a dry
-    run too, so it predicts the real run."""
+    """Plan links for customers the mirror holds no account for and the listing did not carry
+    expanded: one provider call each, within the cap. Looked up (read only) in a dry run too,
+    so it predicts the real run."""
     cap = settings.JANITOR_AUDIT_LINK_LOOKUPS
     ordered = sorted(unknown)
     # Customers looked up on an earlier night are matched from what was kept; only the others
@@ -164,8 +195,6 @@ def _link_unknown(
     customers_link_plan(customer_ids=fresh[:cap], report=report, plan=plan)
     for customer_id in fresh[cap:]:
         plan.unresolved[customer_id] = "over the lookup cap"
-    if not run.dry_run:
-        waiting_emails_store(emails=plan.unmatched_emails)  # mirror data only
 
 
 def _halt_reason(
@@ -201,13 +230,19 @@ def _execute(*, run: ReconciliationRun, on_progress: ProgressCallback | None) ->
     timer = PhaseTimer()
     progress = Progress(run, on_progress)
     try:
-        statuses, unknown, listing_error = _listing_read(run=run, progress=progress, timer=timer)
-        link_report = SyncReport()
-        plan = LinkPlan()
-        if unknown and listing_error is None:
-            progress.update(force=True, phase="linking")
-            with timer.phase("linking"):
-                _link_unknown(run=run, unknown=unknown, plan=plan, report=link_report)
+        listing = _listing_read(run=run, progress=progress, timer=timer)
+        statuses, listing_error = listing.statuses, listing.error
+        # A listing that failed part way links nothing this run, as it applies nothing.
+        plan = listing.plan if listing_error is None else LinkPlan()
+        link_report = listing.report if listing_error is None else SyncReport()
+        if listing_error is None:
+            if listing.unknown:
+                progress.update(force=True, phase="linking")
+                with timer.phase("linking"):
+                    _link_unknown(run=run, unknown=listing.unknown, plan=plan, report=link_report)
+            if not run.dry_run:
+                with timer.phase("linking"):
+                    waiting_emails_store(emails=plan.unmatched_emails)  # mirror data only
         progress.update(force=True, phase="deciding")
         with timer.phase("deciding"):
             run.outcomes_decided_at = timezone.now()
