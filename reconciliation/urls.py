@@ -54,8 +54,18 @@ urlpatterns = [
         evidence.account_evidence_panel,
         name="account_evidence_panel",
     ),
-    path("accounts/<str:public_id>/evidence.pdf", evidence.evidence_pdf, name="evidence_pdf"),
-    path("accounts/<str:public_id>/evidence.csv", evidence.evidence_csv, name="evidence_csv"),
+    path(
+        "accounts/<str:public_id>/evidence.pdf",
+        evidence.evidence_export,
+        {"extension": "pdf"},
+        name="evidence_pdf",
+    ),
+    path(
+        "accounts/<str:public_id>/evidence.csv",
+        evidence.evidence_export,
+        {"extension": "csv"},
+        name="evidence_csv",
+    ),
     # Privacy.
     path("accounts/<str:public_id>/erase/", privacy.account_erase_view, name="account_erase"),
 ]

@@ -3,13 +3,13 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import AuditFilterForm, DecisionForm, RestoreForm, RevocationRequestForm
-from accounts.models import Account, RevocationRequest, RevocationStatus
+from accounts.models import Account, RevocationRequest, RevocationStatus, User
 from accounts.selectors import (
     access_audit_list,
     access_panel_get,
@@ -63,53 +63,58 @@ def _panel_outcome(request, public_id: str, *, notice: str = "", error: str = ""
     return redirect("account_detail", public_id=public_id)
 
 
-def _panel_action(request, public_id: str, *, form_key: str, form_class, act, notice: str):
-    """The access panel's two actions: read the form, call the service, answer in place. `act`
-    takes the account and the form's cleaned data; a refusal is shown with the form kept."""
+def _request_revocation(staff: User, account: Account, data: dict[str, str]) -> None:
+    revocation_request(
+        account=account,
+        requested_by=staff,
+        reason=data["reason"],
+        reference=data["reference"],
+    )
+
+
+def _restore_access(staff: User, account: Account, data: dict[str, str]) -> None:
+    access_restore(account=account, actor=staff, reason=data["reason"], reference=data["reference"])
+
+
+# The access panel's two actions: (form key in the panel, form, service call, notice on success).
+_PANEL_ACTIONS = {
+    "request": (
+        RevocationRequestForm,
+        _request_revocation,
+        "Revocation requested: an Admin who is not you must approve it.",
+    ),
+    "restore": (RestoreForm, _restore_access, "Access restored."),
+}
+
+
+def _panel_action(request, public_id: str, action: str) -> HttpResponse:
+    """Read the action's form, call its service, answer in place; a refusal is shown with the
+    form kept."""
+    form_class, act, notice = _PANEL_ACTIONS[action]
     account = get_object_or_404(Account, public_id=public_id)
     form = form_class(request.POST)
     if not form.is_valid():
         return _panel_outcome(
-            request, public_id, error="A reason is required.", forms={form_key: form}
+            request, public_id, error="A reason is required.", forms={action: form}
         )
     try:
-        act(account, form.cleaned_data)
+        act(request.user, account, form.cleaned_data)
     except RevocationError as exc:
-        return _panel_outcome(request, public_id, error=str(exc), forms={form_key: form})
+        return _panel_outcome(request, public_id, error=str(exc), forms={action: form})
     return _panel_outcome(request, public_id, notice=notice)
 
 
 @require_POST
 @staff_required("accounts.request_revocation")
-def revocation_request_create(request, public_id: str):
-    return _panel_action(
-        request,
-        public_id,
-        form_key="request",
-        form_class=RevocationRequestForm,
-        act=lambda account, data: revocation_request(
-            account=account,
-            requested_by=request.user,
-            reason=data["reason"],
-            reference=data["reference"],
-        ),
-        notice="Revocation requested: an Admin who is not you must approve it.",
-    )
+def revocation_request_create(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Step one of a staged revocation: asked here, approved by another Admin."""
+    return _panel_action(request, public_id, "request")
 
 
 @require_POST
 @staff_required("accounts.restore_access")
-def access_restore_view(request, public_id: str):
-    return _panel_action(
-        request,
-        public_id,
-        form_key="restore",
-        form_class=RestoreForm,
-        act=lambda account, data: access_restore(
-            account=account, actor=request.user, reason=data["reason"], reference=data["reference"]
-        ),
-        notice="Access restored.",
-    )
+def access_restore_view(request: HttpRequest, public_id: str) -> HttpResponse:
+    return _panel_action(request, public_id, "restore")
 
 
 def _render_list(request, *, notice: str = "", error: str = ""):

@@ -1,11 +1,12 @@
 """Evidence pages: the account panel, exports, the disputes queue and staging on Stripe."""
 
 import re
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.contrib import messages
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -87,16 +88,31 @@ def _download_headers(account: Account, extension: str) -> dict[str, str]:
     }
 
 
-_Export = TypeVar("_Export")
+def _pdf_response(pdf: bytes, headers: dict[str, str]) -> HttpResponse:
+    return HttpResponse(pdf, content_type="application/pdf", headers=headers)
 
 
-def _export(request, public_id: str, export: Callable[..., _Export]) -> tuple[Account, _Export]:
-    """Run one export service (PDF or CSV) over the window and dispute the form names; the
-    service records the export in the evidence audit."""
+def _csv_response(lines: Iterable[str], headers: dict[str, str]) -> StreamingHttpResponse:
+    return StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8", headers=headers)
+
+
+# The two evidence exports: extension -> (the service that builds and records it, the response).
+_EXPORTS: dict[
+    str, tuple[Callable[..., Any], Callable[[Any, dict[str, str]], HttpResponseBase]]
+] = {
+    "pdf": (evidence_pdf_export, _pdf_response),
+    "csv": (evidence_csv_export, _csv_response),
+}
+
+
+def _export(request: HttpRequest, public_id: str, extension: str) -> HttpResponseBase:
+    """Run one export service over the window and dispute the form names (the service records
+    the export in the evidence audit) and answer with the file."""
+    export, respond = _EXPORTS[extension]
     account = _account(public_id)
     form = EvidenceWindowForm(request.POST)
     since, until = form.window()
-    result = export(
+    body = export(
         account=account,
         actor=request.user,
         days=form.cleaned_data.get("days"),
@@ -104,25 +120,15 @@ def _export(request, public_id: str, export: Callable[..., _Export]) -> tuple[Ac
         since=since,
         until=until,
     )
-    return account, result
+    return respond(body, _download_headers(account, extension))
 
 
 @require_POST
 @staff_required("reconciliation.export_evidence")
-def evidence_pdf(request, public_id: str):
-    account, pdf = _export(request, public_id, evidence_pdf_export)
-    return HttpResponse(
-        pdf, content_type="application/pdf", headers=_download_headers(account, "pdf")
-    )
-
-
-@require_POST
-@staff_required("reconciliation.export_evidence")
-def evidence_csv(request, public_id: str):
-    account, lines = _export(request, public_id, evidence_csv_export)
-    return StreamingHttpResponse(
-        lines, content_type="text/csv; charset=utf-8", headers=_download_headers(account, "csv")
-    )
+def evidence_export(request: HttpRequest, public_id: str, extension: str) -> HttpResponseBase:
+    """The evidence pack Stripe takes (`pdf`) or the raw activity rows behind it (`csv`,
+    streamed: a year of a busy team is large); the URL names which."""
+    return _export(request, public_id, extension)
 
 
 @require_GET
