@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
 from janitor.sorting import sort_links
 from reconciliation.models import Flag, FlagKind, FlagNote, FlagStatus
 
@@ -91,23 +91,30 @@ def _flags_base() -> QuerySet[Flag]:
 
 
 def _search(q: str) -> Q:
-    """An exact public or customer id, else the start of an email (case-insensitive).
+    """An exact public or customer id, else the start of an email (case-insensitive), of the
+    account or of any of its members.
 
-    Each form can use an index (public_id, stripe_customer_id, lower(email)); a "contains"
-    search would read every open flag's account.
+    The accounts are found first, each form through its own index (public ids, lower(email)
+    with pattern ops, on accounts and on members), and the flags by account: an OR across the
+    join made PostgreSQL read every open flag's account (250 ms at 100k flags).
     """
-    if q.startswith("user-") or q.startswith("acct-"):
-        # An account's public id, or a member's: the member's account.
-        return Q(account__public_id=q) | Q(
-            account_id__in=User.objects.filter(public_id=q).values("account_id")
-        )
     if q.startswith("cus_"):
         return Q(account__stripe_customer_id=q)
-    # The account's email, or any member's (the start of it, any case).
-    members = User.objects.alias(member_email=Lower("email")).filter(
-        member_email__startswith=q.lower(), account__isnull=False
-    )
-    return Q(email_lower__startswith=q.lower()) | Q(account_id__in=members.values("account_id"))
+    if q.startswith("user-") or q.startswith("acct-"):
+        # An account's public id, or a member's: the member's account.
+        accounts = Account.objects.filter(public_id=q).values("pk")
+        members = User.objects.filter(public_id=q, account__isnull=False)
+    else:
+        prefix = q.lower()
+        accounts = (
+            Account.objects.alias(email_lower=Lower("email"))
+            .filter(email_lower__startswith=prefix)
+            .values("pk")
+        )
+        members = User.objects.alias(email_lower=Lower("email")).filter(
+            email_lower__startswith=prefix, account__isnull=False
+        )
+    return Q(account_id__in=accounts.union(members.values("account_id")))
 
 
 def review_queue_list(*, filters: QueueFilters, user: User) -> QuerySet[Flag]:
@@ -123,7 +130,7 @@ def review_queue_list(*, filters: QueueFilters, user: User) -> QuerySet[Flag]:
     elif filters.assignee:
         flags = flags.filter(assignee_id=int(filters.assignee))
     if filters.q:
-        flags = flags.alias(email_lower=Lower("account__email")).filter(_search(filters.q))
+        flags = flags.filter(_search(filters.q))
     key = filters.sort.lstrip("-")
     descending = filters.sort.startswith("-")
     order = [f"-{f}" if descending else f for f in SORTS[key]]

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessComp, AccessStatus
 from reconciliation.models import Flag, FlagKind, FlagNote, FlagStatus, ReconciliationRun
-from tests.factories import AccountFactory, FlagFactory, WebhookEventFactory
+from tests.factories import AccountFactory, FlagFactory, UserFactory, WebhookEventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +67,11 @@ def test_filters_by_kind_age_assignee_and_search(support_client, support_user):
     assert listed(f"q={plain.account.email.upper()}") == {plain.pk}
     assert listed(f"q={plain.account.stripe_customer_id}") == {plain.pk}
     assert listed(f"q={mine.account.public_id}") == {mine.pk}
+    # A member of a team account finds the account's flag by their own id or email's start.
+    member = UserFactory(account=old.account, email="zelda.member@example.com")
+    assert listed(f"q={member.public_id}") == {old.pk}
+    assert listed("q=ZELDA.mem") == {old.pk}
+    assert listed("q=user-nobody-has-this") == set()
     assert listed("kind=nonsense") == {old.pk, mine.pk, plain.pk}
 
 
