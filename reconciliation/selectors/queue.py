@@ -102,19 +102,15 @@ def _search(q: str) -> Q:
         return Q(account__stripe_customer_id=q)
     if q.startswith("user-") or q.startswith("acct-"):
         # An account's public id, or a member's: the member's account.
-        accounts = Account.objects.filter(public_id=q).values("pk")
-        members = User.objects.filter(public_id=q, account__isnull=False)
+        by_account = Q(public_id=q)
+        by_member = Q(public_id=q)
     else:
-        prefix = q.lower()
-        accounts = (
-            Account.objects.alias(email_lower=Lower("email"))
-            .filter(email_lower__startswith=prefix)
-            .values("pk")
-        )
-        members = User.objects.alias(email_lower=Lower("email")).filter(
-            email_lower__startswith=prefix, account__isnull=False
-        )
-    return Q(account_id__in=accounts.union(members.values("account_id")))
+        by_account = by_member = Q(email_lower__startswith=q.lower())
+    accounts = Account.objects.alias(email_lower=Lower("email")).filter(by_account)
+    members = User.objects.alias(email_lower=Lower("email")).filter(
+        by_member, account__isnull=False
+    )
+    return Q(account_id__in=accounts.values("pk").union(members.values("account_id")))
 
 
 def review_queue_list(*, filters: QueueFilters, user: User) -> QuerySet[Flag]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -430,21 +431,61 @@ def customers_link_plan(
     return plan
 
 
-def customer_link_write(*, account_id: int, customer_id: str) -> str:
-    """Store a planned link, re-checked under the account's row lock. Returns "" when linked
-    (or already linked to this customer), else why not."""
+def customer_links_write(*, links: list[tuple[int, str]]) -> dict[int, str]:
+    """Store planned links (account id, customer id), each re-checked under its account's row
+    lock at the moment of writing. Returns account id -> why not, for the links not written
+    ("" never appears: a link already in place counts as written).
+
+    A batch costs a fixed number of statements: lock the accounts (in id order, so two writers
+    cannot deadlock), read who holds the customers, write the accounts in one UPDATE, and give
+    the waiting mirror rows to their accounts in another.
+    """
+    refused: dict[int, str] = {}
+    if not links:
+        return refused
     with transaction.atomic():
-        account = Account.objects.select_for_update().only("stripe_customer_id").get(pk=account_id)
-        if account.stripe_customer_id and account.stripe_customer_id != customer_id:
-            return "linked to another customer since the run"
-        if not account.stripe_customer_id:
-            if Account.objects.filter(stripe_customer_id=customer_id).exists():
-                return "the customer was linked to another account since the run"
-            Account.objects.filter(pk=account_id).update(stripe_customer_id=customer_id)
-        Subscription.objects.filter(customer_id=customer_id, account__isnull=True).update(
-            account_id=account_id
+        current = dict(
+            Account.objects.select_for_update()
+            .filter(pk__in=[account_id for account_id, _ in links])
+            .order_by("pk")
+            .values_list("pk", "stripe_customer_id")
         )
-    return ""
+        holders = dict(
+            Account.objects.filter(stripe_customer_id__in=[c for _, c in links])
+            .exclude(stripe_customer_id="")
+            .values_list("stripe_customer_id", "pk")
+        )
+        to_write: list[Account] = []
+        linked: list[str] = []
+        for account_id, customer_id in links:
+            if account_id not in current:
+                refused[account_id] = "the account no longer exists"
+            elif current[account_id] and current[account_id] != customer_id:
+                refused[account_id] = "linked to another customer since the run"
+            elif holders.get(customer_id, account_id) != account_id:
+                refused[account_id] = "the customer was linked to another account since the run"
+            else:
+                if not current[account_id]:
+                    to_write.append(Account(pk=account_id, stripe_customer_id=customer_id))
+                    holders[customer_id] = account_id
+                linked.append(customer_id)
+        Account.objects.bulk_update(to_write, ["stripe_customer_id"])
+        if linked:
+            Subscription.objects.filter(customer_id__in=linked, account__isnull=True).update(
+                account_id=Subquery(
+                    Account.objects.filter(stripe_customer_id=OuterRef("customer_id")).values("pk")[
+                        :1
+                    ]
+                )
+            )
+    return refused
+
+
+def customer_link_write(*, account_id: int, customer_id: str) -> str:
+    """Store one planned link, re-checked under the account's row lock. Returns "" when linked
+    (or already linked to this customer), else why not."""
+    refused = customer_links_write(links=[(account_id, customer_id)])
+    return refused.get(account_id, "")
 
 
 def waiting_emails_store(*, emails: dict[str, str]) -> None:
@@ -459,10 +500,12 @@ def waiting_emails_store(*, emails: dict[str, str]) -> None:
 
 
 def _links_write(*, plan: LinkPlan) -> dict[str, int]:
+    links = [(account_id, customer_id) for account_id, (customer_id, _) in plan.by_account.items()]
     linked: dict[str, int] = {}
-    for account_id, (customer_id, _how) in plan.by_account.items():
-        if not customer_link_write(account_id=account_id, customer_id=customer_id):
-            linked[customer_id] = account_id
+    for start in range(0, len(links), _IN_CHUNK):
+        batch = links[start : start + _IN_CHUNK]
+        refused = customer_links_write(links=batch)
+        linked.update({c: a for a, c in batch if a not in refused})
     waiting_emails_store(emails=plan.unmatched_emails)
     return linked
 

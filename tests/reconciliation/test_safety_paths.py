@@ -354,6 +354,32 @@ def test_a_halted_run_changes_no_account_and_its_apply_writes_the_links(
     assert not Subscription.objects.filter(account__isnull=True).exists()
 
 
+def test_a_halted_runs_links_are_rechecked_when_applied(stripe_fake, settings, admin):
+    """Links are written a batch at a time, each re-checked at the moment of writing: an
+    account linked to another customer since the run, or a customer another account took,
+    is skipped with the reason kept; the others are written with their waiting rows."""
+    first, second, third = _email_matched_shop(stripe_fake, 3, status="canceled")
+    run = _halted_run(settings)
+    Account.objects.filter(pk=first.pk).update(stripe_customer_id="cus_someone_else")
+    Account.objects.filter(pk=AccountFactory(stripe_customer_id="").pk).update(
+        stripe_customer_id="cus_mail00001"
+    )  # the second account's customer, taken by another account since the run
+
+    _apply(run, admin)
+
+    reasons = dict(RunLink.objects.filter(run=run).values_list("account_id", "skip_reason"))
+    assert reasons == {
+        first.pk: "linked to another customer since the run",
+        second.pk: "the customer was linked to another account since the run",
+        third.pk: "",
+    }
+    assert RunLink.objects.get(run=run, account=third).applied
+    third.refresh_from_db()
+    assert third.stripe_customer_id == "cus_mail00002"
+    assert Subscription.objects.get(customer_id="cus_mail00002").account_id == third.pk
+    assert Subscription.objects.get(customer_id="cus_mail00000").account_id is None
+
+
 # --- Waiting subscriptions are linked when their account appears ----------------------------
 
 

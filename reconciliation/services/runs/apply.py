@@ -21,7 +21,7 @@ from reconciliation.services.runs.common import (
     RunStateError,
     enqueue_after_commit,
 )
-from reconciliation.services.sync import customer_link_write
+from reconciliation.services.sync import customer_links_write
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ APPLY_TASK = "reconciliation.tasks.reconciliation_apply_task"
 
 
 def links_apply(*, run: ReconciliationRun) -> list[str]:
-    """Write the run's planned links, each re-checked under the account's lock."""
+    """Write the run's planned links, each re-checked under its account's lock, a batch at a
+    time."""
     errors: list[str] = []
     last_id = 0
     while True:
@@ -43,10 +44,12 @@ def links_apply(*, run: ReconciliationRun) -> list[str]:
             return errors
         last_id = links[-1].pk
         with transaction.atomic():
+            refused = customer_links_write(
+                links=[(link.account_id, link.customer_id) for link in links]
+            )
             for link in links:
-                why = customer_link_write(account_id=link.account_id, customer_id=link.customer_id)
-                if why:
-                    link.skip_reason = why
+                if link.account_id in refused:
+                    link.skip_reason = refused[link.account_id]
                 else:
                     link.applied = True
             RunLink.objects.bulk_update(links, ["applied", "skip_reason"])
