@@ -1867,6 +1867,9 @@ class StripeFake:
 @pytest.fixture
 def stripe_fake(settings: Any) -> Iterator[StripeFake]:
     """A running StripeFake with Django settings pointing the gateway at it."""
+    # Imported here: the fake itself (and the benchmarks that run it) need no Django.
+    from reconciliation.gateway import request_rate_reset
+
     with StripeFake() as fake:
         settings.STRIPE_API_BASE = fake.base_url
         settings.STRIPE_API_KEY = TEST_API_KEY
@@ -1875,4 +1878,8 @@ def stripe_fake(settings: Any) -> Iterator[StripeFake]:
         settings.STRIPE_RETRY_BASE_SECONDS = 0.002
         # A hung fake should fail a test in seconds, not after the production 20 s.
         settings.STRIPE_TIMEOUT_SECONDS = 5
+        # The process-wide request rate is tested on its own; elsewhere it must not pace tests.
+        settings.JANITOR_STRIPE_MAX_RPS = 1000
+        request_rate_reset()
         yield fake
+        request_rate_reset()
