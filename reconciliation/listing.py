@@ -27,11 +27,14 @@ from reconciliation import gateway
 
 logger = logging.getLogger("janitor.gateway")
 
-# Ranges read at once. Enough requests in flight to use the default rate (20 a second) while a
-# page takes up to 400 ms (8 / 20 s), which is the usual time Stripe takes for one; more
-# threads would only wait on the shared rate, and each range costs a last, partial page.
+# Ranges read at once (one thread each). Enough requests in flight to use the default rate
+# (20 a second) while a page takes up to 400 ms (8 / 20 s); a slower server leaves the rate
+# partly unused (at a second a page, 8 requests a second), a faster one leaves threads waiting
+# on the rate. More threads would mostly wait, and each range ends on a partial page. Ranges are
+# split evenly, so all of them are busy until near the end.
 LISTING_RANGES = 8
-# A listing that ends within this many pages is read as it always was, one page after another:
+# A listing that ends within this many pages is read as it always was, one page after another
+# (the same requests as before, so small accounts see no difference):
 # planning ranges costs requests of its own (a first night bisects for the oldest subscription)
 # and would not pay off. Past it, the pages already read are not read again (by id).
 SEQUENTIAL_PAGES = 10
@@ -95,7 +98,7 @@ def _oldest_created(*, newest: int, known: int) -> int:
 
 
 def _read_ranges(
-    ranges: list[CreatedRange], *, expand_customer: bool, already_read: set[str]
+    ranges: list[CreatedRange], *, expand_customer: bool, already_read: set[str], page_size: int
 ) -> Iterator[Page]:
     """Read every range in its own thread and yield their pages as they come, in any order.
 
@@ -119,7 +122,7 @@ def _read_ranges(
         try:
             for page in gateway.subscription_pages(
                 status="all",
-                limit=PAGE_SIZE,
+                limit=page_size,
                 created_gte=created.gte,
                 created_lt=created.lt,
                 expand_customer=expand_customer,
@@ -159,13 +162,14 @@ def _read_ranges(
 class SubscriptionListing:
     """Every provider subscription (any status), once each, as an iterator of pages.
 
-    The first SEQUENTIAL_PAGES pages are read one after another, newest first, as before.
-    A longer listing is then split into ranges of creation time, read at once: at
-    `mirror_boundaries` (quantiles of the mirrored subscriptions' creation times, so each range
-    holds about as many; read before the listing writes the mirror), or on a first night, when
-    the mirror holds none, into LISTING_RANGES spans of equal time between the oldest creation
-    time (probed at the provider) and the newest. A server that refuses the `created` filter
-    (localstripe answers 500) gets the rest of the sequential listing instead.
+    Pages are read one after another, newest first, as before, until one more than
+    SEQUENTIAL_PAGES has been read (proving the listing longer). It is then split into ranges
+    of creation time, read at once: at `mirror_boundaries` (quantiles of the mirrored
+    subscriptions' creation times, so each range holds about as many; read before the listing
+    writes the mirror), or on a first night, when the mirror holds none, into LISTING_RANGES
+    spans of equal time between the oldest creation time (probed at the provider) and the
+    newest. A server that refuses the `created` filter (localstripe answers 500) gets the rest
+    of the sequential listing instead.
 
     `how` says which was done, once iteration has started; a failure raises GatewayError from
     the iterator, whichever range it hit.
@@ -177,10 +181,14 @@ class SubscriptionListing:
         mirror_boundaries: list[int],
         expand_customer: bool = True,
         ranges: int = LISTING_RANGES,
+        sequential_pages: int = SEQUENTIAL_PAGES,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.mirror_boundaries = mirror_boundaries
         self.expand_customer = expand_customer
         self.ranges = ranges
+        self.sequential_pages = sequential_pages
+        self.page_size = page_size
         self.how = ""
 
     def __iter__(self) -> Iterator[Page]:
@@ -188,7 +196,7 @@ class SubscriptionListing:
 
     def _pages(self) -> Iterator[Page]:
         sequential = gateway.subscription_pages(
-            status="all", limit=PAGE_SIZE, expand_customer=self.expand_customer
+            status="all", limit=self.page_size, expand_customer=self.expand_customer
         )
         already_read: set[str] = set()
         created: list[int] = []
@@ -198,7 +206,7 @@ class SubscriptionListing:
             pages_read += 1
             already_read.update(sub["id"] for sub in page)
             created.extend(int(sub["created"]) for sub in page)
-            if pages_read > SEQUENTIAL_PAGES:
+            if pages_read > self.sequential_pages:
                 break
         else:
             self.how = f"sequential: {pages_read} page(s), too few to split"
@@ -218,7 +226,10 @@ class SubscriptionListing:
         ranges = created_ranges(boundaries)
         self.how = f"parallel: {len(ranges)} created ranges {source}"
         yield from _read_ranges(
-            ranges, expand_customer=self.expand_customer, already_read=already_read
+            ranges,
+            expand_customer=self.expand_customer,
+            already_read=already_read,
+            page_size=self.page_size,
         )
 
     @staticmethod

@@ -887,6 +887,7 @@ class StripeFake:
             self._in_flight = 0
             self._admitted: dict[str, deque[float]] = {}
             self.rate_limited = 0  # requests the limiters refused
+            self.peak_in_flight = 0  # most requests in progress at once
             # Subscriptions are numbered by ordinal (insertion order) and listed newest first.
             self._subscription_count = 0
             self._single_subscriptions: dict[int, dict[str, Any]] = {}
@@ -972,6 +973,7 @@ class StripeFake:
                 )
             window.append(now)
         self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         return None
 
     def _rate_limited(self, *, retry_after: int | None) -> StripeApiError:
