@@ -268,6 +268,10 @@ STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 4)
 STRIPE_RETRY_BASE_SECONDS = _env_int("STRIPE_RETRY_BASE_MS", 500) / 1000
 STRIPE_RETRY_MAX_WAIT_SECONDS = _env_int("STRIPE_RETRY_MAX_WAIT_SECONDS", 30)
 STRIPE_TIMEOUT_SECONDS = _env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
+# Requests a second to Stripe from this process, all threads and calls together (the parallel
+# listing's readers, webhook lookups, evidence): below Stripe's 25 a second per endpoint and in
+# test mode, leaving room for the webhook path's own calls from other processes.
+JANITOR_STRIPE_MAX_RPS = _env_int("JANITOR_STRIPE_MAX_RPS", 20, minimum=1)
 WEBHOOK_MAX_BODY_BYTES = _env_int("JANITOR_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 
 # --- Domain rules ---------------------------------------------------------------------------

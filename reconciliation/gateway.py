@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +32,12 @@ RETRY_CAP_SECONDS = 5.0
 # Error codes of a 429 that a later try can get past: the rate limiter, the concurrency
 # limiter (also "rate_limit") and a lock held by another request on the same object.
 RETRYABLE_429_CODES = frozenset({"rate_limit", "lock_timeout", None})
+
+# After a 429 the shared request rate is halved (never below this share of
+# JANITOR_STRIPE_MAX_RPS) and grows back by this share a second: the whole process slows down
+# together, so the retry of a refused request is not refused again.
+RATE_FLOOR_SHARE = 0.1
+RATE_RECOVERY_PER_SECOND = 0.1
 
 # Stripe accepts these for dispute evidence; it sniffs the type from the upload itself.
 EVIDENCE_FILE_EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
@@ -154,20 +161,91 @@ def _retry_delay(attempt: int) -> float:
 T = TypeVar("T")
 
 
-def _with_retries(call: Callable[[], T], *, what: str) -> T:
+class _RequestRate:
+    """The one budget of requests a second for every Stripe call this process makes, from any
+    thread (the parallel listing's readers, a webhook's lookup, an evidence upload).
+
+    Each try of a call takes the next free slot, 1 / JANITOR_STRIPE_MAX_RPS seconds after the
+    previous one: requests are spaced evenly rather than sent in bursts, since Stripe counts
+    per second and per endpoint. A 429 pauses every caller until its Retry-After (or the
+    backoff) has passed and halves the rate, which then grows back over about ten seconds:
+    the limit the server enforces is learnt by the whole process at once, instead of each
+    thread being refused in turn.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget pauses and slow-downs (a new process starts like this; tests call it)."""
+        with self._lock:
+            self._next_free = 0.0
+            self._share = 1.0
+            self._share_at = time.monotonic()
+
+    def acquire(self) -> None:
+        """Wait for this process's next request slot."""
+        max_rps = float(getattr(settings, "JANITOR_STRIPE_MAX_RPS", 20))
+        with self._lock:
+            now = time.monotonic()
+            self._share = min(1.0, self._share + (now - self._share_at) * RATE_RECOVERY_PER_SECOND)
+            self._share_at = now
+            slot = max(now, self._next_free)
+            self._next_free = slot + 1.0 / (max_rps * self._share)
+        if slot > now:
+            time.sleep(slot - now)
+
+    def slow_down(self, *, pause: float) -> None:
+        """A request was refused for its rate: nobody sends before `pause` seconds from now,
+        and the rate is halved."""
+        with self._lock:
+            now = time.monotonic()
+            self._share = max(RATE_FLOOR_SHARE, self._share / 2)
+            self._share_at = now
+            self._next_free = max(self._next_free, now + pause)
+
+
+_RATE = _RequestRate()
+
+
+def request_rate_reset() -> None:
+    """Clear the shared request rate's pauses and slow-downs (between tests)."""
+    _RATE.reset()
+
+
+def _retry_after(exc: stripe.StripeError) -> float:
+    """Seconds the server asked us to wait (Retry-After), 0 when it did not say."""
+    headers = exc.headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(0.0, float(str(value))) if value is not None else 0.0
+    except ValueError:
+        return 0.0  # an HTTP date: Stripe sends seconds; the backoff applies instead
+
+
+def _with_retries(call: Callable[[], T], *, what: str, retries: int | None = None) -> T:
     """Run one Stripe call, retrying what a later try can fix (429 rate and lock limits,
     5xx, connection failures) with exponential backoff and jitter, up to
-    STRIPE_MAX_NETWORK_RETRIES more tries and STRIPE_RETRY_MAX_WAIT_SECONDS of waiting."""
-    retries = int(settings.STRIPE_MAX_NETWORK_RETRIES)
+    STRIPE_MAX_NETWORK_RETRIES (or `retries`) more tries and STRIPE_RETRY_MAX_WAIT_SECONDS of
+    waiting. Every try waits for the process's shared request rate; a 429 slows that rate
+    down for every caller (the retry then waits in the same queue as everyone else)."""
+    if retries is None:
+        retries = int(settings.STRIPE_MAX_NETWORK_RETRIES)
     max_wait = float(getattr(settings, "STRIPE_RETRY_MAX_WAIT_SECONDS", 30.0))
     waited = 0.0
     attempt = 0
     while True:
+        _RATE.acquire()
         try:
             return call()
         except stripe.StripeError as exc:
             error = _gateway_error(exc)
-            delay = _retry_delay(attempt)
+            delay = max(_retry_delay(attempt), _retry_after(exc))
+            if error.status == 429 and error.code != "lock_timeout":
+                # The whole process slows down, whether or not this call tries again (a lock
+                # timeout is about one object, not the rate: only its own call waits).
+                _RATE.slow_down(pause=delay)
             if not error.retryable or attempt >= retries or waited + delay > max_wait:
                 raise error from exc
             logger.warning(
@@ -178,7 +256,8 @@ def _with_retries(call: Callable[[], T], *, what: str) -> T:
                 attempt + 2,
                 delay,
             )
-            time.sleep(delay)
+            if error.status != 429 or error.code == "lock_timeout":
+                time.sleep(delay)  # a rate 429's pause is the shared rate's: acquire() waits it
             waited += delay
             attempt += 1
 
@@ -299,24 +378,53 @@ def webhook_event_verify(
 # --- Subscriptions and customers ------------------------------------------------------------
 
 
+def _created_filter(*, gte: int | None, lt: int | None, lte: int | None) -> dict[str, int]:
+    bounds = {"gte": gte, "lt": lt, "lte": lte}
+    return {op: value for op, value in bounds.items() if value is not None}
+
+
 def subscription_pages(
     *,
     status: str = "all",
     limit: int = 100,
     created_gte: int | None = None,
+    created_lt: int | None = None,
     expand_customer: bool = False,
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield subscriptions one page at a time; a failure mid-way raises GatewayError.
 
-    With expand_customer, each subscription's `customer` is the customer object (email,
-    metadata) instead of its id: linking accounts then costs no call per customer.
+    `created_gte` and `created_lt` bound the subscriptions' creation time (unix seconds), the
+    lower inclusive and the upper exclusive, so adjacent ranges never share one. With
+    expand_customer, each subscription's `customer` is the customer object (email, metadata)
+    instead of its id: linking accounts then costs no call per customer.
     """
     params: dict[str, Any] = {"status": status, "limit": limit}
-    if created_gte is not None:
-        params["created"] = {"gte": created_gte}
+    created = _created_filter(gte=created_gte, lt=created_lt, lte=None)
+    if created:
+        params["created"] = created
     if expand_customer:
         params["expand"] = ["data.customer"]
     return _pages("/v1/subscriptions", params)
+
+
+def subscription_newest_created(
+    *, created_gte: int | None = None, created_lte: int | None = None, retries: int | None = None
+) -> int | None:
+    """The creation time of the newest subscription (any status) within the bounds, None when
+    there is none: one request of one item. `retries` overrides STRIPE_MAX_NETWORK_RETRIES (a
+    probe whose failure has a fallback need not wait through every retry)."""
+    params: dict[str, Any] = {"status": "all", "limit": 1}
+    created = _created_filter(gte=created_gte, lt=None, lte=created_lte)
+    if created:
+        params["created"] = created
+    client = _client()
+    response = _with_retries(
+        functools.partial(client.raw_request, "get", "/v1/subscriptions", **params),
+        what="probing /v1/subscriptions",
+        retries=retries,
+    )
+    items: list[dict[str, Any]] = json.loads(response.body)["data"]
+    return int(items[0]["created"]) if items else None
 
 
 def subscription_retrieve(*, provider_id: str) -> dict[str, Any]:

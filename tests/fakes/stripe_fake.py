@@ -11,11 +11,13 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import json
+import math
 import re
 import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,6 +165,7 @@ class RecordedRequest:
     headers: dict[str, str]
     files: dict[str, bytes] = field(default_factory=dict)
     status: int | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -863,6 +866,8 @@ class StripeFake:
             # False: lists ignore expand[]=data.customer (a server or proxy that does not
             # expand), so Janitor's one-lookup-per-customer fallback can be tested.
             self.expand_lists = True
+            # True: lists answer 500 to any created filter, as localstripe does.
+            self.refuse_created_filter = False
             self.requests: list[RecordedRequest] = []
             self.customers: dict[str, dict[str, Any]] = {}
             self.disputes: dict[str, dict[str, Any]] = {}
@@ -874,6 +879,15 @@ class StripeFake:
             self.file_contents: dict[str, bytes] = {}
             self._faults: list[_Fault] = []
             self._delays: list[_Delay] = []
+            # Stripe's latency and limiters (throttle()); none by default.
+            self.latency = 0.0
+            self.endpoint_rps: float | None = None
+            self.max_concurrent: int | None = None
+            self.retry_after: int | None = 1
+            self._in_flight = 0
+            self._admitted: dict[str, deque[float]] = {}
+            self.rate_limited = 0  # requests the limiters refused
+            self.peak_in_flight = 0  # most requests in progress at once
             # Subscriptions are numbered by ordinal (insertion order) and listed newest first.
             self._subscription_count = 0
             self._single_subscriptions: dict[int, dict[str, Any]] = {}
@@ -915,6 +929,65 @@ class StripeFake:
             self._faults.append(
                 _Fault(path_prefix, status, times, after, code=code, should_retry=should_retry)
             )
+
+    def throttle(
+        self,
+        *,
+        latency: float = 0.0,
+        endpoint_rps: float | None = None,
+        max_concurrent: int | None = None,
+        retry_after: int | None = 1,
+    ) -> None:
+        """Answer like Stripe under load: every admitted request takes `latency` seconds; more
+        than `endpoint_rps` requests to one endpoint within a second, or more than
+        `max_concurrent` in progress at once, are refused at once with 429 `rate_limit`,
+        `Stripe-Should-Retry: true` and (unless None) `Retry-After: <retry_after>` seconds.
+        An endpoint is a route (`GET /v1/subscriptions` is one, `GET /v1/subscriptions/{id}`
+        another). The defaults (no latency, no limits) are the fake's own."""
+        with self._lock:
+            self.latency = latency
+            self.endpoint_rps = endpoint_rps
+            self.max_concurrent = max_concurrent
+            self.retry_after = retry_after
+            self._admitted = {}
+
+    def _endpoint(self, method: str, path: str) -> str:
+        for route_method, pattern, _ in self._ROUTES:
+            if route_method == method and pattern.fullmatch(path):
+                return f"{method} {pattern.pattern}"
+        return f"{method} {path}"
+
+    def _admit(self, method: str, path: str) -> StripeApiError | None:
+        """Count the request in, or the 429 the limiters answer instead (lock held)."""
+        now = time.monotonic()
+        if self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
+            return self._rate_limited(retry_after=self.retry_after)
+        if self.endpoint_rps is not None:
+            window = self._admitted.setdefault(self._endpoint(method, path), deque())
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= self.endpoint_rps:
+                free_in = math.ceil(window[0] + 1.0 - now)
+                return self._rate_limited(
+                    retry_after=None if self.retry_after is None else max(self.retry_after, free_in)
+                )
+            window.append(now)
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        return None
+
+    def _rate_limited(self, *, retry_after: int | None) -> StripeApiError:
+        self.rate_limited += 1
+        error = StripeApiError(
+            429,
+            "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits.",
+            code="rate_limit",
+        )
+        error.headers["Stripe-Should-Retry"] = "true"
+        if retry_after is not None:
+            error.headers["Retry-After"] = str(retry_after)
+        return error
 
     def delay(self, path_prefix: str, seconds: float, times: int = 1) -> None:
         """Hold the next `times` requests under `path_prefix` for `seconds` before answering."""
@@ -1323,7 +1396,7 @@ class StripeFake:
 
     def _handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         url = urlsplit(raw_path)
         path = url.path
         query = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -1344,9 +1417,33 @@ class StripeFake:
         with self._lock:
             if self.record_requests:
                 self.requests.append(record)
-            delay = self._take_delay(path)
-        if delay:
-            self._stopping.wait(delay)
+            refused = self._admit(method, path)
+            delay = self._take_delay(path) if refused is None else 0.0
+        if refused is not None:
+            record.status = refused.status
+            return refused.status, refused.body, refused.headers
+        try:
+            return self._answer_admitted(
+                method, path, query, form, headers, files, record, delay, body_error
+            )
+        finally:
+            with self._lock:
+                self._in_flight = max(0, self._in_flight - 1)  # reset() may have zeroed it
+
+    def _answer_admitted(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        form: dict[str, str],
+        headers: dict[str, str],
+        files: dict[str, bytes],
+        record: RecordedRequest,
+        delay: float,
+        body_error: StripeApiError | None,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if delay or self.latency:
+            self._stopping.wait(delay + self.latency)
         try:
             self._authenticate(headers)
             with self._lock:
@@ -1458,6 +1555,8 @@ class StripeFake:
                 f"Invalid status: must be one of {sorted(SUBSCRIPTION_LIST_STATUSES)}",
                 param="status",
             )
+        if self.refuse_created_filter and any(_param_root(k) == "created" for k in params):
+            raise StripeApiError(500, "An internal error occurred.", type="api_error")
         low, high = _created_bounds(params)
         customer = params.get("customer")
         position = self._subscription_count - 1
@@ -1479,6 +1578,10 @@ class StripeFake:
         # Walk down from the cursor until one match past the page proves has_more.
         matched: list[int] = []
         while position >= 0 and len(matched) <= limit:
+            outside = self._bulk_outside(position, low, high)
+            if outside is not None:
+                position = outside
+                continue
             sub_status, sub_customer, created = self._subscription_summary(position)
             if (
                 wanted(sub_status)
@@ -1499,6 +1602,21 @@ class StripeFake:
         if expand and self.expand_lists:
             page = [{**sub, "customer": self._customer_expanded(sub["customer"])} for sub in page]
         return _list_envelope("/v1/subscriptions", page, len(matched) > limit)
+
+    def _bulk_outside(self, position: int, low: int | None, high: int | None) -> int | None:
+        """Where the walk goes next when `position` is a bulk subscription created outside
+        [low, high]: a block's creation times rise with its ordinals, so the rest of the run
+        outside the range is skipped in one step (a created range of a million subscriptions
+        costs no walk through the others). None when the position is to be looked at."""
+        if (low is None and high is None) or position in self._single_subscriptions:
+            return None
+        block = self._block_at(position)
+        created = block.created_start + position - block.first_ordinal
+        if high is not None and created > high:
+            return max(block.first_ordinal + high - block.created_start, block.first_ordinal - 1)
+        if low is not None and created < low:
+            return block.first_ordinal - 1
+        return None
 
     def _customer_expanded(self, id: str) -> dict[str, Any] | str:
         """The customer object for expand[]=data.customer. Stripe always has one (a deleted
@@ -1751,6 +1869,9 @@ class StripeFake:
 @pytest.fixture
 def stripe_fake(settings: Any) -> Iterator[StripeFake]:
     """A running StripeFake with Django settings pointing the gateway at it."""
+    # Imported here: the fake itself (and the benchmarks that run it) need no Django.
+    from reconciliation.gateway import request_rate_reset
+
     with StripeFake() as fake:
         settings.STRIPE_API_BASE = fake.base_url
         settings.STRIPE_API_KEY = TEST_API_KEY
@@ -1759,4 +1880,8 @@ def stripe_fake(settings: Any) -> Iterator[StripeFake]:
         settings.STRIPE_RETRY_BASE_SECONDS = 0.002
         # A hung fake should fail a test in seconds, not after the production 20 s.
         settings.STRIPE_TIMEOUT_SECONDS = 5
+        # The process-wide request rate is tested on its own; elsewhere it must not pace tests.
+        settings.JANITOR_STRIPE_MAX_RPS = 1000
+        request_rate_reset()
         yield fake
+        request_rate_reset()

@@ -23,6 +23,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import AccessStatus, Account, User
+from reconciliation.listing import SubscriptionListing
 from reconciliation.models import (
     Flag,
     FlagKind,
@@ -225,3 +226,19 @@ def test_a_first_reconcile_links_every_account_from_the_listing_at_localstripe(
     assert run.counts[Outcome.NOT_CHECKED] == 0
     assert not Account.objects.filter(email__in=emails, stripe_customer_id="").exists()
     assert not Flag.objects.exists()
+
+
+def test_the_listing_falls_back_to_sequential_at_localstripe(localstripe):
+    """localstripe answers 500 to a created filter: past its sequential start the listing asks
+    once, then reads the rest one page after another, every subscription once (pages of two
+    and a sequential start of one page, so five subscriptions are enough)."""
+    ids = {
+        localstripe.subscribe(localstripe.add_paying_customer(f"s{n}@example.com")["id"])["id"]
+        for n in range(5)
+    }
+
+    listing = SubscriptionListing(mirror_boundaries=[], sequential_pages=1, page_size=2)
+    seen = [sub["id"] for page in listing for sub in page]
+
+    assert listing.how == "sequential: the provider refused the created filter"
+    assert sorted(seen) == sorted(ids)

@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from janitor.services import notify
 from reconciliation import gateway
+from reconciliation.listing import LISTING_RANGES, SubscriptionListing
 from reconciliation.models import Outcome, ReconciliationRun, RunStatus, Subscription
+from reconciliation.selectors.mirror import subscription_created_boundaries
 from reconciliation.services.access_decisions import STATUS_CHANGING
 from reconciliation.services.runs.apply import links_apply, outcomes_apply
 from reconciliation.services.runs.common import PhaseTimer, Progress, ProgressCallback
@@ -59,10 +61,14 @@ class _Listing:
     # batch, are not matched again.
     matched: set[str] = field(default_factory=set)
     error: gateway.GatewayError | None = None
+    # How the provider was read (sequentially, or in parallel created ranges, and why).
+    how: str = ""
 
 
 def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTimer) -> _Listing:
-    """Read every provider subscription, each with its customer expanded.
+    """Read every provider subscription, each with its customer expanded: a long listing in
+    parallel `created` ranges (reconciliation/listing.py), merged here in whatever order the
+    pages arrive, since nothing below depends on the order.
 
     The mirror is compared and written MIRROR_ROWS_PER_WRITE subscriptions at a time: one query
     for 500 costs much less than five for 100. What was read is written even when the listing
@@ -101,19 +107,25 @@ def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTim
                 )
         buffered.clear()
 
-    pages = iter(gateway.subscription_pages(status="all", limit=100, expand_customer=True))
+    # Read before the listing writes the mirror: the rows it writes are the newest ones.
+    provider = SubscriptionListing(
+        mirror_boundaries=subscription_created_boundaries(LISTING_RANGES), expand_customer=True
+    )
+    pages = iter(provider)
     while True:
         try:
             with timer.phase("listing", cpu=True):
                 page = next(pages)
         except StopIteration:
             flush()
+            listing.how = provider.how
             return listing
         except gateway.GatewayAuthError:
             raise  # a wrong or restricted key: the run fails at once, deciding nothing
         except gateway.GatewayError as exc:
             flush()
             listing.error = exc
+            listing.how = provider.how
             return listing
         with timer.phase("parsing"):
             if not buffered:
@@ -262,6 +274,8 @@ def _execute(*, run: ReconciliationRun, on_progress: ProgressCallback | None) ->
         run.counts["unmatched_customers"] = unmatched
         run.counts["linked_customers"] = len(plan.by_account)
         run.counts["customers_not_looked_up"] = len(plan.unresolved)
+        if listing.how:
+            run.counts["listing"] = listing.how
         if unchecked_reasons:
             run.counts["not_checked_reasons"] = dict(unchecked_reasons)
         run.change_ratio = ratio
