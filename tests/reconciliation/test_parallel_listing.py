@@ -160,9 +160,10 @@ def test_the_request_rate_holds_across_threads(stripe_fake: StripeFake, settings
     times = sorted(r.at for r in stripe_fake.requests_to("/v1/subscriptions"))
     assert len(times) == 12
     rate = (len(times) - 1) / (times[-1] - times[0])
-    assert 3.5 < rate <= 5.0 * 1.05, rate
-    # Evenly spaced, not in bursts: no two requests closer than most of a slot.
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.8 / 5
+    assert 3.5 < rate <= 5.0 * 1.15, rate
+    # Evenly spaced, not in bursts: no two requests closer than half a slot (a burst would be
+    # milliseconds apart; the margin is for thread scheduling on a busy machine).
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.5 / 5
 
 
 def test_the_ranges_keep_requests_in_flight_up_to_the_rate(
@@ -185,7 +186,7 @@ def test_the_ranges_keep_requests_in_flight_up_to_the_rate(
     busiest = max(sum(1 for t in ranged if start <= t < start + 1.0) for start in ranged)
     assert busiest > 10
     every = sorted(r.at for r in stripe_fake.requests)
-    assert (len(every) - 1) / (every[-1] - every[0]) <= 20 * 1.05
+    assert (len(every) - 1) / (every[-1] - every[0]) <= 20 * 1.15
 
 
 def test_the_servers_rate_limit_slows_the_whole_listing_and_no_request_is_refused_twice(
