@@ -183,17 +183,10 @@ def revocation_reject_view(request, pk: int):
 @require_POST
 @staff_required("accounts.approve_revocation")
 def revocation_retry_view(request, pk: int):
-    try:
-        revocation = revocation_retry(revocation_id=pk, actor=request.user)
-    except RevocationRequest.DoesNotExist:
-        raise Http404("No such revocation request.") from None
-    except RevocationError as exc:
-        return _list_outcome(request, error=str(exc))
-    return _list_outcome(
-        request,
-        notice=f"Retried the revocation of {revocation.account.email}: "
-        f"{revocation.get_status_display().lower()}.",
-    )
+    def retry(*, revocation_id: int, approver, comment: str):  # a retry takes no comment
+        return revocation_retry(revocation_id=revocation_id, actor=approver)
+
+    return _decision(request, pk, retry, "Retried the revocation of")
 
 
 @require_POST
