@@ -15,6 +15,16 @@ Team accounts (issue 20): --members 1 10 runs each size twice, with one member p
 with ten (100,000 accounts with 1,000,000 members), and prints the ratio of their own work:
 
   .venv/bin/python bench/reconciliation.py --sizes 100000 --members 1 10
+
+At Stripe's scale (issue 13): --stripe-like gives the fake Stripe's latency and limits
+(--latency 0.3 s a request, --endpoint-rps 25, --max-concurrent 16), --first-night seeds the
+accounts with no customer id and an empty mirror (every account is linked by email from the
+listing), --sequential reads the listing one page after another (the baseline), and each run
+reports its wall time, the whole process's CPU (reader threads included) and peak RSS, and the
+listing floor (pages / JANITOR_STRIPE_MAX_RPS) with the run's ratio to it:
+
+  .venv/bin/python bench/reconciliation.py --sizes 1000000 --stripe-like --first-night
+  .venv/bin/python bench/reconciliation.py --sizes 100000 --stripe-like --sequential
 """
 
 from __future__ import annotations
@@ -37,13 +47,19 @@ sys.path.insert(0, str(ROOT))
 STATUS_CYCLE = ("active", "active", "trialing", "past_due", "canceled")
 
 
-def _serve_fake(n: int, current_period_end: int, created_start: int, conn) -> None:
-    """Child process: a StripeFake holding n bulk subscriptions until told to stop."""
+def _serve_fake(n: int, current_period_end: int, created_start: int, throttle, conn) -> None:
+    """Child process: a StripeFake holding n bulk subscriptions until told to stop; with
+    `throttle`, Stripe's latency and limits (StripeFake.throttle). Sends back its base URL,
+    then, when stopped, its own CPU seconds and the requests it refused."""
+    import time as _time
+
     from tests.fakes.stripe_fake import StripeFake
 
     fake = StripeFake()
     fake.record_requests = False  # 10,000 recorded requests would only grow this process
     fake.start()
+    if throttle:
+        fake.throttle(**throttle)
     fake.add_subscriptions_bulk(
         n,
         status_cycle=STATUS_CYCLE,
@@ -52,6 +68,7 @@ def _serve_fake(n: int, current_period_end: int, created_start: int, conn) -> No
     )
     conn.send(fake.base_url)
     conn.recv()
+    conn.send({"cpu_seconds": _time.process_time(), "rate_limited": fake.rate_limited})
     fake.stop()
 
 
@@ -97,7 +114,16 @@ JOIN accounts_account u ON u.stripe_customer_id = 'cus_bench_' || lpad(i::text, 
 """
 
 
-def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> dict:
+def run_one(
+    n: int,
+    database: str,
+    *,
+    cold: bool = False,
+    members: int = 1,
+    first_night: bool = False,
+    throttle: dict | None = None,
+    sequential: bool = False,
+) -> dict:
     """Create and seed the scratch database, start the fake, run one audit, return figures."""
     _admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     _admin_sql(f'CREATE DATABASE "{database}"')
@@ -127,7 +153,9 @@ def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> d
     now = int(time.time())
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    fake = ctx.Process(target=_serve_fake, args=(n, now + 20 * 86400, now - n, child), daemon=True)
+    fake = ctx.Process(
+        target=_serve_fake, args=(n, now + 20 * 86400, now - n, throttle, child), daemon=True
+    )
     fake.start()
     base_url = parent.recv()
     settings.STRIPE_API_BASE = base_url
@@ -138,8 +166,10 @@ def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> d
     sample = subscription_fields(next(iter(gateway.subscription_pages(limit=1)))[0])
     with connection.cursor() as cursor:
         cursor.execute(SEED_ACCOUNTS, {"n": n})
+        if first_night:  # no account knows its customer yet: the listing links them by email
+            cursor.execute("UPDATE accounts_account SET stripe_customer_id = ''")
         cursor.execute(SEED_MEMBERS, {"members": members})
-        if not cold:
+        if not (cold or first_night):
             cursor.execute(
                 SEED_MIRROR,
                 {
@@ -174,20 +204,46 @@ def run_one(n: int, database: str, *, cold: bool = False, members: int = 1) -> d
 
         profiler = cProfile.Profile()
         profiler.enable()
+    if sequential:  # the baseline: one page after another, however long the listing
+        import functools
+
+        from reconciliation.listing import SubscriptionListing
+        from reconciliation.services.runs import execute
+
+        execute.SubscriptionListing = functools.partial(  # type: ignore[misc]
+            SubscriptionListing, sequential_pages=10**9
+        )
     with connection.execute_wrapper(count):
         wall_started = time.perf_counter()
+        cpu_started = time.process_time()
         run = reconciliation_run(dry_run=False, triggered_by="bench", on_progress=on_progress)
         wall = time.perf_counter() - wall_started
+        cpu = time.process_time() - cpu_started
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
     parent.send("stop")
+    fake_stats = parent.recv()
     fake.join(timeout=10)
+    max_rps = float(settings.JANITOR_STRIPE_MAX_RPS)
+    floor = run.pages_read / max_rps
     changes = {k: v for k, v in run.counts.items() if v and k != "in_sync"}
     return {
         "size": n,
         "members_per_account": members,
-        "cold_mirror": cold,
+        "cold_mirror": cold or first_night,
+        "first_night": first_night,
+        "throttle": throttle,
+        "listing": (run.counts or {}).get("listing"),
+        "linked_customers": (run.counts or {}).get("linked_customers"),
+        "not_checked": (run.counts or {}).get("not_checked"),
+        "process_cpu_seconds": round(cpu, 2),
+        "max_rps": max_rps,
+        "listing_floor_seconds": round(floor, 1),
+        "wall_over_floor": round(wall / floor, 3) if floor else None,
+        "fake_cpu_seconds": round(fake_stats["cpu_seconds"], 1),
+        "fake_cpu_ms_per_page": round(1000 * fake_stats["cpu_seconds"] / max(run.pages_read, 1), 2),
+        "fake_rate_limited": fake_stats["rate_limited"],
         "status": run.status,
         "halt_reason": run.halt_reason,
         "errors": run.errors[:500],
@@ -220,9 +276,37 @@ def main() -> None:
     parser.add_argument(
         "--cold", action="store_true", help="start with an empty mirror (the first night)"
     )
+    parser.add_argument(
+        "--first-night",
+        action="store_true",
+        help="empty mirror and no account linked to its customer (linked by email)",
+    )
+    parser.add_argument("--stripe-like", action="store_true", help="the fake's latency and limits")
+    parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument("--endpoint-rps", type=float, default=25)
+    parser.add_argument("--max-concurrent", type=int, default=16)
+    parser.add_argument("--sequential", action="store_true", help="list one page at a time")
     args = parser.parse_args()
+    throttle = (
+        {
+            "latency": args.latency,
+            "endpoint_rps": args.endpoint_rps,
+            "max_concurrent": args.max_concurrent,
+        }
+        if args.stripe_like
+        else None
+    )
     if args.one:
-        print(json.dumps(run_one(args.one, args.database, cold=args.cold, members=args.members[0])))
+        result = run_one(
+            args.one,
+            args.database,
+            cold=args.cold,
+            members=args.members[0],
+            first_night=args.first_night,
+            throttle=throttle,
+            sequential=args.sequential,
+        )
+        print(json.dumps(result))
         return
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -234,7 +318,22 @@ def main() -> None:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", str(size), "--database", args.database]
                 + ["--members", str(members)]
-                + (["--cold"] if args.cold else []),
+                + (["--cold"] if args.cold else [])
+                + (["--first-night"] if args.first_night else [])
+                + (["--sequential"] if args.sequential else [])
+                + (
+                    [
+                        "--stripe-like",
+                        "--latency",
+                        str(args.latency),
+                        "--endpoint-rps",
+                        str(args.endpoint_rps),
+                        "--max-concurrent",
+                        str(args.max_concurrent),
+                    ]
+                    if args.stripe_like
+                    else []
+                ),
                 capture_output=True,
                 text=True,
                 cwd=ROOT,

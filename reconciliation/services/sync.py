@@ -232,6 +232,10 @@ class SyncReport:
     subscriptions: int = 0
     written: int = 0
     linked: list[tuple[str, str, str]] = field(default_factory=list)  # customer, public id, how
+    # False: links are counted, not listed (a reconciliation run keeps them in its LinkPlan and
+    # writes them as RunLinks; a first night can link a million).
+    keep_linked: bool = True
+    linked_count: int = 0
     unmatched: list[str] = field(default_factory=list)
     ambiguous: list[tuple[str, str]] = field(default_factory=list)  # customer, why
 
@@ -347,7 +351,9 @@ class LinkPlan:
                 )
                 return False
             self.by_account[candidate.pk] = (customer_id, how)
-            report.linked.append((customer_id, candidate.public_id, how))
+            report.linked_count += 1
+            if report.keep_linked:
+                report.linked.append((customer_id, candidate.public_id, how))
             return True
         if how == "unmatched":
             report.unmatched.append(customer_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
@@ -159,13 +160,16 @@ def outcomes_decide(
     comps = set(AccessComp.objects.filter(expires_at__gt=now).values_list("account_id", flat=True))
     decide = _decider(now)
     unresolved_reason = _unresolved_reason(plan)
-    RunLink.objects.bulk_create(
-        [
-            RunLink(run=run, account_id=account_id, customer_id=customer_id, how=how)
-            for account_id, (customer_id, how) in plan.by_account.items()
-        ],
-        batch_size=1000,
-    )
+    # A first night can plan a link for every account: written 1,000 at a time, never all
+    # built at once.
+    planned = iter(plan.by_account.items())
+    while chunk := list(islice(planned, 1000)):
+        RunLink.objects.bulk_create(
+            [
+                RunLink(run=run, account_id=account_id, customer_id=customer_id, how=how)
+                for account_id, (customer_id, how) in chunk
+            ]
+        )
     while True:
         batch = list(
             Account.objects.filter(pk__gt=last_id)

@@ -56,7 +56,7 @@ class _Listing:
     unknown: set[str] = field(default_factory=set)
     # Links planned from the customers the listing carried expanded (no call per customer).
     plan: LinkPlan = field(default_factory=LinkPlan)
-    report: SyncReport = field(default_factory=SyncReport)
+    report: SyncReport = field(default_factory=lambda: SyncReport(keep_linked=False))
     # Customers already matched (or not) this run: a customer's later subscriptions, in a later
     # batch, are not matched again.
     matched: set[str] = field(default_factory=set)
@@ -246,7 +246,7 @@ def _execute(*, run: ReconciliationRun, on_progress: ProgressCallback | None) ->
         statuses, listing_error = listing.statuses, listing.error
         # A listing that failed part way links nothing this run, as it applies nothing.
         plan = listing.plan if listing_error is None else LinkPlan()
-        link_report = listing.report if listing_error is None else SyncReport()
+        link_report = listing.report if listing_error is None else SyncReport(keep_linked=False)
         if listing_error is None:
             if listing.unknown:
                 progress.update(force=True, phase="linking")
