@@ -47,12 +47,13 @@ def links_apply(*, run: ReconciliationRun) -> list[str]:
             refused = customer_links_write(
                 links=[(link.account_id, link.customer_id) for link in links]
             )
-            for link in links:
-                if link.account_id in refused:
-                    link.skip_reason = refused[link.account_id]
-                else:
-                    link.applied = True
-            RunLink.objects.bulk_update(links, ["applied", "skip_reason"])
+            skipped = [link for link in links if link.account_id in refused]
+            for link in skipped:
+                link.skip_reason = refused[link.account_id]
+            RunLink.objects.filter(
+                pk__in=[link.pk for link in links if link.account_id not in refused]
+            ).update(applied=True)
+            RunLink.objects.bulk_update(skipped, ["skip_reason"])
 
 
 def outcomes_apply(*, run: ReconciliationRun, progress: Progress | None = None) -> list[str]:
