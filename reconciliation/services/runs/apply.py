@@ -39,24 +39,23 @@ def links_apply(*, run: ReconciliationRun) -> list[str]:
     last_id = 0
     while True:
         links = list(
-            RunLink.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id).order_by(
-                "pk"
-            )[:LINK_BATCH]
+            RunLink.objects.filter(run=run, applied=False, skip_reason="", pk__gt=last_id)
+            .order_by("pk")
+            .values_list("pk", "account_id", "customer_id")[:LINK_BATCH]
         )
         if not links:
             return errors
-        last_id = links[-1].pk
+        first_id, last_id = links[0][0], links[-1][0]
         with transaction.atomic():
             refused = customer_links_write(
-                links=[(link.account_id, link.customer_id) for link in links]
+                links=[(account, customer) for _, account, customer in links]
             )
-            skipped = [link for link in links if link.account_id in refused]
-            for link in skipped:
-                link.skip_reason = refused[link.account_id]
+            # The batch is a range of ids: one UPDATE marks it, less the links refused.
             RunLink.objects.filter(
-                pk__in=[link.pk for link in links if link.account_id not in refused]
-            ).update(applied=True)
-            RunLink.objects.bulk_update(skipped, ["skip_reason"])
+                run=run, pk__gte=first_id, pk__lte=last_id, applied=False, skip_reason=""
+            ).exclude(account_id__in=list(refused)).update(applied=True)
+            for account_id, reason in refused.items():
+                RunLink.objects.filter(run=run, account_id=account_id).update(skip_reason=reason)
 
 
 def outcomes_apply(*, run: ReconciliationRun, progress: Progress | None = None) -> list[str]:
