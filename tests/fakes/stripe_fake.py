@@ -940,6 +940,8 @@ class StripeFake:
             self._in_flight = 0
             self._admitted: dict[str, deque[float]] = {}
             self.rate_limited = 0  # requests the limiters refused
+            self.refused_twice = 0  # of those, refused again when retried
+            self._refused_last: set[str] = set()
             self.peak_in_flight = 0  # most requests in progress at once
             # Subscriptions are numbered by ordinal (insertion order) and listed newest first.
             self._subscription_count = 0
@@ -1466,6 +1468,15 @@ class StripeFake:
             if self.record_requests:
                 self.requests.append(record)
             refused = self._admit(method, path)
+            # The same request again (a GET's path and query; a POST's idempotency key) right
+            # after a refusal of it: "refused twice in a row".
+            again = raw_path if method == "GET" else headers.get("Idempotency-Key", raw_path)
+            if refused is None:
+                self._refused_last.discard(again)
+            elif again in self._refused_last:
+                self.refused_twice += 1
+            else:
+                self._refused_last.add(again)
             delay = self._take_delay(path) if refused is None else 0.0
         if refused is not None:
             record.status = refused.status
