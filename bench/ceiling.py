@@ -17,8 +17,7 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-TABLE = "bench_ceiling"
-CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS {TABLE} (event_id text PRIMARY KEY, payload jsonb)"
+TABLE = "bench_ceiling"  # created by bench/webhooks.py (CEILING_TABLE_SQL)
 
 
 @csrf_exempt

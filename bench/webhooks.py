@@ -33,8 +33,13 @@ from urllib.parse import urlparse
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the fake provider (tests/fakes) and the ceiling (bench/)
 SECRET = "whsec_bench_janitor"
 CUSTOMERS = 2000
+# The ceiling's table (bench/ceiling.py inserts into it; not imported here: that needs Django).
+CEILING_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS bench_ceiling (event_id text PRIMARY KEY, payload jsonb)"
+)
 
 LUA = r"""
 -- Each wrk thread sends its own share of pre-signed bodies, once each; the bench stops wrk
@@ -67,7 +72,7 @@ function request()
   if item == nil then
     item = mine[#mine]  -- used up: a duplicate (answered 200, stores nothing) until stopped
   end
-  return wrk.format("POST", "/webhooks/stripe/",
+  return wrk.format("POST", wrk.path,
     {["Content-Type"] = "application/json", ["Stripe-Signature"] = item[1]}, item[2])
 end
 function done(summary, latency, requests)
@@ -347,6 +352,8 @@ def sustained(base: str, path: str, work: Path, args, db, table: str, start: int
     )
     time.sleep(1)  # what wrk left in gunicorn's backlog is answered (and counted) too
     stored = count(db, f"SELECT count(*) FROM {table}") - before
+    if not stored:
+        sys.exit(f"nothing was stored through {path}: {result['raw'][-2000:]}")
     return {**result, "stored": stored, "per_second": stored / result["elapsed"]}
 
 
@@ -500,14 +507,12 @@ def main() -> None:
     python = sys.executable
     run([python, "manage.py", "migrate", "-v0"], env)
     run([python, "manage.py", "shell", "-c", SEED], env)
-    from bench.ceiling import CREATE_TABLE
-
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}"
     )
     db = psycopg.connect(args.database_url, autocommit=True)
-    db.execute(CREATE_TABLE)
+    db.execute(CEILING_TABLE_SQL)
     print(
         "# PostgreSQL",
         db.execute("SHOW server_version").fetchone()[0],
