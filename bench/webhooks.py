@@ -36,10 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the fake provider (tests/fakes) and the ceiling (bench/)
 SECRET = "whsec_bench_janitor"
 CUSTOMERS = 2000
-# The ceiling's table (bench/ceiling.py inserts into it; not imported here: that needs Django).
-CEILING_TABLE_SQL = (
-    "CREATE TABLE IF NOT EXISTS bench_ceiling (event_id text PRIMARY KEY, payload jsonb)"
-)
 
 LUA = r"""
 -- Each wrk thread sends its own share of pre-signed bodies, once each; the bench stops wrk
@@ -512,7 +508,6 @@ def main() -> None:
         f"Python {platform.python_version()}"
     )
     db = psycopg.connect(args.database_url, autocommit=True)
-    db.execute(CEILING_TABLE_SQL)
     print(
         "# PostgreSQL",
         db.execute("SHOW server_version").fetchone()[0],
@@ -548,7 +543,7 @@ def main() -> None:
             totals = {"ceiling": [0, 0.0], "janitor": [0, 0.0]}
             for round_ in range(args.rounds):
                 for label, path, table in (
-                    ("ceiling", "/bench/ceiling/", "bench_ceiling"),
+                    ("ceiling", "/bench/ceiling/", "reconciliation_webhookevent"),
                     ("janitor", "/webhooks/stripe/", "reconciliation_webhookevent"),
                 ):
                     start = (2 * round_ + (label == "janitor")) * 1_000_000
