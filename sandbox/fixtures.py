@@ -1,4 +1,4 @@
-"""Stripe's published fixture objects (tests/data/stripe), the shape contract for every fake."""
+"""Stripe's published fixture objects (sandbox/data/stripe), the shape contract for the fake."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "stripe"
+DATA_DIR = Path(__file__).resolve().parent / "data" / "stripe"
 FIXTURES_FILE = DATA_DIR / "fixtures3.json"
 VERSIONS_DIR = DATA_DIR / "versions"
 
@@ -30,7 +30,7 @@ def stripe_fixture(resource: str, api_version: str | None = None) -> dict[str, A
     """A fresh deep copy of Stripe's canonical object for `resource` (e.g. "dispute").
 
     With `api_version`, the object as that older API version rendered it, from the
-    per-version set in tests/data/stripe/versions/ (only versions Janitor still parses).
+    per-version set in sandbox/data/stripe/versions/ (only versions Janitor still parses).
     """
     source = _version_resources(api_version) if api_version else _resources()
     return copy.deepcopy(source[resource])
