@@ -436,14 +436,18 @@ class Sandbox(StripeFake):
             touched: set[str] = set()
             plan = ["cancel", "fail", "fail", "recover", "resubscribe", "dispute"]
             for _ in range(max(1, minutes)):
-                kind = rng.choice(plan)
-                candidates = [
-                    c
-                    for c, subs in by_customer.items()
-                    if c not in touched and self._fits(kind, subs)
-                ]
-                if not candidates:
-                    continue
+                # The drawn kind of change, or the next one some customer can still take.
+                first = rng.randrange(len(plan))
+                for kind in plan[first:] + plan[:first]:
+                    candidates = [
+                        c
+                        for c, subs in by_customer.items()
+                        if c not in touched and self._fits(kind, subs)
+                    ]
+                    if candidates:
+                        break
+                else:
+                    break  # every customer has changed once already
                 customer = rng.choice(sorted(candidates))
                 touched.add(customer)
                 deliver = rng.random() >= drop_rate

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -104,7 +105,7 @@ class Command(BaseCommand):
         if not customers:
             raise CommandError("No demo accounts to seed from: run manage.py seed_demo first.")
         sandbox = Sandbox(state_file=state_file)
-        now = int(max(s.created for c in customers for s in c.subscriptions))
+        now = int(time.time())
         summary = sandbox_seed(
             sandbox,
             customers=customers + orphan_customers(now),
