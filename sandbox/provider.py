@@ -556,7 +556,15 @@ class Sandbox(StripeFake):
                 "object": "sandbox.status",
                 "customers": len(self.customers),
                 "subscriptions": counts,
-                "disputes": {d["id"]: d["status"] for d in self.disputes.values()},
+                "disputes": {
+                    d["id"]: {
+                        "status": d["status"],
+                        "has_evidence": d["evidence_details"]["has_evidence"],
+                        "submission_count": d["evidence_details"]["submission_count"],
+                        "due_by": d["evidence_details"]["due_by"],
+                    }
+                    for d in self.disputes.values()
+                },
                 "events": len(self._events),
                 "webhook_url": self.webhook_url,
                 "deliveries_pending": len(self._deliveries),
