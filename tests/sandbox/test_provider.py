@@ -313,3 +313,32 @@ def test_simulate_prints_what_it_did_in_the_running_sandbox(settings, tmp_path, 
     assert changed or len(sandbox.disputes) > 0
     # Each change's events were dropped (a failed payment has two: invoice and subscription).
     assert sandbox.counters.dropped >= 8 and sandbox.pending_deliveries() == 0
+
+
+def test_every_event_the_sandbox_sends_has_stripes_shape(tmp_path):
+    """The contract test (tests/fakes/test_contract.py) for what only the sandbox makes: the
+    events of its provider-side changes and the objects inside them."""
+    import random
+
+    from sandbox.fixtures import stripe_fixture
+    from tests.fakes.contract import contract_violations
+
+    sandbox = _sandbox(tmp_path)
+    for k in range(30):
+        sandbox.add_customer(f"cus_{k}")
+        sandbox.add_subscription(f"sub_{k}", customer=f"cus_{k}")
+    sandbox.simulate(minutes=30, drop_rate=0, rng=random.Random(5))
+    sandbox.simulate(minutes=30, drop_rate=0, rng=random.Random(6))  # recoveries, resubscribes
+    types = {event["type"] for event in sandbox._events}
+    assert types >= {
+        "customer.subscription.deleted",
+        "customer.subscription.updated",
+        "customer.subscription.created",
+        "invoice.payment_failed",
+        "invoice.paid",
+        "charge.dispute.created",
+    }
+    for event in sandbox._events:
+        assert contract_violations(event, stripe_fixture("event")) == [], event["type"]
+        inner = event["data"]["object"]
+        assert contract_violations(inner, stripe_fixture(inner["object"])) == [], event["type"]
