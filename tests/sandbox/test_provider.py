@@ -292,6 +292,16 @@ def test_sandbox_seed_matches_the_demo_accounts(settings, tmp_path, capsys):
     call_command("sandbox", "seed", "--if-empty")
     assert "not seeded again" in capsys.readouterr().out
 
+    # A state file left from another demo database is replaced, not served beside this one.
+    stale = _sandbox(tmp_path)
+    stale.add_customer("cus_from_another_demo")
+    stale.save()
+    call_command("sandbox", "seed", "--if-empty")
+    assert "seeding it again" in capsys.readouterr().out
+    reseeded = _sandbox(tmp_path)
+    assert reseeded.load() and "cus_from_another_demo" not in reseeded.customers
+    assert set(reseeded.disputes) == dispute_ids
+
 
 def test_simulate_prints_what_it_did_in_the_running_sandbox(settings, tmp_path, capsys):
     sandbox = _sandbox(tmp_path)

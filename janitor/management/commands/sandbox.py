@@ -98,13 +98,20 @@ class Command(BaseCommand):
 
     def _seed(self, *, if_empty: bool, **options: Any) -> None:
         state_file = settings.JANITOR_SANDBOX_STATE_FILE
-        if if_empty and state_file.exists():
-            self.stdout.write(f"Sandbox state exists ({state_file}): not seeded again.")
-            return
         customers = demo_sandbox_customers()
         if not customers:
             raise CommandError("No demo accounts to seed from: run manage.py seed_demo first.")
         sandbox = Sandbox(state_file=state_file)
+        if if_empty and sandbox.load():
+            if {c.id for c in customers} <= set(sandbox.customers):
+                self.stdout.write(f"Sandbox state exists ({state_file}): not seeded again.")
+                return
+            # Left from another demo database (janitor.sqlite3 deleted, say): one story only.
+            self.stdout.write(
+                f"Sandbox state at {state_file} does not hold the demo accounts' customers: "
+                "seeding it again."
+            )
+            sandbox = Sandbox(state_file=state_file)
         now = int(time.time())
         summary = sandbox_seed(
             sandbox,
