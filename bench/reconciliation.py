@@ -68,7 +68,13 @@ def _serve_fake(n: int, current_period_end: int, created_start: int, throttle, c
     )
     conn.send(fake.base_url)
     conn.recv()
-    conn.send({"cpu_seconds": _time.process_time(), "rate_limited": fake.rate_limited})
+    conn.send(
+        {
+            "cpu_seconds": _time.process_time(),
+            "rate_limited": fake.rate_limited,
+            "refused_twice": fake.refused_twice,
+        }
+    )
     fake.stop()
 
 
@@ -244,6 +250,7 @@ def run_one(
         "fake_cpu_seconds": round(fake_stats["cpu_seconds"], 1),
         "fake_cpu_ms_per_page": round(1000 * fake_stats["cpu_seconds"] / max(run.pages_read, 1), 2),
         "fake_rate_limited": fake_stats["rate_limited"],
+        "fake_refused_twice_in_a_row": fake_stats["refused_twice"],
         "status": run.status,
         "halt_reason": run.halt_reason,
         "errors": run.errors[:500],
@@ -263,6 +270,30 @@ def run_one(
         "rss_before_run_mb": round(rss_before / 1024, 1),
         "seed_seconds": round(seed_seconds, 1),
     }
+
+
+def _stripe_like_summary(results: list[dict]) -> None:
+    """One line per run against the goals: wall over the listing floor, the speed-up over the
+    sequential baseline scaled to the run's size, RSS, and refusals."""
+    baseline = next((r for r in results if r["sequential"]), None)
+    for r in results:
+        night = "first night" if r["first_night"] else "settled night"
+        line = (
+            f"{r['size']:,} {night}{' (sequential)' if r['sequential'] else ''}: "
+            f"{r['wall_seconds']:.1f} s = {r['wall_over_floor']:.3f}x the floor "
+            f"({r['listing_floor_seconds']:.0f} s: {r['pages']} pages / {r['max_rps']:g} per s)"
+            f", process CPU {r['process_cpu_seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+            f"refused {r['fake_rate_limited']} ({r['fake_refused_twice_in_a_row']} twice in a row; "
+            f"fake's CPU {r['fake_cpu_ms_per_page']} ms a page), "
+            f"status {r['status']}, linked {r['linked_customers']}"
+        )
+        if baseline is not None and not r["sequential"] and r["first_night"]:
+            scaled = baseline["wall_seconds"] * r["size"] / baseline["size"]
+            line += (
+                f"; x{scaled / r['wall_seconds']:.2f} faster than the sequential "
+                f"{baseline['size']:,} scaled ({scaled:.0f} s)"
+            )
+        print(line)
 
 
 def main() -> None:
@@ -286,6 +317,19 @@ def main() -> None:
     parser.add_argument("--endpoint-rps", type=float, default=25)
     parser.add_argument("--max-concurrent", type=int, default=16)
     parser.add_argument("--sequential", action="store_true", help="list one page at a time")
+    parser.add_argument(
+        "--nights",
+        nargs="+",
+        choices=["first", "settled"],
+        help="with --stripe-like: run each size as a first night and/or a settled night",
+    )
+    parser.add_argument(
+        "--baseline-sequential",
+        type=int,
+        metavar="N",
+        help="first run a sequential first night of N subscriptions, and give each parallel "
+        "first night's speed-up over it, scaled to the run's size",
+    )
     args = parser.parse_args()
     throttle = (
         {
@@ -312,15 +356,19 @@ def main() -> None:
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     results = []
-    for size in args.sizes:
+    nights = args.nights or (["first"] if args.first_night else ["settled"])
+    plan = [(size, night, args.sequential) for size in args.sizes for night in nights]
+    if args.baseline_sequential:
+        plan.insert(0, (args.baseline_sequential, "first", True))
+    for size, night, sequential in plan:
         for members in args.members:
             # A fresh interpreter per run: peak RSS is that run's alone.
             out = subprocess.run(
                 [sys.executable, __file__, "--one", str(size), "--database", args.database]
                 + ["--members", str(members)]
                 + (["--cold"] if args.cold else [])
-                + (["--first-night"] if args.first_night else [])
-                + (["--sequential"] if args.sequential else [])
+                + (["--first-night"] if night == "first" else [])
+                + (["--sequential"] if sequential else [])
                 + (
                     [
                         "--stripe-like",
@@ -341,8 +389,12 @@ def main() -> None:
             if out.returncode != 0:
                 sys.exit(f"size {size} x {members} failed:\n{out.stderr[-3000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
+            result["sequential"] = sequential
             results.append(result)
-            print(json.dumps(result, indent=2))
+            print(json.dumps(result, indent=2), flush=True)
+    if args.stripe_like:
+        _stripe_like_summary(results)
+        return
     if len(args.members) >= 2:
         for size in args.sizes:
             runs = [r for r in results if r["size"] == size]

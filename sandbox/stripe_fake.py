@@ -732,6 +732,59 @@ def _bool_param(params: dict[str, str], key: str, default: bool) -> bool:
     return value == "true"
 
 
+class RawJson(str):
+    """An answer already rendered as JSON text (a page of bulk subscriptions)."""
+
+
+def _bulk_customer_object(block: _BulkBlock, id: str) -> dict[str, Any]:
+    return customer_object(
+        id=id,
+        email=f"{id}@example.test",
+        name=f"Bench {id}",
+        metadata={},
+        created=block.created_start,
+    )
+
+
+# Stand-ins rendered into a bulk block's template, then replaced by %-placeholders: a number
+# no fixture or block value holds, and a marker no id or email can contain.
+_CREATED_MARK = 3_999_999_991
+_NUMBER_MARK = "@@N@@"
+_PREFIX_MARK = "@@IP@@"
+
+
+def _bulk_template(block: _BulkBlock, status: str, expanded: bool) -> str:
+    """The JSON text of the block's subscriptions with `status`, as a %-format string taking
+    n (the 7-digit number), c (created, which is also when an ended one ended) and ip (the
+    customer's invoice prefix): rendered once by the same builders as any other subscription."""
+    customer_id = f"{block.customer_prefix}{_NUMBER_MARK}"
+    sub = subscription_object(
+        id=f"{block.id_prefix}{_NUMBER_MARK}",
+        customer=customer_id,
+        status=status,
+        price_id=block.price_id,
+        amount=block.amount,
+        currency=block.currency,
+        interval=block.interval,
+        current_period_end=block.current_period_end,
+        cancel_at_period_end=False,
+        created=_CREATED_MARK,
+        metadata={},
+        legacy_shape=False,
+        ended_at=_CREATED_MARK,
+    )
+    if expanded:
+        customer = _bulk_customer_object(block, customer_id)
+        customer["invoice_prefix"] = _PREFIX_MARK
+        sub["customer"] = customer
+    text = json.dumps(sub).replace("%", "%%")
+    return (
+        text.replace(_NUMBER_MARK, "%(n)s")
+        .replace(_PREFIX_MARK, "%(ip)s")
+        .replace(str(_CREATED_MARK), "%(c)d")
+    )
+
+
 def _list_envelope(url: str, data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
 
@@ -776,7 +829,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload, extra_headers = self.fake._handle(
             method, self.path, dict(self.headers.items()), body
         )
-        data = json.dumps(payload).encode()
+        data = (payload if isinstance(payload, RawJson) else json.dumps(payload)).encode()
         try:
             self.send_response(status)
             for name, value in extra_headers.items():
@@ -885,12 +938,15 @@ class StripeFake:
             self._in_flight = 0
             self._admitted: dict[str, deque[float]] = {}
             self.rate_limited = 0  # requests the limiters refused
+            self.refused_twice = 0  # of those, refused again when retried
+            self._refused_last: set[str] = set()
             self.peak_in_flight = 0  # most requests in progress at once
             # Subscriptions are numbered by ordinal (insertion order) and listed newest first.
             self._subscription_count = 0
             self._single_subscriptions: dict[int, dict[str, Any]] = {}
             self._single_ordinals: dict[str, int] = {}
             self._blocks: list[_BulkBlock] = []
+            self._bulk_templates: dict[tuple[int, str, bool], str] = {}
             self._block_starts: list[int] = []
             self._bulk_status: dict[str, tuple[str, int]] = {}
             self._events: list[dict[str, Any]] = []
@@ -1349,13 +1405,7 @@ class StripeFake:
     def _bulk_customer(self, id: str) -> dict[str, Any] | None:
         for block in self._blocks:
             if block.number_of(id, block.customer_prefix) is not None:
-                return customer_object(
-                    id=id,
-                    email=f"{id}@example.test",
-                    name=f"Bench {id}",
-                    metadata={},
-                    created=block.created_start,
-                )
+                return _bulk_customer_object(block, id)
         return None
 
     # --- dispatch ---------------------------------------------------------------------------
@@ -1416,6 +1466,15 @@ class StripeFake:
             if self.record_requests:
                 self.requests.append(record)
             refused = self._admit(method, path)
+            # The same request again (a GET's path and query; a POST's idempotency key) right
+            # after a refusal of it: "refused twice in a row".
+            again = raw_path if method == "GET" else headers.get("Idempotency-Key", raw_path)
+            if refused is None:
+                self._refused_last.discard(again)
+            elif again in self._refused_last:
+                self.refused_twice += 1
+            else:
+                self._refused_last.add(again)
             delay = self._take_delay(path) if refused is None else 0.0
         if refused is not None:
             record.status = refused.status
@@ -1589,7 +1648,6 @@ class StripeFake:
             ):
                 matched.append(position)
             position -= 1
-        page = [self._subscription_at(ordinal) for ordinal in matched[:limit]]
         expand = self._expand(params)
         if expand - {"data.customer"}:
             raise StripeApiError(
@@ -1597,9 +1655,46 @@ class StripeFake:
                 f"This property cannot be expanded ({sorted(expand - {'data.customer'})[0]}).",
                 param="expand",
             )
-        if expand and self.expand_lists:
-            page = [{**sub, "customer": self._customer_expanded(sub["customer"])} for sub in page]
-        return _list_envelope("/v1/subscriptions", page, len(matched) > limit)
+        expanded = bool(expand) and self.expand_lists
+        items = [self._subscription_json(ordinal, expanded) for ordinal in matched[:limit]]
+        has_more = "true" if len(matched) > limit else "false"
+        return RawJson(
+            '{"object": "list", "data": ['
+            + ", ".join(items)
+            + '], "has_more": '
+            + has_more
+            + ', "url": "/v1/subscriptions"}'
+        )
+
+    def _subscription_json(self, ordinal: int, expanded: bool) -> str:
+        """One listed subscription as JSON text. A bulk one is its block's rendered template
+        with its number and creation time filled in (the fake serves a page of 100 in about a
+        millisecond, so a benchmark of a million measures Janitor, not the fake); any other is
+        the rendered object. test_bulk_page_is_the_rendered_objects holds the two equal."""
+        single = self._single_subscriptions.get(ordinal)
+        block = None if single is not None else self._block_at(ordinal)
+        if block is None or (
+            self._bulk_status
+            and f"{block.id_prefix}{block.first_number + ordinal - block.first_ordinal:07d}"
+            in self._bulk_status
+        ):
+            sub = self._subscription_at(ordinal)
+            if expanded:
+                sub = {**sub, "customer": self._customer_expanded(sub["customer"])}
+            return json.dumps(sub)
+        offset = ordinal - block.first_ordinal
+        number = block.first_number + offset
+        status = block.status_cycle[number % len(block.status_cycle)]
+        key = (block.first_ordinal, status, expanded)
+        template = self._bulk_templates.get(key)
+        if template is None:
+            template = self._bulk_templates[key] = _bulk_template(block, status, expanded)
+        digits = f"{number:07d}"
+        return template % {
+            "n": digits,
+            "c": block.created_start + offset,
+            "ip": f"{block.customer_prefix}{digits}".removeprefix("cus_")[:8].upper(),
+        }
 
     def _bulk_outside(self, position: int, low: int | None, high: int | None) -> int | None:
         """Where the walk goes next when `position` is a bulk subscription created outside

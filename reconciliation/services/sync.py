@@ -137,7 +137,7 @@ ON CONFLICT (provider_id) DO UPDATE SET {
 """
 
 
-def _server_cursor() -> CursorWrapper:
+def server_cursor() -> CursorWrapper:
     """A server-side-binding cursor: a JSON document goes as a parameter instead of being
     quoted into the SQL, and psycopg prepares the statement after a few batches. Wrapped in
     Django's cursor so query accounting (execute_wrapper, debug logging) still sees it."""
@@ -164,7 +164,7 @@ def _page_upsert_postgres(
         "now": timezone.now(),
         "rows": json.dumps(documents),
     }
-    with _server_cursor() as cursor:
+    with server_cursor() as cursor:
         cursor.execute(_PAGE_UPSERT_SQL, params)
 
 
@@ -192,7 +192,7 @@ class _MirrorState:
 def _page_compare_postgres(
     subscriptions: list[ParsedSubscription], fetched_at: datetime
 ) -> dict[str, _MirrorState]:
-    with _server_cursor() as cursor:
+    with server_cursor() as cursor:
         cursor.execute(_PAGE_COMPARE_SQL, [fetched_at, _page_json(subscriptions)])
         return {row[0]: _MirrorState(*row[1:]) for row in cursor.fetchall()}
 
@@ -512,7 +512,7 @@ def customer_links_write(*, links: list[tuple[int, str]]) -> dict[int, str]:
             .exclude(stripe_customer_id="")
             .values_list("stripe_customer_id", "pk")
         )
-        to_write: list[Account] = []
+        to_write: list[tuple[int, str]] = []
         linked: list[str] = []
         for account_id, customer_id in links:
             if account_id not in current:
@@ -523,16 +523,16 @@ def customer_links_write(*, links: list[tuple[int, str]]) -> dict[int, str]:
                 refused[account_id] = "the customer was linked to another account since the run"
             else:
                 if not current[account_id]:
-                    to_write.append(Account(pk=account_id, stripe_customer_id=customer_id))
+                    to_write.append((account_id, customer_id))
                     holders[customer_id] = account_id
                 linked.append(customer_id)
         if connection.vendor == "postgresql":
-            _links_write_postgres(
-                accounts=[(a.pk, a.stripe_customer_id) for a in to_write],
-                linked=[(holders[c], c) for c in linked],
-            )
+            _links_write_postgres(accounts=to_write, linked=[(holders[c], c) for c in linked])
             return refused
-        Account.objects.bulk_update(to_write, ["stripe_customer_id"])
+        Account.objects.bulk_update(
+            [Account(pk=pk, stripe_customer_id=customer) for pk, customer in to_write],
+            ["stripe_customer_id"],
+        )
         if linked:
             Subscription.objects.filter(customer_id__in=linked, account__isnull=True).update(
                 account_id=Subquery(
@@ -560,7 +560,7 @@ def _links_write_postgres(
 ) -> None:
     """The two writes of customer_links_write, each one statement with one JSON parameter
     (bulk_update's CASE and quoted lists cost more than the updates themselves)."""
-    with _server_cursor() as cursor:
+    with server_cursor() as cursor:
         if accounts:
             document = [{"id": a, "customer_id": c} for a, c in accounts]
             cursor.execute(_LINK_ACCOUNTS_SQL, [json.dumps(document)])

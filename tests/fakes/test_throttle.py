@@ -67,9 +67,15 @@ def test_beyond_the_endpoint_rate_the_answer_is_stripes_429(fake: StripeFake) ->
     assert headers["Retry-After"] == "1"
     # Another endpoint has its own budget; the refused request was not admitted.
     assert _get(fake, "/v1/subscriptions/sub_one")[0] == 200
-    assert fake.rate_limited == 1
+    assert fake.rate_limited == 1 and fake.refused_twice == 0
+    # The refused request, asked again at once, is refused a second time: counted as such.
+    assert _get(fake, "/v1/subscriptions?limit=1")[0] == 429
+    assert fake.rate_limited == 2 and fake.refused_twice == 1
     time.sleep(1.05)
     assert _get(fake, "/v1/subscriptions?limit=1")[0] == 200
+    # Served once: a later refusal of it is a first one again.
+    assert [_get(fake, "/v1/subscriptions?limit=1")[0] for _ in range(5)][-1] == 429
+    assert fake.refused_twice == 1
 
 
 def test_beyond_the_concurrency_cap_requests_are_refused(fake: StripeFake) -> None:

@@ -6,6 +6,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -378,6 +379,53 @@ def test_a_halted_runs_links_are_rechecked_when_applied(stripe_fake, settings, a
     assert third.stripe_customer_id == "cus_mail00002"
     assert Subscription.objects.get(customer_id="cus_mail00002").account_id == third.pk
     assert Subscription.objects.get(customer_id="cus_mail00000").account_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="threads write on PostgreSQL")
+def test_a_first_nights_links_written_by_two_threads_are_each_rechecked(
+    stripe_fake, settings, admin_user, monkeypatch
+):
+    """Many links are written by LINK_WRITERS threads, each batch on its own connection and
+    re-checked under its accounts' locks as the serial path does: the result is the same."""
+    from reconciliation.services.runs import apply
+
+    monkeypatch.setattr(apply, "LINK_BATCH", 3)
+    monkeypatch.setattr(apply, "LINK_PARALLEL_FROM", 10)
+    used: set[str] = set()
+    write = apply._links_apply_range
+
+    def spy(run, id_range):
+        import threading
+
+        used.add(threading.current_thread().name)
+        write(run, id_range)
+
+    monkeypatch.setattr(apply, "_links_apply_range", spy)
+    accounts = _email_matched_shop(stripe_fake, 20, status="canceled")
+    run = _halted_run(settings)
+    Account.objects.filter(pk=accounts[4].pk).update(stripe_customer_id="cus_someone_else")
+    Account.objects.filter(pk=AccountFactory(stripe_customer_id="").pk).update(
+        stripe_customer_id="cus_mail00011"
+    )
+
+    _apply(run, admin_user)
+
+    assert len(used) == apply.LINK_WRITERS and all(n.startswith("janitor-links") for n in used)
+    reasons = dict(RunLink.objects.filter(run=run).values_list("account_id", "skip_reason"))
+    assert reasons.pop(accounts[4].pk) == "linked to another customer since the run"
+    assert (
+        reasons.pop(accounts[11].pk) == "the customer was linked to another account since the run"
+    )
+    assert set(reasons.values()) == {""}
+    assert RunLink.objects.filter(run=run, applied=True).count() == 18
+    for i, account in enumerate(accounts):
+        account.refresh_from_db()
+        if i not in (4, 11):
+            assert account.stripe_customer_id == f"cus_mail{i:05d}"
+            assert (
+                Subscription.objects.get(customer_id=account.stripe_customer_id).account == account
+            )
 
 
 # --- Waiting subscriptions are linked when their account appears ----------------------------

@@ -3,6 +3,7 @@ batches; the brake on the share of accounts that would change."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import AccessComp, AccessStatus, Account
@@ -17,7 +19,7 @@ from accounts.services.access_status import last_revoked_by_staff
 from reconciliation.models import Outcome, ReconciliationRun, RunLink, RunOutcome, Subscription
 from reconciliation.services.access_decisions import access_decide, seats_enabled_members
 from reconciliation.services.runs.common import Progress
-from reconciliation.services.sync import LinkPlan
+from reconciliation.services.sync import LinkPlan, server_cursor
 
 ACCOUNT_BATCH = 2000
 # Accounts that can use the product: the brake's denominator.
@@ -164,12 +166,7 @@ def outcomes_decide(
     # built at once.
     planned = iter(plan.by_account.items())
     while chunk := list(islice(planned, 1000)):
-        RunLink.objects.bulk_create(
-            [
-                RunLink(run=run, account_id=account_id, customer_id=customer_id, how=how)
-                for account_id, (customer_id, how) in chunk
-            ]
-        )
+        run_links_stage(run=run, links=[(a, c, how) for a, (c, how) in chunk])
     while True:
         batch = list(
             Account.objects.filter(pk__gt=last_id)
@@ -258,6 +255,26 @@ def outcomes_decide(
         progress.update(phase="deciding", accounts=decided)
     unmatched = len(statuses.by_customer) - matched_customers
     return counts, unchecked_reasons, with_access, unmatched
+
+
+_STAGE_LINKS_SQL = f"""
+INSERT INTO {RunLink._meta.db_table} (run_id, account_id, customer_id, how, applied, skip_reason)
+SELECT %s, v.a, v.c, v.h, false, '' FROM json_to_recordset(%s::json) AS v(a bigint, c text, h text)
+"""
+
+
+def run_links_stage(*, run: ReconciliationRun, links: list[tuple[int, str, str]]) -> None:
+    """Save planned links (account id, customer id, how) for the run to write if applied. On
+    PostgreSQL one statement with one JSON parameter: a first night stages one per account,
+    and bulk_create's model instances and quoted values cost more than the insert."""
+    if connection.vendor == "postgresql":
+        document = [{"a": a, "c": c, "h": h} for a, c, h in links]
+        with server_cursor() as cursor:
+            cursor.execute(_STAGE_LINKS_SQL, [run.pk, json.dumps(document)])
+        return
+    RunLink.objects.bulk_create(
+        [RunLink(run=run, account_id=a, customer_id=c, how=how) for a, c, how in links]
+    )
 
 
 def brake_reason(*, changes: int, with_access: int, ratio: float) -> str:
