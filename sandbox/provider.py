@@ -44,6 +44,9 @@ DELIVERY_RETRY_BASE_SECONDS = 2.0
 DELIVERY_RETRY_MAX_SECONDS = 120.0
 DELIVERY_GIVE_UP_SECONDS = 3 * 86_400
 DELIVERY_TIMEOUT_SECONDS = 10.0
+# Stripe's Events API keeps 30 days; so does the sandbox's state file (a demo left running for
+# months does not grow without end).
+EVENT_RETENTION_SECONDS = 30 * 86_400
 GRANTING = frozenset({"active", "trialing"})
 
 
@@ -212,9 +215,13 @@ class Sandbox(StripeFake):
             self.disputes = state["disputes"]
             self.files = state["files"]
             self.file_contents = {k: base64.b64decode(v) for k, v in state["file_contents"].items()}
-            self._events = state["events"]
-            self._event_order = None
             self._deliveries = [Delivery(**d) for d in state["deliveries"]]
+            waiting = {d.event_id for d in self._deliveries}
+            horizon = time.time() - EVENT_RETENTION_SECONDS
+            self._events = [
+                e for e in state["events"] if e["created"] >= horizon or e["id"] in waiting
+            ]
+            self._event_order = None
 
     def load(self) -> bool:
         """Read the state file, if there is one; True if it was read."""

@@ -108,6 +108,18 @@ def test_its_state_survives_a_restart(tmp_path):
     assert [s["id"] for s in again.subscriptions()] == ["sub_keep", "sub_new"]
 
 
+def test_a_restart_forgets_events_older_than_stripe_keeps_them(tmp_path):
+    first = _sandbox(tmp_path)
+    first.add_customer("cus_1")
+    old = first.add_event("customer.created", first.customers["cus_1"], created=1)
+    recent = first.emit("customer.updated", first.customers["cus_1"], deliver=False)
+    first.save()
+    again = _sandbox(tmp_path)
+    assert again.load()
+    assert [e["id"] for e in again._events] == [recent["id"]]
+    assert old["id"] not in {e["id"] for e in again._events}
+
+
 def test_webhooks_are_signed_and_retried_through_5xx_and_a_janitor_that_is_down(tmp_path):
     receiver = Receiver([503, 500])
     down_url = receiver.url.replace(
