@@ -155,7 +155,8 @@ class Command(BaseCommand):
         if dropped:
             self.stdout.write(
                 "Dropped webhooks reach Janitor through the catch-up (Events API, every 15 "
-                "minutes) and the nightly audit; Reconciliation -> Start a run shows the drift now."
+                "minutes) and the nightly audit; Reconciliation -> Run dry run now shows the "
+                "drift now."
             )
 
     def _status(self, **options: Any) -> None:
