@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/janitor
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 
-.PHONY: run test test-embedded lint audit install install-dev clean
+.PHONY: run simulate test test-embedded lint audit install install-dev clean
 
 $(VENV)/.installed: requirements.txt
 	./scripts/system-deps
@@ -32,14 +32,15 @@ run: export JANITOR_STAFF_2FA ?= off
 # The demo runs in development mode; DJANGO_DEBUG is false unless set (production's default).
 run: export DJANGO_DEBUG ?= true
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo --if-empty
-	$(PY) manage.py ensure_schedules
-	@echo "Starting the django-q2 worker and the web server on http://$(HOST):$(PORT)/ (Ctrl-C stops both)"
-	@$(PY) manage.py qcluster & worker=$$!; \
-	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	  echo; echo "  Janitor: http://$(HOST):$(PORT)/   (demo logins above, password janitor-demo-2026)"; echo; \
-	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	PY=$(PY) HOST=$(HOST) PORT=$(PORT) ./scripts/run
+
+# Provider-side changes in the running sandbox (make run started it), some webhooks dropped.
+MINUTES ?= 10
+DROP ?= 0.3
+simulate: export DJANGO_DEBUG ?= true
+simulate:
+	eval "$$($(PY) -m sandbox.wiring $${JANITOR_SANDBOX_PORT:-12111})"; \
+	  $(PY) manage.py sandbox simulate --minutes $(MINUTES) --drop-webhooks $(DROP)
 
 # mypy (pyproject.toml) loads janitor.settings_test through django-stubs and connects to nothing;
 # DJANGO_DEBUG=true so the settings need no production secret.
@@ -72,4 +73,4 @@ audit: $(AUDIT_VENV)/.pip-audit-$(PIP_AUDIT_VERSION)
 	$(AUDIT_VENV)/bin/pip-audit --strict --no-deps --disable-pip -r requirements-dev.txt
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) janitor.sqlite3 staticfiles
+	rm -rf $(VENV) $(AUDIT_VENV) janitor.sqlite3 sandbox-state.json staticfiles

@@ -53,7 +53,7 @@ def _serve_fake(n: int, current_period_end: int, created_start: int, throttle, c
     then, when stopped, its own CPU seconds and the requests it refused."""
     import time as _time
 
-    from tests.fakes.stripe_fake import StripeFake
+    from sandbox.stripe_fake import StripeFake
 
     fake = StripeFake()
     fake.record_requests = False  # 10,000 recorded requests would only grow this process

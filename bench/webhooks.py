@@ -321,7 +321,7 @@ UPDATE accounts_account SET access_status = 'active', grace_ends_at = NULL;
 def _serve_fake(conn) -> None:
     """Child process: the project's fake Stripe holding the bench's subscriptions and
     customers, so the ties the drain asks the provider about are answered."""
-    from tests.fakes.stripe_fake import StripeFake
+    from sandbox.stripe_fake import StripeFake
 
     fake = StripeFake()
     fake.start()

@@ -218,7 +218,7 @@ class Drill:
         return env
 
     def start_fake(self):
-        from tests.fakes.stripe_fake import StripeFake
+        from sandbox.stripe_fake import StripeFake
 
         self.fake = StripeFake().start()
         self.fake.record_requests = False
@@ -376,7 +376,7 @@ class Delivery:
 
 
 def subscription(i: int, status: str) -> dict:
-    from tests.fakes.stripe_fake import subscription_sample
+    from sandbox.stripe_fake import subscription_sample
 
     created = int(time.time()) - 86400
     return subscription_sample(
@@ -394,7 +394,7 @@ def lifecycles(
     at Stripe, so only ever last). Event times rise within a customer. Returns the deliveries
     and each customer's newest subscription status (what the app must end with).
     """
-    from tests.fakes.stripe_fake import event_object
+    from sandbox.stripe_fake import event_object
 
     rng = random.Random(seed)
     per_customer = [unique // customers] * customers
@@ -505,7 +505,7 @@ class Poster:
             time.sleep(delay)
 
     def post(self, delivery: Delivery) -> int:
-        from tests.fakes.signing import stripe_signature_header
+        from sandbox.signing import stripe_signature_header
 
         self._pace()
         headers = {

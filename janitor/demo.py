@@ -56,21 +56,25 @@ LAST = [
 ]
 PLANS = [("price_basic", "Basic", 1500), ("price_pro", "Pro", 4900), ("price_team", "Team", 9900)]
 
-# (how many, account access status, subscription statuses): drift rows are on purpose.
+# (how many, account access status, subscription statuses): drift rows are on purpose. The
+# sandbox (manage.py sandbox seed) serves these same subscriptions, so the drift is real there:
+# about 6% of the accounts with access would change, so the first real run halts on the 5%
+# safety brake and an Admin applies it (the README's "Try it").
 PROFILES = [
-    (1400, AccessStatus.ACTIVE, ["active"]),
+    (1385, AccessStatus.ACTIVE, ["active"]),
     (150, AccessStatus.ACTIVE, ["trialing"]),
     (120, AccessStatus.ACTIVE, ["canceled", "active"]),  # stays active: one valid subscription
-    (60, AccessStatus.GRACE_PERIOD, ["past_due"]),
+    (45, AccessStatus.GRACE_PERIOD, ["past_due"]),
+    (15, AccessStatus.GRACE_PERIOD, ["canceled"]),
     (40, AccessStatus.REVOKED, ["canceled"]),
     (30, AccessStatus.REVOKED, ["unpaid"]),
     (25, AccessStatus.REVOKED, ["incomplete_expired"]),
     (25, AccessStatus.ACTIVE, ["incomplete", "active"]),
     (25, AccessStatus.REVOKED, ["paused"]),
     (40, AccessStatus.ACTIVE, ["past_due"]),  # drift: payment failed, app not told
-    (30, AccessStatus.ACTIVE, ["canceled"]),  # drift: cancellation webhook missed
+    (45, AccessStatus.ACTIVE, ["canceled"]),  # drift: cancellation webhook missed
     (20, AccessStatus.REVOKED, ["active"]),  # drift: locked in the app, paying at the provider
-    (35, AccessStatus.ACTIVE, []),  # drift: granted by hand, no subscription at all
+    (35, AccessStatus.ACTIVE, []),  # drift: granted by hand, no Stripe customer at all
 ]
 
 
@@ -85,8 +89,9 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     with transaction.atomic():
         _staff_ensure()
-        customers, subscriptions, grace = [], [], []
+        customers, subscriptions = [], []
         owner_of: dict[str, str] = {}  # subscription id -> its account's public id
+        profile_of: dict[str, list[str]] = {}  # public id -> its subscription statuses
         n = 0
         for count, status, sub_statuses in PROFILES:
             for _ in range(count):
@@ -96,7 +101,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
                     public_id=_public_id(rng),
                     email=f"{first}.{last}.{n}@example.com",
                     name=f"{first.title()} {last.title()}",
-                    stripe_customer_id=f"cus_demo{n:05d}",
+                    stripe_customer_id=f"cus_demo{n:05d}" if sub_statuses else "",
                     access_status=status,
                     is_active=status != AccessStatus.REVOKED,
                     grace_ends_at=now + timedelta(days=rng.randint(-2, 6))
@@ -105,8 +110,7 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
                     created_at=now - timedelta(days=rng.randint(40, 900)),
                 )
                 customers.append(customer)
-                if status == AccessStatus.GRACE_PERIOD:
-                    grace.append(customer.public_id)
+                profile_of[customer.public_id] = sub_statuses
                 for k, sub_status in enumerate(sub_statuses):
                     price, plan, amount = rng.choice(PLANS)
                     subscriptions.append(
@@ -154,23 +158,14 @@ def demo_seed(*, activity_days: int = 30) -> dict[str, int]:
         for sub in subscriptions:
             sub.account_id = ids[owner_of[sub.provider_id]]
         Subscription.objects.bulk_create(subscriptions, ignore_conflicts=True)
-        _audit_ensure(customers, ids, now)
+        _audit_ensure(customers, ids, now, profile_of)
         _activity_ensure(customers, member_ids, rng, now, activity_days)
-        Flag.objects.bulk_create(
-            [
-                Flag(
-                    account_id=ids[pid],
-                    kind=FlagKind.PAYMENT_FAILED,
-                    opened_by="demo",
-                    reason="The provider reports a failed payment (past_due).",
-                )
-                for pid in grace
-            ],
-            ignore_conflicts=True,
-        )
         _disputes_ensure(customers, ids, now)
-        _events_ensure(customers, now)
+        _events_ensure(customers, now, profile_of)
+        _runs_ensure(now, rng)
     team_demo_ensure()
+    with transaction.atomic():
+        _flags_ensure(customers, ids, profile_of, now, rng)
     with transaction.atomic():
         _notices_ensure()
     return {
@@ -204,9 +199,20 @@ def _staff_ensure() -> None:
         user.groups.add(Group.objects.get(name=role))
 
 
-def _audit_ensure(customers, ids, now) -> None:
+# Of the accounts locked in the app while paying at the provider, this many were revoked by a
+# person (reconciliation flags them, never re-activates); the rest were imported as inactive.
+STAFF_REVOKED_PAYING = 5
+
+
+def _audit_ensure(customers, ids, now, profile_of) -> None:
     """Revoked demo accounts carry the audit row a real revocation would have left."""
     revoked = [ids[c.public_id] for c in customers if c.access_status == AccessStatus.REVOKED]
+    paying_locked = [
+        ids[c.public_id]
+        for c in customers
+        if c.access_status == AccessStatus.REVOKED and profile_of[c.public_id] == ["active"]
+    ]
+    by_staff = set(paying_locked[:STAFF_REVOKED_PAYING])
     already = set(
         AccessAudit.objects.filter(account_id__in=revoked).values_list("account_id", flat=True)
     )
@@ -215,10 +221,13 @@ def _audit_ensure(customers, ids, now) -> None:
             AccessAudit(
                 account_id=pk,
                 at=now - timedelta(days=20),
-                actor="system:import",
-                from_status="",
+                actor="admin@janitor.local" if pk in by_staff else "system:import",
+                from_status="" if pk not in by_staff else AccessStatus.ACTIVE,
                 to_status=AccessStatus.REVOKED,
-                reason="Imported as inactive",
+                reason="Account takeover reported by the customer"
+                if pk in by_staff
+                else "Imported as inactive",
+                reference=f"INC-2026-{pk:03d}" if pk in by_staff else "",
                 source="demo",
             )
             for pk in revoked
@@ -254,16 +263,23 @@ def _activity_ensure(customers, ids, rng, now, days) -> None:
     ActivityLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
 
 
+# (status, reason, deadline in days from now): open ones spread over the next three weeks, one
+# past due (no response possible any more), one under review, two closed.
+DISPUTE_PLAN = [
+    ("needs_response", "subscription_canceled", 2),
+    ("needs_response", "fraudulent", 5),
+    ("warning_needs_response", "unrecognized", 9),
+    ("under_review", "product_not_received", 12),
+    ("lost", "subscription_canceled", -10),
+    ("won", "duplicate", -20),
+    ("needs_response", "fraudulent", 15),
+    ("needs_response", "product_not_received", 20),
+    ("needs_response", "unrecognized", -1),
+]
+
+
 def _disputes_ensure(customers, ids, now) -> None:
-    plan = [
-        ("needs_response", "subscription_canceled", 2),
-        ("needs_response", "fraudulent", 5),
-        ("warning_needs_response", "unrecognized", 9),
-        ("under_review", "product_not_received", 12),
-        ("lost", "subscription_canceled", -10),
-        ("won", "duplicate", -20),
-    ]
-    active = [c for c in customers if c.access_status == AccessStatus.ACTIVE][: len(plan)]
+    in_sync = [c for c in customers if c.access_status == AccessStatus.ACTIVE]
     Dispute.objects.bulk_create(
         [
             Dispute(
@@ -276,16 +292,27 @@ def _disputes_ensure(customers, ids, now) -> None:
                 reason=reason,
                 status=status,
                 due_by=now + timedelta(days=days),
-                provider_updated_at=now,
+                provider_updated_at=now - timedelta(days=1),
                 raw={"id": f"dp_demo{k:03d}", "demo": True},
             )
-            for k, ((status, reason, days), c) in enumerate(zip(plan, active, strict=True))
+            for k, ((status, reason, days), c) in enumerate(
+                zip(DISPUTE_PLAN, in_sync[: len(DISPUTE_PLAN)], strict=True)
+            )
         ],
         ignore_conflicts=True,
     )
 
 
-def _events_ensure(customers, now) -> None:
+# Events the worker could not finish: failed ones (retrying) and dead-lettered ones an Admin
+# replays from Webhooks. Their bodies are real Stripe events (the sandbox's builders) about
+# the demo's past_due drift; replayed against the sandbox they put those accounts in grace.
+FAILED_EVENTS = 3
+DEAD_EVENTS = 4
+
+
+def _events_ensure(customers, now, profile_of) -> None:
+    from sandbox.stripe_fake import event_object, invoice_object
+
     rows = []
     for k, customer in enumerate(customers[:40]):
         event_id = f"evt_demo{k:04d}"
@@ -306,7 +333,245 @@ def _events_ensure(customers, now) -> None:
                 },
             )
         )
+    unpaid = [
+        c
+        for c in customers
+        if c.access_status == AccessStatus.ACTIVE and profile_of[c.public_id] == ["past_due"]
+    ]
+    for k, customer in enumerate(unpaid[: FAILED_EVENTS + DEAD_EVENTS]):
+        dead = k >= FAILED_EVENTS
+        created = now - timedelta(hours=3 + 5 * k)
+        stamp = int(created.timestamp())
+        subscription_id = f"sub_demo{int(customer.stripe_customer_id[8:]):05d}0"
+        invoice = invoice_object(
+            id=f"in_demo_unpaid{k:03d}",
+            customer=customer.stripe_customer_id,
+            subscription=subscription_id,
+            amount=1500,
+            currency="usd",
+            created=stamp,
+            period_start=stamp,
+            period_end=stamp + 30 * 86_400,
+        )
+        invoice.update(status="open", amount_paid=0, amount_remaining=1500)
+        event = event_object(
+            "invoice.payment_failed", invoice, id=f"evt_demo_unpaid{k:03d}", created=stamp
+        )
+        rows.append(
+            WebhookEvent(
+                provider_event_id=event["id"],
+                type=event["type"],
+                created=created,
+                status="dead" if dead else "failed",
+                attempts=5 if dead else 2,
+                last_error=f"Stripe unavailable fetching {subscription_id}: "
+                "APIConnectionError: connection refused (the provider was down)",
+                next_attempt_at=None if dead else now + timedelta(minutes=30),
+                received_at=created,
+                source="demo",
+                customer_id=customer.stripe_customer_id,
+                api_version=event["api_version"],
+                payload=event,
+            )
+        )
     WebhookEvent.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _runs_ensure(now, rng) -> None:
+    """Two weeks of nightly runs for the runs chart: applied ones, and one halted by the safety
+    brake that an Admin discarded after checking it. Counts are the demo's own shape."""
+    from reconciliation.models import ReconciliationRun, RunStatus
+
+    if ReconciliationRun.objects.filter(triggered_by="demo").exists():
+        return
+    runs = []
+    for days_ago in range(14, 0, -1):
+        started = (now - timedelta(days=days_ago)).replace(hour=2, minute=30)
+        halted = days_ago == 6
+        changes = rng.randint(4, 18) if not halted else 131
+        counts = {
+            "in_sync": 2000 - changes - 40,
+            "start_grace": changes // 2,
+            "payment_failed": changes - changes // 2,
+            "flag_manual_grant": 35,
+            "flag_mismatch": 5,
+        }
+        seconds = round(rng.uniform(8, 14), 1)
+        runs.append(
+            ReconciliationRun(
+                started_at=started,
+                finished_at=started + timedelta(seconds=seconds),
+                status=RunStatus.DISCARDED if halted else RunStatus.APPLIED,
+                triggered_by="demo",
+                counts=counts,
+                pages_read=24,
+                subscriptions_read=2345,
+                change_ratio=round(changes / 1900, 4),
+                halt_reason=(
+                    "131 of 1,900 accounts with access (6.9%) would change: more than "
+                    "JANITOR_AUDIT_MAX_CHANGE_RATIO (5%). Discarded by admin@janitor.local: "
+                    "a Stripe outage made subscriptions look canceled."
+                )
+                if halted
+                else "",
+                durations={"listing": round(seconds * 0.7, 1), "decide": round(seconds * 0.3, 1)},
+            )
+        )
+    ReconciliationRun.objects.bulk_create(runs)
+
+
+# (flag kind, how many, which demo accounts): every kind in the review queue, opened over the
+# last two weeks; a third of them assigned, with a note.
+def _flags_ensure(customers, ids, profile_of, now, rng) -> None:
+    from reconciliation.models import FlagNote
+
+    by_profile: dict[tuple[str, tuple[str, ...]], list[Account]] = {}
+    for c in customers:
+        by_profile.setdefault((c.access_status, tuple(profile_of[c.public_id])), []).append(c)
+    grace = AccessStatus.GRACE_PERIOD
+    lost = Dispute.objects.filter(provider_id__startswith="dp_demo", status="lost")
+    open_disputes = Dispute.objects.filter(
+        provider_id__startswith="dp_demo", status__in=["needs_response", "warning_needs_response"]
+    )
+    plan: list[tuple[str, list[int], str]] = [
+        (
+            FlagKind.PAYMENT_FAILED,
+            [ids[c.public_id] for c in by_profile[(grace, ("past_due",))]],
+            "The provider reports a failed payment (past_due).",
+        ),
+        (
+            FlagKind.MISSING_SUBSCRIPTION,
+            [ids[c.public_id] for c in by_profile[(grace, ("canceled",))]],
+            "No access-granting subscription at the provider (canceled).",
+        ),
+        (
+            FlagKind.GRACE_EXPIRED,
+            [
+                ids[c.public_id]
+                for c in by_profile[(grace, ("past_due",))]
+                if c.grace_ends_at is not None and c.grace_ends_at <= now
+            ],
+            "The grace period ended and the provider still shows no valid subscription.",
+        ),
+        (
+            FlagKind.REACTIVATED,
+            [ids[c.public_id] for c in by_profile[(AccessStatus.ACTIVE, ("active",))][50:56]],
+            "Re-activated: locked in the app while paying at the provider. Find out why.",
+        ),
+        (
+            FlagKind.MANUAL_GRANT,
+            [ids[c.public_id] for c in by_profile[(AccessStatus.ACTIVE, ())][:12]],
+            "Active in the app, no subscription at the provider, no comp.",
+        ),
+        (
+            FlagKind.PROVIDER_MISMATCH,
+            [
+                ids[c.public_id]
+                for c in by_profile[(AccessStatus.REVOKED, ("active",))][:STAFF_REVOKED_PAYING]
+            ],
+            "Revoked by staff, but the provider shows an active subscription.",
+        ),
+        (
+            FlagKind.DISPUTED,
+            list(open_disputes.values_list("account_id", flat=True)),
+            "A customer disputed a charge: stage evidence before the deadline.",
+        ),
+        (
+            FlagKind.CHARGEBACK_LOST,
+            list(lost.values_list("account_id", flat=True)),
+            "A dispute was lost: decide whether access stays.",
+        ),
+    ]
+    flags = []
+    for kind, account_ids, reason in plan:
+        for account_id in account_ids:
+            flags.append(
+                Flag(
+                    account_id=account_id,
+                    kind=kind,
+                    opened_by="demo",
+                    reason=reason,
+                    # Ages spread over two weeks, the newest an hour ago.
+                    opened_at=now - timedelta(hours=rng.randint(1, 14 * 24)),
+                )
+            )
+    Flag.objects.bulk_create(flags, ignore_conflicts=True)
+    staff = list(User.objects.filter(email__in=[e for e, _n, _r in DEMO_STAFF]).order_by("email"))
+    notes = [
+        "Emailed the customer about their card; waiting for an answer.",
+        "Customer says the bank blocked the renewal; they will retry this week.",
+        "Looks like a duplicate account; checking with Finance.",
+        "Sales confirmed a trial extension; record a comp if it is still open on Friday.",
+    ]
+    demo_flags = Flag.objects.filter(opened_by="demo", status="open", assignee__isnull=True)
+    for k, flag in enumerate(demo_flags.order_by("id")):
+        if k % 3 or flag.notes.exists():
+            continue
+        author = staff[k % len(staff)]
+        Flag.objects.filter(pk=flag.pk).update(assignee=author)
+        FlagNote.objects.create(
+            flag=flag,
+            author=author,
+            body=notes[k % len(notes)],
+            created_at=flag.opened_at + timedelta(hours=2),
+        )
+
+
+# --- The sandbox's side of the demo (manage.py sandbox seed) ----------------------------------
+
+
+def demo_sandbox_customers():
+    """The demo accounts' Stripe customers and subscriptions, as the sandbox should serve them:
+    exactly what the app's subscription mirror holds (its drift included)."""
+    from sandbox.seed import SeedCustomer, SeedSubscription
+
+    subscriptions: dict[int, list[SeedSubscription]] = {}
+    for sub in Subscription.objects.filter(account__isnull=False).order_by("provider_id"):
+        if sub.account_id is None:  # excluded by the filter; tells mypy
+            continue
+        period_end = sub.current_period_end or timezone.now() + timedelta(days=15)
+        subscriptions.setdefault(sub.account_id, []).append(
+            SeedSubscription(
+                id=sub.provider_id,
+                status=sub.status,
+                price_id=sub.price_id or "price_basic",
+                amount=sub.amount or 0,
+                current_period_end=int(period_end.timestamp()),
+                created=int((period_end - timedelta(days=30 * 6)).timestamp()),
+                quantity=sub.seat_quantity or 1,
+                per_seat=sub.seat_quantity is not None,
+            )
+        )
+    return [
+        SeedCustomer(
+            id=account.stripe_customer_id,
+            email=account.email,
+            name=account.name,
+            account_public_id=account.public_id,
+            subscriptions=tuple(subscriptions.get(account.pk, ())),
+        )
+        for account in Account.objects.exclude(stripe_customer_id="").order_by("pk")
+    ]
+
+
+def demo_sandbox_disputes():
+    """The demo's disputes, to be opened in the sandbox on real-shaped charges."""
+    from sandbox.seed import SeedDispute
+
+    return [
+        SeedDispute(
+            id=dispute.provider_id,
+            customer=dispute.customer_id,
+            amount=dispute.amount,
+            reason=dispute.reason,
+            status=dispute.status,
+            due_by=int(dispute.due_by.timestamp()) if dispute.due_by else 0,
+            charged_days_ago=20,
+        )
+        for dispute in Dispute.objects.filter(provider_id__startswith="dp_demo").order_by(
+            "provider_id"
+        )
+    ]
 
 
 # --- Team accounts ----------------------------------------------------------------------------

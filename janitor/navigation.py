@@ -1,6 +1,7 @@
 """Dashboard navigation: an entry shows when the role may see its page. Every entry names a
 page that exists: a name that does not reverse is an error, never a silently missing link."""
 
+from django.conf import settings
 from django.urls import reverse
 
 # (url name, label, permission needed to see the link)
@@ -20,9 +21,11 @@ NAV_ITEMS = [
 
 
 def navigation(request):
+    # The top bar says "Sandbox" on every page, signed in or not, while Stripe is the sandbox.
+    sandbox = settings.JANITOR_SANDBOX
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or not user.is_staff:
-        return {"nav_items": []}
+        return {"nav_items": [], "sandbox_mode": sandbox}
     items = []
     for name, label, perm in NAV_ITEMS:
         if not user.has_perm(perm):
@@ -37,4 +40,4 @@ def navigation(request):
                 else request.path == url,
             }
         )
-    return {"nav_items": items}
+    return {"nav_items": items, "sandbox_mode": sandbox}

@@ -8,7 +8,13 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
+from sandbox import SANDBOX_API_KEY, SANDBOX_DEFAULT_PORT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+# SQLite (the embedded default): a transaction takes the write lock when it begins, so a web
+# request, two workers and the sandbox's webhooks wait for each other (up to the timeout)
+# instead of failing at once with "database is locked" when a reader turns writer.
+SQLITE_OPTIONS: dict[str, Any] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 
 
 def _env_str(name: str, default: str = "") -> str:
@@ -86,7 +92,7 @@ def database_from_url(url: str) -> dict:
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
         if not path:
             raise ImproperlyConfigured(f"DATABASE_URL={url!r}: use sqlite:///path/to/file.sqlite3.")
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {"timeout": 20}}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": SQLITE_OPTIONS}
     raise ImproperlyConfigured(
         f"DATABASE_URL={url!r} is not supported: use postgres://USER:PASSWORD@HOST:PORT/NAME "
         "or sqlite:///PATH (or leave it unset for the embedded SQLite default)."
@@ -183,7 +189,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": BASE_DIR / "janitor.sqlite3",
-            "OPTIONS": {"timeout": 20},
+            "OPTIONS": SQLITE_OPTIONS,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -273,6 +279,25 @@ STRIPE_TIMEOUT_SECONDS = _env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
 # test mode, leaving room for the webhook path's own calls from other processes.
 JANITOR_STRIPE_MAX_RPS = _env_int("JANITOR_STRIPE_MAX_RPS", 20, minimum=1)
 WEBHOOK_MAX_BODY_BYTES = _env_int("JANITOR_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
+
+# --- The demo's Stripe sandbox (sandbox/; `make run` without STRIPE_API_KEY) ----------------
+# On: the top bar says "Sandbox" and `manage.py sandbox` serves the fake Stripe the gateway
+# talks to. Development only, and only with the sandbox's own key (never a real Stripe key).
+JANITOR_SANDBOX = _env_bool("JANITOR_SANDBOX", False)
+JANITOR_SANDBOX_PORT = _env_int("JANITOR_SANDBOX_PORT", SANDBOX_DEFAULT_PORT, minimum=1)
+# Where the sandbox keeps its state between restarts: beside the embedded database.
+JANITOR_SANDBOX_STATE_FILE = Path(
+    _env_str("JANITOR_SANDBOX_STATE_FILE") or BASE_DIR / "sandbox-state.json"
+)
+if JANITOR_SANDBOX and not DEBUG:
+    raise ImproperlyConfigured(
+        "JANITOR_SANDBOX=true needs DJANGO_DEBUG=true: the Stripe sandbox is for development only."
+    )
+if JANITOR_SANDBOX and STRIPE_API_KEY != SANDBOX_API_KEY:
+    raise ImproperlyConfigured(
+        "JANITOR_SANDBOX=true with a real STRIPE_API_KEY: unset one of them (with a key set, "
+        "`make run` talks to Stripe and starts no sandbox)."
+    )
 
 # --- Domain rules ---------------------------------------------------------------------------
 JANITOR_GRACE_DAYS = _env_int("JANITOR_GRACE_DAYS", 7, minimum=1)

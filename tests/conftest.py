@@ -6,7 +6,7 @@ from django.conf import settings
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
 from tests.factories import StaffFactory, UserFactory
 
-pytest_plugins = ["tests.fakes.stripe_fake"]
+pytest_plugins = ["tests.fakes.plugin"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -100,7 +100,7 @@ def webhook_rejections() -> dict[str, Any]:
 
 
 # API versions whose shapes Janitor's tests hold it to: Stripe's fixtures for the version the
-# SDK pins, and the per-version fixture sets of older ones (tests/data/stripe/versions). An
+# SDK pins, and the per-version fixture sets of older ones (sandbox/data/stripe/versions). An
 # event in any other version may carry shapes nobody checked: the Webhooks page says so.
 API_VERSIONS_WITH_FIXTURES = frozenset({PINNED_API_VERSION, "2025-02-24.acacia"})
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.stripe_fake import TEST_API_KEY, StripeFake
+from sandbox.stripe_fake import TEST_API_KEY, StripeFake
 
 STATUSES = ("active", "trialing", "past_due", "canceled", "unpaid", "incomplete_expired")
 

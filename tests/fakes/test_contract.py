@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from reconciliation.models import SubscriptionStatus
-from tests.fakes import stripe_fake as fake_module
+from sandbox import stripe_fake as fake_module
+from sandbox.fixtures import fixture_versions, stripe_fixture
+from sandbox.stripe_fake import LEGACY_API_VERSION, TEST_API_KEY, StripeFake
 from tests.fakes.contract import contract_violations, list_envelope_violations
-from tests.fakes.fixtures import fixture_versions, stripe_fixture
-from tests.fakes.stripe_fake import LEGACY_API_VERSION, TEST_API_KEY, StripeFake
 
 RESOURCES = (
     "subscription",

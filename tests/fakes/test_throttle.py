@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.stripe_fake import TEST_API_KEY, StripeFake
+from sandbox.stripe_fake import TEST_API_KEY, StripeFake
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from accounts.models import AccessAudit
 from reconciliation.models import Flag, WebhookEvent, WebhookStatus
 from reconciliation.services.webhooks import HANDLED_TYPES
-from tests.fakes.signing import stripe_signature_header
+from sandbox.signing import stripe_signature_header
 from tests.hostile.conftest import assert_answered, counted, rolled_back
 
 URL = "/webhooks/stripe/"

@@ -1,6 +1,6 @@
 """Janitor against localstripe: a second opinion on Stripe's behaviour from a fake we did not write.
 
-What localstripe cannot show, and so this suite does not claim (tests/fakes/README.md covers it
+What localstripe cannot show, and so this suite does not claim (sandbox/README.md covers it
 with our own fake, held to Stripe's fixtures):
 - it speaks 2017-era shapes (API 2017-08-15): top-level `plan` and `current_period_end` on a
   subscription, no Prices; Janitor's legacy parsing is what reads them here;

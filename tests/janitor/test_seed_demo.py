@@ -86,3 +86,38 @@ def test_seed_demo_says_how_to_sign_in_with_two_factor(settings, capsys, policy)
     call_command("seed_demo", "--if-empty")
     out = capsys.readouterr().out
     assert f"JANITOR_STAFF_2FA={policy}" in out and "/two-factor/enrol/" in out
+
+
+@pytest.mark.django_db
+def test_the_demo_has_every_kind_of_flag_two_weeks_of_runs_and_events_to_replay():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from reconciliation.models import FlagKind, ReconciliationRun, RunStatus, WebhookStatus
+
+    call_command("seed_demo", verbosity=0)
+    now = timezone.now()
+    open_flags = Flag.objects.filter(status="open")
+    assert set(open_flags.values_list("kind", flat=True)) == set(FlagKind.values)
+    ages = sorted(now - opened for opened in open_flags.values_list("opened_at", flat=True))
+    assert ages[0] < timedelta(days=1) and timedelta(days=12) < ages[-1] <= timedelta(days=14)
+    assigned = open_flags.filter(assignee__isnull=False)
+    assert 0 < assigned.count() < open_flags.count()
+    assert all(flag.notes.exists() for flag in assigned)
+
+    runs = ReconciliationRun.objects.filter(triggered_by="demo").order_by("started_at")
+    assert runs.count() == 14
+    assert (runs.last().started_at - runs.first().started_at).days == 13
+    (halted,) = [run for run in runs if run.halt_reason]
+    assert halted.status == RunStatus.DISCARDED and "(5%)" in halted.halt_reason
+
+    replayable = WebhookEvent.objects.filter(status__in=[WebhookStatus.FAILED, WebhookStatus.DEAD])
+    assert set(replayable.values_list("status", flat=True)) == {"failed", "dead"}
+    for event in replayable:
+        # Real Stripe events, about subscriptions the demo has.
+        subscription = event.payload["data"]["object"]["parent"]["subscription_details"]
+        assert Subscription.objects.filter(provider_id=subscription["subscription"]).exists()
+        assert event.payload["id"] == event.provider_event_id
+    # A manual grant has no Stripe customer at all.
+    assert Account.objects.filter(stripe_customer_id="", subscriptions__isnull=True).exists()

@@ -80,8 +80,8 @@ from reconciliation.services.runs import (
     reconciliation_run_discard,
 )
 from reconciliation.services.webhooks import webhook_event_process, webhook_events_catch_up
+from sandbox.signing import stripe_signature_header
 from tests.factories import AccountFactory
-from tests.fakes.signing import stripe_signature_header
 from tests.reconciliation.webhook_support import SECRET
 
 ACCOUNTS = 2

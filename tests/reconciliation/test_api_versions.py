@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from reconciliation.models import WebhookEvent
 from reconciliation.selectors.webhooks import API_VERSIONS_WITH_FIXTURES
-from tests.fakes.fixtures import fixture_versions
-from tests.fakes.stripe_fake import API_VERSION, event_object
+from sandbox.fixtures import fixture_versions
+from sandbox.stripe_fake import API_VERSION, event_object
 from tests.reconciliation.webhook_support import SECRET, post_signed, sub_obj
 
 pytestmark = pytest.mark.django_db

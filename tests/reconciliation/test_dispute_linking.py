@@ -17,8 +17,8 @@ from reconciliation.models import Dispute, Flag, FlagKind, WebhookEvent, Webhook
 from reconciliation.selectors.evidence import evidence_for_account
 from reconciliation.services.disputes import dispute_apply
 from reconciliation.services.webhooks import webhook_event_process
+from sandbox.fixtures import stripe_fixture
 from tests.factories import AccountFactory, ActivityFactory, SubscriptionFactory
-from tests.fakes.fixtures import stripe_fixture
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from reconciliation.models import Dispute, Flag, FlagKind, FlagStatus
 from reconciliation.services.disputes import DisputeCharge, dispute_apply
+from sandbox.fixtures import stripe_fixture
 from tests.factories import AccountFactory, SubscriptionFactory, WebhookEventFactory
-from tests.fakes.fixtures import stripe_fixture
 
 
 def dispute_obj(id="dp_test1", *, status="needs_response", customer=None, **extra):

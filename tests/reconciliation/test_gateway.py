@@ -9,8 +9,8 @@ import pytest
 
 from reconciliation import gateway
 from reconciliation.gateway import GatewayError, WebhookPayloadInvalid, WebhookSignatureInvalid
-from tests.fakes.signing import event_payload, stripe_signature_header
-from tests.fakes.stripe_fake import MAX_FILE_BYTES, StripeFake
+from sandbox.signing import event_payload, stripe_signature_header
+from sandbox.stripe_fake import MAX_FILE_BYTES, StripeFake
 
 SECRET = "whsec_current"
 OLD_SECRET = "whsec_previous"

@@ -8,7 +8,7 @@ import pytest
 
 from reconciliation import gateway
 from reconciliation.gateway import GatewayAuthError, GatewayError, GatewayNotFound
-from tests.fakes.stripe_fake import StripeFake
+from sandbox.stripe_fake import StripeFake
 
 PDF = b"%PDF-1.4\n% retry\n"
 

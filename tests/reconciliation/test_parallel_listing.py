@@ -22,7 +22,7 @@ from reconciliation.listing import (
 from reconciliation.models import Outcome, ReconciliationRun, RunStatus, Subscription
 from reconciliation.selectors.mirror import subscription_created_boundaries
 from reconciliation.services.runs import reconciliation_run
-from tests.fakes.stripe_fake import StripeFake
+from sandbox.stripe_fake import StripeFake
 
 pytestmark = pytest.mark.django_db
 

@@ -22,8 +22,8 @@ from reconciliation.services.webhooks import (
     webhook_events_sweep,
     webhook_schedules_ensure,
 )
+from sandbox.stripe_fake import TEST_API_KEY
 from tests.factories import AccountFactory, WebhookEventFactory
-from tests.fakes.stripe_fake import TEST_API_KEY
 from tests.reconciliation.webhook_support import sub_obj
 
 BASE_DIR = Path(settings.BASE_DIR)

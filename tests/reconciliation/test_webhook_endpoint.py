@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from reconciliation.models import Subscription, WebhookAttempt, WebhookEvent, WebhookStatus
 from reconciliation.selectors.webhooks import webhook_rejections
+from sandbox.signing import stripe_signature_header
 from tests.factories import AccountFactory
-from tests.fakes.signing import stripe_signature_header
 from tests.reconciliation.webhook_support import (
     OLD_SECRET,
     SECRET,

@@ -25,8 +25,8 @@ from reconciliation.services.webhooks import (
     webhook_event_replay,
     webhook_event_store,
 )
+from sandbox.stripe_fake import event_object
 from tests.factories import AccountFactory
-from tests.fakes.stripe_fake import event_object
 from tests.reconciliation.webhook_support import SECRET, body_for, post_signed, sub_obj
 
 

@@ -7,8 +7,8 @@ import pytest
 from accounts.models import AccessStatus
 from reconciliation.models import Subscription, WebhookStatus
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
+from sandbox.stripe_fake import event_object
 from tests.factories import AccountFactory
-from tests.fakes.stripe_fake import event_object
 from tests.reconciliation.webhook_support import sub_obj
 
 pytestmark = pytest.mark.django_db

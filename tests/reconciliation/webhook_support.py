@@ -8,9 +8,9 @@ from typing import Any
 from django.urls import reverse
 
 from reconciliation.models import WebhookStatus
+from sandbox.signing import event_payload, stripe_signature_header
+from sandbox.stripe_fake import subscription_sample
 from tests.factories import WebhookEventFactory
-from tests.fakes.signing import event_payload, stripe_signature_header
-from tests.fakes.stripe_fake import subscription_sample
 
 SECRET = "whsec_janitor_test_primary"
 OLD_SECRET = "whsec_janitor_test_rotated_out"

@@ -120,7 +120,7 @@ def webhook_events_catch_up(
     since = max(since, now - WEBHOOK_CATCH_UP_WINDOW)
     listed = stored = 0
     if not settings.STRIPE_API_KEY:
-        # The demo (make run) has no Stripe account: nothing to catch up with, no traceback.
+        # No Stripe account configured (make run wires its sandbox's key): nothing to catch up with.
         logger.info("catch-up skipped: STRIPE_API_KEY is not set")
         return CatchUpResult(listed=0, stored=0, since=since)
     pages = gateway.event_pages(created_gte=int(since.timestamp()), types=sorted(HANDLED_TYPES))

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tests.fakes.stripe_fake import event_object
+from sandbox.stripe_fake import event_object
 
 
 def stripe_signature_header(

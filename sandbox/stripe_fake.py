@@ -2,8 +2,8 @@
 
 What it serves is the subset Janitor uses (subscriptions, customers, events, disputes, files),
 with Stripe's shapes, list envelopes, errors and parameter checks. State lives in memory
-behind one lock; handlers run on the server's threads. tests/conftest.py loads this module
-as a pytest plugin for the `stripe_fake` fixture at the bottom.
+behind one lock; handlers run on the server's threads. The test suite's `stripe_fake` fixture
+(tests/fakes/plugin.py) and the demo's sandbox (sandbox/provider.py) both run this one class.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import pytest
 from stripe import Subscription as _SdkSubscription
 
-from tests.fakes.fixtures import stripe_fixture
+from sandbox.fixtures import stripe_fixture
 
 # What stripe-python 16.1 sends as Stripe-Version; events are rendered in it.
 API_VERSION = "2026-10-28.endive"
@@ -217,7 +215,7 @@ class _BulkBlock:
 
 
 # --- Object shapes --------------------------------------------------------------------------
-# Every object starts as a copy of Stripe's own fixture for its resource (tests/data/stripe),
+# Every object starts as a copy of Stripe's own fixture for its resource (sandbox/data/stripe),
 # then gets this fake's values: so it carries every key Stripe sends and invents none
 # (tests/fakes/test_contract.py holds the fake to that).
 
@@ -911,7 +909,7 @@ class StripeFake:
         if self._server is None:
             raise RuntimeError("StripeFake is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def reset(self) -> None:
         """Forget all objects, faults, delays and recorded requests; the server keeps running."""
@@ -1947,7 +1945,7 @@ class StripeFake:
             filename=filename,
             purpose=purpose,
             size=len(content),
-            type=file_type,
+            type=file_type or "unknown",
         )
         self.files[uploaded["id"]] = uploaded
         self.file_contents[uploaded["id"]] = content
@@ -1959,24 +1957,3 @@ class StripeFake:
         if uploaded is None:
             raise _missing("file", id)
         return uploaded
-
-
-@pytest.fixture
-def stripe_fake(settings: Any) -> Iterator[StripeFake]:
-    """A running StripeFake with Django settings pointing the gateway at it."""
-    # Imported here: the fake itself (and the benchmarks that run it) need no Django.
-    from reconciliation.gateway import request_rate_reset
-
-    with StripeFake() as fake:
-        settings.STRIPE_API_BASE = fake.base_url
-        settings.STRIPE_API_KEY = TEST_API_KEY
-        settings.STRIPE_MAX_NETWORK_RETRIES = 0
-        # Retried calls in tests wait milliseconds, not Stripe's half-seconds.
-        settings.STRIPE_RETRY_BASE_SECONDS = 0.002
-        # A hung fake should fail a test in seconds, not after the production 20 s.
-        settings.STRIPE_TIMEOUT_SECONDS = 5
-        # The process-wide request rate is tested on its own; elsewhere it must not pace tests.
-        settings.JANITOR_STRIPE_MAX_RPS = 1000
-        request_rate_reset()
-        yield fake
-        request_rate_reset()

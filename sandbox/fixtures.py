@@ -1,4 +1,4 @@
-"""Stripe's published fixture objects (tests/data/stripe), the shape contract for every fake."""
+"""Stripe's published fixture objects (sandbox/data/stripe), the shape contract for the fake."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "stripe"
+DATA_DIR = Path(__file__).resolve().parent / "data" / "stripe"
 FIXTURES_FILE = DATA_DIR / "fixtures3.json"
 VERSIONS_DIR = DATA_DIR / "versions"
 
@@ -35,7 +35,7 @@ def stripe_fixture(resource: str, api_version: str | None = None) -> dict[str, A
     """A fresh deep copy of Stripe's canonical object for `resource` (e.g. "dispute").
 
     With `api_version`, the object as that older API version rendered it, from the
-    per-version set in tests/data/stripe/versions/ (only versions Janitor still parses).
+    per-version set in sandbox/data/stripe/versions/ (only versions Janitor still parses).
     """
     # Parsed from its JSON text on every call: the same fresh copy as copy.deepcopy, ten times
     # cheaper (a page of 100 bulk subscriptions made 8,000 deep copies: 31 ms of the fake's CPU).
