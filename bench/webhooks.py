@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the fake provider (tests/fakes) and the ceiling (bench/)
+sys.path.insert(0, str(ROOT))  # the fake provider (sandbox/) and the ceiling (bench/)
 SECRET = "whsec_bench_janitor"
 CUSTOMERS = 2000
 

@@ -27,6 +27,7 @@ from sandbox.stripe_fake import (
     Files,
     Json,
     Params,
+    RawJson,
     StripeApiError,
     StripeFake,
     _Handler,
@@ -535,7 +536,7 @@ class Sandbox(StripeFake):
         query: dict[str, str],
         form: dict[str, str],
         files: dict[str, bytes],
-    ) -> dict[str, Any]:
+    ) -> Json | RawJson:
         if path == "/_sandbox/status" and method == "GET":
             return self.status()
         if path == "/_sandbox/simulate" and method == "POST":

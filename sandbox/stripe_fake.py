@@ -1444,7 +1444,7 @@ class StripeFake:
 
     def _handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, Json | RawJson, dict[str, str]]:
         url = urlsplit(raw_path)
         path = url.path
         query = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -1498,7 +1498,7 @@ class StripeFake:
         record: RecordedRequest,
         delay: float,
         body_error: StripeApiError | None,
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, Json | RawJson, dict[str, str]]:
         if delay or self.latency:
             self._stopping.wait(delay + self.latency)
         try:
@@ -1525,7 +1525,7 @@ class StripeFake:
         query: dict[str, str],
         form: dict[str, str],
         files: dict[str, bytes],
-    ) -> dict[str, Any]:
+    ) -> Json | RawJson:
         for route_method, pattern, handler_name in self._ROUTES:
             match = pattern.fullmatch(path)
             if match and route_method == method:
@@ -1600,7 +1600,7 @@ class StripeFake:
 
     # --- handlers (called with the lock held) -----------------------------------------------
 
-    def _list_subscriptions(self, *, params: Params, files: Files) -> Json:
+    def _list_subscriptions(self, *, params: Params, files: Files) -> RawJson:
         _check_params(
             params, {"status", "limit", "starting_after", "created", "customer", "expand"}
         )
