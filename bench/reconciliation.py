@@ -114,7 +114,7 @@ INSERT INTO reconciliation_subscription (provider, provider_id, account_id, cust
 SELECT 'stripe', 'sub_bench_' || lpad(i::text, 7, '0'), u.id, u.stripe_customer_id,
     (ARRAY['active', 'active', 'trialing', 'past_due', 'canceled'])[i %% 5 + 1],
     %(price_id)s, %(plan_name)s, %(amount)s, %(currency)s, %(interval)s, %(cpe)s, false,
-    now() - interval '1 day', '{}'::jsonb, now(), now(), ''
+    now() - interval '1 day', jsonb_build_object('created', %(created_start)s + i), now(), now(), ''
 FROM generate_series(0, %(n)s - 1) AS i
 JOIN accounts_account u ON u.stripe_customer_id = 'cus_bench_' || lpad(i::text, 7, '0')
 """
@@ -186,6 +186,7 @@ def run_one(
                     "currency": sample["currency"],
                     "interval": sample["interval"],
                     "cpe": sample["current_period_end"],
+                    "created_start": now - n,  # as the fake's, so the mirror knows when
                 },
             )
         cursor.execute("ANALYZE")
