@@ -175,6 +175,16 @@ class _Fault:
     seen: int = 0
     code: str | None = None
     should_retry: bool | None = None
+    # Only requests whose query holds every one of these parameters (None: any value).
+    query: dict[str, str | None] | None = None
+
+    def matches(self, path: str, query: dict[str, str]) -> bool:
+        if not path.startswith(self.path_prefix):
+            return False
+        return all(
+            name in query and (value is None or query[name] == value)
+            for name, value in (self.query or {}).items()
+        )
 
 
 @dataclass
@@ -972,8 +982,11 @@ class StripeFake:
         *,
         code: str | None = None,
         should_retry: bool | None = None,
+        query: dict[str, str | None] | None = None,
     ) -> None:
-        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass.
+        """Answer `status` to `times` requests under `path_prefix`, after `after` of them pass;
+        with `query`, only to requests whose query holds those parameters (a value of None
+        matches any value), e.g. one created range of a parallel listing.
 
         As Stripe answers it: a 429 carries an error code (rate_limit by default, or
         lock_timeout), a 401 an invalid key message, a 403 a missing permission, a 404
@@ -981,7 +994,15 @@ class StripeFake:
         """
         with self._lock:
             self._faults.append(
-                _Fault(path_prefix, status, times, after, code=code, should_retry=should_retry)
+                _Fault(
+                    path_prefix,
+                    status,
+                    times,
+                    after,
+                    code=code,
+                    should_retry=should_retry,
+                    query=query,
+                )
             )
 
     def throttle(
@@ -1504,7 +1525,7 @@ class StripeFake:
         try:
             self._authenticate(headers)
             with self._lock:
-                fault = self._take_fault(path)
+                fault = self._take_fault(path, query)
             if fault is not None:
                 raise self._fault_error(fault, path)
             if body_error is not None:
@@ -1546,9 +1567,9 @@ class StripeFake:
         if not valid:
             raise StripeApiError(401, f"Invalid API Key provided: {key[:8]}***")
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, path: str, query: dict[str, str]) -> _Fault | None:
         for fault in self._faults:
-            if fault.times <= 0 or not path.startswith(fault.path_prefix):
+            if fault.times <= 0 or not fault.matches(path, query):
                 continue
             if fault.seen < fault.after:
                 fault.seen += 1

@@ -248,8 +248,11 @@ def test_a_range_that_fails_fails_the_listing_as_a_sequential_failure_does(
             for i in range(MANY)
         ]
     )
-    # Past the sequential start and the probes: some range's page fails for good.
-    stripe_fake.fail("/v1/subscriptions", status=503, times=1000, after=SEQUENTIAL_PAGES + 20)
+    # Every range with an upper bound (all but the newest: the oldest subscriptions, which
+    # the sequential start never reaches) fails for good. Failing the Nth request instead
+    # depended on which thread sent it: when it fell on a range whose subscriptions the start
+    # had already read, every account was checked and the run could not show "not checked".
+    stripe_fake.fail("/v1/subscriptions", status=503, times=1000, query={"created[lt]": None})
 
     run = reconciliation_run(dry_run=False, triggered_by="test")
 
