@@ -14,10 +14,20 @@ import pytest
 from sandbox import SANDBOX_API_KEY, SANDBOX_WEBHOOK_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
+# The web server's stand-in waits (up to 10 s) until the worker's, and the sandbox's when one
+# is wired, have recorded themselves: it exits at once otherwise, and scripts/run then stops
+# the others, which under load could be before they wrote their line.
 RECORDER = """#!/bin/sh
 if [ "$1" = "-m" ] && [ "$2" = "sandbox.wiring" ]; then exec {python} "$@"; fi
 echo "$* | key=$STRIPE_API_KEY base=$STRIPE_API_BASE secret=$STRIPE_WEBHOOK_SECRET \
 sandbox=$JANITOR_SANDBOX" >> {log}
+case "$*" in *runserver*)
+  want=1; [ "$JANITOR_SANDBOX" = "true" ] && want=2
+  i=0
+  while [ "$(grep -c -e 'qcluster' -e 'sandbox serve' {log})" -lt "$want" ] && [ $i -lt 100 ]; do
+    sleep 0.1; i=$((i + 1))
+  done;;
+esac
 """
 
 
