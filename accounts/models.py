@@ -101,6 +101,11 @@ class Account(models.Model):
     )
     grace_ends_at = models.DateTimeField(null=True, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+    # Bumped by every change of what the account's members may do (its access status, grace end,
+    # a member disabled or enabled): products beside Janitor drop an event or a cached answer
+    # older than the version they hold. Not indexed, so the audit's link writes stay cheap.
+    access_version = models.PositiveBigIntegerField(default=0)
+    access_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -320,10 +325,21 @@ class ActivityLog(models.Model):
         ]
 
 
+class ApiScope(models.TextChoices):
+    ACCOUNTS_WRITE = "accounts:write", "Write accounts and members"
+    ACTIVITY_WRITE = "activity:write", "Report activity"
+    ACCESS_READ = "access:read", "Read access (and confirm session revocations)"
+
+
 class ApiToken(models.Model):
-    """A bearer token a product uses to report activity; only its hash is stored."""
+    """A bearer token a product uses to call the API within its scopes; only its hash is
+    stored."""
 
     name = models.CharField(max_length=100)
+    # ApiScope values. Tokens made before scopes existed could only report activity.
+    scopes = models.JSONField(default=list, blank=True)
+    # Uses counted in memory and written in batches (accounts.services.tokens), not per request.
+    use_count = models.PositiveBigIntegerField(default=0)
     prefix = models.CharField(max_length=12, help_text="First characters, to recognise it.")
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -333,6 +349,28 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
+
+
+class AccessChange(models.Model):
+    """One change of an account's access, in the order changes committed: the feed products
+    that keep a local copy page through (GET /api/v1/access?changed_since=). Written in the
+    same transaction as the change. `txid` is the writing transaction's PostgreSQL id (0 on
+    SQLite, where writers are serialised): the feed orders by (txid, id) and only serves
+    transactions older than every one still running, so a slow commit is never skipped."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveBigIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+    txid = models.BigIntegerField(default=0)
+    # What changed: an access event type (access.grace_started, access.member_disabled, ...).
+    event_type = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [models.Index(fields=["txid", "id"], name="accesschange_order_idx")]
 
 
 class AccessComp(models.Model):

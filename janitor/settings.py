@@ -140,6 +140,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "accounts",
     "reconciliation",
+    "products",
     "janitor",
 ]
 

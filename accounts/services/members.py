@@ -5,9 +5,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import StaffActionAudit, StaffActionKind, User
+from accounts.models import Account, StaffActionAudit, StaffActionKind, User
+from accounts.services.access_changes import access_changed
 from accounts.services.sessions import sessions_revoke_all
 from janitor.errors import JanitorError
+from products.models import AccessEvent
 
 
 class MemberError(JanitorError):
@@ -27,8 +29,14 @@ def member_set_enabled(
         raise MemberError("Your role cannot change an account's members.")
     if not reason.strip():
         raise MemberError("Say why (for the audit).")
+    # The account first, then the member: the order every access change takes its locks in.
+    account = (
+        Account.objects.select_for_update().filter(pk=member.account_id).first()
+        if member.account_id
+        else None
+    )
     locked = User.objects.select_for_update().get(pk=member.pk)
-    if locked.account_id is None or locked.is_staff:
+    if account is None or locked.account_id != account.pk or locked.is_staff:
         raise MemberError("Only a customer account's members are managed here.")
     if locked.is_active == enabled:
         state = "enabled" if enabled else "disabled"
@@ -40,6 +48,12 @@ def member_set_enabled(
         User.objects.filter(pk=locked.pk).update(session_version=F("session_version") + 1)
         sessions = sessions_revoke_all(user=locked)
     member.is_active = enabled
+    # The member's access changed: the account's version moves, and products hear of it.
+    access_changed(
+        account=account,
+        event_type=AccessEvent.MEMBER_ENABLED if enabled else AccessEvent.MEMBER_DISABLED,
+        extra={"member": locked.public_id},
+    )
     return StaffActionAudit.objects.create(
         kind=StaffActionKind.MEMBER_ENABLED if enabled else StaffActionKind.MEMBER_DISABLED,
         subject=locked,

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiScope, ApiToken, User
 
 TOKEN_PREFIX = "jan_"
 # last_used_at is for humans ("is this token still in use?"): minute precision spares a write
@@ -21,13 +21,24 @@ def _token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def api_token_create(*, name: str, created_by: User | None) -> tuple[ApiToken, str]:
-    """Make a token; the raw value is returned once and only its hash is stored."""
+def api_token_create(
+    *,
+    name: str,
+    created_by: User | None,
+    scopes: tuple[str, ...] | list[str] = (ApiScope.ACTIVITY_WRITE,),
+) -> tuple[ApiToken, str]:
+    """Make a token with `scopes`; the raw value is returned once and only its hash is stored."""
     if not name.strip():
         raise ValueError("A token needs a name (which product uses it).")
+    unknown = sorted(set(scopes) - set(ApiScope.values))
+    if unknown:
+        raise ValueError(f"Unknown scope(s): {', '.join(unknown)}.")
+    if not scopes:
+        raise ValueError("A token needs at least one scope.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         name=name.strip(),
+        scopes=sorted(set(scopes)),
         prefix=raw[:12],
         token_hash=_token_hash(raw),
         created_by=created_by,

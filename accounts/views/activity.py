@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.models import ApiScope
 from accounts.services.ingest import (
     ActivityBatchInvalid,
     ActivityBatchTooLarge,
@@ -32,6 +33,10 @@ def activity_ingest_api(request):
     token = api_token_authenticate(raw=raw.strip())
     if token is None:
         return _unauthorized("Unknown or revoked token.")
+    if not token.has_scope(ApiScope.ACTIVITY_WRITE):
+        return JsonResponse(
+            {"error": f"This token lacks the {ApiScope.ACTIVITY_WRITE} scope."}, status=403
+        )
 
     try:
         body = body_read_capped(request, ingest_max_bytes())

@@ -1,0 +1,62 @@
+"""What every change of an account's access leaves behind, in the change's own transaction: the
+account's version bumped, a row in the changes feed, and an outbound event per product."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import AccessChange, AccessStatus, Account
+from products.models import AccessEvent
+
+
+def access_event_type(*, from_status: str, to_status: str, actor: str) -> str:
+    """The outbound event for a move of the state machine (docs/integration.md)."""
+    if to_status == AccessStatus.GRACE_PERIOD:
+        if from_status == AccessStatus.GRACE_PERIOD:
+            return AccessEvent.GRACE_EXTENDED
+        if from_status == AccessStatus.REVOKED_PENDING:
+            return AccessEvent.RESTORED  # an abandoned revocation gives the grace back
+        return AccessEvent.GRACE_STARTED
+    if to_status == AccessStatus.REVOKED_PENDING:
+        return AccessEvent.REVOCATION_PENDING
+    if to_status == AccessStatus.REVOKED:
+        return AccessEvent.REVOKED
+    # to active
+    if from_status == AccessStatus.GRACE_PERIOD:
+        return AccessEvent.GRACE_ENDED
+    if from_status == AccessStatus.REVOKED and actor.startswith("system:"):
+        return AccessEvent.REACTIVATED
+    return AccessEvent.RESTORED
+
+
+def _txid() -> int:
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        return int(cursor.fetchone()[0])
+
+
+def access_changed(
+    *, account: Account, event_type: str, extra: dict[str, Any] | None = None
+) -> int:
+    """Bump `account`'s access version and record the change for the feed and the products.
+
+    The caller holds the account's row lock inside a transaction and has already written the
+    new status. Returns the new version; `account` is updated in place."""
+    from products.services.outbox import deliveries_create
+
+    now = timezone.now()
+    account.access_version = (account.access_version or 0) + 1
+    account.access_changed_at = now
+    Account.objects.filter(pk=account.pk).update(
+        access_version=account.access_version, access_changed_at=now
+    )
+    AccessChange.objects.create(
+        account=account, version=account.access_version, at=now, txid=_txid(), event_type=event_type
+    )
+    deliveries_create(account=account, event_type=event_type, extra=extra)
+    return account.access_version
