@@ -13,30 +13,16 @@ from accounts.services.ingest import (
     activity_ingest,
     ingest_max_bytes,
 )
-from accounts.services.tokens import api_token_authenticate
+from accounts.views.api_auth import api_token_for
 from janitor.http import BodyTooLarge, ContentLengthInvalid, body_read_capped
-
-
-def _unauthorized(message: str) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=401)
-    response["WWW-Authenticate"] = 'Bearer realm="janitor"'
-    return response
 
 
 @csrf_exempt  # token-authenticated, no cookies: CSRF does not apply
 @require_POST
 def activity_ingest_api(request):
-    header = request.headers.get("Authorization", "")
-    scheme, _, raw = header.partition(" ")
-    if scheme.lower() != "bearer" or not raw.strip():
-        return _unauthorized("Send Authorization: Bearer <token>.")
-    token = api_token_authenticate(raw=raw.strip())
-    if token is None:
-        return _unauthorized("Unknown or revoked token.")
-    if not token.has_scope(ApiScope.ACTIVITY_WRITE):
-        return JsonResponse(
-            {"error": f"This token lacks the {ApiScope.ACTIVITY_WRITE} scope."}, status=403
-        )
+    token = api_token_for(request, ApiScope.ACTIVITY_WRITE)
+    if isinstance(token, JsonResponse):
+        return token
 
     try:
         body = body_read_capped(request, ingest_max_bytes())
