@@ -3,7 +3,7 @@ same transaction as the change, so an event exists exactly when its change commi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -16,7 +16,7 @@ def _iso(value: datetime | None) -> str | None:
     # Timezone-aware UTC, as Standard Webhooks asks ("...Z").
     if value is None:
         return None
-    return value.astimezone(timezone.UTC).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def access_payload(
