@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import AccessChange, AccessStatus, Account
@@ -32,31 +33,45 @@ def access_event_type(*, from_status: str, to_status: str, actor: str) -> str:
     return AccessEvent.RESTORED
 
 
-def _txid() -> int:
+def _txid() -> RawSQL | int:
+    """The writing transaction's id, read by the INSERT itself (0 where writers are serialised)."""
     if connection.vendor != "postgresql":
         return 0
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
-        return int(cursor.fetchone()[0])
+    return RawSQL("pg_current_xact_id()::text::bigint", ())
+
+
+def access_version_next(account: Account) -> None:
+    """Set the account's next access version and change time on the instance (not saved)."""
+    account.access_version = (account.access_version or 0) + 1
+    account.access_changed_at = timezone.now()
 
 
 def access_changed(
-    *, account: Account, event_type: str, extra: dict[str, Any] | None = None
+    *,
+    account: Account,
+    event_type: str,
+    extra: dict[str, Any] | None = None,
+    version_saved: bool = False,
 ) -> int:
     """Bump `account`'s access version and record the change for the feed and the products.
 
     The caller holds the account's row lock inside a transaction and has already written the
-    new status. Returns the new version; `account` is updated in place."""
+    new status. With `version_saved` the caller has also bumped and saved access_version and
+    access_changed_at (access_version_next) in that same write. Returns the new version;
+    `account` is updated in place."""
     from products.services.outbox import deliveries_create
 
-    now = timezone.now()
-    account.access_version = (account.access_version or 0) + 1
-    account.access_changed_at = now
-    Account.objects.filter(pk=account.pk).update(
-        access_version=account.access_version, access_changed_at=now
-    )
+    if not version_saved:
+        access_version_next(account)
+        Account.objects.filter(pk=account.pk).update(
+            access_version=account.access_version, access_changed_at=account.access_changed_at
+        )
     AccessChange.objects.create(
-        account=account, version=account.access_version, at=now, txid=_txid(), event_type=event_type
+        account=account,
+        version=account.access_version,
+        at=account.access_changed_at or timezone.now(),
+        txid=_txid(),
+        event_type=event_type,
     )
     deliveries_create(account=account, event_type=event_type, extra=extra)
     return account.access_version

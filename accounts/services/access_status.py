@@ -8,7 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, Account, User
-from accounts.services.access_changes import access_changed, access_event_type
+from accounts.services.access_changes import (
+    access_changed,
+    access_event_type,
+    access_version_next,
+)
 from janitor.errors import ErrorKind, JanitorError
 
 # The state machine of docs/design.md: which moves exist at all. Who may make them is the callers'
@@ -88,10 +92,20 @@ def access_status_change(
     locked.access_status = to_status
     locked.is_active = to_status != AccessStatus.REVOKED
     locked.grace_ends_at = grace_ends_at if to_status == AccessStatus.GRACE_PERIOD else None
-    locked.save(update_fields=["access_status", "is_active", "grace_ends_at"])
+    access_version_next(locked)
+    locked.save(
+        update_fields=[
+            "access_status",
+            "is_active",
+            "grace_ends_at",
+            "access_version",
+            "access_changed_at",
+        ]
+    )
     access_changed(
         account=locked,
         event_type=access_event_type(from_status=from_status, to_status=to_status, actor=actor),
+        version_saved=True,
     )
     # Keep the caller's instance true to the database.
     account.access_status, account.is_active = locked.access_status, locked.is_active
