@@ -99,6 +99,13 @@ class Delivery(models.Model):
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set while a worker holds the delivery (claimed, its POST in flight), cleared when the
+    # outcome is recorded: a newer event for the same account waits for it, so an endpoint
+    # never receives two versions of one account at once (products.services.delivery).
+    leased_until = models.DateTimeField(null=True, blank=True)
+    # A replay by staff starts a new three-day retry window from this time.
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replayed_by = models.CharField(max_length=254, blank=True)
     superseded_by = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -153,4 +160,17 @@ class SessionRevocation(models.Model):
             models.UniqueConstraint(
                 fields=["revocation", "endpoint"], name="session_revocation_once"
             )
+        ]
+
+
+class Permissions(models.Model):
+    """Holds the dashboard's product permissions (no table rows of its own)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_deliveries", "Can read outbound access events and their attempts"),
+            ("replay_deliveries", "Can replay an outbound access event"),
+            ("manage_endpoints", "Can add, change, disable product endpoints and rotate secrets"),
         ]
