@@ -42,7 +42,7 @@ class EndpointForm(forms.Form):
         self.fields["token"].queryset = token_choices()  # type: ignore[attr-defined]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if cleaned.get("holds_sessions") and not cleaned.get("token"):
             self.add_error(
                 "token",

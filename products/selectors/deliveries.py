@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.db.models import Count, Prefetch, QuerySet
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 
 from products.models import (
@@ -46,7 +47,7 @@ class DeliveryFilters:
     account: str = ""  # an account's public id
 
     @classmethod
-    def from_query(cls, query) -> DeliveryFilters:
+    def from_query(cls, query: QueryDict) -> DeliveryFilters:
         status = query.get("status", "").strip()
         event_type = query.get("event_type", "").strip()
         endpoint_raw = query.get("endpoint", "").strip()

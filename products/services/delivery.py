@@ -220,7 +220,9 @@ def _claim(*, now: datetime, seen: set[int], size: int) -> _ClaimRound:
     return _ClaimRound(claimed, lease_until, superseded, deferred)
 
 
-def _claim_access(*, access: list[tuple], now: datetime) -> tuple[list[int], int, int]:
+def _claim_access(
+    *, access: list[tuple[int, int, int, int, str]], now: datetime
+) -> tuple[list[int], int, int]:
     """Of due access events (locked by this claim), the ids to send now; the rest superseded or
     deferred. Returns (ids to send, superseded count, deferred count)."""
     account_ids = {c[2] for c in access}
@@ -444,7 +446,10 @@ def deliveries_deliver_due(*, limit: int | None = None, now: datetime | None = N
 
     `now` (tests) fixes the clock that decides what is due and when retries fall; signatures
     always carry the real time, as receivers check it."""
-    clock = (lambda: now) if now is not None else timezone.now
+
+    def clock() -> datetime:
+        return now if now is not None else timezone.now()
+
     seen: set[int] = set()
     made = 0
     waited = 0.0
@@ -478,13 +483,19 @@ def deliveries_run_queued(*, budget_seconds: float = QUEUED_RUN_BUDGET_SECONDS) 
     except Exception:
         logger.warning("could not clear the delivery kick flag", exc_info=True)
     started = time.monotonic()
-    chunk = settings.JANITOR_DELIVERY_BATCH * 10
+    chunk = settings.JANITOR_DELIVERY_BATCH
     made = 0
+    fanned_out = False
     while True:
         attempts = deliveries_deliver_due(limit=chunk)
         made += attempts
         if attempts < chunk:
             return made
+        if not fanned_out and not settings.Q_CLUSTER.get("sync"):
+            # A backlog: ask for one more worker (it does the same while the backlog lasts, so
+            # idle workers join one by one; the kick flag keeps at most one task waiting).
+            _kick()
+            fanned_out = True
         if time.monotonic() - started > budget_seconds:
             _kick()
             return made
