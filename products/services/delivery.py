@@ -504,6 +504,12 @@ def deliveries_run_queued(*, budget_seconds: float = QUEUED_RUN_BUDGET_SECONDS) 
 def deliveries_kick_on_commit() -> None:
     """After the current transaction commits, queue a delivery task (django-q2). Outside a
     transaction it queues now."""
+    # One kick per transaction is enough (an import or a night's audit may change thousands
+    # of accounts in one): a kick registered earlier in it, in this savepoint or an outer one,
+    # commits or rolls back together with these rows.
+    pending = getattr(connection, "run_on_commit", None) or []
+    if connection.in_atomic_block and any(entry[1] is _kick for entry in pending):
+        return
     transaction.on_commit(_kick, robust=True)
 
 

@@ -423,3 +423,33 @@ def test_two_concurrent_deliverers_never_send_one_delivery_twice(settings):
         assert {(w,) for w in counts} == delivered
     finally:
         receiver.stop()
+
+
+def test_one_transaction_of_many_changes_queues_one_task(
+    endpoint, receiver, django_capture_on_commit_callbacks
+):
+    accounts = [AccountFactory() for _ in range(5)]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with transaction.atomic():
+            for account in accounts:
+                access_changed(account=account, event_type=AccessEvent.GRACE_STARTED)
+    assert len(callbacks) == 1
+    assert len(receiver.ids()) == 5
+
+
+def test_a_kick_rolled_back_with_its_savepoint_is_registered_again(
+    endpoint, receiver, django_capture_on_commit_callbacks
+):
+    kept, dropped = AccountFactory(), AccountFactory()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    access_changed(account=dropped, event_type=AccessEvent.GRACE_STARTED)
+                    raise RuntimeError("rolled back")
+            except RuntimeError:
+                pass
+            access_changed(account=kept, event_type=AccessEvent.GRACE_STARTED)
+    assert len(callbacks) == 1
+    [got] = receiver.received
+    assert got.payload["data"]["account"] == kept.public_id
