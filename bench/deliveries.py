@@ -59,6 +59,7 @@ from products.models import (  # noqa: E402
     AccessEvent,
     Delivery,
     DeliveryAttempt,
+    EndpointChange,
     ProductEndpoint,
 )
 from products.services.delivery import KICK_KEY  # noqa: E402
@@ -137,6 +138,7 @@ def reset() -> None:
     DeliveryAttempt.objects.all().delete()
     Delivery.objects.update(superseded_by=None)
     Delivery.objects.all().delete()
+    EndpointChange.objects.all().delete()
     ProductEndpoint.objects.all().delete()
     AccessChange.objects.all().delete()
     User.objects.filter(account__public_id__startswith="bench-dl-").delete()

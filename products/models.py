@@ -163,6 +163,47 @@ class SessionRevocation(models.Model):
         ]
 
 
+class EndpointChangeKind(models.TextChoices):
+    CREATED = "created", "Endpoint added"
+    CHANGED = "changed", "Settings changed"
+    DISABLED = "disabled", "Disabled"
+    ENABLED = "enabled", "Enabled"
+    SECRET_ROTATED = "secret_rotated", "Signing secret rotated"
+    DELIVERY_REPLAYED = "delivery_replayed", "Delivery replayed"
+
+
+class EndpointChange(models.Model):
+    """What staff did to an endpoint or its deliveries, who and when. Append-only; it never
+    holds the secret itself."""
+
+    id = models.BigAutoField(primary_key=True)
+    endpoint = models.ForeignKey(ProductEndpoint, on_delete=models.PROTECT, related_name="changes")
+    kind = models.CharField(max_length=32, choices=EndpointChangeKind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=254, help_text='A staff email or "system:<job>".')
+    actor_user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["endpoint", "at"], name="endpointchange_time_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=EndpointChangeKind.values), name="endpointchange_kind_valid"
+            ),
+            models.CheckConstraint(condition=~Q(actor=""), name="endpointchange_actor_required"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("The endpoint change log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The endpoint change log is append-only.")
+
+
 class Permissions(models.Model):
     """Holds the dashboard's product permissions (no table rows of its own)."""
 

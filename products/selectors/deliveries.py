@@ -15,6 +15,7 @@ from products.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    EndpointChange,
     ProductEndpoint,
 )
 
@@ -159,3 +160,8 @@ def endpoint_get(*, pk: int) -> ProductEndpoint:
 
 def endpoint_choices() -> list[tuple[int, str]]:
     return list(ProductEndpoint.objects.order_by("name").values_list("id", "name"))
+
+
+def endpoint_changes(*, endpoint: ProductEndpoint, limit: int = 20) -> list[EndpointChange]:
+    """The endpoint's latest changes, newest first."""
+    return list(endpoint.changes.order_by("-at", "-id")[:limit])

@@ -41,6 +41,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from accounts.models import User
 from janitor.errors import ErrorKind, JanitorError
 from products.models import (
     OPEN_DELIVERY_STATUSES,
@@ -48,7 +49,9 @@ from products.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    EndpointChangeKind,
 )
+from products.services.endpoints import endpoint_change_record
 
 if TYPE_CHECKING:
     from django_q.brokers import Broker
@@ -548,7 +551,7 @@ def _kick() -> None:
 REPLAYABLE_STATUSES = (DeliveryStatus.DEAD, DeliveryStatus.FAILING, DeliveryStatus.DELIVERED)
 
 
-def delivery_replay(*, delivery: Delivery, actor: str) -> Delivery:
+def delivery_replay(*, delivery: Delivery, actor: str, actor_user: User | None = None) -> Delivery:
     """Queue `delivery` again as a new attempt (same webhook-id, a fresh three-day window).
 
     Refused for a superseded or pending one, one in flight, one whose endpoint is disabled, and
@@ -589,6 +592,17 @@ def delivery_replay(*, delivery: Delivery, actor: str) -> Delivery:
             replayed_by=actor,
             superseded_by=None,
             leased_until=None,
+        )
+        endpoint_change_record(
+            endpoint=locked.endpoint,
+            kind=EndpointChangeKind.DELIVERY_REPLAYED,
+            actor=actor,
+            actor_user=actor_user,
+            details={
+                "delivery": locked.pk,
+                "webhook_id": locked.webhook_id,
+                "was": locked.status,
+            },
         )
         deliveries_kick_on_commit()
     logger.info("delivery %s (%s) replayed by %s", locked.pk, locked.webhook_id, actor)

@@ -1,5 +1,5 @@
 """Product endpoints as Admins manage them: create, change, disable or enable, rotate the
-signing secret. Each change is logged with who made it."""
+signing secret. Each change is recorded (EndpointChange) in its own transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from django.db import transaction
 
 from accounts.models import ApiScope, ApiToken, User
 from janitor.errors import ErrorKind, JanitorError
-from products.models import ProductEndpoint, endpoint_secret_generate
+from products.models import (
+    EndpointChange,
+    EndpointChangeKind,
+    ProductEndpoint,
+    endpoint_secret_generate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +26,28 @@ class EndpointError(JanitorError):
 
 class EndpointConflict(EndpointError):
     kind = ErrorKind.CONFLICT
+
+
+def endpoint_change_record(
+    *,
+    endpoint: ProductEndpoint,
+    kind: str,
+    actor: str,
+    actor_user: User | None = None,
+    details: dict[str, Any] | None = None,
+) -> EndpointChange:
+    return EndpointChange.objects.create(
+        endpoint=endpoint, kind=kind, actor=actor, actor_user=actor_user, details=details or {}
+    )
+
+
+def _settings(endpoint: ProductEndpoint) -> dict[str, Any]:
+    return {
+        "name": endpoint.name,
+        "url": endpoint.url,
+        "holds_sessions": endpoint.holds_sessions,
+        "token": endpoint.token_id,
+    }
 
 
 def endpoint_token_check(*, token: ApiToken | None, holds_sessions: bool) -> None:
@@ -52,6 +79,13 @@ def endpoint_create(
             token=token,
             created_by=actor,
         )
+        endpoint_change_record(
+            endpoint=endpoint,
+            kind=EndpointChangeKind.CREATED,
+            actor=actor.email,
+            actor_user=actor,
+            details=_settings(endpoint),
+        )
     logger.info("endpoint %s (%s) created by %s", endpoint.pk, endpoint.name, actor.email)
     return endpoint
 
@@ -70,18 +104,20 @@ def endpoint_update(
         locked = ProductEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         if ProductEndpoint.objects.filter(name__iexact=name.strip()).exclude(pk=locked.pk).exists():
             raise EndpointError(f"An endpoint named {name.strip()} already exists.")
-        changed: dict[str, Any] = {}
-        for field, value in (
-            ("name", name.strip()),
-            ("url", url.strip()),
-            ("holds_sessions", holds_sessions),
-            ("token", token),
-        ):
-            if getattr(locked, field) != value:
-                changed[field] = value
-                setattr(locked, field, value)
+        before = _settings(locked)
+        locked.name, locked.url = name.strip(), url.strip()
+        locked.holds_sessions, locked.token = holds_sessions, token
+        after = _settings(locked)
+        changed = {f: [before[f], after[f]] for f in after if before[f] != after[f]}
         if changed:
             locked.save(update_fields=list(changed))
+            endpoint_change_record(
+                endpoint=locked,
+                kind=EndpointChangeKind.CHANGED,
+                actor=actor.email,
+                actor_user=actor,
+                details=changed,
+            )
     if changed:
         logger.info(
             "endpoint %s changed by %s: %s", locked.pk, actor.email, ", ".join(sorted(changed))
@@ -102,6 +138,12 @@ def endpoint_set_enabled(
             )
         locked.is_enabled = enabled
         locked.save(update_fields=["is_enabled"])
+        endpoint_change_record(
+            endpoint=locked,
+            kind=EndpointChangeKind.ENABLED if enabled else EndpointChangeKind.DISABLED,
+            actor=actor.email,
+            actor_user=actor,
+        )
         if enabled:
             from products.services.delivery import deliveries_kick_on_commit
 
@@ -118,5 +160,13 @@ def endpoint_secret_rotate(*, endpoint: ProductEndpoint, actor: User) -> Product
         locked = ProductEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         locked.secret = endpoint_secret_generate()
         locked.save(update_fields=["secret"])
+        endpoint_change_record(
+            endpoint=locked,
+            kind=EndpointChangeKind.SECRET_ROTATED,
+            actor=actor.email,
+            actor_user=actor,
+            # Which secret, never the secret: its first characters.
+            details={"secret_starts": locked.secret[:10]},
+        )
     logger.warning("endpoint %s secret rotated by %s", locked.pk, actor.email)
     return locked

@@ -77,7 +77,7 @@ def delivery_detail_view(request, pk: int):
 def delivery_replay_view(request, pk: int):
     delivery = delivery_get(pk=pk)
     try:
-        delivery_replay(delivery=delivery, actor=request.user.email)
+        delivery_replay(delivery=delivery, actor=request.user.email, actor_user=request.user)
     except DeliveryError as error:
         messages.error(request, str(error))
     else:

@@ -10,7 +10,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from janitor.permissions import staff_required
 from products.forms import EndpointForm
-from products.selectors.deliveries import endpoint_get, endpoint_list
+from products.selectors.deliveries import endpoint_changes, endpoint_get, endpoint_list
 from products.services.endpoints import (
     EndpointError,
     endpoint_create,
@@ -78,7 +78,7 @@ def endpoint_detail_view(request, pk: int):
     return render(
         request,
         "products/endpoint_detail.html",
-        {"endpoint": endpoint, "form": form},
+        {"endpoint": endpoint, "form": form, "changes": endpoint_changes(endpoint=endpoint)},
         status=status,
     )
 

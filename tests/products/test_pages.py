@@ -55,6 +55,8 @@ def test_an_admin_adds_an_endpoint_and_sees_its_secret(admin_client_, admin_user
         admin_user,
     )
     assert endpoint.secret.startswith("whsec_") and endpoint.is_enabled
+    [created] = endpoint.changes.all()
+    assert (created.kind, created.actor_user) == ("created", admin_user)
     page = admin_client_.get(response["Location"]).content.decode()
     assert endpoint.secret in page
     listing = admin_client_.get(reverse("product_endpoint_list")).content.decode()
@@ -105,6 +107,7 @@ def test_a_duplicate_name_is_refused(admin_client_):
     assert response.status_code == 400
     assert "already exists" in response.content.decode()
     assert ProductEndpoint.objects.count() == 1
+    assert not ProductEndpoint.objects.get().changes.exists()
 
 
 def test_an_admin_edits_disables_and_rotates(admin_client_, access_token):
@@ -145,6 +148,22 @@ def test_an_admin_edits_disables_and_rotates(admin_client_, access_token):
     endpoint.refresh_from_db()
     assert endpoint.secret != old_secret and endpoint.secret.startswith("whsec_")
 
+    # Every change is on the record, who and what, never the secret itself.
+    changes = list(endpoint.changes.order_by("id").values_list("kind", "actor", "details"))
+    assert [kind for kind, _actor, _details in changes] == [
+        "changed",
+        "changed",
+        "disabled",
+        "enabled",
+        "secret_rotated",
+    ]
+    assert {actor for _kind, actor, _details in changes} == {"admin@janitor.test"}
+    assert changes[0][2]["url"] == ["https://a.example/", "https://b.example/events"]
+    assert changes[1][2]["token"] == [access_token.pk, None]
+    assert endpoint.secret not in str(changes) and old_secret not in str(changes)
+    history = admin_client_.get(url).content.decode()
+    assert history.count("data-change=") == 5
+
 
 def test_support_cannot_open_the_endpoints(support_client):
     endpoint = ProductEndpoint.objects.create(name="Shop", url="https://a.example/")
@@ -152,6 +171,7 @@ def test_support_cannot_open_the_endpoints(support_client):
     response = support_client.post(reverse("product_endpoint_rotate_secret", args=[endpoint.pk]))
     assert response.status_code == 403
     assert ProductEndpoint.objects.get().secret == endpoint.secret
+    assert not endpoint.changes.exists()
 
 
 # --- Deliveries -----------------------------------------------------------------------------
@@ -232,6 +252,13 @@ def test_an_admin_replays_a_dead_delivery(admin_client_, admin_user, deliveries)
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.replayed_by) == ("pending", admin_user.email)
+    [replayed] = deliveries["crm"].changes.all()
+    assert replayed.kind == "delivery_replayed" and replayed.actor_user == admin_user
+    assert replayed.details == {
+        "delivery": delivery.pk,
+        "webhook_id": delivery.webhook_id,
+        "was": "dead",
+    }
     assert "queued again" in response.content.decode()
     again = admin_client_.post(reverse("delivery_replay", args=[delivery.pk]), follow=True)
     assert "nothing to replay" in again.content.decode()
