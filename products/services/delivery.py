@@ -148,20 +148,24 @@ def _locked(queryset: QuerySet[Delivery]) -> QuerySet[Delivery]:
     return queryset
 
 
-def _supersede(*, ids: Iterable[int], by: int, now: datetime) -> int:
+def _supersede(*, ids: Iterable[int], by: int, now: datetime) -> tuple[int, int]:
+    """Mark these older deliveries superseded by `by`. Returns (superseded, held elsewhere):
+    a row another transaction holds right now (a claimer about to send it, or a worker
+    recording its outcome) is left alone, and may be in flight."""
     ids = list(ids)
     if not ids:
-        return 0
-    # Only rows still open and not in flight; a row another claimer holds is skipped (it sees
-    # the same newer event and supersedes it itself).
-    lockable = _locked(
-        Delivery.objects.filter(pk__in=ids, status__in=OPEN_DELIVERY_STATUSES).filter(
-            Q(leased_until__isnull=True) | Q(leased_until__lte=now)
-        )
-    ).values_list("id", flat=True)
-    return Delivery.objects.filter(pk__in=list(lockable)).update(
+        return 0, 0
+    lockable = list(
+        _locked(
+            Delivery.objects.filter(pk__in=ids, status__in=OPEN_DELIVERY_STATUSES).filter(
+                Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+            )
+        ).values_list("id", flat=True)
+    )
+    done = Delivery.objects.filter(pk__in=lockable).update(
         status=DeliveryStatus.SUPERSEDED, superseded_by_id=by, leased_until=None
     )
+    return done, len(ids) - len(lockable)
 
 
 def _claim(*, now: datetime, seen: set[int], size: int) -> _ClaimRound:
@@ -264,13 +268,15 @@ def _claim_access(
             continue
         newest = max(rows, key=lambda r: r.order)
         older = [r for r in rows if r is not newest]
-        superseded += _supersede(
+        done, held = _supersede(
             ids=[r.id for r in older if not r.in_flight(now)], by=newest.id, now=now
         )
+        superseded += done
         if newest.id not in candidate_ids:
             continue  # not due (in backoff) or in flight: it goes on its own schedule
-        if any(r.in_flight(now) for r in older):
-            # An older version's POST is in flight at another worker: send after it.
+        if held or any(r.in_flight(now) for r in older):
+            # An older version's POST is (or may be about to be) in flight at another worker:
+            # send this one after it.
             Delivery.objects.filter(pk=newest.id).update(
                 next_attempt_at=now + timedelta(seconds=DEFER_SECONDS)
             )

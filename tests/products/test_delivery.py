@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
+from accounts.models import Account
 from accounts.services.access_changes import access_changed
 from products.models import (
     AccessEvent,
@@ -421,6 +422,12 @@ def test_two_concurrent_deliverers_never_send_one_delivery_twice(settings):
         assert by_status == {"delivered": len(accounts), "superseded": len(accounts)}
         delivered = set(Delivery.objects.filter(status="delivered").values_list("webhook_id"))
         assert {(w,) for w in counts} == delivered
+        # Only each account's newest version went out.
+        newest = {a.public_id: a.access_version for a in Account.objects.all()}
+        got = {
+            r.payload["data"]["account"]: r.payload["data"]["version"] for r in receiver.received
+        }
+        assert got == {a.public_id: newest[a.public_id] for a in accounts}
     finally:
         receiver.stop()
 
