@@ -460,3 +460,40 @@ def test_a_kick_rolled_back_with_its_savepoint_is_registered_again(
     assert len(callbacks) == 1
     [got] = receiver.received
     assert got.payload["data"]["account"] == kept.public_id
+
+
+def test_a_lease_left_by_a_dead_worker_expires_and_the_event_goes_out(endpoint, receiver):
+    delivery = _change(AccountFactory())
+    expired = timezone.now() - timedelta(seconds=1)
+    # Claimed by a worker that died before recording: its lease ran out a second ago.
+    Delivery.objects.filter(pk=delivery.pk).update(leased_until=expired, next_attempt_at=expired)
+
+    assert deliveries_deliver_due() == 1
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED and delivery.leased_until is None
+    assert receiver.ids() == [delivery.webhook_id]
+
+
+def test_an_outcome_is_not_recorded_over_a_lease_the_worker_lost(endpoint, receiver):
+    from products.services.delivery import _claim, _record, _send
+
+    delivery = _change(AccountFactory())
+    claim = _claim(now=timezone.now(), seen=set(), size=10)
+    outcomes = _send(claim.claimed)
+    # Meanwhile the lease expired and another worker claimed the delivery again.
+    other_lease = claim.lease_until + timedelta(minutes=1)
+    Delivery.objects.filter(pk=delivery.pk).update(leased_until=other_lease)
+
+    _record(
+        claimed=claim.claimed,
+        outcomes=outcomes,
+        lease_until=claim.lease_until,
+        now=timezone.now(),
+    )
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PENDING  # the current holder records it
+    assert delivery.leased_until == other_lease and delivery.attempts == 0
+    # The POST did happen: it is on the record.
+    assert DeliveryAttempt.objects.filter(delivery=delivery, status_code=200).count() == 1
