@@ -23,6 +23,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "reconciliation.view_webhooks",
             "accounts.request_revocation",
             "accounts.manage_members",
+            "products.view_deliveries",
         }
     ),
     ROLE_FINANCE: frozenset(
@@ -50,6 +51,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "accounts.reset_two_factor",
             "accounts.erase_customer",
             "accounts.manage_members",
+            "products.view_deliveries",
+            "products.replay_deliveries",
+            "products.manage_endpoints",
         }
     ),
 }
@@ -57,12 +61,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 # What each role may do, in words, for the README and the dashboard's help text.
 ROLE_DESCRIPTIONS = {
     ROLE_SUPPORT: "Works the review queue (assign, note, extend grace, record comps, resolve), "
-    "disables and enables an account's members, reads webhooks, requests revocations.",
+    "disables and enables an account's members, reads webhooks and the deliveries of access "
+    "events to products, requests revocations.",
     ROLE_FINANCE: "Reads disputes, exports evidence (PDF/CSV), stages and submits dispute "
     "evidence, requests revocations, exports the audit.",
     ROLE_ADMIN: "Everything Support does, plus approves or rejects revocations (not their own), "
-    "restores access, runs and applies reconciliation, replays webhooks, resets another staff "
-    "member's two-factor devices, erases a customer's personal data on request.",
+    "restores access, runs and applies reconciliation, replays webhooks, manages product "
+    "endpoints and replays their deliveries, resets another staff member's two-factor devices, "
+    "erases a customer's personal data on request.",
 }
 
 

@@ -12,6 +12,8 @@ NAV_ITEMS = [
     ("reconciliation_runs", "Reconciliation", "reconciliation.view_reconciliation"),
     ("webhook_list", "Webhooks", "reconciliation.view_webhooks"),
     ("dispute_list", "Disputes", "reconciliation.view_disputes"),
+    ("delivery_list", "Deliveries", "products.view_deliveries"),
+    ("product_endpoint_list", "Endpoints", "products.manage_endpoints"),
     ("revocation_list", "Revocations", "accounts.view_access_audit"),
     ("audit_list", "Audit trail", "accounts.view_access_audit"),
     ("notice_list", "Notifications", "janitor.view_notice"),

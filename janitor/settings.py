@@ -393,6 +393,14 @@ JANITOR_METRICS_ALLOWED_IPS = frozenset(_env_list("JANITOR_METRICS_ALLOWED_IPS",
 # request-latency histogram sums over them (wipe it when gunicorn starts).
 PROMETHEUS_MULTIPROC_DIR = _env_str("PROMETHEUS_MULTIPROC_DIR", "")
 
+# --- Outbound access events to product endpoints (products/services/delivery.py) -----------
+# One POST may take this long (connect and answer together) before it counts as failed.
+JANITOR_DELIVERY_TIMEOUT_SECONDS = _env_int("JANITOR_DELIVERY_TIMEOUT_SECONDS", 10, minimum=1)
+# POSTs in flight at once per worker process (threads; keep-alive connections per endpoint).
+JANITOR_DELIVERY_THREADS = _env_int("JANITOR_DELIVERY_THREADS", 8, minimum=1)
+# Deliveries a worker claims per round trip to the database.
+JANITOR_DELIVERY_BATCH = _env_int("JANITOR_DELIVERY_BATCH", 200, minimum=1)
+
 # --- Static, i18n ---------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

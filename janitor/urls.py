@@ -30,4 +30,5 @@ urlpatterns = [
     path("django-admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("reconciliation.urls")),
+    path("", include("products.urls")),
 ]

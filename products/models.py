@@ -99,6 +99,13 @@ class Delivery(models.Model):
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set while a worker holds the delivery (claimed, its POST in flight), cleared when the
+    # outcome is recorded: a newer event for the same account waits for it, so an endpoint
+    # never receives two versions of one account at once (products.services.delivery).
+    leased_until = models.DateTimeField(null=True, blank=True)
+    # A replay by staff starts a new three-day retry window from this time.
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replayed_by = models.CharField(max_length=254, blank=True)
     superseded_by = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -153,4 +160,58 @@ class SessionRevocation(models.Model):
             models.UniqueConstraint(
                 fields=["revocation", "endpoint"], name="session_revocation_once"
             )
+        ]
+
+
+class EndpointChangeKind(models.TextChoices):
+    CREATED = "created", "Endpoint added"
+    CHANGED = "changed", "Settings changed"
+    DISABLED = "disabled", "Disabled"
+    ENABLED = "enabled", "Enabled"
+    SECRET_ROTATED = "secret_rotated", "Signing secret rotated"
+    DELIVERY_REPLAYED = "delivery_replayed", "Delivery replayed"
+
+
+class EndpointChange(models.Model):
+    """What staff did to an endpoint or its deliveries, who and when. Append-only; it never
+    holds the secret itself."""
+
+    id = models.BigAutoField(primary_key=True)
+    endpoint = models.ForeignKey(ProductEndpoint, on_delete=models.PROTECT, related_name="changes")
+    kind = models.CharField(max_length=32, choices=EndpointChangeKind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=254, help_text='A staff email or "system:<job>".')
+    actor_user = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["endpoint", "at"], name="endpointchange_time_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=EndpointChangeKind.values), name="endpointchange_kind_valid"
+            ),
+            models.CheckConstraint(condition=~Q(actor=""), name="endpointchange_actor_required"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("The endpoint change log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The endpoint change log is append-only.")
+
+
+class Permissions(models.Model):
+    """Holds the dashboard's product permissions (no table rows of its own)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_deliveries", "Can read outbound access events and their attempts"),
+            ("replay_deliveries", "Can replay an outbound access event"),
+            ("manage_endpoints", "Can add, change, disable product endpoints and rotate secrets"),
         ]

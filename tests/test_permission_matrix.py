@@ -13,6 +13,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
+from products.models import AccessEvent, Delivery, ProductEndpoint
+from products.services.outbox import deliveries_create
 from reconciliation.models import ReconciliationRun, RunStatus
 from tests.factories import (
     AccountFactory,
@@ -75,6 +77,15 @@ MATRIX = {
     "member_set_enabled": ("post", SUPPORT_ADMIN),
     "staff_two_factor_list": ("get", {ROLE_ADMIN}),
     "staff_two_factor_reset": ("post", {ROLE_ADMIN}),
+    # Products beside Janitor (issue 19): Admins manage endpoints (their secrets show there);
+    # Support and Admins read deliveries, as they read inbound webhooks; Admins replay.
+    "product_endpoint_list": ("get", {ROLE_ADMIN}),
+    "product_endpoint_detail": ("get", {ROLE_ADMIN}),
+    "product_endpoint_set_enabled": ("post", {ROLE_ADMIN}),
+    "product_endpoint_rotate_secret": ("post", {ROLE_ADMIN}),
+    "delivery_list": ("get", SUPPORT_ADMIN),
+    "delivery_detail": ("get", SUPPORT_ADMIN),
+    "delivery_replay": ("post", {ROLE_ADMIN}),
 }
 # Pages with their own rules, outside the staff matrix: name -> (method, outcome per visitor).
 SPECIAL = {
@@ -131,6 +142,9 @@ def world(db):
     run = ReconciliationRun.objects.create(status=RunStatus.HALTED, finished_at=timezone.now())
     event = WebhookEventFactory(status="dead")
     dispute = DisputeFactory(account=account, due_by=timezone.now() + timedelta(days=3))
+    endpoint = ProductEndpoint.objects.create(name="Shop", url="http://127.0.0.1:9/events")
+    delivery = deliveries_create(account=account, event_type=AccessEvent.GRACE_STARTED)[0]
+    Delivery.objects.filter(pk=delivery.pk).update(status="dead")
     return {
         "public_id": account.public_id,
         "revoked": revoked.public_id,
@@ -141,6 +155,8 @@ def world(db):
         "provider_id": dispute.provider_id,
         "staff": requester.public_id,
         "member": account.team[1].public_id,
+        "endpoint_pk": endpoint.pk,
+        "delivery_pk": delivery.pk,
     }
 
 
@@ -153,6 +169,11 @@ def _url(name: str, world: dict) -> str:
         "revocation_abandon": {"pk": world["pk"]},
         "webhook_detail": {"pk": world["event_pk"]},
         "webhook_replay": {"pk": world["event_pk"]},
+        "product_endpoint_detail": {"pk": world["endpoint_pk"]},
+        "product_endpoint_set_enabled": {"pk": world["endpoint_pk"]},
+        "product_endpoint_rotate_secret": {"pk": world["endpoint_pk"]},
+        "delivery_detail": {"pk": world["delivery_pk"]},
+        "delivery_replay": {"pk": world["delivery_pk"]},
         "billing_portal": {"token": "made-up"},
         "staff_two_factor_reset": {"public_id": world["staff"]},
         "member_set_enabled": {

@@ -6,6 +6,7 @@ from django.db.models import Count
 
 from accounts.models import AccessStatus, Account
 from janitor.models import Notice, NoticeStatus
+from products.selectors.deliveries import DeliveryCounts, delivery_counts
 from reconciliation.models import (
     Dispute,
     Flag,
@@ -28,6 +29,7 @@ class Overview:
     webhook_backlog: int
     webhook_dead: int
     notices_failing: int
+    deliveries: DeliveryCounts
     disputes_due_soon: list[Dispute] = field(default_factory=list)
 
 
@@ -65,5 +67,6 @@ def overview_get(*, with_disputes: bool = False) -> Overview:
         notices_failing=Notice.objects.filter(
             status__in=[NoticeStatus.FAILED, NoticeStatus.DEAD]
         ).count(),
+        deliveries=delivery_counts(),
         disputes_due_soon=disputes_due_soon() if with_disputes else [],
     )

@@ -66,7 +66,12 @@ def deliveries_create(
         )
         for endpoint in endpoints
     ]
-    return Delivery.objects.bulk_create(deliveries)
+    created = Delivery.objects.bulk_create(deliveries)
+    # Delivered from the queue once the change commits (a rolled-back change queues nothing).
+    from products.services.delivery import deliveries_kick_on_commit
+
+    deliveries_kick_on_commit()
+    return created
 
 
 __all__ = ["AccessEvent", "access_payload", "deliveries_create"]

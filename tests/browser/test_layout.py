@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, RevocationRequest
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_PERMISSIONS, ROLE_SUPPORT
+from products.models import Delivery, DeliveryAttempt, ProductEndpoint
 from reconciliation.models import FlagNote, ReconciliationRun, RunStatus
 from tests.factories import (
     AccountFactory,
@@ -66,12 +67,30 @@ def world(db):
     dispute = DisputeFactory(account=account, due_by=timezone.now() + timedelta(days=2))
     other = AccountFactory()
     RevocationRequest.objects.create(account=other, requested_by=author, reason=LONG_TEXT)
+    # Disabled: nothing is sent from the live server while the pages are looked at.
+    endpoint = ProductEndpoint.objects.create(
+        name="A product with a rather long name for the endpoints table",
+        url="https://" + "long-subdomain." * 20 + "example/janitor/events",
+        is_enabled=False,
+    )
+    delivery = Delivery.objects.create(
+        endpoint=endpoint,
+        account=account,
+        event_type="access.grace_started",
+        payload={"type": "access.grace_started", "data": {"note": LONG_WORD}},
+        account_version=1,
+        status="failing",
+        last_error=LONG_WORD,
+    )
+    DeliveryAttempt.objects.create(delivery=delivery, status_code=500, error=LONG_WORD)
     return {
         "account": account,
         "flag": flag,
         "run": run,
         "event": event,
         "dispute": dispute,
+        "endpoint": endpoint,
+        "delivery": delivery,
     }
 
 
@@ -96,6 +115,10 @@ def _pages(world, role):
     ]
     if "reconciliation.view_webhooks" in perms:
         pages += ["/webhooks/", f"/webhooks/{world['event'].pk}/"]
+    if "products.view_deliveries" in perms:
+        pages += ["/products/deliveries/", f"/products/deliveries/{world['delivery'].pk}/"]
+    if "products.manage_endpoints" in perms:
+        pages += ["/products/endpoints/", f"/products/endpoints/{world['endpoint'].pk}/"]
     return pages
 
 

@@ -8,6 +8,7 @@ from janitor.services.notifications import (
     NOTICE_SCHEDULES,
     notice_schedules_ensure,
 )
+from products.services.delivery import SWEEP_SCHEDULE, delivery_schedule_ensure
 from reconciliation.services.privacy import RETENTION_SCHEDULE_NAME, retention_schedule_ensure
 from reconciliation.services.runs import SCHEDULE_NAME, reconciliation_schedule_ensure
 from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedules_ensure
@@ -15,8 +16,8 @@ from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedule
 
 class Command(BaseCommand):
     help = (
-        "Create or update the nightly audit, webhook sweeper, catch-up and retention purge "
-        "schedules."
+        "Create or update the nightly audit, webhook sweeper, catch-up, retention purge and "
+        "product delivery sweeper schedules."
     )
 
     def handle(self, *args, **options):
@@ -24,12 +25,14 @@ class Command(BaseCommand):
         webhook_schedules_ensure()
         notice_schedules_ensure()
         retention_schedule_ensure()
+        delivery_schedule_ensure()
         names = [
             SCHEDULE_NAME,
             *(name for name, _func, _minutes in WEBHOOK_SCHEDULES),
             *(name for name, _func, _minutes in NOTICE_SCHEDULES),
             DIGEST_SCHEDULE[0],
             RETENTION_SCHEDULE_NAME,
+            SWEEP_SCHEDULE[0],
         ]
         for schedule in Schedule.objects.filter(name__in=names).order_by("name"):
             every = (
