@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
+from accounts.services.revocation import REVOCATION_WAITING_SCHEDULE, revocation_schedules_ensure
 from janitor.services.notifications import (
     DIGEST_SCHEDULE,
     NOTICE_SCHEDULES,
@@ -15,8 +16,8 @@ from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedule
 
 class Command(BaseCommand):
     help = (
-        "Create or update the nightly audit, webhook sweeper, catch-up and retention purge "
-        "schedules."
+        "Create or update the nightly audit, webhook sweeper, catch-up, retention purge and "
+        "waiting-revocation schedules."
     )
 
     def handle(self, *args, **options):
@@ -24,12 +25,14 @@ class Command(BaseCommand):
         webhook_schedules_ensure()
         notice_schedules_ensure()
         retention_schedule_ensure()
+        revocation_schedules_ensure()
         names = [
             SCHEDULE_NAME,
             *(name for name, _func, _minutes in WEBHOOK_SCHEDULES),
             *(name for name, _func, _minutes in NOTICE_SCHEDULES),
             DIGEST_SCHEDULE[0],
             RETENTION_SCHEDULE_NAME,
+            REVOCATION_WAITING_SCHEDULE[0],
         ]
         for schedule in Schedule.objects.filter(name__in=names).order_by("name"):
             every = (
