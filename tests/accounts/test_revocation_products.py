@@ -4,13 +4,18 @@ asked (an access.sessions_revoke delivery), the request waits for every confirma
 deadline. The product's side is played by posting to the real confirm URL."""
 
 import json
+import secrets
 from datetime import UTC, timedelta
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts.models import (
     AccessAudit,
@@ -320,6 +325,23 @@ def test_an_unknown_revocation_is_404(acme):
     status, body = _confirm(987654, raw)
     assert status == 404
     assert body["error"] == "Revocation 987654 did not ask this token's product to end sessions."
+
+
+@given(revocation_id=st.one_of(st.integers(min_value=0, max_value=2**70), st.just(10**40)))
+@hypothesis_settings(max_examples=30)
+def test_made_up_revocation_ids_are_404_and_change_nothing(revocation_id):
+    with transaction.atomic():
+        _endpoint_, raw = _endpoint(f"Fuzzed {secrets.token_hex(4)}")
+        response = Client().post(
+            f"/api/v1/revocations/{revocation_id}/confirm",
+            data="{}",
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {raw}",
+        )
+        assert response.status_code == 404, (revocation_id, response.content)
+        assert "did not ask this token's product" in response.json()["error"]
+        assert not SessionRevocation.objects.exists()
+        transaction.set_rollback(True)
 
 
 def test_refusals_say_why_and_store_nothing(acme, support_user, admin_user):
