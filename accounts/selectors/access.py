@@ -14,6 +14,16 @@ from accounts.services.revocation import OPEN_STATUSES
 from products.models import SessionRevocation
 
 
+def _session_revocations() -> Prefetch:
+    """The products a revocation's step 2 asked to end sessions, by name, with their events."""
+    return Prefetch(
+        "session_revocations",
+        queryset=SessionRevocation.objects.select_related("endpoint", "delivery").order_by(
+            "endpoint__name", "pk"
+        ),
+    )
+
+
 @dataclass
 class AccessPanel:
     account: Account
@@ -26,6 +36,7 @@ def access_panel_get(*, public_id: str) -> AccessPanel:
     requests = list(
         RevocationRequest.objects.filter(account=account)
         .select_related("requested_by", "decided_by")
+        .prefetch_related(_session_revocations())
         .order_by("-created_at", "-id")[:5]
     )
     open_request = next((r for r in requests if r.status in OPEN_STATUSES), None)
@@ -45,14 +56,7 @@ def revocation_open_list() -> list[RevocationRequest]:
     the products its step 2 asked to end sessions (`session_revocations`, by name)."""
     return list(
         _with_people(RevocationRequest.objects.filter(status__in=OPEN_STATUSES))
-        .prefetch_related(
-            Prefetch(
-                "session_revocations",
-                queryset=SessionRevocation.objects.select_related("endpoint", "delivery").order_by(
-                    "endpoint__name", "pk"
-                ),
-            )
-        )
+        .prefetch_related(_session_revocations())
         .order_by("created_at", "id")
     )
 

@@ -428,6 +428,10 @@ def test_the_page_shows_waiting_confirmed_and_who_did_not_confirm(
     assert "Waiting for Books (asked at " in page
     assert ", deadline " in page
     assert "data-polling" in page
+    panel = admin_client_.get(
+        reverse("account_access_actions", args=[revocation.account.public_id])
+    ).content.decode()
+    assert "Waiting for Acme app (asked at " in panel and "data-polling" in panel
 
     _confirm(revocation.pk, acme_raw, {"sessions_ended": 2})
     page = admin_client_.get(reverse("revocation_list")).content.decode()
