@@ -20,7 +20,7 @@ from accounts.services.revocation import (
 from janitor.settings import _product_session_template_checked
 from tests.factories import AccountFactory, UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.redis]
+pytestmark = pytest.mark.django_db
 
 # The product's store: another database of the same server, so Janitor's cache flushes never
 # touch it. Keys carry a per-test nonce, and each test deletes only its own.
@@ -51,6 +51,7 @@ def _revoke(account, support_user, admin_user):
     return revocation_approve(revocation_id=revocation.pk, approver=admin_user)
 
 
+@pytest.mark.redis
 def test_a_scanned_key_template_deletes_exactly_the_members_keys(
     product_store, settings, support_user, admin_user
 ):
@@ -85,6 +86,7 @@ def test_a_scanned_key_template_deletes_exactly_the_members_keys(
     assert _keys(client, nonce) == set(theirs) - {f"{nonce}:session:{starry.public_id}:1"}
 
 
+@pytest.mark.redis
 def test_an_exact_key_template_deletes_that_key(product_store, settings, support_user, admin_user):
     client, nonce = product_store
     settings.JANITOR_PRODUCT_SESSION_KEY_TEMPLATE = nonce + ":session:{email}"
@@ -99,6 +101,7 @@ def test_an_exact_key_template_deletes_that_key(product_store, settings, support
     assert _keys(client, nonce) == {f"{nonce}:session:{other.email}"}
 
 
+@pytest.mark.redis
 def test_an_index_set_deletes_the_keys_it_lists_and_itself(
     product_store, settings, support_user, admin_user
 ):
@@ -129,6 +132,7 @@ def test_an_index_set_deletes_the_keys_it_lists_and_itself(
     }
 
 
+@pytest.mark.redis
 def test_an_unreachable_product_store_fails_the_step_retryable(
     product_store, settings, support_user, admin_user
 ):

@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
 from django.urls import reverse
@@ -140,6 +141,7 @@ def test_step_two_asks_the_product_and_waits(acme, support_user, admin_user):
     assert STEP_SESSIONS not in revocation.steps
 
 
+@pytest.mark.smoke
 def test_the_confirmation_completes_the_revocation(acme, support_user, admin_user):
     endpoint, raw = acme
     account = AccountFactory()
@@ -222,6 +224,7 @@ def test_it_waits_for_every_product(acme, support_user, admin_user):
     ]
 
 
+@pytest.mark.smoke
 def test_past_the_deadline_it_fails_retryable_then_a_retry_waits_again(
     acme, support_user, admin_user, second_admin
 ):
@@ -445,3 +448,35 @@ def test_the_page_shows_waiting_confirmed_and_who_did_not_confirm(
     assert "waiting for Books: no confirmation in" in page
     assert "Confirmed by Acme app at " in page
     assert f'data-testid="retry-{revocation.pk}"' in page
+
+
+def test_the_shell_revocation_says_it_waits_for_the_product(acme, admin_user, capsys):
+    _endpoint_, raw = acme
+    account = AccountFactory()
+
+    call_command(
+        "revoke_access", account.public_id, "--reason", "Takeover", "--actor", admin_user.email
+    )
+
+    out = capsys.readouterr().out
+    assert f"step {STEP_SESSIONS_LOCAL}" in out
+    assert "waiting for Acme app" in out
+    assert "waits for the products that hold sessions to confirm" in out
+    revocation = RevocationRequest.objects.get(account=account)
+    assert revocation.status == RevocationStatus.APPROVED
+    assert _confirm(revocation.pk, raw)[0] == 200
+    assert RevocationRequest.objects.get(pk=revocation.pk).status == RevocationStatus.COMPLETED
+
+
+def test_a_product_disabled_while_waited_for_is_no_longer_awaited(acme, support_user, admin_user):
+    endpoint, _raw = acme
+    revocation = _approved(AccountFactory(), support_user, admin_user)
+    assert revocation.status == RevocationStatus.APPROVED
+
+    ProductEndpoint.objects.filter(pk=endpoint.pk).update(is_enabled=False)
+    revocations_waiting_check()
+
+    revocation.refresh_from_db()
+    assert revocation.status == RevocationStatus.COMPLETED
+    assert revocation.steps[STEP_SESSIONS]["products"] == []
+    assert revocation.steps[STEP_SESSIONS]["products_not_waited_for"] == ["Acme app"]
