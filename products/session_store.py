@@ -6,6 +6,7 @@ type (every failure here is one a retry can fix: the store was unreachable or re
 
 from __future__ import annotations
 
+import re
 import string
 import threading
 from collections.abc import Iterable, Iterator
@@ -106,24 +107,111 @@ def _unlink(client: redis.Redis, keys: Iterable[bytes]) -> int:
     return removed
 
 
-def _delete_for(client: redis.Redis, owner: SessionOwner) -> int:
-    removed = 0
+# Up to this many members, each one's keys are found by a SCAN MATCH of their own (the server
+# filters); above it, one SCAN of the template with every placeholder a wildcard walks the
+# keyspace once for the whole team and the keys are told apart here. A SCAN walks the whole
+# keyspace whatever its pattern, so per-member scans cost one walk per member.
+SCAN_PER_MEMBER_MAX = 8
+
+
+def _glob_regex(glob: str) -> str:
+    """A Redis glob (*, ?, [...], backslash escapes) as a regular expression."""
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "\\" and i + 1 < len(glob):
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+            continue
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            close = glob.find("]", i + 2 if glob[i + 1 : i + 2] == "^" else i + 1)
+            if close == -1:
+                out.append(re.escape(ch))
+            else:
+                body = glob[i + 1 : close]
+                negate = body.startswith("^")
+                body = body[1:] if negate else body
+                # Ranges and backslash escapes mean the same in both; a nested [ is literal.
+                out.append("[" + ("^" if negate else "") + body.replace("[", "\\[") + "]")
+                i = close + 1
+                continue
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out)
+
+
+def _owner_regex(template: str, owner: SessionOwner) -> str:
+    """The template for one owner as a regular expression: its own text as a glob, the values
+    put in it as literals."""
+    values = {
+        "user_public_id": owner.user_public_id,
+        "email": owner.email,
+        "account_public_id": owner.account_public_id,
+    }
+    parts = []
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(_glob_regex(literal))
+        if field is not None:
+            parts.append(re.escape(values[field]))
+    return "".join(parts)
+
+
+def _scan_pattern(client: redis.Redis, owners: list[SessionOwner], template: str) -> dict[str, int]:
+    if len(owners) <= SCAN_PER_MEMBER_MAX:
+        # SCAN, never KEYS: the product's store keeps serving while Janitor walks it. The keys
+        # are collected first, so deleting does not disturb the cursor.
+        return {
+            owner.user_public_id: _unlink(
+                client,
+                list(client.scan_iter(match=_fill(template, owner, escape=True), count=BATCH)),
+            )
+            for owner in owners
+        }
+    wildcard = "".join(
+        literal + ("*" if field is not None else "")
+        for literal, field, _spec, _conversion in string.Formatter().parse(template)
+    )
+    whose = re.compile(
+        "|".join(f"(?P<m{n}>{_owner_regex(template, owner)})" for n, owner in enumerate(owners)),
+        re.DOTALL,
+    )
+    found: dict[int, list[bytes]] = {n: [] for n in range(len(owners))}
+    for key in client.scan_iter(match=wildcard, count=BATCH):
+        match = whose.fullmatch(key.decode("utf-8", "surrogateescape"))
+        if match is not None and match.lastgroup is not None:
+            found[int(match.lastgroup[1:])].append(key)
+    return {owner.user_public_id: _unlink(client, found[n]) for n, owner in enumerate(owners)}
+
+
+def _delete_all(client: redis.Redis, owners: list[SessionOwner]) -> dict[str, int]:
+    removed = dict.fromkeys((owner.user_public_id for owner in owners), 0)
     key_template = settings.JANITOR_PRODUCT_SESSION_KEY_TEMPLATE
     if key_template:
         if _is_pattern(key_template):
-            pattern = _fill(key_template, owner, escape=True)
-            # SCAN, never KEYS: the product's store keeps serving while Janitor walks it. The
-            # keys are collected first, so deleting does not disturb the cursor.
-            found = list(client.scan_iter(match=pattern, count=BATCH))
-            removed += _unlink(client, found)
+            counts = _scan_pattern(client, owners, key_template)
         else:
-            removed += int(client.unlink(_fill(key_template, owner, escape=False)))
+            pipe = client.pipeline(transaction=False)
+            for owner in owners:
+                pipe.unlink(_fill(key_template, owner, escape=False))
+            counts = {
+                owner.user_public_id: int(n)
+                for owner, n in zip(owners, pipe.execute(), strict=True)
+            }
+        for public_id, n in counts.items():
+            removed[public_id] += n
     index_template = settings.JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE
     if index_template:
-        index = _fill(index_template, owner, escape=False)
-        listed = list(client.sscan_iter(index, count=BATCH))
-        removed += _unlink(client, listed)
-        client.unlink(index)
+        for owner in owners:
+            index = _fill(index_template, owner, escape=False)
+            listed = list(client.sscan_iter(index, count=BATCH))
+            removed[owner.user_public_id] += _unlink(client, listed)
+            client.unlink(index)
     return removed
 
 
@@ -134,7 +222,7 @@ def product_sessions_delete(*, owners: list[SessionOwner]) -> dict[str, int]:
         return {}
     try:
         client = _client()
-        return {owner.user_public_id: _delete_for(client, owner) for owner in owners}
+        return _delete_all(client, owners)
     except redis.RedisError as exc:
         raise ProductSessionStoreError(
             f"product session store {_store_name()}: {exc.__class__.__name__}: {exc}"

@@ -18,6 +18,7 @@ from accounts.services.revocation import (
     revocation_retry,
 )
 from janitor.settings import _product_session_template_checked
+from products import session_store
 from tests.factories import AccountFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -52,10 +53,12 @@ def _revoke(account, support_user, admin_user):
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("per_member_max", [8, 0], ids=["scan-per-member", "one-scan-per-team"])
 def test_a_scanned_key_template_deletes_exactly_the_members_keys(
-    product_store, settings, support_user, admin_user
+    product_store, settings, support_user, admin_user, monkeypatch, per_member_max
 ):
     client, nonce = product_store
+    monkeypatch.setattr(session_store, "SCAN_PER_MEMBER_MAX", per_member_max)
     settings.JANITOR_PRODUCT_SESSION_KEY_TEMPLATE = nonce + ":session:{user_public_id}:*"
     account = AccountFactory(members=2)
     first, second = account.team
@@ -167,3 +170,24 @@ def test_templates_are_checked_when_settings_load():
         with pytest.raises(ImproperlyConfigured, match=name):
             _product_session_template_checked(name, bad)
     assert settings.JANITOR_REVOCATION_CONFIRM_SECONDS >= 10
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("glob", "matches", "misses"),
+    [
+        ("s:*:x", ["s::x", "s:abc:x"], ["s:abc:y", "t:abc:x"]),
+        ("s:?", ["s:a"], ["s:", "s:ab"]),
+        ("s:[ab]c", ["s:ac", "s:bc"], ["s:cc"]),
+        ("s:[^ab]c", ["s:cc"], ["s:ac"]),
+        ("s:[a-c]", ["s:b"], ["s:d"]),
+        ("s:\\*", ["s:*"], ["s:a"]),
+        ("a.b", ["a.b"], ["axb"]),
+    ],
+)
+def test_the_team_scan_reads_globs_as_redis_does(glob, matches, misses):
+    import re
+
+    regex = re.compile(session_store._glob_regex(glob), re.DOTALL)
+    assert all(regex.fullmatch(key) for key in matches)
+    assert not any(regex.fullmatch(key) for key in misses)
