@@ -57,7 +57,8 @@ STEP_LABELS = {
         "Janitor's own sessions ended; waiting for every product that holds sessions to confirm"
     ),
     STEP_SESSIONS: (
-        "every member's sessions deleted from the session store, session versions bumped"
+        "every member's sessions deleted from the session store, session versions bumped, "
+        "every product that holds sessions confirmed"
     ),
     STEP_REVOKED: "access_status = revoked, is_active = false (no member can sign in)",
     STEP_AUDIT: "audit row written",
@@ -300,7 +301,9 @@ def _enqueue_resume(revocation_id: int) -> None:
             group="revocation",
         )
     except Exception:  # broker down: the schedule's next check picks it up
-        logger.warning("could not queue the continuation of revocation %s", revocation_id)
+        logger.warning(
+            "could not queue the continuation of revocation %s", revocation_id, exc_info=True
+        )
 
 
 def revocation_run(
