@@ -14,7 +14,7 @@ from accounts.services.revocation import OPEN_STATUSES
 from products.models import SessionRevocation
 
 
-def _session_revocations() -> Prefetch:
+def _session_revocations() -> "Prefetch[str, QuerySet[SessionRevocation], str]":
     """The products a revocation's step 2 asked to end sessions, by name, with their events."""
     return Prefetch(
         "session_revocations",
