@@ -1,9 +1,17 @@
 """Routes of the accounts side: access actions and staged revocations, the access audit trail,
-members, staff two-factor sign-in, the customer surface under /app/, and the activity API."""
+members, staff two-factor sign-in, the customer surface under /app/, the activity API and
+products' confirmations of session revocations."""
 
 from django.urls import path
 
-from accounts.views import activity, customer, members, revocation, two_factor
+from accounts.views import (
+    activity,
+    customer,
+    members,
+    revocation,
+    revocation_api,
+    two_factor,
+)
 
 urlpatterns = [
     # An account's access panel and actions; Revocations; the access audit trail.
@@ -59,4 +67,10 @@ urlpatterns = [
     path("app/", customer.customer_home, name="customer_home"),
     # The activity API.
     path("api/v1/activity", activity.activity_ingest_api, name="activity_ingest_api"),
+    # A product that holds sessions confirms it ended them for a staged revocation.
+    path(
+        "api/v1/revocations/<int:revocation_id>/confirm",
+        revocation_api.revocation_confirm_api,
+        name="revocation_confirm_api",
+    ),
 ]

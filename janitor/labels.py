@@ -80,6 +80,7 @@ ATTEMPT_OUTCOME = {
 
 REVOCATION_STEP = {
     "1_revoked_pending": "new logins refused",
+    "2_local_sessions_ended": "Janitor's sessions ended",
     "2_sessions_ended": "sessions ended",
     "3_revoked": "access revoked",
     "4_audited": "audited",

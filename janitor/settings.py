@@ -1,6 +1,7 @@
 """Janitor's settings: the one place that reads the environment (see the README's table)."""
 
 import os
+import string
 import sys
 from pathlib import Path
 from typing import Any
@@ -321,6 +322,9 @@ JANITOR_AUDIT_MAX_CHANGE_RATIO = _env_ratio("JANITOR_AUDIT_MAX_CHANGE_RATIO", 0.
 JANITOR_AUDIT_LINK_LOOKUPS = _env_int("JANITOR_AUDIT_LINK_LOOKUPS", 500, minimum=0)
 # An approved revocation whose task has not reported for this long shows as stalled.
 JANITOR_REVOCATION_STALL_SECONDS = _env_int("JANITOR_REVOCATION_STALL_SECONDS", 120, minimum=10)
+# Step 2 of a staged revocation asks every product endpoint that holds sessions to end them and
+# waits this long for each one's confirmation; past it the request fails retryable.
+JANITOR_REVOCATION_CONFIRM_SECONDS = _env_int("JANITOR_REVOCATION_CONFIRM_SECONDS", 900, minimum=10)
 JANITOR_AUDIT_CRON = _env_str("JANITOR_AUDIT_CRON", "30 2 * * *")
 if len(JANITOR_AUDIT_CRON.split()) != 5:
     raise ImproperlyConfigured(
@@ -357,6 +361,58 @@ if len(JANITOR_RETENTION_CRON.split()) != 5:
 JANITOR_PRODUCT_DESCRIPTION = _env_str(
     "JANITOR_PRODUCT_DESCRIPTION", "Monthly subscription to the product (software as a service)."
 )
+
+# --- Direct mode: the product's own session store (docs/integration.md) ---------------------
+# Step 2 of a staged revocation deletes the product's session keys itself, for each member of
+# the account, from this Redis: keys named by JANITOR_PRODUCT_SESSION_KEY_TEMPLATE (an exact key,
+# or a pattern with * scanned with SCAN MATCH) and/or the keys listed in the per-user set named
+# by JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE. Placeholders: {user_public_id}, {email},
+# {account_public_id}.
+JANITOR_PRODUCT_SESSION_REDIS_URL = _env_str("JANITOR_PRODUCT_SESSION_REDIS_URL")
+JANITOR_PRODUCT_SESSION_KEY_TEMPLATE = _env_str("JANITOR_PRODUCT_SESSION_KEY_TEMPLATE")
+JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE = _env_str("JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE")
+_PRODUCT_SESSION_FIELDS = {"user_public_id", "email", "account_public_id"}
+
+
+def _product_session_template_checked(name: str, template: str) -> str:
+    if not template:
+        return template
+    try:
+        fields = {
+            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        }
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={template!r} is not a valid template: {exc}.") from None
+    if not fields & {"user_public_id", "email"} or fields - _PRODUCT_SESSION_FIELDS:
+        raise ImproperlyConfigured(
+            f"{name}={template!r} must name the member with {{user_public_id}} or {{email}} "
+            f"(allowed: {', '.join('{' + f + '}' for f in sorted(_PRODUCT_SESSION_FIELDS))})."
+        )
+    return template
+
+
+_product_session_template_checked(
+    "JANITOR_PRODUCT_SESSION_KEY_TEMPLATE", JANITOR_PRODUCT_SESSION_KEY_TEMPLATE
+)
+_product_session_template_checked(
+    "JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE", JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE
+)
+if JANITOR_PRODUCT_SESSION_REDIS_URL:
+    if urlparse(JANITOR_PRODUCT_SESSION_REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(
+            "JANITOR_PRODUCT_SESSION_REDIS_URL is not a redis://, rediss:// or unix:// URL."
+        )
+    if not (JANITOR_PRODUCT_SESSION_KEY_TEMPLATE or JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE):
+        raise ImproperlyConfigured(
+            "JANITOR_PRODUCT_SESSION_REDIS_URL needs JANITOR_PRODUCT_SESSION_KEY_TEMPLATE (e.g. "
+            "session:{user_public_id}:*) or JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE (e.g. "
+            "user_sessions:{user_public_id})."
+        )
+elif JANITOR_PRODUCT_SESSION_KEY_TEMPLATE or JANITOR_PRODUCT_SESSION_INDEX_TEMPLATE:
+    raise ImproperlyConfigured(
+        "A product session key or index template is set without "
+        "JANITOR_PRODUCT_SESSION_REDIS_URL: say which Redis holds the product's sessions."
+    )
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = _env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

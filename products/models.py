@@ -2,7 +2,9 @@
 
 import secrets
 from base64 import b64encode
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -161,6 +163,18 @@ class SessionRevocation(models.Model):
                 fields=["revocation", "endpoint"], name="session_revocation_once"
             )
         ]
+
+    @property
+    def deadline(self) -> datetime:
+        """When step 2 stops waiting for this product (asked again on a retry: a new deadline)."""
+        return self.requested_at + timedelta(seconds=settings.JANITOR_REVOCATION_CONFIRM_SECONDS)
+
+    @property
+    def is_waited_for(self) -> bool:
+        """Unconfirmed, and the endpoint still holds sessions: the revocation waits for it."""
+        return (
+            self.confirmed_at is None and self.endpoint.is_enabled and self.endpoint.holds_sessions
+        )
 
 
 class EndpointChangeKind(models.TextChoices):

@@ -103,6 +103,7 @@ SPECIAL = {
     # Machine endpoints: no session counts, only a signature or a bearer token.
     "stripe_webhook": ("post", dict.fromkeys(VISITORS, "bad_request")),
     "activity_ingest_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+    "revocation_confirm_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
     # A signed link from the customer's grace notice: a made-up token is a 400 for anyone.
     "billing_portal": ("get", dict.fromkeys(VISITORS, "bad_request")),
 }
@@ -167,6 +168,7 @@ def _url(name: str, world: dict) -> str:
         "revocation_reject": {"pk": world["pk"]},
         "revocation_retry": {"pk": world["pk"]},
         "revocation_abandon": {"pk": world["pk"]},
+        "revocation_confirm_api": {"revocation_id": world["pk"]},
         "webhook_detail": {"pk": world["event_pk"]},
         "webhook_replay": {"pk": world["event_pk"]},
         "product_endpoint_detail": {"pk": world["endpoint_pk"]},

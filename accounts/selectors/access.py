@@ -5,12 +5,23 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import AccessAudit, Account, RevocationRequest, RevocationStatus, User
 from accounts.services.revocation import OPEN_STATUSES
+from products.models import SessionRevocation
+
+
+def _session_revocations() -> "Prefetch[str, QuerySet[SessionRevocation], str]":
+    """The products a revocation's step 2 asked to end sessions, by name, with their events."""
+    return Prefetch(
+        "session_revocations",
+        queryset=SessionRevocation.objects.select_related("endpoint", "delivery").order_by(
+            "endpoint__name", "pk"
+        ),
+    )
 
 
 @dataclass
@@ -25,6 +36,7 @@ def access_panel_get(*, public_id: str) -> AccessPanel:
     requests = list(
         RevocationRequest.objects.filter(account=account)
         .select_related("requested_by", "decided_by")
+        .prefetch_related(_session_revocations())
         .order_by("-created_at", "-id")[:5]
     )
     open_request = next((r for r in requests if r.status in OPEN_STATUSES), None)
@@ -40,11 +52,12 @@ def _with_people(qs: QuerySet[_M]) -> QuerySet[_M]:
 
 
 def revocation_open_list() -> list[RevocationRequest]:
-    """Requests waiting for a decision, running, or failed (retryable): oldest first."""
+    """Requests waiting for a decision, running, or failed (retryable): oldest first, each with
+    the products its step 2 asked to end sessions (`session_revocations`, by name)."""
     return list(
-        _with_people(RevocationRequest.objects.filter(status__in=OPEN_STATUSES)).order_by(
-            "created_at", "id"
-        )
+        _with_people(RevocationRequest.objects.filter(status__in=OPEN_STATUSES))
+        .prefetch_related(_session_revocations())
+        .order_by("created_at", "id")
     )
 
 

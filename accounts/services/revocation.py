@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -15,25 +18,47 @@ from accounts.models import (
     AccessAudit,
     AccessStatus,
     Account,
+    ApiToken,
     RevocationRequest,
     RevocationStatus,
     User,
 )
 from accounts.services.access_status import access_status_change
 from accounts.services.sessions import sessions_revoke_account
-from janitor.errors import JanitorError
+from janitor.errors import ErrorKind, JanitorError
 from janitor.services import notify
+from products.models import SessionRevocation
+from products.services.session_revocations import (
+    session_revocation_rows,
+    session_revocation_summary,
+    session_revocations_reask,
+    session_revocations_request,
+)
+from products.session_store import (
+    SessionOwner,
+    product_session_store_configured,
+    product_sessions_delete,
+)
+
+logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = (RevocationStatus.PENDING, RevocationStatus.APPROVED, RevocationStatus.FAILED)
 
 STEP_PENDING = "1_revoked_pending"
+# Janitor's own sessions (and, in direct mode, the product's keys) ended, while the products
+# that hold sessions have not all confirmed yet. Only written when some product was asked.
+STEP_SESSIONS_LOCAL = "2_local_sessions_ended"
 STEP_SESSIONS = "2_sessions_ended"
 STEP_REVOKED = "3_revoked"
 STEP_AUDIT = "4_audited"
 STEP_LABELS = {
     STEP_PENDING: "access_status = revoked_pending (new logins refused)",
+    STEP_SESSIONS_LOCAL: (
+        "Janitor's own sessions ended; waiting for every product that holds sessions to confirm"
+    ),
     STEP_SESSIONS: (
-        "every member's sessions deleted from the session store, session versions bumped"
+        "every member's sessions deleted from the session store, session versions bumped, "
+        "every product that holds sessions confirmed"
     ),
     STEP_REVOKED: "access_status = revoked, is_active = false (no member can sign in)",
     STEP_AUDIT: "audit row written",
@@ -152,9 +177,13 @@ def revocation_retry(
             raise RevocationError("Only a failed or stalled revocation can be retried.")
         was = "stalled" if revocation.status == RevocationStatus.APPROVED else "failed"
         revocation.status = RevocationStatus.APPROVED
+        # The products that have not confirmed are asked again, with a new deadline, in the
+        # retry's own transaction.
+        asked_again = session_revocations_reask(revocation=revocation, now=timezone.now())
+        extra: dict[str, object] = {"asked_again": asked_again} if asked_again else {}
         revocation.history = [
             *(revocation.history or []),
-            _history_entry("retry", actor, via=via, was=was),
+            _history_entry("retry", actor, via=via, was=was, **extra),
         ]
         revocation.save(update_fields=["status", "history"])
     if enqueue:
@@ -259,13 +288,37 @@ def _enqueue(revocation: RevocationRequest) -> None:
         )
 
 
+def _enqueue_resume(revocation_id: int) -> None:
+    """Continue a revocation that waited for the products, now (the last one confirmed). If the
+    queue cannot take it, the periodic check (revocations_waiting_check) continues it."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task(
+            "accounts.tasks.revocation_resume_task",
+            revocation_id,
+            task_name=f"revocation-{revocation_id}-confirmed",
+            group="revocation",
+        )
+    except Exception:  # broker down: the schedule's next check picks it up
+        logger.warning(
+            "could not queue the continuation of revocation %s", revocation_id, exc_info=True
+        )
+
+
 def revocation_run(
-    *, revocation_id: int, on_step: Callable[[str, dict[str, Any]], None] | None = None
+    *,
+    revocation_id: int,
+    on_step: Callable[[str, dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> RevocationRequest:
     """The staged revocation of docs/design.md, for an approved request.
 
     Each step is skipped when already done, so a retry resumes where a failure stopped.
     A failure leaves the account revoked_pending and the request failed with the error.
+    While products that hold sessions have not all confirmed, the run stops and the request
+    stays approved (waiting); `resume` continues it (a confirmation, the periodic check)
+    without counting a new attempt.
     """
     with transaction.atomic():
         revocation = (
@@ -275,10 +328,13 @@ def revocation_run(
         )
         if revocation.status != RevocationStatus.APPROVED:
             return revocation  # already run, rejected, or waiting: a redelivered task is a no-op
-        revocation.attempts += 1
-        revocation.last_error = ""
+        update_fields = ["reported_at"]
+        if not resume:
+            revocation.attempts += 1
+            revocation.last_error = ""
+            update_fields += ["attempts", "last_error"]
         revocation.reported_at = timezone.now()
-        revocation.save(update_fields=["attempts", "last_error", "reported_at"])
+        revocation.save(update_fields=update_fields)
 
     for step in (revocation_step_pending, revocation_step_sessions, revocation_step_revoke):
         try:
@@ -287,6 +343,22 @@ def revocation_run(
             # Abandoned (or finished by another run of a retried task) meanwhile: the request
             # says what happened; this run stops without touching it.
             revocation.refresh_from_db()
+            return revocation
+        except AwaitingConfirmation as waiting:
+            # Step 2 is not done until every product confirms: the request stays approved;
+            # a confirmation or the periodic check continues it.
+            revocation.refresh_from_db()
+            if on_step:
+                for name in waiting.done:
+                    on_step(name, revocation.steps[name])
+                on_step("waiting", {"waiting_for": waiting.waiting_for})
+            return revocation
+        except ConfirmationOverdue:
+            # Already marked failed, under the row lock that saw the deadline pass.
+            revocation.refresh_from_db()
+            notify.revocation_stuck(revocation=revocation, why="failed")
+            if on_step:
+                on_step("failed", {"error": revocation.last_error})
             return revocation
         except Exception as exc:  # any failure: record it, stay revoked_pending, allow retry
             marked = RevocationRequest.objects.filter(
@@ -311,6 +383,19 @@ def revocation_run(
 class NoLongerApproved(Exception):
     """The request left "approved" while a staged run was on it (abandoned, or completed by
     a second run after a retry): the run stops."""
+
+
+class AwaitingConfirmation(Exception):
+    """Step 2 waits for products that hold sessions to confirm they ended them."""
+
+    def __init__(self, waiting_for: list[str], done: list[str]):
+        super().__init__(", ".join(waiting_for))
+        self.waiting_for = waiting_for
+        self.done = done  # steps this run completed before it began to wait
+
+
+class ConfirmationOverdue(Exception):
+    """A product did not confirm before its deadline: the request is now failed (retryable)."""
 
 
 def _still_approved(revocation: RevocationRequest) -> None:
@@ -388,8 +473,21 @@ def revocation_step_pending(*, revocation: RevocationRequest) -> list[str]:
     return [STEP_PENDING]
 
 
+def _session_owners(account_id: int) -> list[SessionOwner]:
+    return [
+        SessionOwner(user_public_id=public_id, email=email, account_public_id=account_public_id)
+        for public_id, email, account_public_id in User.objects.filter(account_id=account_id)
+        .order_by("pk")
+        .values_list("public_id", "email", "account__public_id")
+    ]
+
+
 def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
-    """Step 2: delete every indexed session and bump the session version (kills the rest)."""
+    """Step 2: end every session. Janitor's own: delete every indexed session and bump the
+    session version (kills the rest); in direct mode, the product's session keys too. Each
+    product endpoint that holds sessions is asked (an access.sessions_revoke event) and the
+    step is done only when every one has confirmed; until then AwaitingConfirmation, and past
+    a product's deadline the request fails retryable (ConfirmationOverdue)."""
     with transaction.atomic():
         _still_approved(revocation)
         if STEP_SESSIONS in revocation.steps:
@@ -399,11 +497,31 @@ def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
         RevocationRequest.objects.filter(pk=revocation.pk).update(
             reported_at=revocation.reported_at
         )
+        # Asked first, so the products end theirs while Janitor ends its own. Idempotent: a
+        # product asked by an earlier run is not asked again (a retry re-asks, see retry).
+        asked = session_revocations_request(revocation=revocation, now=revocation.reported_at)
+    done: list[str] = []
+    if STEP_SESSIONS_LOCAL not in revocation.steps:
+        done = _sessions_end_local(revocation, wait=bool(asked))
+        if STEP_SESSIONS in done:
+            return done  # nobody to wait for: step 2 is complete, as it always was
+    return done + _sessions_confirmed(revocation, done=done)
+
+
+def _sessions_end_local(revocation: RevocationRequest, *, wait: bool) -> list[str]:
+    """End Janitor's own sessions (and the product's keys in direct mode), then record it: as
+    the whole step 2 when no product was asked, as the local part otherwise."""
     started = time.perf_counter()
     per_member = sessions_revoke_account(account=revocation.account)
+    direct: dict[str, int] | None = None
+    if product_session_store_configured():
+        direct = product_sessions_delete(owners=_session_owners(revocation.account_id))
+    ms = round((time.perf_counter() - started) * 1000, 2)
     removed = sum(per_member.values())
     with transaction.atomic():
         _still_approved(revocation)
+        if STEP_SESSIONS_LOCAL in revocation.steps or STEP_SESSIONS in revocation.steps:
+            return []  # another run of this request recorded it meanwhile
         # Every member's session hash changes: a session the index never saw dies too.
         User.objects.filter(account_id=revocation.account_id).update(
             session_version=F("session_version") + 1
@@ -415,16 +533,90 @@ def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
         for pk, count in per_member.items():
             if count:
                 ended[emails.get(pk, str(pk))] = ended.get(emails.get(pk, str(pk)), 0) + count
+        extra: dict[str, Any] = {}
+        if direct is not None:
+            extra["product_keys_deleted"] = sum(direct.values())
+            extra["product_keys_per_member"] = {pid: n for pid, n in direct.items() if n}
+        name = STEP_SESSIONS_LOCAL if wait else STEP_SESSIONS
         _record_step(
             revocation,
-            STEP_SESSIONS,
+            name,
             started,
+            ms=ms,
             sessions_removed=removed,
             members=len(per_member),
             per_member=ended,
             also=("sessions_removed",),
+            **extra,
         )
+    return [name]
+
+
+def _sessions_confirmed(revocation: RevocationRequest, *, done: list[str]) -> list[str]:
+    """Decide, under the request's row lock, whether every product asked has confirmed: then
+    step 2 is recorded; past a deadline the request is marked failed in the same transaction;
+    otherwise the run waits. (Raised after the transaction commits, never inside it.)"""
+    with transaction.atomic():
+        _still_approved(revocation)
+        if STEP_SESSIONS in revocation.steps:
+            return []
+        now = timezone.now()
+        revocation.reported_at = now  # alive: waiting is not stalling
+        if STEP_SESSIONS_LOCAL not in revocation.steps:
+            # Another run is ending the local sessions right now; it decides after that.
+            waiting_for: list[str] | None = []
+            overdue_error = ""
+        else:
+            waiting_for, overdue_error = _sessions_decide(revocation, now)
+        if overdue_error:
+            revocation.status = RevocationStatus.FAILED
+            revocation.last_error = overdue_error[:2000]
+            revocation.save(update_fields=["status", "last_error", "reported_at"])
+        elif waiting_for is not None:
+            RevocationRequest.objects.filter(pk=revocation.pk).update(reported_at=now)
+        else:
+            revocation.save(update_fields=["steps", "reported_at"])
+    if overdue_error:
+        raise ConfirmationOverdue(overdue_error)
+    if waiting_for is not None:
+        raise AwaitingConfirmation(waiting_for, done)
     return [STEP_SESSIONS]
+
+
+def _sessions_decide(revocation: RevocationRequest, now: datetime) -> tuple[list[str] | None, str]:
+    """(products still waited for, or None when step 2 is complete and now recorded in
+    revocation.steps; the failure when a deadline passed, else "")."""
+    rows = session_revocation_rows(revocation=revocation)
+    waiting = [row for row in rows if row.is_waited_for]
+    if waiting:
+        seconds = settings.JANITOR_REVOCATION_CONFIRM_SECONDS
+        overdue = [row for row in waiting if now >= row.deadline]
+        error = "; ".join(
+            f"waiting for {row.endpoint.name}: no confirmation in {seconds} s" for row in overdue
+        )
+        return [row.endpoint.name for row in waiting], error
+    local = revocation.steps[STEP_SESSIONS_LOCAL]
+    confirmed = [row for row in rows if row.confirmed_at is not None]
+    not_waited = [row.endpoint.name for row in rows if row.confirmed_at is None]
+    extra: dict[str, Any] = {
+        key: local[key]
+        for key in ("product_keys_deleted", "product_keys_per_member")
+        if key in local
+    }
+    if not_waited:
+        # Disabled, or no longer holding sessions, since it was asked: not waited for.
+        extra["products_not_waited_for"] = not_waited
+    revocation.steps[STEP_SESSIONS] = {
+        "at": now.isoformat(),
+        "ms": local.get("ms", 0),
+        "sessions_removed": local.get("sessions_removed", 0),
+        "members": local.get("members", 0),
+        "per_member": local.get("per_member", {}),
+        "products": [session_revocation_summary(row) for row in confirmed],
+        "product_sessions_ended": sum(row.sessions_ended or 0 for row in confirmed),
+        **extra,
+    }
+    return None, ""
 
 
 def _flags_resolve_revoked(revocation: RevocationRequest) -> int:
@@ -470,6 +662,14 @@ def revocation_step_revoke(*, revocation: RevocationRequest) -> list[str]:
                     "sessions_removed": revocation.sessions_removed or 0,
                     "sessions_ended_per_member": (
                         (revocation.steps.get(STEP_SESSIONS) or {}).get("per_member") or {}
+                    ),
+                    # Which products confirmed they ended their sessions, when, and how many;
+                    # and the product's keys Janitor deleted itself (direct mode).
+                    "product_sessions": (revocation.steps.get(STEP_SESSIONS) or {}).get(
+                        "products", []
+                    ),
+                    "product_keys_deleted": (revocation.steps.get(STEP_SESSIONS) or {}).get(
+                        "product_keys_deleted"
                     ),
                     "attempts": revocation.attempts,
                     "retries": [
@@ -524,3 +724,119 @@ def access_restore(
         source=_source(last) if last else "restore",
         details={"restored_from_request": last.pk if last else None},
     )
+
+
+class SessionConfirmationNotFound(LookupError):
+    """No such revocation, or it never asked this token's product: a 404 (the same answer for
+    both, so a product learns nothing of revocations that are not its own)."""
+
+
+class SessionConfirmationRefused(JanitorError):
+    """The revocation no longer waits for a confirmation (completed or abandoned): a 409."""
+
+    kind = ErrorKind.CONFLICT
+
+
+@dataclass(frozen=True)
+class SessionConfirmation:
+    revocation_id: int
+    # Products the revocation still waits for after this confirmation, by name.
+    waiting_for: list[str]
+    # False when this product had already confirmed: a repeated confirmation changes nothing.
+    recorded: bool
+
+
+def revocation_sessions_confirm(
+    *, revocation_id: int, token: ApiToken, sessions_ended: int | None = None
+) -> SessionConfirmation:
+    """A product says it ended the account's sessions for this revocation (POST
+    /api/v1/revocations/<id>/confirm with its endpoint's token). Recorded once; when it was the
+    last one awaited, the staged revocation continues at once through the queue. A late
+    confirmation on a failed request is recorded too, so its retry passes step 2."""
+    with transaction.atomic():
+        # The same lock the staged run decides under: a confirmation and a deadline never race.
+        revocation = RevocationRequest.objects.select_for_update().filter(pk=revocation_id).first()
+        rows = (
+            list(
+                SessionRevocation.objects.select_for_update(of=("self",))
+                .filter(revocation=revocation, endpoint__token=token)
+                .select_related("endpoint")
+            )
+            if revocation is not None
+            else []
+        )
+        if revocation is None or not rows:
+            raise SessionConfirmationNotFound(
+                f"Revocation {revocation_id} did not ask this token's product to end sessions."
+            )
+        unconfirmed = [row for row in rows if row.confirmed_at is None]
+        if unconfirmed:
+            if revocation.status not in (RevocationStatus.APPROVED, RevocationStatus.FAILED):
+                raise SessionConfirmationRefused(
+                    f"Revocation {revocation_id} is "
+                    f"{revocation.get_status_display().lower()}: it no longer waits for a "
+                    "confirmation."
+                )
+            now = timezone.now()
+            for row in unconfirmed:
+                row.confirmed_at = now
+                row.sessions_ended = sessions_ended
+            SessionRevocation.objects.bulk_update(unconfirmed, ["confirmed_at", "sessions_ended"])
+        waiting_for = [
+            row.endpoint.name
+            for row in session_revocation_rows(revocation=revocation)
+            if row.is_waited_for
+        ]
+        resume = (
+            bool(unconfirmed)
+            and revocation.status == RevocationStatus.APPROVED
+            and not waiting_for
+            and STEP_SESSIONS not in (revocation.steps or {})
+        )
+    if resume:
+        _enqueue_resume(revocation.pk)
+    return SessionConfirmation(
+        revocation_id=revocation.pk, waiting_for=waiting_for, recorded=bool(unconfirmed)
+    )
+
+
+def revocations_waiting_check() -> int:
+    """Every minute: continue each approved revocation that waits for products to confirm, so
+    it completes (a confirmation whose continuation was lost), keeps waiting (and shows it is
+    alive), or fails once a deadline has passed. Returns how many were checked."""
+    ids = list(
+        RevocationRequest.objects.filter(
+            status=RevocationStatus.APPROVED, session_revocations__isnull=False
+        )
+        .exclude(steps__has_key=STEP_SESSIONS)
+        .values_list("pk", flat=True)
+        .distinct()
+        .order_by("pk")
+    )
+    for revocation_id in ids:
+        revocation_run(revocation_id=revocation_id, resume=True)
+    return len(ids)
+
+
+REVOCATION_WAITING_SCHEDULE = (
+    "revocations: waiting for products",
+    "accounts.tasks.revocations_waiting_task",
+    1,
+)
+
+
+def revocation_schedules_ensure() -> list[str]:
+    """Create or correct the schedule that re-checks revocations waiting for products."""
+    from django_q.models import Schedule
+
+    name, func, minutes = REVOCATION_WAITING_SCHEDULE
+    _, created = Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": func,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+            "repeats": -1,
+        },
+    )
+    return [f"{'created' if created else 'ensured'} {name}"]

@@ -52,7 +52,8 @@ def test_ensure_schedules_is_idempotent(capsys):
     first = sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes"))
     call_command("ensure_schedules")
     assert sorted(Schedule.objects.values_list("name", "schedule_type", "cron", "minutes")) == first
-    assert len(first) == 8
+    assert len(first) == 9
+    assert ("revocations: waiting for products", "I", None, 1) in first
     assert ("webhooks: sweeper", "I", None, 1) in first
     assert ("deliveries: sweeper", "I", None, 1) in first
     assert ("notices: retry", "I", None, 1) in first

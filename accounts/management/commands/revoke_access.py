@@ -70,6 +70,13 @@ class Command(BaseCommand):
         except RevocationError as exc:
             raise CommandError(str(exc)) from None
 
+        if revocation.status == RevocationStatus.APPROVED:
+            self.stdout.write(
+                f"Request #{revocation.pk} waits for the products that hold sessions to confirm; "
+                "it completes when they do (the queue re-checks it every minute) and fails "
+                "retryable past the deadline."
+            )
+            return
         if revocation.status != RevocationStatus.COMPLETED:
             raise CommandError(
                 f"Revocation request #{revocation.pk} {revocation.status}: "
@@ -86,6 +93,9 @@ class Command(BaseCommand):
     def _print_step(self, name: str, info: dict) -> None:
         if name == "failed":
             self.stderr.write(self.style.ERROR(f"  failed: {info['error']}"))
+            return
+        if name == "waiting":
+            self.stdout.write(f"  waiting for {', '.join(info['waiting_for']) or 'another run'}")
             return
         extra = ""
         if "sessions_removed" in info:

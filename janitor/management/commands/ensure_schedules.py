@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
+from accounts.services.revocation import REVOCATION_WAITING_SCHEDULE, revocation_schedules_ensure
 from janitor.services.notifications import (
     DIGEST_SCHEDULE,
     NOTICE_SCHEDULES,
@@ -17,7 +18,7 @@ from reconciliation.services.webhooks import WEBHOOK_SCHEDULES, webhook_schedule
 class Command(BaseCommand):
     help = (
         "Create or update the nightly audit, webhook sweeper, catch-up, retention purge and "
-        "product delivery sweeper schedules."
+        "product delivery sweeper and waiting-revocation schedules."
     )
 
     def handle(self, *args, **options):
@@ -26,6 +27,7 @@ class Command(BaseCommand):
         notice_schedules_ensure()
         retention_schedule_ensure()
         delivery_schedule_ensure()
+        revocation_schedules_ensure()
         names = [
             SCHEDULE_NAME,
             *(name for name, _func, _minutes in WEBHOOK_SCHEDULES),
@@ -33,6 +35,7 @@ class Command(BaseCommand):
             DIGEST_SCHEDULE[0],
             RETENTION_SCHEDULE_NAME,
             SWEEP_SCHEDULE[0],
+            REVOCATION_WAITING_SCHEDULE[0],
         ]
         for schedule in Schedule.objects.filter(name__in=names).order_by("name"):
             every = (
