@@ -1,0 +1,379 @@
+"""The example product on its own (examples/product/app.py as a process; a tiny local server
+stands in for Janitor's API): it verifies Janitor's events with the standardwebhooks library,
+applies each webhook-id once, drops a stale version, ends sessions and confirms a session
+revocation, and refuses sign-in to an account without access."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.examples.product_support import (
+    FakeJanitor,
+    ProductProcess,
+    event_payload,
+    http,
+    signed_headers,
+    wait_for,
+)
+
+PASSWORD = "correct-horse-1"
+
+
+@pytest.fixture
+def team(product: ProductProcess) -> dict[str, str]:
+    """One account with two members, made with the product's own command."""
+    first = product.cli(
+        "create-user",
+        "--email",
+        "ada@example.test",
+        "--password",
+        PASSWORD,
+        "--account",
+        "acct-team",
+        "--stripe-customer",
+        "cus_team",
+    )
+    second = product.cli(
+        "create-user", "--email", "bob@example.test", "--password", PASSWORD, "--account", "acct-team"
+    )
+    return {"account": first["account"], "ada": first["member"], "bob": second["member"]}
+
+
+def _account(product: ProductProcess, public_id: str) -> dict:
+    return product.query("SELECT * FROM accounts WHERE public_id = ?", public_id)[0]
+
+
+def _sessions(product: ProductProcess) -> int:
+    return product.query("SELECT COUNT(*) AS n FROM sessions")[0]["n"]
+
+
+def _grace(account: str, version: int) -> dict:
+    return event_payload(
+        "access.grace_started",
+        account,
+        version,
+        status="grace_period",
+        grace_ends_at="2026-12-13T02:30:00Z",
+    )
+
+
+def _revoke_sessions(product: ProductProcess, fake: FakeJanitor, account: str, version: int):
+    return event_payload(
+        "access.sessions_revoke",
+        account,
+        version,
+        status="revoked_pending",
+        grants_access=False,
+        revocation=7,
+        confirm_url=f"{fake.url}/api/v1/revocations/7/confirm",
+        members=[{"public_id": "mem-x", "email": "ada@example.test"}],
+        deadline="2026-12-06T12:00:00Z",
+    )
+
+
+def test_a_signed_event_is_verified_and_applied(product, team):
+    reply = product.send_event(_grace(team["account"], 1), webhook_id="msg_grace1")
+
+    assert reply.status == 200, reply.text
+    assert reply.json() == {"result": "applied"}
+    account = _account(product, team["account"])
+    assert (account["status"], account["access_version"]) == ("grace_period", 1)
+    assert account["grace_ends_at"] == "2026-12-13T02:30:00Z"
+    # Still in: a grace period keeps access, and the home page says why the card matters.
+    reply, session = product.sign_in("ada@example.test", PASSWORD)
+    assert reply.status == 303 and session
+    home = product.home(session)
+    assert home.status == 200 and "did not go through" in home.text
+
+
+def test_an_altered_body_is_refused_and_nothing_applied(product, team):
+    def tamper(body: bytes) -> bytes:
+        return body.replace(b'"grace_period"', b'"active"').replace(b'"version": 1', b'"version": 9')
+
+    reply = product.send_event(_grace(team["account"], 1), webhook_id="msg_alt", alter=tamper)
+
+    assert reply.status == 401
+    assert "Signature check failed" in reply.json()["error"]
+    assert _account(product, team["account"])["access_version"] == 0
+    assert product.query("SELECT * FROM webhook_events") == []
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["stale", "future", "wrong_secret", "no_signature"],
+)
+def test_a_stale_or_unsigned_event_is_refused(product, team, how):
+    payload = _grace(team["account"], 1)
+    body = json.dumps(payload).encode()
+    now = datetime.now(UTC)
+    if how == "stale":  # older than the library's five minutes: a replayed capture
+        headers = signed_headers(body, webhook_id="msg_old", at=now - timedelta(minutes=6))
+    elif how == "future":
+        headers = signed_headers(body, webhook_id="msg_old", at=now + timedelta(minutes=6))
+    elif how == "wrong_secret":
+        headers = signed_headers(
+            body, webhook_id="msg_old", secret="whsec_" + "QUJDREVGR0hJSktMTU5PUA=="
+        )
+    else:
+        headers = signed_headers(body, webhook_id="msg_old")
+        del headers["webhook-signature"]
+
+    reply = http("POST", product.events_url, body=body, headers=headers)
+
+    assert reply.status == 401, reply.text
+    assert _account(product, team["account"])["status"] == "active"
+    assert product.query("SELECT * FROM webhook_events") == []
+
+
+def test_a_signed_event_four_minutes_old_is_still_accepted(product, team):
+    # Inside the tolerance: a delivery that sat in a queue a while is not refused.
+    at = datetime.now(UTC) - timedelta(minutes=4)
+    reply = product.send_event(_grace(team["account"], 1), webhook_id="msg_late", at=at)
+    assert reply.status == 200 and reply.json() == {"result": "applied"}
+
+
+def test_a_redelivered_event_is_applied_once(product, team, fake_janitor):
+    reply, session = product.sign_in("ada@example.test", PASSWORD)
+    assert session
+    payload = _revoke_sessions(product, fake_janitor, team["account"], 1)
+
+    first = product.send_event(payload, webhook_id="msg_revoke")
+    wait_for(lambda: fake_janitor.to("POST", "/api/v1/revocations/"), what="the confirmation")
+    # Janitor never heard the answer and delivers again: same webhook-id, signed anew.
+    product.sign_in("ada@example.test", PASSWORD)  # blocked now, so no new session either
+    second = product.send_event(payload, webhook_id="msg_revoke")
+
+    assert first.json() == {"result": "sessions_ended", "sessions_ended": 1}
+    assert second.status == 200
+    assert second.json() == {"result": "duplicate", "outcome": "sessions_ended"}
+    rows = product.query("SELECT webhook_id, outcome FROM webhook_events")
+    assert rows == [{"webhook_id": "msg_revoke", "outcome": "sessions_ended"}]
+    assert len(product.query("SELECT * FROM confirmations")) == 1
+    # Applied once: one confirmation reached Janitor, however long we wait.
+    assert wait_for(
+        lambda: product.query("SELECT confirmed_at FROM confirmations")[0]["confirmed_at"],
+        what="the confirmation recorded",
+    )
+    assert len(fake_janitor.to("POST", "/api/v1/revocations/")) == 1
+
+
+def test_an_event_older_than_the_version_held_is_dropped(product, team):
+    revoked = event_payload(
+        "access.revoked", team["account"], 3, status="revoked", grants_access=False
+    )
+    assert product.send_event(revoked, webhook_id="msg_v3").json() == {"result": "applied"}
+
+    late = product.send_event(_grace(team["account"], 1), webhook_id="msg_v1")
+    same = product.send_event(
+        event_payload("access.revoked", team["account"], 3, status="revoked", grants_access=False),
+        webhook_id="msg_v3_again",
+    )
+
+    assert late.status == 200  # acknowledged, so Janitor stops retrying it
+    assert late.json() == {"result": "stale", "held_version": 3}
+    assert same.json() == {"result": "unchanged"}
+    account = _account(product, team["account"])
+    assert (account["status"], account["access_version"]) == ("revoked", 3)
+    outcomes = product.query("SELECT webhook_id, version, outcome FROM webhook_events ORDER BY seq")
+    assert outcomes == [
+        {"webhook_id": "msg_v3", "version": 3, "outcome": "applied"},
+        {"webhook_id": "msg_v1", "version": 1, "outcome": "stale"},
+        {"webhook_id": "msg_v3_again", "version": 3, "outcome": "unchanged"},
+    ]
+
+
+def test_sessions_revoke_ends_every_members_sessions_then_confirms(product, team, fake_janitor):
+    sessions = [
+        product.sign_in("ada@example.test", PASSWORD)[1],
+        product.sign_in("ada@example.test", PASSWORD)[1],
+        product.sign_in("bob@example.test", PASSWORD)[1],
+    ]
+    assert all(sessions) and _sessions(product) == 3
+    other = product.cli("create-user", "--email", "eve@example.test", "--password", PASSWORD)
+    _, outsider = product.sign_in("eve@example.test", PASSWORD)
+
+    reply = product.send_event(
+        _revoke_sessions(product, fake_janitor, team["account"], 2), webhook_id="msg_sr"
+    )
+
+    assert reply.status == 200
+    assert reply.json() == {"result": "sessions_ended", "sessions_ended": 3}
+    confirms = wait_for(
+        lambda: fake_janitor.to("POST", "/api/v1/revocations/7/confirm"), what="the confirmation"
+    )
+    assert len(confirms) == 1
+    assert confirms[0].body == {"sessions_ended": 3}
+    assert confirms[0].headers["Authorization"] == f"Bearer {product.janitor_token}"
+    # The sessions were gone before the confirmation was sent (deleted in the same step).
+    for session in sessions:
+        assert product.home(session).status in (302, 303)
+    assert _sessions(product) == 1  # only the other account's member is still signed in
+    assert product.home(outsider).status == 200
+    assert other["account"] != team["account"]
+    # Its state came with it (version 2 > 0): new sign-ins are refused.
+    assert product.sign_in("bob@example.test", PASSWORD)[0].status == 403
+
+
+def test_a_confirmation_is_retried_until_janitor_takes_it(product, team, fake_janitor):
+    fake_janitor.reply("/api/v1/revocations/", (503, {"error": "down"}))
+
+    product.send_event(
+        _revoke_sessions(product, fake_janitor, team["account"], 2), webhook_id="msg_retry"
+    )
+
+    wait_for(
+        lambda: product.query("SELECT confirmed_at FROM confirmations")[0]["confirmed_at"],
+        seconds=20,
+        what="the confirmation to succeed on a retry",
+    )
+    row = product.query("SELECT attempts FROM confirmations")[0]
+    assert row["attempts"] == 2
+    assert len(fake_janitor.to("POST", "/api/v1/revocations/7/confirm")) == 2
+
+
+def test_a_revocation_janitor_no_longer_waits_for_is_closed_not_retried(
+    product, team, fake_janitor
+):
+    fake_janitor.reply("/api/v1/revocations/", (409, {"error": "This revocation is not waiting."}))
+
+    product.send_event(
+        _revoke_sessions(product, fake_janitor, team["account"], 2), webhook_id="msg_409"
+    )
+
+    row = wait_for(
+        lambda: product.query("SELECT * FROM confirmations WHERE closed_at IS NOT NULL"),
+        what="the confirmation closed",
+    )[0]
+    assert row["confirmed_at"] is None and "409" in row["last_error"]
+    assert len(fake_janitor.to("POST", "/api/v1/revocations/")) == 1
+
+
+def test_a_confirm_url_outside_janitor_is_refused(product, team, fake_janitor):
+    payload = _revoke_sessions(product, fake_janitor, team["account"], 2)
+    payload["data"]["confirm_url"] = "http://attacker.example/collect"
+
+    reply = product.send_event(payload, webhook_id="msg_evil")
+
+    assert reply.status == 400 and "confirm_url" in reply.json()["error"]
+    assert product.query("SELECT * FROM confirmations") == []
+    assert fake_janitor.to("POST", "/") == []
+
+
+def test_sign_in_is_blocked_once_revoked_and_live_sessions_end(product, team):
+    _, session = product.sign_in("ada@example.test", PASSWORD)
+    assert product.home(session).status == 200
+
+    reply = product.send_event(
+        event_payload("access.revoked", team["account"], 4, status="revoked", grants_access=False),
+        webhook_id="msg_revoked",
+    )
+    assert reply.json() == {"result": "applied"}
+
+    refused, cookie = product.sign_in("ada@example.test", PASSWORD)
+    assert refused.status == 403 and cookie is None
+    assert "revoked" in refused.text
+    assert product.home(session).status in (302, 303, 403)
+    assert _sessions(product) == 0
+
+    # Restored in Janitor: the product hears of it and lets them in again.
+    product.send_event(
+        event_payload("access.restored", team["account"], 5), webhook_id="msg_restored"
+    )
+    assert product.sign_in("ada@example.test", PASSWORD)[0].status == 303
+
+
+def test_a_disabled_member_is_signed_out_and_refused_the_others_stay(product, team):
+    _, ada = product.sign_in("ada@example.test", PASSWORD)
+    _, bob = product.sign_in("bob@example.test", PASSWORD)
+
+    product.send_event(
+        event_payload("access.member_disabled", team["account"], 1, member=team["bob"]),
+        webhook_id="msg_member",
+    )
+
+    assert product.home(bob).status in (302, 303)
+    assert product.sign_in("bob@example.test", PASSWORD)[0].status == 403
+    assert product.home(ada).status == 200
+
+
+def test_accounts_and_activity_reach_janitor_in_the_contracts_shapes(product, team, fake_janitor):
+    # Pushed after each member was added: the last push carries both.
+    put = wait_for(
+        lambda: [
+            r
+            for r in fake_janitor.to("PUT", f"/api/v1/accounts/{team['account']}")
+            if len(r.body["members"]) == 2
+        ],
+        what="the account pushed with both members",
+    )[-1]
+    assert put.headers["Authorization"] == f"Bearer {product.janitor_token}"
+    assert put.body["email"] == "ada@example.test"
+    assert put.body["stripe_customer_id"] == "cus_team"
+    assert sorted(m["email"] for m in put.body["members"]) == [
+        "ada@example.test",
+        "bob@example.test",
+    ]
+    assert {m["public_id"] for m in put.body["members"]} == {team["ada"], team["bob"]}
+
+    _, session = product.sign_in("ada@example.test", PASSWORD)
+    product.home(session)
+
+    def reported() -> list[dict]:
+        events = [e for r in fake_janitor.to("POST", "/api/v1/activity") for e in r.body["events"]]
+        return events if len(events) >= 2 else []
+
+    posts = wait_for(reported, what="the sign-in and the page view reported")
+    assert [e["kind"] for e in posts] == ["login", "request"]
+    assert {e["account"] for e in posts} == {team["ada"]}  # a member's public id
+    assert all(e["occurred_at"].endswith("Z") and e["id"] for e in posts)
+    # Sent once: the outbox marks them.
+    assert product.query("SELECT COUNT(*) AS n FROM activity_outbox WHERE sent_at IS NULL") == [
+        {"n": 0}
+    ]
+
+
+def test_a_sign_up_makes_an_account_and_pushes_it(product, fake_janitor):
+    from urllib.parse import urlencode
+
+    reply = http(
+        "POST",
+        f"{product.url}/signup",
+        body=urlencode(
+            {"email": "new@example.test", "password": PASSWORD, "name": "New", "company": "N Co"}
+        ).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert reply.status == 303 and "product_session=" in reply.headers["Set-Cookie"]
+    account = product.query("SELECT * FROM accounts")[0]
+    put = wait_for(
+        lambda: fake_janitor.to("PUT", f"/api/v1/accounts/{account['public_id']}"),
+        what="the new account pushed",
+    )[0]
+    assert put.body["name"] == "N Co" and put.body["members"][0]["email"] == "new@example.test"
+
+    again = http(
+        "POST",
+        f"{product.url}/signup",
+        body=urlencode({"email": "NEW@example.test", "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert again.status == 400 and "exists" in again.text
+
+
+def test_a_push_janitor_refuses_is_kept_with_its_error_not_retried(product, fake_janitor):
+    fake_janitor.reply("/api/v1/accounts/", (400, {"error": "Invalid", "errors": {"email": "x"}}))
+    ids = product.cli("create-user", "--email", "x@example.test", "--password", PASSWORD)
+
+    row = wait_for(
+        lambda: [
+            r
+            for r in product.query("SELECT * FROM accounts WHERE public_id = ?", ids["account"])
+            if r["push_error"]
+        ],
+        what="the refusal recorded",
+    )[0]
+    assert '"email"' in row["push_error"]
+    assert len(fake_janitor.to("PUT", "/api/v1/accounts/")) == 1
