@@ -547,8 +547,8 @@ def serve(config: Config) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     product.run_background()
-    host, port = server.server_address[:2]
-    print(f"Example product listening on http://{host}:{port}", flush=True)
+    port = server.server_address[1]
+    print(f"Example product listening on http://{config.host}:{port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

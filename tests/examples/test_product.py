@@ -37,7 +37,8 @@ def team(product: ProductProcess) -> dict[str, str]:
         "cus_team",
     )
     second = product.cli(
-        "create-user", "--email", "bob@example.test", "--password", PASSWORD, "--account", "acct-team"
+        *("create-user", "--email", "bob@example.test", "--password", PASSWORD),
+        *("--account", "acct-team"),
     )
     return {"account": first["account"], "ada": first["member"], "bob": second["member"]}
 
@@ -91,7 +92,9 @@ def test_a_signed_event_is_verified_and_applied(product, team):
 
 def test_an_altered_body_is_refused_and_nothing_applied(product, team):
     def tamper(body: bytes) -> bytes:
-        return body.replace(b'"grace_period"', b'"active"').replace(b'"version": 1', b'"version": 9')
+        return body.replace(b'"grace_period"', b'"active"').replace(
+            b'"version": 1', b'"version": 2'
+        )
 
     reply = product.send_event(_grace(team["account"], 1), webhook_id="msg_alt", alter=tamper)
 
