@@ -149,9 +149,9 @@ class EventReceiver:
             )
             if not enabled:
                 self.store.sessions_delete_for_members(db, [data["member"]])
-        if not data.get("grants_access", True):
-            # Access gone (revocation pending, revoked): nobody of this account stays signed in.
-            self.store.sessions_delete_for_account(db, account["public_id"])
+        # Access gone (revocation pending, revoked): every request of the account's members is
+        # refused from now on (Handler._member reads this state and ends the session there);
+        # access.sessions_revoke then ends every session at once and says how many.
         return APPLIED, {}
 
     def _take_state(self, db: sqlite3.Connection, account_id: str, data: dict[str, Any]) -> None:
