@@ -110,32 +110,14 @@ class EventReceiver:
     ) -> tuple[str, dict[str, Any]]:
         data = payload["data"]
         account = self.store.account(db, data["account"])
+        if payload["type"] == SESSIONS_REVOKE:
+            return self._sessions_revoke(db, webhook_id, data, account)
         if account is None:
             # Janitor knows an account this product does not (e.g. imported by file): nothing
             # here to apply it to. Acknowledged, so Janitor does not retry it for three days.
             return UNKNOWN_ACCOUNT, {}
         held = int(account["access_version"])
         newer = data["version"] > held
-        if payload["type"] == SESSIONS_REVOKE:
-            # An instruction, not only a state: carried out (and confirmed) whatever the
-            # version, since Janitor waits for it. Its state is taken only when newer.
-            if newer:
-                self._take_state(db, account["public_id"], data)
-            ended = self.store.sessions_delete_for_account(db, account["public_id"])
-            db.execute(
-                "INSERT INTO confirmations (webhook_id, revocation, account, confirm_url,"
-                " sessions_ended, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    webhook_id,
-                    str(data["revocation"]),
-                    account["public_id"],
-                    data["confirm_url"],
-                    ended,
-                    now_iso(),
-                    now_iso(),
-                ),
-            )
-            return SESSIONS_ENDED, {"sessions_ended": ended}
         if data["version"] < held:
             return STALE, {"held_version": held}
         if not newer:
@@ -153,6 +135,37 @@ class EventReceiver:
         # refused from now on (Handler._member reads this state and ends the session there);
         # access.sessions_revoke then ends every session at once and says how many.
         return APPLIED, {}
+
+    def _sessions_revoke(
+        self,
+        db: sqlite3.Connection,
+        webhook_id: str,
+        data: dict[str, Any],
+        account: sqlite3.Row | None,
+    ) -> tuple[str, dict[str, Any]]:
+        """An instruction, not only a state: carried out and confirmed whatever the version,
+        since Janitor waits for it (it shares the version of the revocation_pending before it).
+        Its state is taken only when newer. An account this product does not know has no
+        sessions here: confirmed with 0, so the revocation does not wait for nothing."""
+        ended = 0
+        if account is not None:
+            if data["version"] > int(account["access_version"]):
+                self._take_state(db, account["public_id"], data)
+            ended = self.store.sessions_delete_for_account(db, account["public_id"])
+        db.execute(
+            "INSERT INTO confirmations (webhook_id, revocation, account, confirm_url,"
+            " sessions_ended, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                webhook_id,
+                str(data["revocation"]),
+                data["account"],
+                data["confirm_url"],
+                ended,
+                now_iso(),
+                now_iso(),
+            ),
+        )
+        return SESSIONS_ENDED, {"sessions_ended": ended}
 
     def _take_state(self, db: sqlite3.Connection, account_id: str, data: dict[str, Any]) -> None:
         db.execute(

@@ -75,6 +75,7 @@ def _revoke_sessions(product: ProductProcess, fake: FakeJanitor, account: str, v
     )
 
 
+@pytest.mark.smoke
 def test_a_signed_event_is_verified_and_applied(product, team):
     reply = product.send_event(_grace(team["account"], 1), webhook_id="msg_grace1")
 
@@ -90,6 +91,7 @@ def test_a_signed_event_is_verified_and_applied(product, team):
     assert home.status == 200 and "did not go through" in home.text
 
 
+@pytest.mark.smoke
 def test_an_altered_body_is_refused_and_nothing_applied(product, team):
     def tamper(body: bytes) -> bytes:
         return body.replace(b'"grace_period"', b'"active"').replace(
@@ -104,6 +106,7 @@ def test_an_altered_body_is_refused_and_nothing_applied(product, team):
     assert product.query("SELECT * FROM webhook_events") == []
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(
     "how",
     ["stale", "future", "wrong_secret", "no_signature"],
@@ -138,6 +141,7 @@ def test_a_signed_event_four_minutes_old_is_still_accepted(product, team):
     assert reply.status == 200 and reply.json() == {"result": "applied"}
 
 
+@pytest.mark.smoke
 def test_a_redelivered_event_is_applied_once(product, team, fake_janitor):
     reply, session = product.sign_in("ada@example.test", PASSWORD)
     assert session
@@ -163,6 +167,7 @@ def test_a_redelivered_event_is_applied_once(product, team, fake_janitor):
     assert len(fake_janitor.to("POST", "/api/v1/revocations/")) == 1
 
 
+@pytest.mark.smoke
 def test_an_event_older_than_the_version_held_is_dropped(product, team):
     revoked = event_payload(
         "access.revoked", team["account"], 3, status="revoked", grants_access=False
@@ -188,6 +193,7 @@ def test_an_event_older_than_the_version_held_is_dropped(product, team):
     ]
 
 
+@pytest.mark.smoke
 def test_sessions_revoke_ends_every_members_sessions_then_confirms(product, team, fake_janitor):
     sessions = [
         product.sign_in("ada@example.test", PASSWORD)[1],
@@ -380,3 +386,40 @@ def test_a_push_janitor_refuses_is_kept_with_its_error_not_retried(product, fake
     )[0]
     assert '"email"' in row["push_error"]
     assert len(fake_janitor.to("PUT", "/api/v1/accounts/")) == 1
+
+
+def test_a_sessions_revoke_older_than_the_version_held_is_still_carried_out(
+    product, team, fake_janitor
+):
+    # The revoked event (a newer version) overtook it: the instruction still ends the sessions
+    # and is confirmed, since Janitor waits for it; the newer state stays.
+    _, session = product.sign_in("ada@example.test", PASSWORD)
+    product.send_event(
+        event_payload("access.revoked", team["account"], 3, status="revoked", grants_access=False),
+        webhook_id="msg_v3",
+    )
+
+    reply = product.send_event(
+        _revoke_sessions(product, fake_janitor, team["account"], 2), webhook_id="msg_sr_v2"
+    )
+
+    assert reply.json() == {"result": "sessions_ended", "sessions_ended": 1}
+    assert _account(product, team["account"])["status"] == "revoked"
+    assert _account(product, team["account"])["access_version"] == 3
+    wait_for(lambda: fake_janitor.to("POST", "/api/v1/revocations/7/confirm"), what="confirm")
+    assert product.home(session).status in (302, 303)
+
+
+def test_events_for_an_account_the_product_does_not_know(product, fake_janitor):
+    grace = product.send_event(_grace("acct-imported", 1), webhook_id="msg_unknown")
+    revoke = product.send_event(
+        _revoke_sessions(product, fake_janitor, "acct-imported", 2), webhook_id="msg_unknown_sr"
+    )
+
+    assert grace.status == 200 and grace.json() == {"result": "unknown_account"}
+    # No sessions of it here: confirmed with 0, so the revocation does not wait for nothing.
+    assert revoke.json() == {"result": "sessions_ended", "sessions_ended": 0}
+    confirm = wait_for(
+        lambda: fake_janitor.to("POST", "/api/v1/revocations/7/confirm"), what="the confirmation"
+    )[0]
+    assert confirm.body == {"sessions_ended": 0}
