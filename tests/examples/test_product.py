@@ -341,8 +341,10 @@ def test_accounts_and_activity_reach_janitor_in_the_contracts_shapes(product, te
     assert all(e["occurred_at"].endswith("Z") and e["id"] for e in posts)
     # Sent once: the outbox marks them when Janitor has answered, and nothing goes again.
     wait_for(
-        lambda: product.query("SELECT COUNT(*) AS n FROM activity_outbox WHERE sent_at IS NULL")
-        == [{"n": 0}],
+        lambda: (
+            product.query("SELECT COUNT(*) AS n FROM activity_outbox WHERE sent_at IS NULL")
+            == [{"n": 0}]
+        ),
         what="the outbox marked sent",
     )
     time.sleep(0.5)  # a few more sync rounds
