@@ -55,18 +55,27 @@ def _shape_error(payload: Any) -> str | None:
 class EventReceiver:
     def __init__(self, *, store: Store, secret: str, janitor_url: str) -> None:
         self.store = store
-        self.webhook = Webhook(secret)
+        # Several secrets, comma-separated, while the endpoint's secret is rotated in Janitor.
+        self.webhooks = [Webhook(part.strip()) for part in secret.split(",") if part.strip()]
         self.janitor_url = janitor_url.rstrip("/")
 
     def receive(self, body: bytes, headers: dict[str, str]) -> Result:
         """Verify, then apply once. 401: not signed by Janitor (or altered, or older than five
         minutes: the library's tolerance, which also refuses a replay of an old capture)."""
-        try:
-            payload = self.webhook.verify(body, headers)
-        except WebhookVerificationError as error:
-            return Result(401, {"error": f"Signature check failed: {error}."})
-        except (ValueError, UnicodeDecodeError):
-            return _invalid("The body is not JSON.")
+        payload: Any = None
+        refusal: WebhookVerificationError | None = None
+        for webhook in self.webhooks:
+            try:
+                payload = webhook.verify(body, headers)
+            except WebhookVerificationError as error:
+                refusal = refusal or error
+                continue
+            except (ValueError, UnicodeDecodeError):
+                return _invalid("The body is not JSON.")
+            refusal = None
+            break
+        if refusal is not None or not self.webhooks:
+            return Result(401, {"error": f"Signature check failed: {refusal}."})
         problem = _shape_error(payload)
         if problem:
             return _invalid(problem)

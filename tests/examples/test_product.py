@@ -430,3 +430,21 @@ def test_events_for_an_account_the_product_does_not_know(product, fake_janitor):
         lambda: fake_janitor.to("POST", "/api/v1/revocations/7/confirm"), what="the confirmation"
     )[0]
     assert confirm.body == {"sessions_ended": 0}
+
+
+def test_during_a_secret_rotation_both_secrets_verify(tmp_path, fake_janitor):
+    new = "whsec_" + "QUJDREVGR0hJSktMTU5PUA=="
+    process = ProductProcess(db_path=tmp_path / "rotating.sqlite3", janitor_url=fake_janitor.url)
+    old = process.secret
+    process.secret = f"{new},{old}"
+    process.start()
+    try:
+        ids = process.cli("create-user", "--email", "r@example.test", "--password", PASSWORD)
+        by_old = process.send_event(_grace(ids["account"], 1), webhook_id="msg_o", secret=old)
+        by_new = process.send_event(_grace(ids["account"], 2), webhook_id="msg_n", secret=new)
+        other = process.send_event(
+            _grace(ids["account"], 3), webhook_id="msg_x", secret="whsec_" + "WllaWVlaWVlaWVlaWVla"
+        )
+    finally:
+        process.stop()
+    assert (by_old.status, by_new.status, other.status) == (200, 200, 401)
