@@ -179,7 +179,7 @@ class ProductProcess:
             except OSError:
                 return False
 
-        wait_for(up, what="the example product to answer /healthz")
+        wait_for(up, seconds=30, what="the example product to answer /healthz")
         return self
 
     def stop(self) -> None:
