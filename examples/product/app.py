@@ -52,6 +52,9 @@ class Config:
     port: int
     db_path: str
     sync_seconds: float
+    # 0: off. Otherwise page through GET /api/v1/access?changed_since= this often, to catch up
+    # on what events did not bring (a product down longer than Janitor retries, or no endpoint).
+    access_poll_seconds: float
 
     @classmethod
     def from_env(cls) -> Config:
@@ -63,6 +66,7 @@ class Config:
             port=int(os.environ.get("PORT", "8100")),
             db_path=os.environ.get("PRODUCT_DB", "product.sqlite3"),
             sync_seconds=float(os.environ.get("PRODUCT_SYNC_SECONDS", "5")),
+            access_poll_seconds=float(os.environ.get("PRODUCT_ACCESS_POLL_SECONDS", "0")),
         )
 
 
@@ -84,6 +88,7 @@ class Product:
         )
         self._kick = threading.Event()
         self._stop = threading.Event()
+        self._last_poll = 0.0
 
     def kick(self) -> None:
         self._kick.set()
@@ -106,7 +111,12 @@ class Product:
     def sync_once(self) -> None:
         if not self.config.janitor_token:
             return
-        for step in (self.confirmations_send, self.accounts_push, self.activity_send):
+        steps = [self.confirmations_send, self.accounts_push, self.activity_send]
+        poll = self.config.access_poll_seconds
+        if poll > 0 and time.monotonic() - self._last_poll >= poll:
+            self._last_poll = time.monotonic()
+            steps.append(self.access_catch_up)
+        for step in steps:
             try:
                 step()
             except JanitorUnreachable as error:
@@ -175,6 +185,56 @@ class Product:
                     [(now_iso(), row["id"]) for row in rows],
                 )
             sent += len(rows)
+
+    # --- the access feed ----------------------------------------------------------------------
+
+    def access_catch_up(self) -> int:
+        """Page through Janitor's access changes from the stored cursor and hold each account's
+        newest state (a change no newer than the version held is skipped). A member's own switch
+        is not in the feed: after a member change the account's members are asked one by one
+        (GET /api/v1/access/<member>). Returns the changes taken."""
+        taken = 0
+        while True:
+            with self.store.connect() as db:
+                cursor = self.store.meta_get(db, "access_cursor")
+            answer = self.janitor.access_changes(cursor)
+            changes = answer.body.get("changes")
+            if answer.status != 200 or not isinstance(changes, list):
+                log(f"access feed refused ({answer.status}): {json.dumps(answer.body)[:300]}")
+                return taken
+            members_to_ask: set[str] = set()
+            with self.store.write() as db:
+                for change in changes:
+                    account = self.store.account(db, str(change.get("account")))
+                    if account is None or not isinstance(change.get("version"), int):
+                        continue
+                    if change["version"] > account["access_version"]:
+                        self.store.access_take(db, account["public_id"], change)
+                        taken += 1
+                        if str(change.get("event", "")).startswith("access.member_"):
+                            members_to_ask.update(
+                                m["public_id"]
+                                for m in self.store.members_of(db, account["public_id"])
+                            )
+                if answer.body.get("next_cursor"):
+                    self.store.meta_set(db, "access_cursor", str(answer.body["next_cursor"]))
+            for member_id in sorted(members_to_ask):
+                self.member_refresh(member_id)
+            if not answer.body.get("has_more"):
+                return taken
+
+    def member_refresh(self, member_id: str) -> None:
+        answer = self.janitor.access_get(member_id)
+        enabled = answer.body.get("member_is_active")
+        if answer.status != 200 or not isinstance(enabled, bool):
+            log(f"access of {member_id}: {answer.status} {json.dumps(answer.body)[:200]}")
+            return
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE members SET is_enabled = ? WHERE public_id = ?", (int(enabled), member_id)
+            )
+            if not enabled:
+                self.store.sessions_delete_for_members(db, [member_id])
 
     # --- session revocations ----------------------------------------------------------------
 

@@ -131,7 +131,7 @@ class EventReceiver:
             return STALE, {"held_version": held}
         if not newer:
             return UNCHANGED, {}
-        self._take_state(db, account["public_id"], data)
+        self.store.access_take(db, account["public_id"], data)
         if payload["type"] in (MEMBER_DISABLED, MEMBER_ENABLED) and data.get("member"):
             enabled = payload["type"] == MEMBER_ENABLED
             db.execute(
@@ -159,7 +159,7 @@ class EventReceiver:
         ended = 0
         if account is not None:
             if data["version"] > int(account["access_version"]):
-                self._take_state(db, account["public_id"], data)
+                self.store.access_take(db, account["public_id"], data)
             ended = self.store.sessions_delete_for_account(db, account["public_id"])
         db.execute(
             "INSERT INTO confirmations (webhook_id, revocation, account, confirm_url,"
@@ -175,18 +175,3 @@ class EventReceiver:
             ),
         )
         return SESSIONS_ENDED, {"sessions_ended": ended}
-
-    def _take_state(self, db: sqlite3.Connection, account_id: str, data: dict[str, Any]) -> None:
-        db.execute(
-            "UPDATE accounts SET status = ?, is_active = ?, grants_access = ?, grace_ends_at = ?,"
-            " access_version = ?, access_changed_at = ? WHERE public_id = ?",
-            (
-                str(data.get("status", "active")),
-                int(bool(data.get("is_active", True))),
-                int(bool(data.get("grants_access", True))),
-                data.get("grace_ends_at"),
-                data["version"],
-                data.get("changed_at"),
-                account_id,
-            ),
-        )

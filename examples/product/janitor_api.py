@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,17 @@ class JanitorClient:
         """POST /api/v1/activity: {"events": [{"id", "account" (a member's public id),
         "occurred_at", "kind", "path", "ip", "user_agent"}]}."""
         return self.call("POST", "/api/v1/activity", {"events": events})
+
+    def access_changes(self, cursor: str | None, limit: int = 500) -> Answer:
+        """GET /api/v1/access?changed_since=<cursor>: the next page of access changes."""
+        query = {"limit": str(limit)}
+        if cursor:
+            query["changed_since"] = cursor
+        return self.call("GET", "/api/v1/access?" + urllib.parse.urlencode(query))
+
+    def access_get(self, public_id: str) -> Answer:
+        """GET /api/v1/access/<member or account public id>."""
+        return self.call("GET", f"/api/v1/access/{urllib.parse.quote(public_id, safe='')}")
 
     def revocation_confirm(self, confirm_url: str, sessions_ended: int) -> Answer:
         return self.call("POST", confirm_url, {"sessions_ended": sessions_ended})

@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS activity_outbox (
     sent_at TEXT
 );
 CREATE INDEX IF NOT EXISTS activity_unsent ON activity_outbox(sent_at);
+-- Small state of its own: the access feed's cursor.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 PASSWORD_ITERATIONS = 120_000
@@ -210,6 +215,34 @@ class Store:
                 " LIMIT ?",
                 (limit,),
             )
+        )
+
+    def access_take(self, db: sqlite3.Connection, account_id: str, state: dict[str, Any]) -> None:
+        """Hold `state` (an event's data, or a change of the access feed) as the account's
+        access. The caller has checked that its version is newer than the one held."""
+        db.execute(
+            "UPDATE accounts SET status = ?, is_active = ?, grants_access = ?, grace_ends_at = ?,"
+            " access_version = ?, access_changed_at = ? WHERE public_id = ?",
+            (
+                str(state.get("status", "active")),
+                int(bool(state.get("is_active", True))),
+                int(bool(state.get("grants_access", True))),
+                state.get("grace_ends_at"),
+                state["version"],
+                state.get("changed_at", state.get("at")),
+                account_id,
+            ),
+        )
+
+    def meta_get(self, db: sqlite3.Connection, key: str) -> str | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row["value"]) if row else None
+
+    def meta_set(self, db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
 
     # --- sessions ---------------------------------------------------------------------------

@@ -129,6 +129,7 @@ class ProductProcess:
     secret: str = SECRET
     port: int = field(default_factory=free_port)
     sync_seconds: float = 0.2
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -149,6 +150,7 @@ class ProductProcess:
             "PORT": str(self.port),
             "PRODUCT_DB": str(self.db_path),
             "PRODUCT_SYNC_SECONDS": str(self.sync_seconds),
+            **self.extra_env,
         }
 
     def cli(self, *args: str) -> Any:

@@ -448,3 +448,93 @@ def test_during_a_secret_rotation_both_secrets_verify(tmp_path, fake_janitor):
     finally:
         process.stop()
     assert (by_old.status, by_new.status, other.status) == (200, 200, 401)
+
+
+def test_the_access_feed_catches_up_on_what_events_did_not_bring(tmp_path, fake_janitor):
+    """PRODUCT_ACCESS_POLL_SECONDS on: the product pages through GET /api/v1/access from its
+    stored cursor, takes each newer state, and asks Janitor about the members after a member
+    change (the feed does not name them)."""
+    process = ProductProcess(
+        db_path=tmp_path / "feed.sqlite3",
+        janitor_url=fake_janitor.url,
+        extra_env={"PRODUCT_ACCESS_POLL_SECONDS": "0.2"},
+    )
+    ids = process.cli(
+        *("create-user", "--email", "f@example.test", "--password", PASSWORD),
+        *("--account", "acct-feed"),
+    )
+    change = {
+        "account": "acct-feed",
+        "at": "2026-12-06T10:00:00Z",
+        "is_active": True,
+        "grace_ends_at": None,
+    }
+    fake_janitor.reply(
+        "/api/v1/access?",
+        (
+            200,
+            {
+                "changes": [
+                    {
+                        **change,
+                        "version": 1,
+                        "event": "access.grace_started",
+                        "status": "grace_period",
+                        "grants_access": True,
+                        "grace_ends_at": "2026-12-13T10:00:00Z",
+                    },
+                    {
+                        **change,
+                        "version": 2,
+                        "event": "access.member_disabled",
+                        "status": "grace_period",
+                        "grants_access": True,
+                        "grace_ends_at": "2026-12-13T10:00:00Z",
+                    },
+                    {
+                        **change,
+                        "account": "acct-unknown",
+                        "version": 9,
+                        "event": "access.revoked",
+                        "status": "revoked",
+                        "is_active": False,
+                        "grants_access": False,
+                    },
+                ],
+                "next_cursor": "cur-1",
+                "has_more": True,
+            },
+        ),
+        (200, {"changes": [], "next_cursor": "cur-1", "has_more": False}),
+    )
+    fake_janitor.reply(
+        f"/api/v1/access/{ids['member']}",
+        (200, {"id": ids["member"], "kind": "member", "member_is_active": False, "version": 2}),
+    )
+    process.start()
+    try:
+        held = wait_for(
+            lambda: [
+                r
+                for r in process.query("SELECT * FROM accounts WHERE public_id = 'acct-feed'")
+                if r["access_version"] == 2
+            ],
+            what="the feed's changes taken",
+        )[0]
+        member = wait_for(
+            lambda: process.query(
+                "SELECT * FROM members WHERE public_id = ? AND is_enabled = 0", ids["member"]
+            ),
+            what="the member asked about and disabled",
+        )
+        assert process.sign_in("f@example.test", PASSWORD)[0].status == 403
+    finally:
+        process.stop()
+    assert held["status"] == "grace_period" and held["grace_ends_at"] == "2026-12-13T10:00:00Z"
+    assert member
+    feed = [r.path for r in fake_janitor.to("GET", "/api/v1/access?")]
+    assert feed[0] == "/api/v1/access?limit=500"
+    assert feed[1] == "/api/v1/access?limit=500&changed_since=cur-1"
+    assert process.query("SELECT value FROM meta WHERE key = 'access_cursor'") == [
+        {"value": "cur-1"}
+    ]
