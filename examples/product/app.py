@@ -111,7 +111,12 @@ class Product:
     def sync_once(self) -> None:
         if not self.config.janitor_token:
             return
-        steps = [self.confirmations_send, self.accounts_push, self.activity_send]
+        steps = [
+            self.confirmations_send,
+            self.accounts_push,
+            self.activity_send,
+            self.members_refresh_due,
+        ]
         poll = self.config.access_poll_seconds
         if poll > 0 and time.monotonic() - self._last_poll >= poll:
             self._last_poll = time.monotonic()
@@ -223,18 +228,37 @@ class Product:
             if not answer.body.get("has_more"):
                 return taken
 
-    def member_refresh(self, member_id: str) -> None:
+    def members_refresh_due(self) -> int:
+        """Ask Janitor about each member of the accounts whose events skipped versions."""
+        with self.store.connect() as db:
+            accounts = [
+                row["account"] for row in db.execute("SELECT account FROM members_to_refresh")
+            ]
+            work = {a: [m["public_id"] for m in self.store.members_of(db, a)] for a in accounts}
+        done = 0
+        for account, members in work.items():
+            if all([self.member_refresh(member) for member in members]):
+                with self.store.write() as db:
+                    db.execute("DELETE FROM members_to_refresh WHERE account = ?", (account,))
+                done += 1
+        return done
+
+    def member_refresh(self, member_id: str) -> bool:
+        """Hold the member's own switch as Janitor has it. False when Janitor did not say."""
         answer = self.janitor.access_get(member_id)
         enabled = answer.body.get("member_is_active")
+        if answer.status == 404:
+            return True  # Janitor does not know the member (not pushed yet): nothing to hold
         if answer.status != 200 or not isinstance(enabled, bool):
             log(f"access of {member_id}: {answer.status} {json.dumps(answer.body)[:200]}")
-            return
+            return False
         with self.store.write() as db:
             db.execute(
                 "UPDATE members SET is_enabled = ? WHERE public_id = ?", (int(enabled), member_id)
             )
             if not enabled:
                 self.store.sessions_delete_for_members(db, [member_id])
+        return True
 
     # --- session revocations ----------------------------------------------------------------
 

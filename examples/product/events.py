@@ -132,6 +132,14 @@ class EventReceiver:
         if not newer:
             return UNCHANGED, {}
         self.store.access_take(db, account["public_id"], data)
+        if data["version"] > held + 1:
+            # Versions skipped: Janitor superseded events this product never saw. The account's
+            # state is whole in this one, but a member's own switch travels only in member
+            # events: the background thread asks Janitor about each member.
+            db.execute(
+                "INSERT OR IGNORE INTO members_to_refresh (account, since) VALUES (?, ?)",
+                (account["public_id"], now_iso()),
+            )
         if payload["type"] in (MEMBER_DISABLED, MEMBER_ENABLED) and data.get("member"):
             enabled = payload["type"] == MEMBER_ENABLED
             db.execute(

@@ -83,6 +83,12 @@ CREATE TABLE IF NOT EXISTS activity_outbox (
     sent_at TEXT
 );
 CREATE INDEX IF NOT EXISTS activity_unsent ON activity_outbox(sent_at);
+-- Accounts whose members' own switches must be asked about: a member event may have been
+-- superseded (a gap in versions), and events carry only the account's state.
+CREATE TABLE IF NOT EXISTS members_to_refresh (
+    account TEXT PRIMARY KEY,
+    since TEXT NOT NULL
+);
 -- Small state of its own: the access feed's cursor.
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,

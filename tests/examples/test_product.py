@@ -538,3 +538,33 @@ def test_the_access_feed_catches_up_on_what_events_did_not_bring(tmp_path, fake_
     assert process.query("SELECT value FROM meta WHERE key = 'access_cursor'") == [
         {"value": "cur-1"}
     ]
+
+
+def test_a_gap_in_versions_makes_the_product_ask_about_each_member(product, team, fake_janitor):
+    # Janitor superseded versions 2 and 3 (one was Bob disabled) while the product was away:
+    # version 4 carries the account's state, and the product asks about each member.
+    fake_janitor.reply(
+        f"/api/v1/access/{team['bob']}",
+        (200, {"id": team["bob"], "kind": "member", "member_is_active": False, "version": 4}),
+    )
+    fake_janitor.reply(
+        f"/api/v1/access/{team['ada']}",
+        (200, {"id": team["ada"], "kind": "member", "member_is_active": True, "version": 4}),
+    )
+    assert product.send_event(_grace(team["account"], 1), webhook_id="msg_g1").status == 200
+    _, bob = product.sign_in("bob@example.test", PASSWORD)
+
+    product.send_event(_grace(team["account"], 4), webhook_id="msg_g4")
+
+    wait_for(
+        lambda: product.query(
+            "SELECT * FROM members WHERE public_id = ? AND is_enabled = 0", team["bob"]
+        ),
+        what="Bob's switch taken from Janitor",
+    )
+    wait_for(lambda: product.query("SELECT * FROM members_to_refresh") == [], what="refresh done")
+    assert product.home(bob).status in (302, 303)
+    assert product.sign_in("bob@example.test", PASSWORD)[0].status == 403
+    assert product.sign_in("ada@example.test", PASSWORD)[0].status == 303
+    asked = {r.path for r in fake_janitor.to("GET", "/api/v1/access/")}
+    assert asked == {f"/api/v1/access/{team['ada']}", f"/api/v1/access/{team['bob']}"}
