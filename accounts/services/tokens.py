@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -67,7 +68,7 @@ class _Uses:
     # token_hash -> (monotonic time it was read, the token as read)
     cache: dict[str, tuple[float, ApiToken]] = field(default_factory=dict)
     # token id -> [uses, latest use]
-    pending: dict[int, list] = field(default_factory=dict)
+    pending: dict[int, list[Any]] = field(default_factory=dict)
     pending_total: int = 0
     last_flush: float = field(default_factory=time.monotonic)
 
@@ -190,7 +191,7 @@ def api_token_uses_flush() -> int:
     return sum(uses for uses, _ in pending.values())
 
 
-def _uses_restore(pending: dict[int, list]) -> None:
+def _uses_restore(pending: dict[int, list[Any]]) -> None:
     with _uses.lock:
         for token_id, (uses, last_used) in pending.items():
             counted = _uses.pending.setdefault(token_id, [0, last_used])

@@ -28,9 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def token(admin_user):
-    return api_token_create(
-        name="Product", created_by=admin_user, scopes=[ApiScope.ACCESS_READ]
-    )
+    return api_token_create(name="Product", created_by=admin_user, scopes=[ApiScope.ACCESS_READ])
 
 
 def _stored(token) -> ApiToken:
@@ -39,9 +37,7 @@ def _stored(token) -> ApiToken:
 
 @pytest.mark.smoke
 @pytest.mark.django_db
-def test_uses_are_counted_in_memory_and_written_in_one_update(
-    token, django_assert_num_queries
-):
+def test_uses_are_counted_in_memory_and_written_in_one_update(token, django_assert_num_queries):
     model, raw = token
     with django_assert_num_queries(1):  # the lookup; the use is not written
         assert api_token_authenticate(raw=raw).pk == model.pk
