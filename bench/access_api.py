@@ -1,0 +1,502 @@
+"""Access API benchmark at 1,000,000 accounts: gunicorn, PostgreSQL and wrk.
+
+Run from the project root (figures and the exact command: docs/benchmarks/access-api.md):
+
+    .venv/bin/python bench/access_api.py --accounts 1000000
+
+Seeds a scratch database (default janitor_h_access_bench) with one INSERT ... SELECT per table
+(generate_series, no Python row loop): N accounts (5 % in grace, 2 % revoked, versions 0-3),
+each with one member of its own public id (3 % of them disabled), and --changes rows of the
+changes feed. The search's trigram indexes are dropped for the load and rebuilt after it with
+their migrations' own code, so the tables look like a live database's. `--reuse` skips seeding.
+
+Then serves the app with gunicorn and the project's gunicorn.conf.py (4 sync workers on 2
+cores; only its per-request access log is off, as in bench/gunicorn/webhooks.conf.py, unless
+--access-log) and, behind a TLS proxy as in production (X-Forwarded-Proto: https), runs wrk at
+16 connections for --duration seconds, twice:
+
+1. saturated: each connection sends its next request as soon as the last is answered (the
+   closed loop plain wrk is); latency is then about connections / throughput (Little's law);
+2. paced: the same 16 connections at a fixed offered rate (--rate requests/s in all, wrk's
+   delay()), below what the machine can serve, so latency is the server's time per request.
+
+Each request asks for a random public id, half accounts and half members; --not-modified of
+them (default 25 %) carry the current ETag in If-None-Match and are answered 304. Reports
+requests/s and wrk's p50/p95/p99 (microsecond precision), the status mix, then pages through
+the changes feed over HTTP (limit 100 and 1,000) and reports the page times. Last, after
+gunicorn's graceful stop, checks that the token's use_count (written in batches and at each
+worker's exit) covers every request wrk counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SEED_ACCOUNTS = """
+INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
+    grace_ends_at, stripe_customer_id, access_version, access_changed_at)
+SELECT 'acct-' || lpad(i::text, 7, '0'), 'billing' || i || '@example.test', 'Account ' || i,
+    now() - (i %% 1000) * interval '1 day',
+    i %% 50 <> 1,
+    CASE WHEN i %% 50 = 1 THEN 'revoked' WHEN i %% 20 = 0 THEN 'grace_period'
+        ELSE 'active' END,
+    CASE WHEN i %% 20 = 0 AND i %% 50 <> 1 THEN now() + (i %% 14) * interval '1 day' END,
+    'cus_' || lpad(i::text, 10, '0'),
+    i %% 4,
+    CASE WHEN i %% 4 > 0 THEN now() - (i %% 90) * interval '1 day' END
+FROM generate_series(1, %(n)s) AS i
+"""
+# One member each, with an id of its own (so half the lookups answer for a member).
+SEED_MEMBERS = """
+INSERT INTO accounts_user (password, is_superuser, public_id, email, name, is_active, is_staff,
+    date_joined, account_id, session_version)
+SELECT '', false, 'mem-' || substr(a.public_id, 6), 'member' || a.id || '@example.test',
+    a.name, a.id %% 30 <> 0, false, a.created_at, a.id, 0
+FROM accounts_account a ORDER BY a.id
+"""
+# The feed: changes of random accounts, all written by the seeding transaction (so below the
+# feed's horizon once it commits), served in id order.
+SEED_CHANGES = """
+INSERT INTO accounts_accesschange (account_id, version, at, txid, event_type)
+SELECT f.first + (i * 7919) %% %(n)s, 1 + i / %(n)s,
+    now() - (%(changes)s - i) * interval '1 second', pg_current_xact_id()::text::bigint,
+    'access.grace_started'
+FROM generate_series(0, %(changes)s - 1) AS i, (SELECT min(id) AS first FROM accounts_account) f
+"""
+TRIGRAM_MIGRATIONS = ("0008_search_trigram", "0010_team_accounts_fields")
+
+LUA = r"""
+-- Random public ids from the file (id TAB etag-or-empty); every request carries the token and
+-- the proxy's X-Forwarded-Proto; an id with an ETag sends it in If-None-Match.
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  token = args[1]
+  ids, tags = {}, {}
+  for line in io.lines(args[2]) do
+    local tab = line:find("\t", 1, true)
+    ids[#ids + 1] = line:sub(1, tab - 1)
+    tags[#tags + 1] = line:sub(tab + 1)
+  end
+  pause = tonumber(args[3])
+  math.randomseed(os.time() + id * 7919)
+  ok, not_modified, other = 0, 0, 0
+end
+function request()
+  local n = math.random(#ids)
+  local headers = {["Authorization"] = "Bearer " .. token, ["X-Forwarded-Proto"] = "https"}
+  if tags[n] ~= "" then headers["If-None-Match"] = tags[n] end
+  return wrk.format("GET", "/api/v1/access/" .. ids[n], headers)
+end
+function delay()
+  return pause
+end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1
+  elseif status == 304 then not_modified = not_modified + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local s200, s304, sother = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    s200 = s200 + thread:get("ok")
+    s304 = s304 + thread:get("not_modified")
+    sother = sother + thread:get("other")
+  end
+  io.write(string.format(
+    "JANITOR requests=%d p50_us=%d p95_us=%d p99_us=%d max_us=%d s200=%d s304=%d other=%d\n",
+    summary.requests, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, s200, s304, sother))
+end
+"""
+
+
+def _admin_sql(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        c.execute(sql)
+
+
+def _trigram_indexes(action: str) -> None:
+    from importlib import import_module
+
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        for name in TRIGRAM_MIGRATIONS:
+            getattr(import_module(f"accounts.migrations.{name}"), action)(None, editor)
+
+
+def seed(args) -> None:
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    _trigram_indexes("trigram_indexes_drop")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(SEED_ACCOUNTS, {"n": args.accounts})
+        cursor.execute(SEED_MEMBERS, {})
+        cursor.execute(SEED_CHANGES, {"n": args.accounts, "changes": args.changes})
+    seeded = time.perf_counter() - started
+    started = time.perf_counter()
+    _trigram_indexes("trigram_indexes")
+    indexed = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    print(
+        f"seeded {args.accounts:,} accounts, {args.accounts:,} members and {args.changes:,} "
+        f"changes in {seeded:.1f} s; trigram indexes rebuilt in {indexed:.1f} s"
+    )
+
+
+def id_file(path: Path, args) -> dict:
+    """Random subjects with, for --not-modified of them, their current ETag (built by the
+    selector's own AccessAnswer, read in bulk here)."""
+    from django.db import connection
+
+    from accounts.selectors.access_api import AccessAnswer
+
+    rng = random.Random(args.seed)
+    picks = [rng.randrange(1, args.accounts + 1) for _ in range(args.ids)]
+    kinds = {"account": 0, "member": 0, "with_etag": 0}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.id, a.public_id, a.access_version, u.public_id, u.is_active "
+            "FROM accounts_account a JOIN accounts_user u ON u.account_id = a.id "
+            "WHERE a.public_id = ANY(%s)",
+            [[f"acct-{n:07d}" for n in set(picks)]],
+        )
+        rows = {row[1]: row for row in cursor.fetchall()}
+    with path.open("w") as out:
+        for n in picks:
+            pk, account_id, version, member_id, member_active = rows[f"acct-{n:07d}"]
+            kind = "member" if rng.random() < 0.5 else "account"
+            answer = AccessAnswer(
+                id=member_id if kind == "member" else account_id,
+                kind=kind,
+                account_pk=pk,
+                account=account_id,
+                status="",
+                is_active=True,
+                grace_ends_at=None,
+                version=version,
+                changed_at=None,
+                member_is_active=member_active if kind == "member" else None,
+            )
+            etag = answer.etag if rng.random() < args.not_modified else ""
+            kinds[kind] += 1
+            kinds["with_etag"] += bool(etag)
+            out.write(f"{answer.id}\t{etag}\n")
+    return kinds
+
+
+def wrk(
+    base: str, token: str, ids: Path, *, connections: int, seconds: int, pause_ms: int, threads=1
+):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA)
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                base,
+                "--",
+                token,
+                str(ids),
+                str(pause_ms),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    match = re.search(
+        r"JANITOR requests=(\d+) p50_us=(\d+) p95_us=(\d+) p99_us=(\d+) max_us=(\d+) "
+        r"s200=(\d+) s304=(\d+) other=(\d+)",
+        out,
+    )
+    if not match:
+        sys.exit(f"unexpected wrk output:\n{out}")
+    requests, p50, p95, p99, pmax, s200, s304, other = map(int, match.groups())
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "requests": requests,
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": p50 / 1000,
+        "p95_ms": p95 / 1000,
+        "p99_ms": p99 / 1000,
+        "max_ms": pmax / 1000,
+        "s200": s200,
+        "s304": s304,
+        "other": other,
+        "errors": errors.group(0) if errors else "no socket errors",
+    }
+
+
+def feed_pages(base: str, token: str, limit: int, pages: int) -> list[float]:
+    """Page through the feed from the start over HTTP; milliseconds per page."""
+    times = []
+    cursor = ""
+    for _ in range(pages):
+        url = f"{base}/api/v1/access?limit={limit}" + (f"&changed_since={cursor}" if cursor else "")
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https"}
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+        times.append((time.perf_counter() - started) * 1000)
+        assert len(body["changes"]) == limit, f"a short page: {len(body['changes'])}"
+        cursor = body["next_cursor"]
+    return times
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds of `pid` (and of its reaped children), from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime, stime, cutime, cstime are fields 14-17 (1-based); after the name, 12-15 (1-based).
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICK
+
+
+def server_cpu(master: int, database: str) -> tuple[float, dict[int, float]]:
+    """CPU seconds used so far by gunicorn (the master, its live workers and those it reaped)
+    and by each live PostgreSQL backend of `database`."""
+    workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    web = _proc_cpu(master, children=True) + sum(_proc_cpu(pid) for pid in workers)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        )
+        backends = {pid: _proc_cpu(pid) for (pid,) in cursor.fetchall()}
+    connection.close()
+    return web, backends
+
+
+def cpu_per_request(before, after, requests: int) -> str:
+    """gunicorn's and PostgreSQL's CPU milliseconds per request between two server_cpu()
+    readings (backends that ended in between, when a worker was recycled, are not counted)."""
+    web = (after[0] - before[0]) * 1000 / requests
+    db = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) * 1000 / requests
+    return f"CPU per request: gunicorn {web:.2f} ms, PostgreSQL >= {db:.2f} ms"
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/janitor_h_access_bench"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=200_000)
+    parser.add_argument("--reuse", action="store_true", help="keep the seeded database")
+    parser.add_argument("--port", type=int, default=8769)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=int, default=30)
+    parser.add_argument("--wrk-threads", type=int, default=1, help="one epoll loop suffices")
+    parser.add_argument("--rate", type=int, default=800, help="paced run: requests/s in all")
+    parser.add_argument("--ids", type=int, default=200_000, help="random ids wrk picks from")
+    parser.add_argument("--not-modified", type=float, default=0.25)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--access-log", action="store_true", help="keep gunicorn's access log")
+    parser.add_argument("--skip-saturated", action="store_true")
+    parser.add_argument("--skip-paced", action="store_true")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    name = urlparse(args.database_url).path.lstrip("/")
+    if not args.reuse:
+        _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _admin_sql(f'CREATE DATABASE "{name}"')
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "janitor.settings",
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "JANITOR_CACHE_PREFIX": "h_access_bench",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "JANITOR_BEHIND_TLS_PROXY": "true",
+        "JANITOR_LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from accounts.models import ApiScope, ApiToken
+    from accounts.services.tokens import api_token_create
+
+    if not args.reuse:
+        seed(args)
+    ApiToken.objects.filter(name="bench").update(revoked_at=django.utils.timezone.now())
+    token, raw = api_token_create(name="bench", created_by=None, scopes=[ApiScope.ACCESS_READ])
+    work = Path(tempfile.mkdtemp(prefix="bench-access-"))
+    ids = work / "ids.tsv"
+    mix = id_file(ids, args)
+    connection.close()
+    load = os.getloadavg()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM accounts_account")
+        accounts = cursor.fetchone()[0]
+    connection.close()
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, PostgreSQL {pg}; load {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f}\n# {accounts:,} accounts; ids: {mix['account']:,} accounts, "
+        f"{mix['member']:,} members, {mix['with_etag']:,} with If-None-Match"
+    )
+
+    conf = work / "gunicorn.conf.py"
+    conf.write_text(
+        (ROOT / "gunicorn.conf.py").read_text()
+        + f"\nbind = '127.0.0.1:{args.port}'\n"
+        + ("" if args.access_log else "accesslog = None\n")
+        + "loglevel = 'warning'\n"
+    )
+    python = sys.executable
+    gunicorn = subprocess.Popen(
+        [str(Path(python).parent / "gunicorn"), "janitor.wsgi", "-c", str(conf)],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=(work / "gunicorn.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{args.port}"
+    counted = 0
+    try:
+        wait_http(f"{base}/healthz")
+        # Warm every worker (imports, connections, the token cache) before measuring.
+        counted += wrk(base, raw, ids, connections=args.connections, seconds=3, pause_ms=0)[
+            "requests"
+        ]
+        runs = []
+        if not args.skip_saturated:
+            runs.append(("saturated", 0))
+        if not args.skip_paced:
+            runs.append(
+                (f"paced {args.rate}/s", max(1, round(1000 * args.connections / args.rate)))
+            )
+        for label, pause in runs:
+            before = server_cpu(gunicorn.pid, name)
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            r = wrk(
+                base,
+                raw,
+                ids,
+                connections=args.connections,
+                seconds=args.duration,
+                pause_ms=pause,
+                threads=args.wrk_threads,
+            )
+            counted += r["requests"]
+            after = server_cpu(gunicorn.pid, name)
+            reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wrk_cpu = (
+                (reaped.ru_utime + reaped.ru_stime - children.ru_utime - children.ru_stime)
+                * 1000
+                / r["requests"]
+            )
+            print(
+                f"{label:12} {args.connections} connections, {args.duration} s: "
+                f"{r['rps']:.0f} requests/s; p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
+                f"p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms; 200: {r['s200']}, "
+                f"304: {r['s304']}, other: {r['other']}; {r['errors']}; "
+                f"load {os.getloadavg()[0]:.2f}\n    "
+                f"{cpu_per_request(before, after, r['requests'])}, wrk {wrk_cpu:.2f} ms"
+            )
+        for limit, pages in ((100, 50), (1000, 50)):
+            times = feed_pages(base, raw, limit, pages)
+            counted += pages
+            print(
+                f"feed limit={limit}: {pages} pages from the start, p50 "
+                f"{statistics.median(times):.1f} ms, p95 {_pct(times, 95):.1f} ms, max "
+                f"{max(times):.1f} ms per page"
+            )
+    finally:
+        os.killpg(gunicorn.pid, signal.SIGTERM)  # graceful: each worker writes its uses at exit
+        try:
+            gunicorn.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(gunicorn.pid, signal.SIGKILL)
+            gunicorn.wait()
+    token.refresh_from_db()
+    print(
+        f"token use_count after gunicorn's graceful stop: {token.use_count:,} "
+        f"(wrk and the feed counted {counted:,} answered requests, warm-up included; "
+        f"last_used_at {token.last_used_at:%H:%M:%S})"
+    )
+
+
+if __name__ == "__main__":
+    main()
