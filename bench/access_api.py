@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -333,6 +334,51 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def in_process(token: str, ids: Path, count: int) -> list[float]:
+    """The server's own time: `count` requests through the WSGI application in this process
+    (every middleware, the view, the database round trips; no gunicorn, no network, no queue),
+    milliseconds each, after a warm-up."""
+    import io
+
+    from janitor.wsgi import application
+
+    lines = [line.rstrip("\n").split("\t") for line in ids.open()][: count + 200]
+    status = {}
+
+    def start_response(value, headers, exc_info=None):
+        status["value"] = value
+
+    times = []
+    for n, (public_id, etag) in enumerate(lines):
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": f"/api/v1/access/{public_id}",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
+            "HTTP_X_FORWARDED_PROTO": "https",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.errors": sys.stderr,
+        }
+        if etag:
+            environ["HTTP_IF_NONE_MATCH"] = etag
+        started = time.perf_counter()
+        response = application(environ, start_response)
+        b"".join(response)
+        response.close()
+        elapsed = (time.perf_counter() - started) * 1000
+        if not status["value"].startswith(("200", "304")):
+            sys.exit(f"in-process request for {public_id} answered {status['value']}")
+        if n >= 200:
+            times.append(elapsed)
+    return times
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -365,6 +411,9 @@ def main() -> None:
     parser.add_argument("--access-log", action="store_true", help="keep gunicorn's access log")
     parser.add_argument("--skip-saturated", action="store_true")
     parser.add_argument("--skip-paced", action="store_true")
+    parser.add_argument(
+        "--in-process", type=int, default=5000, help="requests timed in-process (0: none)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -386,13 +435,14 @@ def main() -> None:
         "JANITOR_LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)
+    warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic here
     import django
 
     django.setup()
     from django.db import connection
 
     from accounts.models import ApiScope, ApiToken
-    from accounts.services.tokens import api_token_create
+    from accounts.services.tokens import api_token_create, api_token_uses_flush
 
     if not args.reuse:
         seed(args)
@@ -416,6 +466,17 @@ def main() -> None:
         f"{mix['member']:,} members, {mix['with_etag']:,} with If-None-Match"
     )
 
+    in_process_uses = 0
+    if args.in_process:
+        times = in_process(raw, ids, args.in_process)
+        in_process_uses = len(times) + 200
+        api_token_uses_flush()  # this process's counted uses, before the servers' are compared
+        connection.close()
+        print(
+            f"in-process  {len(times)} requests one at a time (no gunicorn, no network): p50 "
+            f"{statistics.median(times):.2f} ms, p95 {_pct(times, 95):.2f} ms, p99 "
+            f"{_pct(times, 99):.2f} ms; load {os.getloadavg()[0]:.2f}"
+        )
     conf = work / "gunicorn.conf.py"
     conf.write_text(
         (ROOT / "gunicorn.conf.py").read_text()
@@ -493,7 +554,8 @@ def main() -> None:
     token.refresh_from_db()
     print(
         f"token use_count after gunicorn's graceful stop: {token.use_count:,} "
-        f"(wrk and the feed counted {counted:,} answered requests, warm-up included; "
+        f"(wrk and the feed counted {counted:,} answered requests, warm-up included, and "
+        f"{in_process_uses:,} were made in-process; "
         f"last_used_at {token.last_used_at:%H:%M:%S})"
     )
 
