@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -236,19 +237,25 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
     query on SQLite, two on PostgreSQL."""
     if not 1 <= limit <= FEED_LIMIT_MAX:
         raise ValueError(f"limit must be 1 to {FEED_LIMIT_MAX}.")
+    # A row comparison, so the (txid, id) index starts its scan right after the cursor even
+    # inside one transaction's thousands of changes (txid >= t AND (txid > t OR id > i) would
+    # read and drop every earlier change of transaction t first).
+    table = AccessChange._meta.db_table
     qs = AccessChange.objects.filter(
-        # The first condition lets the (txid, id) index range-scan from the cursor.
-        Q(txid__gte=after.txid),
-        Q(txid__gt=after.txid) | Q(id__gt=after.id),
+        RawSQL(
+            f'("{table}"."txid", "{table}"."id") > (%s, %s)',
+            [after.txid, after.id],
+            output_field=BooleanField(),
+        )
     )
     if connection.vendor == "postgresql":
         # Its own statement, before the rows' (see above): not a subquery of the same one.
         qs = qs.filter(txid__lt=_feed_horizon())
+    # Tuples, not model instances: a page of 1,000 is built in a few milliseconds.
     rows = list(
-        qs.select_related("account")
-        .only(
-            "id",
+        qs.order_by("txid", "id").values_list(
             "txid",
+            "id",
             "version",
             "at",
             "event_type",
@@ -256,24 +263,23 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
             "account__access_status",
             "account__is_active",
             "account__grace_ends_at",
-        )
-        .order_by("txid", "id")[: limit + 1]
+        )[: limit + 1]
     )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    position = FeedPosition(rows[-1].txid, rows[-1].id) if rows else after
+    position = FeedPosition(rows[-1][0], rows[-1][1]) if rows else after
     changes = [
         {
-            "account": row.account.public_id,
-            "version": row.version,
-            "event": row.event_type,
-            "at": _iso(row.at),
+            "account": account,
+            "version": version,
+            "event": event,
+            "at": _iso(at),
             # The account as it stands now (not as of the change): keep the latest.
-            "status": row.account.access_status,
-            "is_active": row.account.is_active,
-            "grants_access": row.account.grants_access,
-            "grace_ends_at": _iso(row.account.grace_ends_at),
+            "status": status,
+            "is_active": is_active,
+            "grants_access": _grants_access(status=status, is_active=is_active),
+            "grace_ends_at": _iso(grace_ends_at),
         }
-        for row in rows
+        for _txid, _id, version, at, event, account, status, is_active, grace_ends_at in rows
     ]
     return FeedPage(changes=changes, next_cursor=position.encode(), has_more=has_more)
