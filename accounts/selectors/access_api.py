@@ -210,6 +210,10 @@ GROUP BY s.xmax
 
 def _feed_horizon() -> int:
     with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            # pg_stat_activity is read once per transaction and then kept: a second page in
+            # the same transaction must not work from the first one's list.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(_HORIZON_SQL)
         return int(cursor.fetchone()[0])
 

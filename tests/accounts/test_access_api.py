@@ -363,3 +363,29 @@ def test_a_transaction_in_another_database_does_not_hold_the_feed(client, raw):
         assert other.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         served = _feed(client, raw).json()["changes"]
     assert [c["account"] for c in served] == [account.public_id]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_horizon_is_read_afresh_within_one_transaction(raw):
+    """A reader paging twice inside one transaction must see a writer that began in between
+    (pg_stat_activity is otherwise kept for the whole transaction)."""
+    import psycopg
+
+    from accounts.selectors.access_api import _feed_horizon
+
+    db = connection.settings_dict
+    with transaction.atomic():
+        first = _feed_horizon()
+        with psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+        ) as writer:
+            xid = int(writer.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0])
+            assert xid >= first
+            # A later transaction completes, so the snapshot's xmax moves past the writer's.
+            with psycopg.connect(
+                host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+            ) as later:
+                later.execute("SELECT pg_current_xact_id()")
+            # The writer's xid is running: the horizon may not pass it.
+            assert _feed_horizon() <= xid
