@@ -12,13 +12,14 @@ their migrations' own code, so the tables look like a live database's. `--reuse`
 
 Then serves the app with gunicorn and the project's gunicorn.conf.py (4 sync workers on 2
 cores; only its per-request access log is off, as in bench/gunicorn/webhooks.conf.py, unless
---access-log) and, behind a TLS proxy as in production (X-Forwarded-Proto: https), runs wrk at
+--access-log) and, behind a TLS proxy as in production (X-Forwarded-Proto: https), loads it at
 16 connections for --duration seconds, twice:
 
-1. saturated: each connection sends its next request as soon as the last is answered (the
-   closed loop plain wrk is); latency is then about connections / throughput (Little's law);
-2. paced: the same 16 connections at a fixed offered rate (--rate requests/s in all, wrk's
-   delay()), below what the machine can serve, so latency is the server's time per request.
+1. saturated: wrk, each connection sending its next request as soon as the last is answered
+   (a closed loop); latency is then about connections / throughput (Little's law);
+2. paced: an open loop at a fixed rate (--rate requests/s, at most 16 connections at once, an
+   asyncio client: see paced()), below what the machine can serve, so latency is the time
+   through gunicorn without a queue of our own making.
 
 Each request asks for a random public id, half accounts and half members; --not-modified of
 them (default 25 %) carry the current ETag in If-None-Match and are answered 304. Reports
@@ -104,7 +105,6 @@ function init(args)
     ids[#ids + 1] = line:sub(1, tab - 1)
     tags[#tags + 1] = line:sub(tab + 1)
   end
-  pause = tonumber(args[3])
   math.randomseed(os.time() + id * 7919)
   ok, not_modified, other = 0, 0, 0
 end
@@ -113,9 +113,6 @@ function request()
   local headers = {["Authorization"] = "Bearer " .. token, ["X-Forwarded-Proto"] = "https"}
   if tags[n] ~= "" then headers["If-None-Match"] = tags[n] end
   return wrk.format("GET", "/api/v1/access/" .. ids[n], headers)
-end
-function delay()
-  return pause
 end
 function response(status, headers, body)
   if status == 200 then ok = ok + 1
@@ -218,9 +215,7 @@ def id_file(path: Path, args) -> dict:
     return kinds
 
 
-def wrk(
-    base: str, token: str, ids: Path, *, connections: int, seconds: int, pause_ms: int, threads=1
-):
+def wrk(base: str, token: str, ids: Path, *, connections: int, seconds: int, threads: int = 1):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
     try:
@@ -238,7 +233,6 @@ def wrk(
                 "--",
                 token,
                 str(ids),
-                str(pause_ms),
             ],
             capture_output=True,
             text=True,
@@ -334,6 +328,69 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def paced(port: int, token: str, ids: Path, *, rate: int, seconds: int, connections: int):
+    """An open loop: requests start on a fixed schedule (`rate` per second), each on its own
+    connection as gunicorn's sync workers answer, at most `connections` at once. Latency runs
+    from the scheduled start, so a request that waited for a free connection counts that wait
+    (no coordinated omission). Python's asyncio is the client: it adds its own time, a few
+    tenths of a millisecond, to every figure. (wrk's delay() cannot pace a sync server: wrk
+    reconnects first and waits after, so each worker sits blocked on an idle connection.)"""
+    import asyncio
+    from collections import Counter
+
+    lines = [line.rstrip("\n").split("\t") for line in ids.open()]
+    rng = random.Random(7)
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+
+    async def one(public_id: str, etag: str, scheduled: float, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = (
+                f"GET /api/v1/access/{public_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {token}\r\nX-Forwarded-Proto: https\r\n"
+                + (f"If-None-Match: {etag}\r\n" if etag else "")
+                + "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode())
+            data = await reader.read()  # the sync worker closes after its answer
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+            statuses[data[9:12].decode()] += 1
+            writer.close()
+
+    async def run() -> float:
+        gate = asyncio.Semaphore(connections)
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while True:
+            due = start + n / rate
+            if due - start >= seconds:
+                break
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            public_id, etag = lines[rng.randrange(len(lines))]
+            tasks.append(asyncio.create_task(one(public_id, etag, due, gate)))
+            n += 1
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": _pct(latencies, 50),
+        "p95_ms": _pct(latencies, 95),
+        "p99_ms": _pct(latencies, 99),
+        "max_ms": max(latencies),
+        "s200": statuses["200"],
+        "s304": statuses["304"],
+        "other": sum(statuses.values()) - statuses["200"] - statuses["304"],
+        "errors": "no socket errors",
+    }
+
+
 def in_process(token: str, ids: Path, count: int) -> list[float]:
     """The server's own time: `count` requests through the WSGI application in this process
     (every middleware, the view, the database round trips; no gunicorn, no network, no queue),
@@ -404,7 +461,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--wrk-threads", type=int, default=1, help="one epoll loop suffices")
-    parser.add_argument("--rate", type=int, default=800, help="paced run: requests/s in all")
+    parser.add_argument("--rate", type=int, default=300, help="paced run: requests/s in all")
     parser.add_argument("--ids", type=int, default=200_000, help="random ids wrk picks from")
     parser.add_argument("--not-modified", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=1)
@@ -498,33 +555,50 @@ def main() -> None:
     try:
         wait_http(f"{base}/healthz")
         # Warm every worker (imports, connections, the token cache) before measuring.
-        counted += wrk(base, raw, ids, connections=args.connections, seconds=3, pause_ms=0)[
-            "requests"
-        ]
+        counted += wrk(base, raw, ids, connections=args.connections, seconds=3)["requests"]
         runs = []
         if not args.skip_saturated:
-            runs.append(("saturated", 0))
+            runs.append("saturated")
         if not args.skip_paced:
-            runs.append(
-                (f"paced {args.rate}/s", max(1, round(1000 * args.connections / args.rate)))
-            )
-        for label, pause in runs:
+            runs.append("paced")
+        for label in runs:
             before = server_cpu(gunicorn.pid, name)
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            r = wrk(
-                base,
-                raw,
-                ids,
-                connections=args.connections,
-                seconds=args.duration,
-                pause_ms=pause,
-                threads=args.wrk_threads,
-            )
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            if label == "saturated":
+                r = wrk(
+                    base,
+                    raw,
+                    ids,
+                    connections=args.connections,
+                    seconds=args.duration,
+                    threads=args.wrk_threads,
+                )
+            else:
+                label = f"paced {args.rate}/s"
+                r = paced(
+                    args.port,
+                    raw,
+                    ids,
+                    rate=args.rate,
+                    seconds=args.duration,
+                    connections=args.connections,
+                )
             counted += r["requests"]
             after = server_cpu(gunicorn.pid, name)
             reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-            wrk_cpu = (
-                (reaped.ru_utime + reaped.ru_stime - children.ru_utime - children.ru_stime)
+            mine = resource.getrusage(resource.RUSAGE_SELF)
+            client_cpu = (
+                (
+                    reaped.ru_utime
+                    + reaped.ru_stime
+                    - children.ru_utime
+                    - children.ru_stime
+                    + mine.ru_utime
+                    + mine.ru_stime
+                    - own.ru_utime
+                    - own.ru_stime
+                )
                 * 1000
                 / r["requests"]
             )
@@ -534,7 +608,7 @@ def main() -> None:
                 f"p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms; 200: {r['s200']}, "
                 f"304: {r['s304']}, other: {r['other']}; {r['errors']}; "
                 f"load {os.getloadavg()[0]:.2f}\n    "
-                f"{cpu_per_request(before, after, r['requests'])}, wrk {wrk_cpu:.2f} ms"
+                f"{cpu_per_request(before, after, r['requests'])}, client {client_cpu:.2f} ms"
             )
         for limit, pages in ((100, 50), (1000, 50)):
             times = feed_pages(base, raw, limit, pages)
