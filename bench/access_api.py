@@ -436,6 +436,26 @@ def in_process(token: str, ids: Path, count: int) -> list[float]:
     return times
 
 
+def wait_time_wait(port: int, *, below: int = 2000, timeout: float = 70) -> int:
+    """Wait until few closed connections to `port` linger in TIME_WAIT (60 s on Linux).
+
+    gunicorn's sync workers close every connection, so a run leaves one TIME_WAIT socket per
+    request; the next run's client ports (28,000 of them) then meet tuples still in TIME_WAIT,
+    their SYNs go unanswered and are retried after 1 s and 3 s: multi-second "latencies" that
+    are the bench's own. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        out = subprocess.run(
+            ["ss", "-Htan", "state", "time-wait", f"( sport = :{port} or dport = :{port} )"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        if out.count("\n") < below:
+            break
+        time.sleep(2)
+    return round(time.monotonic() - started)
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -562,6 +582,9 @@ def main() -> None:
         if not args.skip_paced:
             runs.append("paced")
         for label in runs:
+            waited = wait_time_wait(args.port)
+            if waited:
+                print(f"# waited {waited} s for the last run's connections to leave TIME_WAIT")
             before = server_cpu(gunicorn.pid, name)
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             own = resource.getrusage(resource.RUSAGE_SELF)
