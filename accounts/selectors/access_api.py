@@ -104,8 +104,9 @@ def _subject_sql() -> str:
         "a.id, a.public_id, a.access_status, a.is_active, a.grace_ends_at, a.access_version, "
         "a.access_changed_at"
     )
-    # A member first (1 sorts before 0 below): an account and its first member may share an id
-    # (someone who pays for themselves), and the member's answer says more (its own switch).
+    # The first column says member (1) or account (0). An account and its first member may share
+    # an id (someone who pays for themselves): the member answers, since it says more (its own
+    # switch as well as the account's access).
     return (
         f"SELECT 1, u.public_id, u.is_active, {columns} FROM {user} u "
         f"JOIN {account} a ON a.id = u.account_id WHERE u.public_id = %s AND NOT u.is_staff "
@@ -219,7 +220,7 @@ def _feed_horizon() -> int:
 
 
 def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT) -> FeedPage:
-    """The changes after `after`, in (txid, id) order, at most `limit`; one query.
+    """The changes after `after`, in (txid, id) order, at most `limit`.
 
     Why a horizon on PostgreSQL: ids (and txids) are handed out when a transaction writes, but
     rows become visible when it commits, in another order. Say T1 takes txid 100 and writes
@@ -227,10 +228,11 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
     that served id 7 and moved its cursor past it would never see id 8 once T1 commits. So the
     feed orders by (txid, id) and serves only txids below a horizon: the oldest transaction still
     running in this database, read by a first statement (_feed_horizon) before the rows are read
-    by a second one. Every txid below it had ended when the horizon was read, so the second
-    statement's later snapshot sees all of its rows (or they were rolled back); no transaction
-    can add another below it, since a new one takes a txid above every one handed out. T2's row
-    waits until T1 has ended, and is then served after T1's. This is the contract's
+    by a second one. Every txid of this database below it had ended when the horizon was read,
+    so the second statement's later snapshot sees all of its rows (or they were rolled back);
+    no transaction can add another below it, since a new one takes a txid above every one
+    handed out. T2's row waits until T1 has ended, and is then served after T1's. This is the
+    contract's
     txid < pg_snapshot_xmin(pg_current_snapshot()) narrowed to this database's transactions
     (never lower, so it serves no less; it needs backend_xid of pg_stat_activity, visible for
     sessions of the same role, and Janitor uses no prepared transactions). The price: the feed
