@@ -232,12 +232,11 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
     so the second statement's later snapshot sees all of its rows (or they were rolled back);
     no transaction can add another below it, since a new one takes a txid above every one
     handed out. T2's row waits until T1 has ended, and is then served after T1's. This is the
-    contract's
-    txid < pg_snapshot_xmin(pg_current_snapshot()) narrowed to this database's transactions
-    (never lower, so it serves no less; it needs backend_xid of pg_stat_activity, visible for
-    sessions of the same role, and Janitor uses no prepared transactions). The price: the feed
-    lags behind its slowest open writing transaction in this database (a long import in one
-    transaction holds it until it commits).
+    contract's txid < pg_snapshot_xmin(pg_current_snapshot()) narrowed to this database's
+    transactions (never lower, so it serves no less; it needs backend_xid of pg_stat_activity,
+    visible for sessions of the same role, and Janitor uses no prepared transactions). The
+    price: the feed lags behind its slowest open writing transaction in this database (a long
+    import in one transaction holds it until it commits).
 
     SQLite serialises writers (txid is 0 everywhere), so the order is simply the id's. One
     query on SQLite, two on PostgreSQL."""
