@@ -436,6 +436,18 @@ def in_process(token: str, ids: Path, count: int) -> list[float]:
     return times
 
 
+def _log_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open() as log:
+        return sum(1 for _ in log)
+
+
+def _log_tail(path: Path, skip: int) -> list[str]:
+    with path.open() as log:
+        return log.readlines()[skip:]
+
+
 def wait_time_wait(port: int, *, below: int = 2000, timeout: float = 70) -> int:
     """Wait until few closed connections to `port` linger in TIME_WAIT (60 s on Linux).
 
@@ -486,6 +498,11 @@ def main() -> None:
     parser.add_argument("--not-modified", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--access-log", action="store_true", help="keep gunicorn's access log")
+    parser.add_argument(
+        "--server-times",
+        action="store_true",
+        help="log each request's time in gunicorn (%%(D)s) and report its percentiles per run",
+    )
     parser.add_argument("--skip-saturated", action="store_true")
     parser.add_argument("--skip-paced", action="store_true")
     parser.add_argument(
@@ -558,7 +575,13 @@ def main() -> None:
     conf.write_text(
         (ROOT / "gunicorn.conf.py").read_text()
         + f"\nbind = '127.0.0.1:{args.port}'\n"
-        + ("" if args.access_log else "accesslog = None\n")
+        + (
+            f"accesslog = {str(work / 'access.log')!r}\naccess_log_format = '%(D)s %(s)s'\n"
+            if args.server_times
+            else ""
+            if args.access_log
+            else "accesslog = None\n"
+        )
         + "loglevel = 'warning'\n"
     )
     python = sys.executable
@@ -586,6 +609,7 @@ def main() -> None:
             if waited:
                 print(f"# waited {waited} s for the last run's connections to leave TIME_WAIT")
             before = server_cpu(gunicorn.pid, name)
+            logged = _log_lines(work / "access.log")
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             own = resource.getrusage(resource.RUSAGE_SELF)
             if label == "saturated":
@@ -633,6 +657,18 @@ def main() -> None:
                 f"load {os.getloadavg()[0]:.2f}\n    "
                 f"{cpu_per_request(before, after, r['requests'])}, client {client_cpu:.2f} ms"
             )
+            if args.server_times:
+                time.sleep(1)  # the last answers' lines are written
+                served = [
+                    int(line.split()[0]) / 1000
+                    for line in _log_tail(work / "access.log", logged)
+                    if line.strip()
+                ]
+                print(
+                    f"    gunicorn's own time (%(D)s: request read to response written, no "
+                    f"accept queue) over {len(served)} requests: p50 {_pct(served, 50):.2f} ms, "
+                    f"p95 {_pct(served, 95):.2f} ms, p99 {_pct(served, 99):.2f} ms"
+                )
         for limit, pages in ((100, 50), (1000, 50)):
             times = feed_pages(base, raw, limit, pages)
             counted += pages
