@@ -436,6 +436,27 @@ def in_process(token: str, ids: Path, count: int) -> list[float]:
     return times
 
 
+_TCP_COUNTERS = (
+    "ActiveOpens",
+    "AttemptFails",
+    "RetransSegs",
+    "TCPSynRetrans",
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPTimeouts",
+)
+
+
+def tcp_counters() -> dict[str, int]:
+    """The machine's TCP counters (/proc/net/snmp and netstat): what a run's connections met."""
+    values: dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        lines = Path(path).read_text().splitlines()
+        for head, row in zip(lines[::2], lines[1::2], strict=False):
+            values.update(zip(head.split()[1:], map(int, row.split()[1:]), strict=False))
+    return {name: values.get(name, 0) for name in _TCP_COUNTERS}
+
+
 def _log_lines(path: Path) -> int:
     if not path.exists():
         return 0
@@ -610,6 +631,7 @@ def main() -> None:
                 print(f"# waited {waited} s for the last run's connections to leave TIME_WAIT")
             before = server_cpu(gunicorn.pid, name)
             logged = _log_lines(work / "access.log")
+            tcp_before = tcp_counters()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             own = resource.getrusage(resource.RUSAGE_SELF)
             if label == "saturated":
@@ -657,6 +679,11 @@ def main() -> None:
                 f"load {os.getloadavg()[0]:.2f}\n    "
                 f"{cpu_per_request(before, after, r['requests'])}, client {client_cpu:.2f} ms"
             )
+            tcp = {k: v - tcp_before[k] for k, v in tcp_counters().items()}
+            print(
+                "    TCP on the machine (every process's): "
+                + ", ".join(f"{k} {v}" for k, v in tcp.items())
+            )
             if args.server_times:
                 time.sleep(1)  # the last answers' lines are written
                 served = [
@@ -667,7 +694,8 @@ def main() -> None:
                 print(
                     f"    gunicorn's own time (%(D)s: request read to response written, no "
                     f"accept queue) over {len(served)} requests: p50 {_pct(served, 50):.2f} ms, "
-                    f"p95 {_pct(served, 95):.2f} ms, p99 {_pct(served, 99):.2f} ms"
+                    f"p95 {_pct(served, 95):.2f} ms, p99 {_pct(served, 99):.2f} ms, max "
+                    f"{max(served):.1f} ms"
                 )
         for limit, pages in ((100, 50), (1000, 50)):
             times = feed_pages(base, raw, limit, pages)
