@@ -87,6 +87,28 @@ FROM generate_series(0, %(changes)s - 1) AS i, (SELECT min(id) AS first FROM acc
 """
 TRIGRAM_MIGRATIONS = ("0008_search_trigram", "0010_team_accounts_fields")
 
+# --warm-workers: a gunicorn hook (appended to the bench's copy of gunicorn.conf.py) that sends
+# one request through the app before a new worker accepts any, so the first request of a worker
+# (at start and after each max_requests recycling) does not pay for the URLconf's imports and
+# the database connection.
+WARM_HOOK = """
+
+def post_worker_init(worker):
+    import io
+    import sys
+
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+    }
+    response = worker.wsgi(environ, lambda status, headers, exc_info=None: None)
+    b"".join(response)
+    response.close()
+"""
+
 LUA = r"""
 -- Random public ids from the file (id TAB etag-or-empty); every request carries the token and
 -- the proxy's X-Forwarded-Proto; an id with an ETag sends it in If-None-Match.
@@ -520,6 +542,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--access-log", action="store_true", help="keep gunicorn's access log")
     parser.add_argument(
+        "--warm-workers",
+        action="store_true",
+        help="add a post_worker_init hook that sends one request before a worker accepts any",
+    )
+    parser.add_argument(
         "--server-times",
         action="store_true",
         help="log each request's time in gunicorn (%%(D)s) and report its percentiles per run",
@@ -604,6 +631,7 @@ def main() -> None:
             else "accesslog = None\n"
         )
         + "loglevel = 'warning'\n"
+        + (WARM_HOOK if args.warm_workers else "")
     )
     python = sys.executable
     gunicorn = subprocess.Popen(
