@@ -1,11 +1,12 @@
 """Routes of the accounts side: access actions and staged revocations, the access audit trail,
-members, staff two-factor sign-in, the customer surface under /app/, the activity API and
-products' confirmations of session revocations."""
+members, staff two-factor sign-in, the customer surface under /app/, the activity API, the access
+API and products' confirmations of session revocations."""
 
 from django.urls import path
 
 from accounts.views import (
     activity,
+    api_access,
     customer,
     members,
     revocation,
@@ -14,6 +15,13 @@ from accounts.views import (
 )
 
 urlpatterns = [
+    # The access API first: products ask it on every sign-in, so it resolves without a scan.
+    path(
+        "api/v1/access/<str:public_id>",
+        api_access.access_detail_api,
+        name="access_detail_api",
+    ),
+    path("api/v1/access", api_access.access_changes_api, name="access_changes_api"),
     # An account's access panel and actions; Revocations; the access audit trail.
     path(
         "accounts/<str:public_id>/access/",

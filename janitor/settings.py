@@ -334,6 +334,12 @@ JANITOR_TRUSTED_PROXIES = frozenset(_env_list("JANITOR_TRUSTED_PROXIES", ""))
 # One activity row per (user, path) per window, so a busy user does not write a row per request.
 JANITOR_ACTIVITY_THROTTLE_SECONDS = _env_int("JANITOR_ACTIVITY_THROTTLE_SECONDS", 300)
 JANITOR_ACTIVITY_MAX_BATCH = _env_int("JANITOR_ACTIVITY_MAX_BATCH", 1000, minimum=1)
+# API tokens (accounts.services.tokens): each process keeps a token it looked up this long, the
+# bound on how late a revocation made elsewhere takes effect (0: look up every request); uses
+# are counted in memory and written every FLUSH_SECONDS or FLUSH_USES, whichever comes first.
+JANITOR_API_TOKEN_CACHE_SECONDS = _env_int("JANITOR_API_TOKEN_CACHE_SECONDS", 5)
+JANITOR_API_TOKEN_FLUSH_SECONDS = _env_int("JANITOR_API_TOKEN_FLUSH_SECONDS", 5)
+JANITOR_API_TOKEN_FLUSH_USES = _env_int("JANITOR_API_TOKEN_FLUSH_USES", 1000, minimum=1)
 JANITOR_EVIDENCE_DAYS = _env_int("JANITOR_EVIDENCE_DAYS", 30, minimum=1)
 # Retention (docs/operations.md): a daily task purges what is older than these.
 # Activity is chargeback evidence; card networks look back about a year, hence 400 days.

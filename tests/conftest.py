@@ -29,6 +29,17 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_api_tokens():
+    """No API token cached and no use counted by an earlier test (a leftover count would be
+    written to a row another test reuses the id of, or to the real database at exit)."""
+    from accounts.services.tokens import api_token_state_reset
+
+    api_token_state_reset()
+    yield
+    api_token_state_reset()
+
+
 @pytest.fixture
 def customer(db):
     return UserFactory()

@@ -104,6 +104,8 @@ SPECIAL = {
     "stripe_webhook": ("post", dict.fromkeys(VISITORS, "bad_request")),
     "activity_ingest_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
     "revocation_confirm_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+    "access_detail_api": ("get", dict.fromkeys(VISITORS, "unauthorized")),
+    "access_changes_api": ("get", dict.fromkeys(VISITORS, "unauthorized")),
     # A signed link from the customer's grace notice: a made-up token is a 400 for anyone.
     "billing_portal": ("get", dict.fromkeys(VISITORS, "bad_request")),
 }

@@ -1,24 +1,81 @@
-"""API tokens: the bearer tokens a product reports activity with. Only a hash is stored."""
+"""API tokens: the bearer tokens products call the API with, within their scopes. Only a hash
+is stored.
+
+Authenticating is on the path of every API request, so it neither reads nor writes the database
+each time:
+
+- **Lookups are cached in process** for `JANITOR_API_TOKEN_CACHE_SECONDS` (default 5 s). A
+  revocation made through `api_token_revoke` takes effect at once in the process that made it
+  and within that bound everywhere else (each gunicorn worker re-reads the token once its entry
+  is older than the bound). Changed scopes likewise. Unknown tokens are never cached, so a new
+  token works at once.
+- **Uses are counted in process** and written in one UPDATE per token
+  (`use_count = use_count + n`, `last_used_at` = the later of the stored and the counted) when
+  `JANITOR_API_TOKEN_FLUSH_SECONDS` (default 5 s) have passed since the last write or
+  `JANITOR_API_TOKEN_FLUSH_USES` (default 1,000) uses are waiting, on the request that crosses
+  the line, and at the process's exit (atexit: gunicorn's graceful stops and `max_requests`
+  recycling end a worker through the interpreter's normal exit).
+
+What can be lost: a process killed without a normal exit (SIGKILL, the OOM killer, a power cut)
+loses the uses it had counted and not yet written, at most `FLUSH_USES - 1` uses and
+`FLUSH_SECONDS` of them per process; the writes commit without waiting for the disk
+(synchronous_commit off, PostgreSQL), so a crash of the database server may also lose the last
+fraction of a second of them; a write that fails (database away) keeps its counts for
+the next one. An idle worker's counted uses wait for its next API request or its exit, so
+`last_used_at` can lag behind by that long; it is for humans ("is this token still in use?").
+"""
 
 from __future__ import annotations
 
+import atexit
+import copy
 import hashlib
+import logging
 import secrets
-from datetime import timedelta
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from accounts.models import ApiScope, ApiToken, User
 
+logger = logging.getLogger(__name__)
+
 TOKEN_PREFIX = "jan_"
-# last_used_at is for humans ("is this token still in use?"): minute precision spares a write
-# per request.
-TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+CACHE_SECONDS = 5.0
+FLUSH_SECONDS = 5.0
+FLUSH_USES = 1000
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
 
 
 def _token_hash(raw: str) -> str:
     # The token is 256 random bits, so a plain SHA-256 is enough: nothing to brute-force.
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Uses:
+    """What this process knows and has not yet written: cached tokens and counted uses."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # token_hash -> (monotonic time it was read, the token as read)
+    cache: dict[str, tuple[float, ApiToken]] = field(default_factory=dict)
+    # token id -> [uses, latest use]
+    pending: dict[int, list[Any]] = field(default_factory=dict)
+    pending_total: int = 0
+    last_flush: float = field(default_factory=time.monotonic)
+
+
+_uses = _Uses()
 
 
 def api_token_create(
@@ -46,22 +103,131 @@ def api_token_create(
     return token, raw
 
 
+def api_token_forget(*, token: ApiToken) -> None:
+    """Drop `token` from this process's lookup cache (other processes re-read it within
+    JANITOR_API_TOKEN_CACHE_SECONDS). Call after changing a token's scopes or revoking it."""
+    with _uses.lock:
+        _uses.cache.pop(token.token_hash, None)
+
+
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+    api_token_forget(token=token)
+    return token
+
+
+def _lookup(token_hash: str) -> ApiToken | None:
+    now = time.monotonic()
+    ttl = _setting("JANITOR_API_TOKEN_CACHE_SECONDS", CACHE_SECONDS)
+    with _uses.lock:
+        entry = _uses.cache.get(token_hash)
+    if entry is not None and now - entry[0] < ttl:
+        return entry[1]
+    token = ApiToken.objects.filter(token_hash=token_hash, revoked_at__isnull=True).first()
+    with _uses.lock:
+        if token is None or ttl <= 0:
+            _uses.cache.pop(token_hash, None)
+        else:
+            _uses.cache[token_hash] = (now, token)
     return token
 
 
 def api_token_authenticate(*, raw: str) -> ApiToken | None:
-    """The live token behind `raw`, or None (unknown or revoked)."""
+    """The live token behind `raw`, or None (unknown or revoked); counts the use.
+
+    At most one query (none while the token is cached); the use is written later, in a batch
+    (see the module's docstring). The returned token is the caller's own copy."""
     if not raw or not raw.startswith(TOKEN_PREFIX):
         return None
-    token = ApiToken.objects.filter(token_hash=_token_hash(raw), revoked_at__isnull=True).first()
+    token = _lookup(_token_hash(raw))
     if token is None:
         return None
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-    return token
+    with _uses.lock:
+        counted = _uses.pending.get(token.pk)
+        if counted is None:
+            _uses.pending[token.pk] = [1, now]
+        else:
+            counted[0] += 1
+            counted[1] = now
+        _uses.pending_total += 1
+        due = _uses.pending_total >= _setting(
+            "JANITOR_API_TOKEN_FLUSH_USES", FLUSH_USES
+        ) or time.monotonic() - _uses.last_flush >= _setting(
+            "JANITOR_API_TOKEN_FLUSH_SECONDS", FLUSH_SECONDS
+        )
+    if due:
+        api_token_uses_flush()
+    return copy.copy(token)
+
+
+def api_token_uses_flush() -> int:
+    """Write the uses this process has counted: one UPDATE per token. Returns the uses written
+    (0 when there were none, or when the write failed: those counts wait for the next flush)."""
+    with _uses.lock:
+        pending, _uses.pending = _uses.pending, {}
+        _uses.pending_total = 0
+        _uses.last_flush = time.monotonic()
+    if not pending:
+        return 0
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # The request that flushes does not wait for the WAL to reach the disk (a
+                # commit under a busy disk took over a second in the bench); a crash may lose
+                # this write, which the counts accept anyway (see above).
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            # In id order, so two processes flushing the same tokens never deadlock.
+            for token_id, (uses, last_used) in sorted(pending.items()):
+                ApiToken.objects.filter(pk=token_id).update(
+                    use_count=F("use_count") + uses,
+                    last_used_at=Case(
+                        When(
+                            Q(last_used_at__isnull=True) | Q(last_used_at__lt=last_used),
+                            then=Value(last_used),
+                        ),
+                        default=F("last_used_at"),
+                    ),
+                )
+    except DatabaseError:
+        logger.warning("Could not write API token uses; kept for the next flush.", exc_info=True)
+        _uses_restore(pending)
+        return 0
+    return sum(uses for uses, _ in pending.values())
+
+
+def _uses_restore(pending: dict[int, list[Any]]) -> None:
+    with _uses.lock:
+        for token_id, (uses, last_used) in pending.items():
+            counted = _uses.pending.setdefault(token_id, [0, last_used])
+            counted[0] += uses
+            counted[1] = max(counted[1], last_used)
+            _uses.pending_total += uses
+
+
+def api_token_uses_pending() -> dict[int, tuple[int, datetime]]:
+    """What this process has counted and not yet written, by token id (for tests and admin)."""
+    with _uses.lock:
+        return {pk: (uses, at) for pk, (uses, at) in _uses.pending.items()}
+
+
+def api_token_state_reset() -> None:
+    """Forget every cached token and counted use of this process (tests start clean)."""
+    with _uses.lock:
+        _uses.cache.clear()
+        _uses.pending.clear()
+        _uses.pending_total = 0
+        _uses.last_flush = time.monotonic()
+
+
+def _flush_at_exit() -> None:
+    try:
+        api_token_uses_flush()
+    except Exception:  # the interpreter is stopping: nothing left to tell but the log
+        logger.warning("Could not write API token uses at exit.", exc_info=True)
+
+
+atexit.register(_flush_at_exit)

@@ -10,7 +10,12 @@ from accounts.services.activity import (
     activity_record_request,
     client_ip,
 )
-from accounts.services.tokens import api_token_authenticate, api_token_create, api_token_revoke
+from accounts.services.tokens import (
+    api_token_authenticate,
+    api_token_create,
+    api_token_revoke,
+    api_token_uses_flush,
+)
 from tests.factories import UserFactory
 
 
@@ -146,6 +151,7 @@ def test_api_token_is_stored_hashed_and_revocable(admin_user):
     stored = ApiToken.objects.get(pk=token.pk)
     assert raw not in (stored.token_hash, stored.prefix) and stored.prefix == raw[:12]
     assert api_token_authenticate(raw=raw) == token
+    api_token_uses_flush()  # uses are written in batches (tests/accounts/test_api_token_uses.py)
     assert ApiToken.objects.get(pk=token.pk).last_used_at is not None
     assert api_token_authenticate(raw=raw + "x") is None
     api_token_revoke(token=token)

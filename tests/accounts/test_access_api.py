@@ -1,0 +1,391 @@
+"""The access API: GET /api/v1/access/<public_id> (ETag, 304) and the changes feed."""
+
+import base64
+import threading
+from datetime import UTC, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import AccessChange, AccessStatus, Account, ApiScope
+from accounts.selectors.access_api import FeedPosition, access_changes_page
+from accounts.services.access_changes import access_changed
+from accounts.services.access_status import access_status_change
+from accounts.services.members import member_set_enabled
+from accounts.services.tokens import api_token_create
+from tests.factories import AccountFactory, StaffFactory
+
+
+@pytest.fixture
+def raw(admin_user):
+    return api_token_create(name="Product", created_by=admin_user, scopes=[ApiScope.ACCESS_READ])[1]
+
+
+def _get(client, url, raw, **headers):
+    return client.get(url, HTTP_AUTHORIZATION=f"Bearer {raw}", **headers)
+
+
+def _grace(account, days=5):
+    access_status_change(
+        account=account,
+        to_status=AccessStatus.GRACE_PERIOD,
+        actor="system:test",
+        reason="payment failed",
+        grace_ends_at=timezone.now() + timedelta(days=days),
+    )
+
+
+# --- Authentication -------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_no_token_unknown_token_and_wrong_scope(client, admin_user):
+    account = AccountFactory()
+    url = f"/api/v1/access/{account.public_id}"
+    missing = client.get(url)
+    assert missing.status_code == 401 and "Bearer" in missing.json()["error"]
+    assert missing["WWW-Authenticate"].startswith("Bearer")
+    assert _get(client, url, "jan_nope").status_code == 401
+    _, activity_only = api_token_create(name="Reporter", created_by=admin_user)
+    refused = _get(client, url, activity_only)
+    assert refused.status_code == 403 and "access:read" in refused.json()["error"]
+    refused_feed = _get(client, "/api/v1/access", activity_only)
+    assert refused_feed.status_code == 403
+    assert client.get("/api/v1/access").status_code == 401
+
+
+@pytest.mark.django_db
+def test_only_get(client, raw):
+    account = AccountFactory()
+    response = client.post(
+        f"/api/v1/access/{account.public_id}", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert response.status_code == 405
+
+
+# --- One account or member ------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_account_answer(client, raw, django_assert_num_queries):
+    account = AccountFactory(members=0, public_id="acct-1")
+    _grace(account)
+    account.refresh_from_db()
+    _get(client, "/api/v1/access/nobody", raw)  # the token is cached from here on
+    with django_assert_num_queries(1):
+        response = _get(client, "/api/v1/access/acct-1", raw)
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "id": "acct-1",
+        "kind": "account",
+        "account": "acct-1",
+        "status": "grace_period",
+        "is_active": True,
+        "grants_access": True,
+        "grace_ends_at": account.grace_ends_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "version": 1,
+        "changed_at": account.access_changed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "can_log_in": True,
+    }
+    assert response["ETag"] and response["Cache-Control"] == "private, no-cache"
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_member_answer_and_a_shared_id_answers_for_the_member(client, raw, admin_user):
+    account = AccountFactory(members=2)
+    first, second = account.team
+    member_set_enabled(member=second, enabled=False, actor=admin_user, reason="left the team")
+    other = _get(client, f"/api/v1/access/{second.public_id}", raw).json()
+    assert other["kind"] == "member" and other["id"] == second.public_id
+    assert other["account"] == account.public_id and other["version"] == 1
+    assert other["member_is_active"] is False and other["grants_access"] is True
+    assert other["can_log_in"] is False
+    # The first member has the account's own id: the member (who can say more) answers.
+    shared = _get(client, f"/api/v1/access/{account.public_id}", raw).json()
+    assert shared["kind"] == "member" and shared["member_is_active"] is True
+    assert shared["can_log_in"] is True
+
+
+@pytest.mark.django_db
+def test_revoked_account_members_cannot_log_in(client, raw):
+    account = AccountFactory(members=1, access_status=AccessStatus.REVOKED)
+    body = _get(client, f"/api/v1/access/{account.team[0].public_id}", raw).json()
+    assert body["status"] == "revoked" and body["is_active"] is False
+    assert body["grants_access"] is False and body["can_log_in"] is False
+    assert body["member_is_active"] is True and body["version"] == 0
+    assert body["changed_at"] is None and body["grace_ends_at"] is None
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_unknown_id_is_404(client, raw):
+    for public_id in ("no-such-id", "x" * 65, "a.b"):
+        response = _get(client, f"/api/v1/access/{public_id}", raw)
+        assert response.status_code == 404
+        assert response.json() == {"error": "No account or member has that id."}
+
+
+@pytest.mark.django_db
+def test_staff_are_not_members(client, raw):
+    staff = StaffFactory()
+    assert _get(client, f"/api/v1/access/{staff.public_id}", raw).status_code == 404
+
+
+# --- ETag and 304 ---------------------------------------------------------------------------
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_if_none_match_gives_304_until_the_access_changes(client, raw):
+    account = AccountFactory(members=0)
+    url = f"/api/v1/access/{account.public_id}"
+    first = _get(client, url, raw)
+    etag = first["ETag"]
+    not_modified = _get(client, url, raw, HTTP_IF_NONE_MATCH=etag)
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert not_modified["ETag"] == etag
+    assert not_modified["Cache-Control"] == "private, no-cache"
+    # A list, a weak form and "*" all match (RFC 9110 weak comparison).
+    assert _get(client, url, raw, HTTP_IF_NONE_MATCH=f'"other", {etag}').status_code == 304
+    assert _get(client, url, raw, HTTP_IF_NONE_MATCH=f"W/{etag}").status_code == 304
+    assert _get(client, url, raw, HTTP_IF_NONE_MATCH="*").status_code == 304
+    assert _get(client, url, raw, HTTP_IF_NONE_MATCH='"stale"').status_code == 200
+    assert _get(client, url, raw, HTTP_IF_NONE_MATCH="junk, ,").status_code == 200
+
+    _grace(account)
+    changed = _get(client, url, raw, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+    assert changed.json()["version"] == 1 and changed.json()["status"] == "grace_period"
+    assert _get(client, url, raw, HTTP_IF_NONE_MATCH=changed["ETag"]).status_code == 304
+
+
+@pytest.mark.django_db
+def test_member_etag_moves_with_the_member_and_with_the_account(client, raw, admin_user):
+    account = AccountFactory(members=2)
+    member = account.team[1]
+    url = f"/api/v1/access/{member.public_id}"
+    etag = _get(client, url, raw)["ETag"]
+    member_set_enabled(member=member, enabled=False, actor=admin_user, reason="left")
+    disabled = _get(client, url, raw, HTTP_IF_NONE_MATCH=etag)
+    assert disabled.status_code == 200 and disabled["ETag"] != etag
+    _grace(account)
+    in_grace = _get(client, url, raw, HTTP_IF_NONE_MATCH=disabled["ETag"])
+    assert in_grace.status_code == 200 and in_grace.json()["status"] == "grace_period"
+    # The account's own tag differs from its member's (a product may cache both).
+    assert _get(client, f"/api/v1/access/{account.public_id}", raw)["ETag"] != in_grace["ETag"]
+
+
+# --- The changes feed -----------------------------------------------------------------------
+# On PostgreSQL the feed serves only transactions older than every one still open, and a test
+# wrapped in a transaction is one: the feed's API tests commit (transaction=True).
+
+
+def _feed(client, raw, **params):
+    return client.get("/api/v1/access", params, HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db(transaction=True)
+def test_feed_pages_in_order_with_current_status(client, raw):
+    accounts = [AccountFactory(members=0) for _ in range(3)]
+    for account in accounts:
+        _grace(account)
+    access_status_change(
+        account=accounts[0], to_status=AccessStatus.ACTIVE, actor="system:test", reason="paid"
+    )
+    first = _feed(client, raw, limit=2)
+    assert first.status_code == 200
+    body = first.json()
+    assert [c["account"] for c in body["changes"]] == [a.public_id for a in accounts[:2]]
+    assert body["has_more"] is True
+    assert body["changes"][0]["event"] == "access.grace_started"
+    assert body["changes"][0]["version"] == 1
+    # Each change carries the account as it stands now: accounts[0] is active again.
+    assert body["changes"][0]["status"] == "active" and body["changes"][0]["grants_access"]
+    assert body["changes"][1]["status"] == "grace_period"
+    assert body["changes"][1]["grace_ends_at"].endswith("Z")
+    second = _feed(client, raw, changed_since=body["next_cursor"], limit=2).json()
+    assert [(c["account"], c["version"]) for c in second["changes"]] == [
+        (accounts[2].public_id, 1),
+        (accounts[0].public_id, 2),
+    ]
+    assert second["changes"][1]["event"] == "access.grace_ended"
+    # Caught up: an empty page keeps the cursor.
+    third = _feed(client, raw, changed_since=second["next_cursor"]).json()
+    assert third == {"changes": [], "next_cursor": second["next_cursor"], "has_more": False}
+    assert second["has_more"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_feed_empty_from_the_beginning(client, raw):
+    body = _feed(client, raw).json()
+    assert body["changes"] == [] and body["has_more"] is False
+    assert FeedPosition.decode(body["next_cursor"]) == FeedPosition(0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_feed_default_and_maximum_limit(client, raw):
+    account = AccountFactory(members=0)
+    locked = Account.objects.get(pk=account.pk)
+    with transaction.atomic():
+        for _ in range(105):
+            access_changed(account=locked, event_type="access.grace_extended")
+    page = _feed(client, raw).json()
+    assert len(page["changes"]) == 100 and page["has_more"] is True
+    versions = [c["version"] for c in page["changes"]]
+    assert versions == list(range(1, 101))
+    rest = _feed(client, raw, changed_since=page["next_cursor"], limit=1000).json()
+    assert [c["version"] for c in rest["changes"]] == list(range(101, 106))
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"changed_since": "not-a-cursor!"}, "changed_since"),
+        ({"changed_since": base64.urlsafe_b64encode(b"12").decode()}, "changed_since"),
+        ({"changed_since": base64.urlsafe_b64encode(b"-1.5").decode()}, "changed_since"),
+        (
+            {"changed_since": base64.urlsafe_b64encode(b"1.99999999999999999999").decode()},
+            "changed_since",
+        ),
+        ({"changed_since": "A" * 200}, "changed_since"),
+        ({"changed_since": "\u00e9t\u00e9"}, "changed_since"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+    ],
+)
+def test_feed_refuses_junk_with_a_clear_message(client, raw, params, field):
+    response = _feed(client, raw, **params)
+    assert response.status_code == 400
+    body = response.json()
+    assert field in body["errors"] and body["error"].startswith("Fix the query parameters")
+
+
+@pytest.mark.smoke
+def test_cursor_round_trip():
+    for position in (FeedPosition(0, 0), FeedPosition(2**40, 17), FeedPosition(5, 2**62)):
+        assert FeedPosition.decode(position.encode()) == position
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_feed_orders_by_transaction_then_id(raw):
+    account = AccountFactory(members=0)
+    # Rows as two transactions left them: the later-started one (txid 20) wrote first.
+    AccessChange.objects.create(account=account, version=1, txid=20, event_type="b")
+    AccessChange.objects.create(account=account, version=2, txid=10, event_type="a")
+    AccessChange.objects.create(account=account, version=3, txid=10, event_type="c")
+    page = access_changes_page(after=FeedPosition(), limit=10)
+    assert [c["event"] for c in page.changes] == ["a", "c", "b"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_change_whose_transaction_commits_late_is_still_served(client, raw):
+    """T1 starts writing first (lower txid), T2 writes and commits before T1 does. The feed must
+    not serve T2's change while T1 is open (a reader would move past it and never see T1's),
+    and serves both, T1's first, once T1 commits."""
+    slow, fast = AccountFactory(members=0), AccountFactory(members=0)
+    t1_has_txid, t2_done, t1_may_commit, t1_done = (threading.Event() for _ in range(4))
+    errors = []
+
+    def t1():
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_current_xact_id()")  # T1 has its txid now
+                t1_has_txid.set()
+                assert t1_may_commit.wait(10)
+                locked = Account.objects.select_for_update().get(pk=slow.pk)
+                access_changed(account=locked, event_type="access.grace_started")
+        except Exception as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+            t1_done.set()
+
+    def t2():
+        try:
+            assert t1_has_txid.wait(10)
+            with transaction.atomic():
+                locked = Account.objects.select_for_update().get(pk=fast.pk)
+                access_changed(account=locked, event_type="access.revoked")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+            t2_done.set()
+
+    threads = [threading.Thread(target=t1), threading.Thread(target=t2)]
+    for thread in threads:
+        thread.start()
+    assert t2_done.wait(10)
+    served = []
+    while_open = _feed(client, raw).json()
+    served += while_open["changes"]
+    assert AccessChange.objects.filter(account=fast).exists()  # committed and visible...
+    assert served == []  # ...but held back behind T1, which is still open
+    t1_may_commit.set()
+    assert t1_done.wait(10)
+    for thread in threads:
+        thread.join(10)
+    assert not errors, errors
+    after = _feed(client, raw, changed_since=while_open["next_cursor"]).json()
+    served += after["changes"]
+    assert [(c["account"], c["event"]) for c in served] == [
+        (slow.public_id, "access.grace_started"),
+        (fast.public_id, "access.revoked"),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_in_another_database_does_not_hold_the_feed(client, raw):
+    """Transaction ids are cluster-wide: an open writing transaction of another database on
+    the same server (another application, another test run) must not stall this feed."""
+    import psycopg
+
+    db = connection.settings_dict
+    account = AccountFactory(members=0)
+    _grace(account)
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres"
+    ) as other:
+        other.execute("SELECT pg_current_xact_id()")  # holds an xid until the block ends
+        assert other.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        served = _feed(client, raw).json()["changes"]
+    assert [c["account"] for c in served] == [account.public_id]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_horizon_is_read_afresh_within_one_transaction(raw):
+    """A reader paging twice inside one transaction must see a writer that began in between
+    (pg_stat_activity is otherwise kept for the whole transaction)."""
+    import psycopg
+
+    from accounts.selectors.access_api import _feed_horizon
+
+    db = connection.settings_dict
+    with transaction.atomic():
+        first = _feed_horizon()
+        with psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+        ) as writer:
+            xid = int(writer.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0])
+            assert xid >= first
+            # A later transaction completes, so the snapshot's xmax moves past the writer's.
+            with psycopg.connect(
+                host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+            ) as later:
+                later.execute("SELECT pg_current_xact_id()")
+            # The writer's xid is running: the horizon may not pass it.
+            assert _feed_horizon() <= xid
