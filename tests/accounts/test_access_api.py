@@ -3,10 +3,15 @@
 import base64
 import threading
 from datetime import UTC, timedelta
+from urllib.parse import quote
 
 import pytest
 from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts.models import AccessChange, AccessStatus, Account, ApiScope
 from accounts.selectors.access_api import FeedPosition, access_changes_page
@@ -389,3 +394,33 @@ def test_the_horizon_is_read_afresh_within_one_transaction(raw):
                 later.execute("SELECT pg_current_xact_id()")
             # The writer's xid is running: the horizon may not pass it.
             assert _feed_horizon() <= xid
+
+
+# --- Made-up ids with a valid token ---------------------------------------------------------
+# (The hostile URL suite cannot reach this route: a signed-in visitor gets 401 before any lookup.)
+
+
+@pytest.mark.django_db
+@given(
+    public_id=st.one_of(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+            min_size=1,
+            max_size=300,
+        ),
+        st.just("user-00000-0000-0000"),
+        st.just("x" * 5000),
+    )
+)
+@hypothesis_settings(max_examples=40)
+def test_made_up_ids_are_a_plain_404(public_id):
+    with transaction.atomic():
+        raw_token = api_token_create(name="Fuzz", created_by=None, scopes=[ApiScope.ACCESS_READ])[1]
+        AccountFactory()  # a real account beside, never answered for a made-up id
+        response = Client().get(
+            "/api/v1/access/" + quote(public_id, safe=""),
+            HTTP_AUTHORIZATION=f"Bearer {raw_token}",
+        )
+        assert response.status_code == 404, (public_id, response.content)
+        assert response.json()["error"]
+        transaction.set_rollback(True)
