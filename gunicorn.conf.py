@@ -16,3 +16,19 @@ max_requests = 5000
 max_requests_jitter = 500
 accesslog = "-"
 forwarded_allow_ips = "127.0.0.1"
+
+
+def post_worker_init(worker):
+    """Warm a new worker before it accepts its first request: import the URLconf (every view
+    module) and open the database connection. Without it, the first request of each worker, at
+    start and after every max_requests recycling, paid 1.1-1.4 s for both
+    (docs/benchmarks/access-api.md). A database that is down only leaves the connection to the
+    first request, as before."""
+    from django.db import connection
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 (the property imports the views)
+    try:
+        connection.ensure_connection()
+    except Exception as exc:  # the worker must start anyway; requests answer 503 as usual
+        worker.log.warning("warm-up: no database connection yet (%s)", exc)
