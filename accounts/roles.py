@@ -50,6 +50,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "accounts.reset_two_factor",
             "accounts.erase_customer",
             "accounts.manage_members",
+            "accounts.manage_api_tokens",
         }
     ),
 }
@@ -62,7 +63,8 @@ ROLE_DESCRIPTIONS = {
     "evidence, requests revocations, exports the audit.",
     ROLE_ADMIN: "Everything Support does, plus approves or rejects revocations (not their own), "
     "restores access, runs and applies reconciliation, replays webhooks, resets another staff "
-    "member's two-factor devices, erases a customer's personal data on request.",
+    "member's two-factor devices, erases a customer's personal data on request, creates and "
+    "revokes the products' API tokens.",
 }
 
 

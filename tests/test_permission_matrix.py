@@ -75,6 +75,9 @@ MATRIX = {
     "member_set_enabled": ("post", SUPPORT_ADMIN),
     "staff_two_factor_list": ("get", {ROLE_ADMIN}),
     "staff_two_factor_reset": ("post", {ROLE_ADMIN}),
+    "api_token_list": ("get", {ROLE_ADMIN}),
+    "api_token_create": ("post", {ROLE_ADMIN}),
+    "api_token_revoke": ("post", {ROLE_ADMIN}),
 }
 # Pages with their own rules, outside the staff matrix: name -> (method, outcome per visitor).
 SPECIAL = {
@@ -92,6 +95,8 @@ SPECIAL = {
     # Machine endpoints: no session counts, only a signature or a bearer token.
     "stripe_webhook": ("post", dict.fromkeys(VISITORS, "bad_request")),
     "activity_ingest_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+    "accounts_batch_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+    "account_put_api": ("put", dict.fromkeys(VISITORS, "unauthorized")),
     # A signed link from the customer's grace notice: a made-up token is a 400 for anyone.
     "billing_portal": ("get", dict.fromkeys(VISITORS, "bad_request")),
 }
@@ -125,6 +130,7 @@ def world(db):
     account = AccountFactory(members=2)
     revoked = AccountFactory(access_status="revoked", is_active=False)
     from accounts.services.revocation import revocation_request
+    from accounts.services.tokens import api_token_create
 
     pending = revocation_request(account=account, requested_by=requester, reason="Fraud")
     flag = FlagFactory(account=AccountFactory(), kind="missing_subscription")
@@ -141,6 +147,7 @@ def world(db):
         "provider_id": dispute.provider_id,
         "staff": requester.public_id,
         "member": account.team[1].public_id,
+        "token_pk": api_token_create(name="matrix", created_by=None)[0].pk,
     }
 
 
@@ -155,6 +162,7 @@ def _url(name: str, world: dict) -> str:
         "webhook_replay": {"pk": world["event_pk"]},
         "billing_portal": {"token": "made-up"},
         "staff_two_factor_reset": {"public_id": world["staff"]},
+        "api_token_revoke": {"pk": world["token_pk"]},
         "member_set_enabled": {
             "public_id": world["public_id"],
             "member_id": world["member"],
