@@ -81,7 +81,9 @@ class SyncResult:
     account: Account | None = None
 
 
-def _text(data: dict, key: str, errors: dict[str, str], label: str, *, limit: int) -> str | None:
+def _text(
+    data: dict[str, Any], key: str, errors: dict[str, str], label: str, *, limit: int
+) -> str | None:
     """An optional string field: None when absent; an error when not a string or too long."""
     value = data.get(key)
     if value is None:
@@ -96,7 +98,7 @@ def _text(data: dict, key: str, errors: dict[str, str], label: str, *, limit: in
     return value
 
 
-def _email(data: dict, key: str, errors: dict[str, str], label: str) -> str:
+def _email(data: dict[str, Any], key: str, errors: dict[str, str], label: str) -> str:
     value = _text(data, key, errors, label, limit=EMAIL_MAX)
     if label in errors:
         return ""

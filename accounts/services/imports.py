@@ -20,6 +20,7 @@ from typing import IO, Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 
 from accounts.models import (
     PUBLIC_ID_RULE,
@@ -91,7 +92,7 @@ class ImportReport:
     access_kept: list[tuple[int, str]] = field(default_factory=list)
     # Every account the file named (primary keys, 8 bytes each): subscriptions waiting for
     # them are linked after the import.
-    account_pks: array = field(default_factory=lambda: array("q"))
+    account_pks: array[int] = field(default_factory=lambda: array("q"))
 
     @property
     def applied(self) -> bool:
@@ -200,7 +201,7 @@ def _records(
         report.refuse(reader.line_num + 1, f"not readable as CSV ({exc}); reading stopped here")
 
 
-def _any(column: str, values: list) -> tuple[str, list]:
+def _any(column: str, values: list[Any]) -> tuple[str, list[Any]]:
     """`column` is one of `values`: one array parameter on PostgreSQL (a statement of a
     thousand placeholders costs more to build and plan than to run), placeholders on SQLite."""
     if connection.vendor == "postgresql":
@@ -218,6 +219,8 @@ class _Staging:
 
     def __init__(self) -> None:
         self.cursor = connection.cursor()
+        self.rows = 0
+        self.analyzed_at = 0
 
     def create(self) -> None:
         postgresql = connection.vendor == "postgresql"
@@ -247,20 +250,31 @@ class _Staging:
             f"account_key TEXT NOT NULL, line INTEGER NOT NULL){scope}"
         )
 
+    def grown(self, rows: int) -> None:
+        """Count `rows` more staged; on PostgreSQL, refresh the tables' statistics each time
+        they double. Nothing analyzes temporary tables by itself, and without statistics the
+        planner scans a whole table for each batch's lookups: the import would grow with the
+        square of the file."""
+        self.rows += rows
+        if connection.vendor == "postgresql" and self.rows >= 2 * max(self.analyzed_at, 500):
+            for table in (_ROWS, _GROUPS, _CUSTOMERS):
+                self.cursor.execute(f"ANALYZE {table}")
+            self.analyzed_at = self.rows
+
     def drop(self) -> None:
         for table in (_ROWS, _GROUPS, _CUSTOMERS):
             self.cursor.execute(f"DROP TABLE IF EXISTS {table}")
         self.cursor.close()
 
-    def select(self, sql: str, column: str, values: list) -> list[tuple]:
+    def select(self, sql: str, column: str, values: list[Any]) -> list[tuple[Any, ...]]:
         """Rows of `sql`, whose {where} is filled with `column` among `values`."""
         if not values:
             return []
         where, params = _any(column, values)
         self.cursor.execute(sql.format(where=where), params)
-        return self.cursor.fetchall()
+        return list(self.cursor.fetchall())
 
-    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
         names = ", ".join(columns)
@@ -328,7 +342,7 @@ def _check_batch(batch: list[ImportRow], staging: _Staging, report: ImportReport
             list({r.stripe_customer_id for r in accepted if r.stripe_customer_id}),
         )
     }
-    new_customers: list[tuple] = []
+    new_customers: list[tuple[str, str, int]] = []
     customer_set: list[tuple[str, str, int]] = []  # (customer, account, line) to check in Janitor
     grouped: list[ImportRow] = []
     for row in accepted:
@@ -422,6 +436,7 @@ def _check_batch(batch: list[ImportRow], staging: _Staging, report: ImportReport
                 [g.stripe_customer_id, g.name, key],
             )
     staging.insert(_CUSTOMERS, ("stripe_customer_id", "account_key", "line"), new_customers)
+    staging.grown(len(accepted))
 
 
 def _check_against_janitor(
@@ -551,8 +566,7 @@ def _groups_staged(staging: _Staging, batch_size: int) -> Iterator[list[AccountG
             key,
         ) in staging.select(
             "SELECT line, public_id, email, name, is_active, stripe_customer_id, account_id, "
-            f"account_name, account_key FROM {_ROWS} WHERE grouped AND {{where}} "
-            "ORDER BY line",
+            f"account_name, account_key FROM {_ROWS} WHERE grouped AND {{where}}",
             "account_key",
             list(groups),
         ):
@@ -561,6 +575,8 @@ def _groups_staged(staging: _Staging, batch_size: int) -> Iterator[list[AccountG
                     line, public_id, email, name, bool(active), customer, account_id, account_name
                 )
             )
+        for group in groups.values():
+            group.rows.sort(key=lambda row: row.line)  # the first line's email is the account's
         yield list(groups.values())
 
 
@@ -569,17 +585,19 @@ def _write(staging: _Staging, report: ImportReport, batch_size: int) -> None:
         _import_batch(groups, report)
 
 
-def _locked(model, column: str, values: list) -> list:
+def _locked(model: type[Model], column: str, values: list[Any]) -> list[Any]:
     """The rows of `model` whose `column` is among `values`, locked for the transaction."""
     where, params = _any(column, values)
     return list(
-        model.objects.raw(
+        model._default_manager.raw(
             f"SELECT * FROM {model._meta.db_table} WHERE {where}{_for_update()}", params
         )
     )
 
 
-def _insert_rows(model, rows: list[dict[str, Any]], *, returning: str = "") -> dict[str, int]:
+def _insert_rows(
+    model: type[Model], rows: list[dict[str, Any]], *, returning: str = ""
+) -> dict[str, int]:
     """Insert `rows` (attribute name -> value, the same names in every row) into `model`'s
     table, every other column at its default; with `returning`, the new rows' primary keys by
     that column. A batch is one COPY on PostgreSQL, one executemany on SQLite: per row, the ORM's

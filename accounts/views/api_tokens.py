@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -18,7 +18,7 @@ TEMPLATE = "accounts/api_tokens.html"
 
 
 def _render(
-    request: HttpRequest,
+    request,
     *,
     form: ApiTokenCreateForm | None = None,
     created: tuple[ApiToken, str] | None = None,
@@ -45,14 +45,14 @@ def _render(
 
 @require_GET
 @staff_required("accounts.manage_api_tokens")
-def api_token_list_view(request: HttpRequest) -> HttpResponse:
+def api_token_list_view(request) -> HttpResponse:
     return _render(request)
 
 
 @never_cache  # the response carries the raw token, once
 @require_POST
 @staff_required("accounts.manage_api_tokens")
-def api_token_create_view(request: HttpRequest) -> HttpResponse:
+def api_token_create_view(request) -> HttpResponse:
     form = ApiTokenCreateForm(request.POST)
     if not form.is_valid():
         return _render(request, form=form, status=400)
@@ -68,7 +68,7 @@ def api_token_create_view(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @staff_required("accounts.manage_api_tokens")
-def api_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+def api_token_revoke_view(request, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk)
     form = ApiTokenRevokeForm(request.POST)
     error = notice = ""
