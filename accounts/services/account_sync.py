@@ -201,6 +201,8 @@ def _conflicts(wanted: AccountInput) -> dict[str, str]:
     if wanted.stripe_customer_id:
         owner = (
             Account.objects.filter(stripe_customer_id=wanted.stripe_customer_id)
+            # The partial unique index's condition, so SQLite uses it too.
+            .exclude(stripe_customer_id="")
             .exclude(public_id=wanted.public_id)
             .values_list("public_id", flat=True)
             .first()

@@ -436,11 +436,12 @@ def _check_against_janitor(
     with connection.cursor() as cursor:
         if customer_set:
             where, params = _any("stripe_customer_id", [c for c, _, _ in customer_set])
-            # "<> ''" lets PostgreSQL use the partial unique index on customer ids (it cannot
-            # prove that from a long array); without it, each batch scans every account.
+            # The partial unique index's own condition, spelled as the index spells it: with
+            # it both databases use that index (PostgreSQL cannot infer it from a long array,
+            # SQLite only matches the same term); without it, each batch scans every account.
             cursor.execute(
                 f"SELECT stripe_customer_id, public_id FROM {account_table} "
-                f"WHERE stripe_customer_id <> '' AND {where}",
+                f"WHERE NOT (stripe_customer_id = '') AND {where}",
                 params,
             )
             by_customer = dict(cursor.fetchall())

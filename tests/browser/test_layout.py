@@ -66,6 +66,14 @@ def world(db):
     dispute = DisputeFactory(account=account, due_by=timezone.now() + timedelta(days=2))
     other = AccountFactory()
     RevocationRequest.objects.create(account=other, requested_by=author, reason=LONG_TEXT)
+    from accounts.models import ApiScope
+    from accounts.services.tokens import api_token_create
+
+    api_token_create(
+        name="Billing backend of the " + "very-long-product-name" * 3,
+        created_by=author,
+        scopes=list(ApiScope.values),
+    )
     return {
         "account": account,
         "flag": flag,
@@ -96,6 +104,8 @@ def _pages(world, role):
     ]
     if "reconciliation.view_webhooks" in perms:
         pages += ["/webhooks/", f"/webhooks/{world['event'].pk}/"]
+    if "accounts.manage_api_tokens" in perms:
+        pages += ["/staff/api-tokens/"]
     return pages
 
 
