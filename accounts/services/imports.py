@@ -39,6 +39,7 @@ _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 IMPORT_ACTOR = "system:import"
 BATCH_SIZE = 1000
+LINE_MAX_BYTES = 1024 * 1024
 # A refused file lists at most this many reasons (the count covers every refused line).
 REFUSED_SHOWN = 1000
 
@@ -117,8 +118,14 @@ class ImportFileInvalid(Exception):
 
 def csv_lines_decoded(stream: IO[bytes]) -> Iterator[str]:
     """The file's lines as text, decoded one line at a time so a byte that is not UTF-8 is
-    reported with its line number. A leading byte-order mark is dropped."""
-    for number, raw in enumerate(stream, start=1):
+    reported with its line number. A leading byte-order mark is dropped. A line longer than
+    LINE_MAX_BYTES (a row is a few hundred bytes) stops the reading: memory stays bounded even
+    for a file that is one endless line."""
+    number = 0
+    while raw := stream.readline(LINE_MAX_BYTES + 1):
+        number += 1
+        if len(raw) > LINE_MAX_BYTES:
+            raise ImportFileInvalid(number, f"longer than {LINE_MAX_BYTES} bytes")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -497,7 +504,7 @@ def accounts_import(
     *,
     lines: Iterable[str] | None = None,
     text: str | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> ImportReport:
     """Validate every line first; if any is refused, write nothing and report all reasons.
 
@@ -507,6 +514,7 @@ def accounts_import(
     Janitor's access status stands and the line is reported, since a revocation or a restore
     has its own approved, audited flow.
     """
+    batch_size = batch_size or BATCH_SIZE
     if lines is None:
         lines = io.StringIO(text or "", newline="")
     report = ImportReport()

@@ -56,23 +56,17 @@ def test_a_file_of_many_batches_imports_with_teams_across_batches():
     assert AccessAudit.objects.count() == singles + teams
 
 
-def test_refusals_name_lines_across_batches(tmp_path, capsys):
+def test_refusals_name_lines_across_batches(tmp_path, capsys, monkeypatch):
+    from accounts.services import imports
+
+    monkeypatch.setattr(imports, "BATCH_SIZE", 40)  # the command's batches: 4 here
     text = HEADER + _rows(120)
     text += "u-5,dupe-id@example.com,X,true,,,\n"  # line 122: id of line 7
     text += "u-new,U3@example.com,X,true,,,\n"  # line 123: email of line 5
     text += "u-team,t@example.com,X,false,,team-0,\n"  # line 124: team-0 is active (line 2)
     text += "u-cus,c@example.com,X,true,cus_1,,\n"  # line 125: cus_1 is u-1's (line 3)
     with pytest.raises(CommandError, match="4 line\\(s\\) refused; nothing was imported"):
-        path = tmp_path / "bad.csv"
-        path.write_text(text)
-        from accounts.services import imports
-
-        original = imports.BATCH_SIZE
-        imports.BATCH_SIZE = 40
-        try:
-            call_command("import_accounts", str(path))
-        finally:
-            imports.BATCH_SIZE = original
+        _run(tmp_path, text)
     err = capsys.readouterr().err
     assert "line 122: 'u-5' already appears on line 7" in err
     assert "line 123: 'u3@example.com' already appears on line 5" in err
@@ -115,6 +109,17 @@ def test_an_unreadable_csv_is_refused_by_number_not_a_traceback(tmp_path, capsys
     with pytest.raises(CommandError, match="1 line\\(s\\) refused"):
         _run(tmp_path, text)
     assert "line 5: not readable as CSV (field larger than field limit" in capsys.readouterr().err
+    assert not Account.objects.exists()
+
+
+def test_an_endless_line_is_refused_without_reading_it_all(tmp_path, capsys, monkeypatch):
+    from accounts.services import imports
+
+    monkeypatch.setattr(imports, "LINE_MAX_BYTES", 1000)
+    text = HEADER + _rows(3) + "u-x,x@example.com," + "y" * 5000  # no line end at all
+    with pytest.raises(CommandError, match="1 line\\(s\\) refused"):
+        _run(tmp_path, text)
+    assert "line 5: longer than 1000 bytes; reading stopped here" in capsys.readouterr().err
     assert not Account.objects.exists()
 
 
