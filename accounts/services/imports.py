@@ -2,10 +2,12 @@
 
 The file is streamed: it is read a batch of lines at a time, and what must be remembered across
 the whole file (the ids and emails seen so far, each account's first line, customer ids) lives
-in two temporary tables of the import's own transaction, not in memory. So memory stays flat
-whatever the file's size, and no query names more than a batch of values (SQLite refuses more
-than a few thousand). Every line is checked before anything is written; one refused line, and
-the transaction is rolled back with every reason reported by line number.
+in three temporary tables of the import's own transaction, not in memory. So memory stays flat
+whatever the file's size, and no statement names more than a batch of values (SQLite refuses
+more than 32,766). Every line is checked before anything is written; if any line is refused,
+the transaction is rolled back and the reasons are reported by line number (the first
+REFUSED_SHOWN of them, and how many in all). Figures and what made it fast:
+docs/benchmarks/import.md.
 """
 
 from __future__ import annotations
@@ -506,7 +508,7 @@ def accounts_import(
     text: str | None = None,
     batch_size: int | None = None,
 ) -> ImportReport:
-    """Validate every line first; if any is refused, write nothing and report all reasons.
+    """Validate every line first; if any is refused, write nothing and report the reasons.
 
     `lines` is the file's text line by line (csv_lines_decoded of a file opened in binary);
     `text` the whole file at once, for small ones. Re-importing the same file changes nothing.

@@ -381,3 +381,32 @@ def test_a_full_batch_of_1000_is_accepted(client, token):
     body = _batch(client, raw, {"accounts": items}).json()
     assert body["created"] == MAX_BATCH and body["errors"] == 0
     assert Account.objects.count() == MAX_BATCH
+
+
+def test_a_conflict_that_arrives_between_check_and_write_is_reported_not_raised(
+    client, token, monkeypatch
+):
+    """Another writer takes the email after the checks ran: the database refuses the insert,
+    the item is checked again and answered with the field's error; nothing half-written."""
+    from accounts.services import account_sync
+
+    _, raw = token
+    AccountFactory(public_id="taken", email="taken@example.com", members=0)
+    real, calls = account_sync._conflicts, []
+
+    def blind_first(wanted):
+        calls.append(wanted.public_id)
+        return {} if len(calls) == 1 else real(wanted)
+
+    monkeypatch.setattr(account_sync, "_conflicts", blind_first)
+    response = _put(
+        client,
+        raw,
+        "acme",
+        {"email": "taken@example.com", "members": [{"public_id": "u-1", "email": "u1@x.example"}]},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"email": "taken@example.com is the email of account taken"}
+    assert calls == ["acme", "acme"]
+    assert not Account.objects.filter(public_id="acme").exists()
+    assert not User.objects.filter(public_id="u-1").exists() and not AccessAudit.objects.exists()
