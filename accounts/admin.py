@@ -9,12 +9,13 @@ from accounts.models import (
     AccessComp,
     Account,
     ActivityLog,
+    ApiScope,
     ApiToken,
     RevocationRequest,
     SessionRecord,
     User,
 )
-from accounts.services.tokens import api_token_create, api_token_revoke
+from accounts.services.tokens import ApiTokenError, api_token_issue, api_token_revoke_by_staff
 
 
 @admin.register(User)
@@ -121,7 +122,15 @@ class AccessCompAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "created_at", "created_by", "revoked_at", "last_used_at")
+    list_display = (
+        "name",
+        "prefix",
+        "scopes",
+        "created_at",
+        "created_by",
+        "revoked_at",
+        "last_used_at",
+    )
     list_filter = ("revoked_at",)
     readonly_fields = ("prefix", "created_at", "created_by", "revoked_at", "last_used_at")
     fields = ("name", "prefix", "created_at", "created_by", "revoked_at", "last_used_at")
@@ -131,8 +140,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        # Created through the service so only the hash is stored; the raw token is shown once.
-        token, raw = api_token_create(name=obj.name, created_by=request.user)
+        # Created through the service so only the hash is stored, the raw token is shown once
+        # and the staff audit records it (as from the dashboard's API tokens page, which also
+        # chooses scopes: here a token gets the default, activity:write).
+        token, raw = api_token_issue(
+            name=obj.name, scopes=[ApiScope.ACTIVITY_WRITE], actor=request.user
+        )
         obj.pk, obj.prefix, obj.token_hash = token.pk, token.prefix, token.token_hash
         obj.created_at, obj.created_by = token.created_at, token.created_by
         obj._state.adding = False
@@ -148,5 +161,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected tokens")
     def revoke_tokens(self, request, queryset):
         for token in queryset.filter(revoked_at__isnull=True):
-            api_token_revoke(token=token)
+            try:
+                api_token_revoke_by_staff(
+                    token=token, actor=request.user, reason="Revoked in the Django admin"
+                )
+            except ApiTokenError:
+                continue  # revoked meanwhile
         self.message_user(request, "Revoked.")

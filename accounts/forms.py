@@ -1,8 +1,10 @@
-"""Forms for sign-in, revocation requests and decisions, restores, the audit filters, 2FA."""
+"""Forms for sign-in, revocation requests and decisions, restores, the audit filters, 2FA, API
+tokens."""
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from accounts.models import ApiScope
 from janitor.forms import AccessRefusalMixin, ThrottledAuthenticationForm
 
 
@@ -106,3 +108,36 @@ class TwoFactorEnrolActionForm(forms.Form):
 
     def action_name(self) -> str:
         return self.cleaned_data["action"] if self.is_valid() else ""
+
+
+class ApiTokenCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="Which product (or which of its services) uses it.",
+        widget=forms.TextInput(attrs={"placeholder": "Billing backend"}),
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Only what the product needs: a token cannot call outside its scopes.",
+        error_messages={"required": "Choose at least one scope."},
+    )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A token needs a name.")
+        return name
+
+
+class ApiTokenRevokeForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.TextInput(attrs={"placeholder": "Product retired / token leaked"}),
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why the token is revoked.")
+        return reason

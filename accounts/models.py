@@ -198,6 +198,7 @@ class User(AbstractBaseUser, PermissionsMixin):
             ("reset_two_factor", "Can reset another staff member's two-factor devices"),
             ("erase_customer", "Can erase a customer's personal data on request"),
             ("manage_members", "Can disable and enable an account's members"),
+            ("manage_api_tokens", "Can create and revoke API tokens"),
         ]
 
     def __str__(self) -> str:
@@ -551,11 +552,15 @@ class StaffActionKind(models.TextChoices):
     ACCOUNT_ERASED = "account_erased", "Personal data erased"
     MEMBER_DISABLED = "member_disabled", "Member disabled"
     MEMBER_ENABLED = "member_enabled", "Member enabled"
+    API_TOKEN_CREATED = "api_token_created", "API token created"
+    API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
 
 
 class StaffActionAudit(models.Model):
     """A staff action on a person that changes no access status (a two-factor reset, an
-    erasure). Append-only like AccessAudit, and it names the account, never its details."""
+    erasure), or on what a product may do through the API (a token created or revoked: no
+    subject, the token in `details`). Append-only like AccessAudit, and it names the account,
+    never its details."""
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=32, choices=StaffActionKind.choices)

@@ -54,6 +54,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "products.view_deliveries",
             "products.replay_deliveries",
             "products.manage_endpoints",
+            "accounts.manage_api_tokens",
         }
     ),
 }
@@ -67,8 +68,9 @@ ROLE_DESCRIPTIONS = {
     "evidence, requests revocations, exports the audit.",
     ROLE_ADMIN: "Everything Support does, plus approves or rejects revocations (not their own), "
     "restores access, runs and applies reconciliation, replays webhooks, manages product "
-    "endpoints and replays their deliveries, resets another staff member's two-factor devices, "
-    "erases a customer's personal data on request.",
+    "endpoints and replays their deliveries, creates and revokes the products' API tokens, "
+    "resets another staff member's two-factor devices, erases a customer's personal data on "
+    "request.",
 }
 
 

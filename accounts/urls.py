@@ -1,12 +1,14 @@
 """Routes of the accounts side: access actions and staged revocations, the access audit trail,
-members, staff two-factor sign-in, the customer surface under /app/, the activity API, the access
-API and products' confirmations of session revocations."""
+members, staff two-factor sign-in, the products' API tokens, the customer surface under /app/,
+and the product API (activity, accounts, access, confirmations of session revocations)."""
 
 from django.urls import path
 
 from accounts.views import (
     activity,
     api_access,
+    api_accounts,
+    api_tokens,
     customer,
     members,
     revocation,
@@ -69,6 +71,14 @@ urlpatterns = [
         two_factor.staff_two_factor_reset_view,
         name="staff_two_factor_reset",
     ),
+    # The products' API tokens (Admins).
+    path("staff/api-tokens/", api_tokens.api_token_list_view, name="api_token_list"),
+    path("staff/api-tokens/create/", api_tokens.api_token_create_view, name="api_token_create"),
+    path(
+        "staff/api-tokens/<int:pk>/revoke/",
+        api_tokens.api_token_revoke_view,
+        name="api_token_revoke",
+    ),
     # The customer-facing surface.
     path("app/login/", customer.CustomerLoginView.as_view(), name="customer_login"),
     path("app/logout/", customer.CustomerLogoutView.as_view(), name="customer_logout"),
@@ -81,4 +91,7 @@ urlpatterns = [
         revocation_api.revocation_confirm_api,
         name="revocation_confirm_api",
     ),
+    # The accounts API: accounts and their members, one or a batch.
+    path("api/v1/accounts", api_accounts.accounts_batch_api, name="accounts_batch_api"),
+    path("api/v1/accounts/<str:public_id>", api_accounts.account_put_api, name="account_put_api"),
 ]

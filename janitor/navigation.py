@@ -19,6 +19,7 @@ NAV_ITEMS = [
     ("notice_list", "Notifications", "janitor.view_notice"),
     ("notice_preferences", "My notifications", "accounts.view_dashboard"),
     ("staff_two_factor_list", "Staff 2FA", "accounts.reset_two_factor"),
+    ("api_token_list", "API tokens", "accounts.manage_api_tokens"),
 ]
 
 

@@ -86,6 +86,9 @@ MATRIX = {
     "delivery_list": ("get", SUPPORT_ADMIN),
     "delivery_detail": ("get", SUPPORT_ADMIN),
     "delivery_replay": ("post", {ROLE_ADMIN}),
+    "api_token_list": ("get", {ROLE_ADMIN}),
+    "api_token_create": ("post", {ROLE_ADMIN}),
+    "api_token_revoke": ("post", {ROLE_ADMIN}),
 }
 # Pages with their own rules, outside the staff matrix: name -> (method, outcome per visitor).
 SPECIAL = {
@@ -106,6 +109,8 @@ SPECIAL = {
     "revocation_confirm_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
     "access_detail_api": ("get", dict.fromkeys(VISITORS, "unauthorized")),
     "access_changes_api": ("get", dict.fromkeys(VISITORS, "unauthorized")),
+    "accounts_batch_api": ("post", dict.fromkeys(VISITORS, "unauthorized")),
+    "account_put_api": ("put", dict.fromkeys(VISITORS, "unauthorized")),
     # A signed link from the customer's grace notice: a made-up token is a 400 for anyone.
     "billing_portal": ("get", dict.fromkeys(VISITORS, "bad_request")),
 }
@@ -139,6 +144,7 @@ def world(db):
     account = AccountFactory(members=2)
     revoked = AccountFactory(access_status="revoked", is_active=False)
     from accounts.services.revocation import revocation_request
+    from accounts.services.tokens import api_token_create
 
     pending = revocation_request(account=account, requested_by=requester, reason="Fraud")
     flag = FlagFactory(account=AccountFactory(), kind="missing_subscription")
@@ -160,6 +166,7 @@ def world(db):
         "member": account.team[1].public_id,
         "endpoint_pk": endpoint.pk,
         "delivery_pk": delivery.pk,
+        "token_pk": api_token_create(name="matrix", created_by=None)[0].pk,
     }
 
 
@@ -180,6 +187,7 @@ def _url(name: str, world: dict) -> str:
         "delivery_replay": {"pk": world["delivery_pk"]},
         "billing_portal": {"token": "made-up"},
         "staff_two_factor_reset": {"public_id": world["staff"]},
+        "api_token_revoke": {"pk": world["token_pk"]},
         "member_set_enabled": {
             "public_id": world["public_id"],
             "member_id": world["member"],

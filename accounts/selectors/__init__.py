@@ -7,6 +7,7 @@ from accounts.selectors.access import (
     revocation_history_list,
     revocation_open_list,
 )
+from accounts.selectors.tokens import api_token_list
 from accounts.selectors.two_factor import (
     StaffTwoFactorRow,
     staff_two_factor_list,
@@ -19,6 +20,7 @@ __all__ = [
     "StaffTwoFactorRow",
     "access_audit_list",
     "access_panel_get",
+    "api_token_list",
     "revocation_history_list",
     "revocation_open_list",
     "staff_two_factor_list",

@@ -43,7 +43,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from accounts.models import ApiScope, ApiToken, User
+from accounts.models import ApiScope, ApiToken, StaffActionAudit, StaffActionKind, User
+from janitor.errors import ErrorKind, JanitorError
 
 logger = logging.getLogger(__name__)
 
@@ -231,3 +232,60 @@ def _flush_at_exit() -> None:
 
 
 atexit.register(_flush_at_exit)
+
+
+class ApiTokenError(JanitorError):
+    """A token the dashboard cannot create or revoke as asked (the message says why)."""
+
+    kind = ErrorKind.INVALID
+
+
+def api_token_issue(
+    *, name: str, scopes: list[str] | tuple[str, ...], actor: User
+) -> tuple[ApiToken, str]:
+    """An Admin makes a token in the dashboard: the raw value is returned once, and the staff
+    audit records who made which token with which scopes (never the value)."""
+    try:
+        with transaction.atomic():
+            token, raw = api_token_create(name=name, created_by=actor, scopes=scopes)
+            StaffActionAudit.objects.create(
+                kind=StaffActionKind.API_TOKEN_CREATED,
+                actor=actor.email,
+                actor_user=actor,
+                reason=f"API token for {token.name}",
+                details={
+                    "token": token.pk,
+                    "name": token.name,
+                    "prefix": token.prefix,
+                    "scopes": token.scopes,
+                },
+            )
+    except ValueError as error:
+        raise ApiTokenError(str(error)) from None
+    return token, raw
+
+
+def api_token_revoke_by_staff(*, token: ApiToken, actor: User, reason: str) -> ApiToken:
+    """An Admin revokes a token: it stops working at once, and the staff audit says who and
+    why. Revoking a revoked token is refused, so the audit holds one revocation per token."""
+    if not reason.strip():
+        raise ApiTokenError("Say why the token is revoked (for the audit).")
+    with transaction.atomic():
+        locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if locked.revoked_at is not None:
+            raise ApiTokenError(f"{locked.name} ({locked.prefix}…) is already revoked.")
+        api_token_revoke(token=locked)
+        StaffActionAudit.objects.create(
+            kind=StaffActionKind.API_TOKEN_REVOKED,
+            actor=actor.email,
+            actor_user=actor,
+            reason=reason.strip(),
+            details={
+                "token": locked.pk,
+                "name": locked.name,
+                "prefix": locked.prefix,
+                "scopes": locked.scopes,
+            },
+        )
+    token.revoked_at = locked.revoked_at
+    return token

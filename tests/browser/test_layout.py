@@ -83,6 +83,14 @@ def world(db):
         last_error=LONG_WORD,
     )
     DeliveryAttempt.objects.create(delivery=delivery, status_code=500, error=LONG_WORD)
+    from accounts.models import ApiScope
+    from accounts.services.tokens import api_token_create
+
+    api_token_create(
+        name="Billing backend of the " + "very-long-product-name" * 3,
+        created_by=author,
+        scopes=list(ApiScope.values),
+    )
     return {
         "account": account,
         "flag": flag,
@@ -119,6 +127,8 @@ def _pages(world, role):
         pages += ["/products/deliveries/", f"/products/deliveries/{world['delivery'].pk}/"]
     if "products.manage_endpoints" in perms:
         pages += ["/products/endpoints/", f"/products/endpoints/{world['endpoint'].pk}/"]
+    if "accounts.manage_api_tokens" in perms:
+        pages += ["/staff/api-tokens/"]
     return pages
 
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import Account
 from accounts.services.imports import (
     IMPORT_ACTOR,
     IMPORT_COLUMNS,
     OPTIONAL_COLUMNS,
     accounts_import,
+    csv_lines_decoded,
 )
 from reconciliation.services.subscriptions import subscriptions_link_waiting_for
 
@@ -18,9 +18,9 @@ class Command(BaseCommand):
     help = (
         "Import accounts from a CSV with the header "
         f"{','.join(IMPORT_COLUMNS)} (optionally {','.join(OPTIONAL_COLUMNS)}: rows sharing an "
-        "account_id are the members of one account). Every line is validated first; if any "
-        "line is refused, "
-        "nothing is written. Re-running the same file changes nothing."
+        "account_id are the members of one account). The file is read in batches, within one "
+        "transaction; every line is validated first, and if any line is refused, nothing is "
+        "written. Re-running the same file changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -29,27 +29,29 @@ class Command(BaseCommand):
     def handle(self, *args, file, **options):
         path = Path(file)
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            stream = path.open("rb")
         except FileNotFoundError:
             raise CommandError(f"{file}: no such file") from None
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"{file}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        report = accounts_import(text=text)
-        if report.refused:
+        except OSError as exc:
+            raise CommandError(f"{file}: cannot be read ({exc.strerror})") from None
+        # Read a batch of lines at a time (accounts_import): memory does not grow with the file.
+        with stream:
+            report = accounts_import(lines=csv_lines_decoded(stream))
+        if report.refused_count:
             for line, reason in report.refused:
                 self.stderr.write(f"line {line}: {reason}")
+            if report.refused_count > len(report.refused):
+                self.stderr.write(
+                    f"... and {report.refused_count - len(report.refused)} more refused line(s)."
+                )
             raise CommandError(
-                f"{len(report.refused)} line(s) refused; nothing was imported. "
+                f"{report.refused_count} line(s) refused; nothing was imported. "
                 "Fix them and run again."
             )
         # Subscriptions that reached Janitor before their account (webhooks, the audit) are
         # linked now, by the audit's rules, and the account's access decided from them.
         linked = subscriptions_link_waiting_for(
-            account_ids=list(
-                Account.objects.filter(public_id__in=report.public_ids).values_list("pk", flat=True)
-            ),
-            actor=IMPORT_ACTOR,
-            source="import",
+            account_ids=list(report.account_pks), actor=IMPORT_ACTOR, source="import"
         )
         if linked:
             self.stdout.write(f"Linked {linked} waiting subscription(s) to imported accounts.")
