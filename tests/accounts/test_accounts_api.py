@@ -3,8 +3,14 @@ accounts:write scope, per-field errors, created/updated/unchanged, members upser
 account's access never moved, batches item by item, idempotent."""
 
 import json
+from urllib.parse import quote
 
 import pytest
+from django.db import transaction
+from django.test import Client
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts.models import AccessAudit, AccessStatus, Account, User
 from accounts.services.account_sync import MAX_BATCH, SYNC_ACTOR
@@ -410,3 +416,40 @@ def test_a_conflict_that_arrives_between_check_and_write_is_reported_not_raised(
     assert calls == ["acme", "acme"]
     assert not Account.objects.filter(public_id="acme").exists()
     assert not User.objects.filter(public_id="u-1").exists() and not AccessAudit.objects.exists()
+
+
+# --- Any id in the path, with a valid token -------------------------------------------------
+# (The hostile URL suite cannot reach this route: a signed-in visitor gets 401 before any lookup.)
+
+
+@given(
+    public_id=st.one_of(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+            min_size=1,
+            max_size=300,
+        ),
+        st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True),
+    )
+)
+@hypothesis_settings(max_examples=40)
+def test_any_id_in_the_path_is_created_or_refused_by_field_never_an_error(public_id):
+    from accounts.models import public_id_is_valid
+
+    with transaction.atomic():
+        raw = api_token_create(name="Fuzz", created_by=None, scopes=["accounts:write"])[1]
+        body = {"email": "fuzz@example.com"}
+        response = Client().put(
+            "/api/v1/accounts/" + quote(public_id, safe=""),
+            data=json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {raw}"},
+        )
+        if public_id_is_valid(public_id):
+            assert response.status_code == 201, (public_id, response.content)
+            assert Account.objects.filter(public_id=public_id).count() == 1
+        else:
+            assert response.status_code == 400, (public_id, response.content)
+            assert "public_id" in response.json()["errors"], response.content
+            assert not Account.objects.exists()
+        transaction.set_rollback(True)

@@ -36,8 +36,8 @@ PATH_EXAMPLES_SHARE = 0.1
 SIGNED_LINK_PATTERNS = {"billing_portal"}
 # Bearer-token APIs answer 401 to a signed-in visitor before any lookup: their unknown ids are
 # fuzzed with a valid token beside their other tests (tests/accounts/test_revocation_products.py,
-# tests/accounts/test_access_api.py).
-TOKEN_API_PATTERNS = {"revocation_confirm_api", "access_detail_api"}
+# tests/accounts/test_access_api.py, tests/accounts/test_accounts_api.py).
+TOKEN_API_PATTERNS = {"revocation_confirm_api", "access_detail_api", "account_put_api"}
 ID_PATTERNS = sorted(
     (route, name)
     for route, name in _patterns(get_resolver().url_patterns)
