@@ -27,6 +27,7 @@ from accounts.services.access_status import access_status_change
 from accounts.services.sessions import sessions_revoke_account
 from janitor.errors import ErrorKind, JanitorError
 from janitor.services import notify
+from janitor.services.schedules import minute_schedules_ensure
 from products.models import SessionRevocation
 from products.services.session_revocations import (
     session_revocation_rows,
@@ -827,16 +828,4 @@ REVOCATION_WAITING_SCHEDULE = (
 
 def revocation_schedules_ensure() -> list[str]:
     """Create or correct the schedule that re-checks revocations waiting for products."""
-    from django_q.models import Schedule
-
-    name, func, minutes = REVOCATION_WAITING_SCHEDULE
-    _, created = Schedule.objects.update_or_create(
-        name=name,
-        defaults={
-            "func": func,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": minutes,
-            "repeats": -1,
-        },
-    )
-    return [f"{'created' if created else 'ensured'} {name}"]
+    return minute_schedules_ensure([REVOCATION_WAITING_SCHEDULE])

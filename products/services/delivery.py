@@ -43,6 +43,7 @@ from standardwebhooks.webhooks import Webhook
 
 from accounts.models import User
 from janitor.errors import ErrorKind, JanitorError
+from janitor.services.schedules import minute_schedules_ensure
 from products.models import (
     OPEN_DELIVERY_STATUSES,
     AccessEvent,
@@ -618,35 +619,7 @@ def delivery_replay(*, delivery: Delivery, actor: str, actor_user: User | None =
 
 def delivery_schedule_ensure() -> list[str]:
     """Create or correct the every-minute sweeper schedule (lost tasks, due retries); idempotent."""
-    from django_q.models import Schedule
-
-    name, func, minutes = SWEEP_SCHEDULE
-    changed = []
-    schedule = Schedule.objects.filter(name=name).order_by("id").first()
-    if schedule is None:
-        schedule = Schedule.objects.create(
-            name=name,
-            func=func,
-            schedule_type=Schedule.MINUTES,
-            minutes=minutes,
-            repeats=-1,
-            next_run=timezone.now(),
-        )
-        changed.append(f"created {name}")
-    elif (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) != (
-        func,
-        Schedule.MINUTES,
-        minutes,
-        -1,
-    ):
-        schedule.func, schedule.schedule_type = func, Schedule.MINUTES
-        schedule.minutes, schedule.repeats = minutes, -1
-        schedule.save()
-        changed.append(f"updated {name}")
-    duplicates, _ = Schedule.objects.filter(name=name).exclude(pk=schedule.pk).delete()
-    if duplicates:
-        changed.append(f"removed {duplicates} duplicate(s) of {name}")
-    return changed
+    return minute_schedules_ensure([SWEEP_SCHEDULE])
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
+from janitor.services.schedules import minute_schedules_ensure
 from reconciliation import gateway
 from reconciliation.models import (
     WebhookEvent,
@@ -168,33 +169,4 @@ WEBHOOK_SCHEDULES = (
 
 def webhook_schedules_ensure() -> list[str]:
     """Create or correct the sweeper and catch-up django-q2 schedules; idempotent."""
-    from django_q.models import Schedule
-
-    changed = []
-    for name, func, minutes in WEBHOOK_SCHEDULES:
-        schedule = Schedule.objects.filter(name=name).order_by("id").first()
-        if schedule is None:
-            schedule = Schedule.objects.create(
-                name=name,
-                func=func,
-                schedule_type=Schedule.MINUTES,
-                minutes=minutes,
-                repeats=-1,
-                next_run=timezone.now(),
-            )
-            changed.append(f"created {name}")
-        elif (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) != (
-            func,
-            Schedule.MINUTES,
-            minutes,
-            -1,
-        ):
-            schedule.func, schedule.schedule_type = func, Schedule.MINUTES
-            schedule.minutes, schedule.repeats = minutes, -1
-            schedule.save()
-            changed.append(f"updated {name}")
-        # A duplicate (e.g. two deploys racing) would run the job twice a slot.
-        duplicates, _ = Schedule.objects.filter(name=name).exclude(pk=schedule.pk).delete()
-        if duplicates:
-            changed.append(f"removed {duplicates} duplicate(s) of {name}")
-    return changed
+    return minute_schedules_ensure(WEBHOOK_SCHEDULES)
