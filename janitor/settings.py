@@ -281,6 +281,9 @@ STRIPE_TIMEOUT_SECONDS = _env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
 # test mode, leaving room for the webhook path's own calls from other processes.
 JANITOR_STRIPE_MAX_RPS = _env_int("JANITOR_STRIPE_MAX_RPS", 20, minimum=1)
 WEBHOOK_MAX_BODY_BYTES = _env_int("JANITOR_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
+# gunicorn's workers hand stored events to the queue from a thread, the events of this many
+# milliseconds in one task (0: one task per event, sent before the 200). See intake.py.
+JANITOR_WEBHOOK_ENQUEUE_BATCH_MS = _env_int("JANITOR_WEBHOOK_ENQUEUE_BATCH_MS", 50)
 
 # --- The demo's Stripe sandbox (sandbox/; `make run` without STRIPE_API_KEY) ----------------
 # On: the top bar says "Sandbox" and `manage.py sandbox` serves the fake Stripe the gateway

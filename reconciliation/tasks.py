@@ -13,12 +13,17 @@ from reconciliation.services.runs import (
 from reconciliation.services.webhooks import (
     webhook_event_process,
     webhook_events_catch_up,
+    webhook_events_process,
     webhook_events_sweep,
 )
 
 
 def webhook_event_process_task(event_id: int, trigger: str = "queue") -> str:
     return webhook_event_process(event_id=event_id, trigger=trigger)
+
+
+def webhook_events_process_task(event_ids: list[int], trigger: str = "queue") -> dict:
+    return webhook_events_process(event_ids=event_ids, trigger=trigger)
 
 
 def webhook_events_sweep_task() -> int:

@@ -1,13 +1,15 @@
-"""gunicorn settings for bench/webhooks.py: the production shape (sync workers) without access logs.
+"""gunicorn settings for bench/webhooks.py: the project's gunicorn.conf.py (sync workers, its
+post_worker_init hook: warm-up and the webhook enqueue batcher) without the access log.
 
-The project's gunicorn.conf.py writes an access-log line per request to stdout; on a 2-core box
-shared with the load client that is measurable, and the benchmark is about the application.
+The project's file writes an access-log line per request to stdout; on a 2-core box shared with
+the load client that is measurable, and the benchmark is about the application. The bench sets
+workers and bind on the command line.
 """
 
-workers = 4
-worker_class = "sync"
-timeout = 30
-max_requests = 5000
-max_requests_jitter = 500
+from pathlib import Path
+
+_PROJECT_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
+exec(compile(_PROJECT_CONF.read_text(), str(_PROJECT_CONF), "exec"))  # noqa: S102
+
 accesslog = None
 loglevel = "warning"

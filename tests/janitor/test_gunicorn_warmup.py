@@ -39,3 +39,49 @@ def test_a_database_that_is_down_does_not_stop_the_worker(settings, caplog, monk
     with caplog.at_level(logging.WARNING, logger="gunicorn.error"):
         _conf().post_worker_init(_Worker())
     assert "no database connection yet" in caplog.text
+
+
+@pytest.fixture(autouse=True)
+def _no_batcher_left():
+    from reconciliation.services.webhooks import webhook_enqueue_batching_stop
+
+    yield
+    webhook_enqueue_batching_stop()
+
+
+@pytest.mark.django_db
+def test_a_new_worker_hands_webhook_events_to_the_queue_in_batches(settings, monkeypatch):
+    from django_q.conf import Conf
+
+    from reconciliation.services.webhooks import intake, webhook_enqueue_batching_stop
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # the suite's queue runs tasks inline
+    settings.JANITOR_WEBHOOK_ENQUEUE_BATCH_MS = 50
+    try:
+        _conf().post_worker_init(_Worker())
+        assert intake._batcher is not None and intake._batcher.thread.is_alive()
+    finally:
+        webhook_enqueue_batching_stop()
+    assert intake._batcher is None
+
+
+@pytest.mark.django_db
+def test_batching_off_leaves_one_enqueue_per_request(settings, monkeypatch):
+    from django_q.conf import Conf
+
+    from reconciliation.services.webhooks import intake
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    settings.JANITOR_WEBHOOK_ENQUEUE_BATCH_MS = 0
+    _conf().post_worker_init(_Worker())
+    assert intake._batcher is None
+
+
+@pytest.mark.django_db
+def test_an_inline_queue_is_never_batched(settings):
+    from reconciliation.services.webhooks import intake
+
+    # Tasks that run inline would run in the batcher's thread: they stay in the request.
+    settings.JANITOR_WEBHOOK_ENQUEUE_BATCH_MS = 50
+    _conf().post_worker_init(_Worker())
+    assert intake._batcher is None

@@ -9,6 +9,7 @@ from reconciliation.services.webhooks.common import (
     FINISHED_STATUSES,
     HANDLED_TYPES,
     INVOICE_TYPES,
+    PROCESS_BATCH_TASK,
     PROCESS_TASK,
     REJECTION_KEY,
     REJECTION_KINDS,
@@ -29,6 +30,9 @@ from reconciliation.services.webhooks.common import (
 )
 from reconciliation.services.webhooks.intake import (
     event_customer_id,
+    webhook_enqueue_batching_start,
+    webhook_enqueue_batching_stop,
+    webhook_event_enqueue_after_store,
     webhook_event_store,
     webhook_events_enqueue,
     webhook_rejection_record,
@@ -36,6 +40,7 @@ from reconciliation.services.webhooks.intake import (
 from reconciliation.services.webhooks.processing import (
     invoice_subscription_id,
     webhook_event_process,
+    webhook_events_process,
 )
 from reconciliation.services.webhooks.recovery import (
     WEBHOOK_SCHEDULES,
@@ -54,6 +59,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "HANDLED_TYPES",
     "INVOICE_TYPES",
+    "PROCESS_BATCH_TASK",
     "PROCESS_TASK",
     "REJECTION_KEY",
     "REJECTION_KINDS",
@@ -73,9 +79,13 @@ __all__ = [
     "event_customer_id",
     "invoice_subscription_id",
     "webhook_event_process",
+    "webhook_events_process",
     "webhook_event_replay",
     "webhook_event_store",
     "webhook_events_catch_up",
+    "webhook_enqueue_batching_start",
+    "webhook_enqueue_batching_stop",
+    "webhook_event_enqueue_after_store",
     "webhook_events_enqueue",
     "webhook_events_replay",
     "webhook_events_sweep",

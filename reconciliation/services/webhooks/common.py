@@ -16,6 +16,8 @@ logger = logging.getLogger("janitor.webhooks")
 
 WEBHOOK_ACTOR = "system:webhook"
 PROCESS_TASK = "reconciliation.tasks.webhook_event_process_task"
+# Several stored events in one task (the web processes' batches, intake.py).
+PROCESS_BATCH_TASK = "reconciliation.tasks.webhook_events_process_task"
 
 # Processing tries before an event is dead-lettered (each failure waits longer: see backoff).
 WEBHOOK_MAX_ATTEMPTS = 5

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +19,7 @@ from reconciliation.models import (
     WebhookStatus,
 )
 from reconciliation.services.webhooks.common import (
+    PROCESS_BATCH_TASK,
     PROCESS_TASK,
     REJECTION_KEY,
     REJECTION_LAST_KEY,
@@ -114,7 +119,7 @@ def webhook_event_store(
     if row.pk is None:
         return None
     row._state.adding = False
-    transaction.on_commit(lambda: webhook_events_enqueue(event_ids=[row.pk], trigger="queue"))
+    transaction.on_commit(lambda: webhook_event_enqueue_after_store(row.pk))
     return row
 
 
@@ -205,3 +210,130 @@ def webhook_events_enqueue(*, event_ids: list[int], trigger: str) -> int:
         except Exception:
             logger.exception("could not enqueue webhook event %s; the sweeper will", event_id)
     return sent
+
+
+# --- Enqueueing from a web process, a batch at a time -----------------------------------------
+# Handing one event to django-q2 costs more CPU than the rest of the endpoint's own work
+# (a task id, a signed pickle, a broker round trip: docs/benchmarks/webhooks.md). A web process
+# where the batcher runs (gunicorn starts it in each worker: gunicorn.conf.py) answers 200 once
+# the event is committed and leaves its id to a thread of its own, which sends the ids stored
+# within JANITOR_WEBHOOK_ENQUEUE_BATCH_MS as one task. The row is the truth either way: ids a
+# killed process had not sent yet are sent by the sweeper, as are those of a failed enqueue.
+ENQUEUE_BATCH_MAX = 50
+
+
+class _Batcher:
+    def __init__(self, *, window: float, max_batch: int) -> None:
+        self.window = window
+        self.max_batch = max_batch
+        self.pid = os.getpid()
+        self.wake = threading.Condition()
+        self.ids: list[int] = []
+        self.stopping = False
+        self.thread = threading.Thread(
+            target=self._run, name="janitor-webhook-enqueue", daemon=True
+        )
+
+    def add(self, event_id: int) -> None:
+        with self.wake:
+            self.ids.append(event_id)
+            if len(self.ids) == 1:
+                self.wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.wake:
+                while not self.ids and not self.stopping:
+                    self.wake.wait()
+                # The events stored within the window go in the same task.
+                deadline = time.monotonic() + self.window
+                while not self.stopping and (left := deadline - time.monotonic()) > 0:
+                    self.wake.wait(left)
+                if self.stopping:
+                    return  # stop() sends what waits
+            self.flush()
+
+    def flush(self) -> int:
+        with self.wake:
+            ids, self.ids = self.ids, []
+        sent = 0
+        for start in range(0, len(ids), self.max_batch):
+            sent += _enqueue_batch(ids[start : start + self.max_batch])
+        return sent
+
+    def stop(self) -> int:
+        """Stop the thread and send what it holds now (at the process's exit)."""
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        return self.flush()
+
+
+_batcher: _Batcher | None = None
+
+
+def _enqueue_batch(event_ids: list[int]) -> int:
+    """One task for `event_ids`; a broker failure is logged (the sweeper sends them later)."""
+    from django.db import close_old_connections
+    from django_q.tasks import async_task
+
+    if not event_ids:
+        return 0
+    try:
+        close_old_connections()  # the ORM broker writes from this thread's own connection
+        async_task(
+            PROCESS_BATCH_TASK,
+            event_ids,
+            "queue",
+            save=False,
+            task_name=f"webhooks-{event_ids[0]}+{len(event_ids) - 1}",
+            broker=_queue_broker(),
+        )
+        return len(event_ids)
+    except Exception:
+        logger.exception(
+            "could not enqueue %s webhook events (%s..); the sweeper will",
+            len(event_ids),
+            event_ids[0],
+        )
+        return 0
+
+
+def webhook_enqueue_batching_start(*, window_ms: int | None = None) -> bool:
+    """Send the ids of events this process stores in batches from a thread of its own, every
+    `window_ms` (JANITOR_WEBHOOK_ENQUEUE_BATCH_MS; 0 keeps one enqueue per event in the
+    request). Called by gunicorn in each new worker. Returns whether batching is on."""
+    global _batcher
+    from django.conf import settings
+    from django_q.conf import Conf
+
+    window_ms = settings.JANITOR_WEBHOOK_ENQUEUE_BATCH_MS if window_ms is None else window_ms
+    if window_ms <= 0 or Conf.SYNC:  # a queue that runs tasks inline runs them in the request
+        return False
+    if _batcher is not None and _batcher.pid == os.getpid() and not _batcher.stopping:
+        return True
+    _batcher = _Batcher(window=window_ms / 1000, max_batch=ENQUEUE_BATCH_MAX)
+    _batcher.thread.start()
+    return True
+
+
+def webhook_enqueue_batching_stop() -> int:
+    """Stop batching in this process and send what waits; returns how many ids were sent."""
+    global _batcher
+    batcher, _batcher = _batcher, None
+    if batcher is None or batcher.pid != os.getpid():
+        return 0
+    return batcher.stop()
+
+
+atexit.register(webhook_enqueue_batching_stop)  # gunicorn's graceful stops and recycling
+
+
+def webhook_event_enqueue_after_store(event_id: int) -> None:
+    """After the commit of a newly stored event: to this process's batcher when it runs (and
+    was started in this process, not inherited over a fork), else one task now."""
+    batcher = _batcher
+    if batcher is not None and batcher.pid == os.getpid() and not batcher.stopping:
+        batcher.add(event_id)
+        return
+    webhook_events_enqueue(event_ids=[event_id], trigger="queue")

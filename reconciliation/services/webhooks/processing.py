@@ -264,3 +264,18 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
             trigger=trigger[:32],
         )
     return event.status
+
+
+def webhook_events_process(*, event_ids: list[int], trigger: str = "queue") -> dict[str, int]:
+    """Process a batch of stored events one after another, in the order they were stored; one
+    that fails unexpectedly (the database gone, say) is logged and left to the sweeper, and the
+    others still run. Returns how many ended in each status ("error" for those)."""
+    statuses: dict[str, int] = {}
+    for event_id in sorted(event_ids):
+        try:
+            status = webhook_event_process(event_id=event_id, trigger=trigger)
+        except Exception:
+            logger.exception("webhook event %s could not be processed; the sweeper will", event_id)
+            status = "error"
+        statuses[status] = statuses.get(status, 0) + 1
+    return statuses
