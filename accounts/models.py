@@ -371,7 +371,27 @@ class AccessChange(models.Model):
     event_type = models.CharField(max_length=64)
 
     class Meta:
-        indexes = [models.Index(fields=["txid", "id"], name="accesschange_order_idx")]
+        indexes = [
+            models.Index(fields=["txid", "id"], name="accesschange_order_idx"),
+            # The retention purge finds old changes by time.
+            models.Index(fields=["at"], name="accesschange_at_idx"),
+        ]
+
+
+class AccessFeedHorizon(models.Model):
+    """How far the retention purge has deleted the changes feed: the highest (txid, id) of an
+    AccessChange it removed. One row, absent until the first purge. A cursor before it may have
+    missed changes that are gone, so the feed answers 410 to it instead of a silent gap."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    txid = models.BigIntegerField(default=0)
+    change_id = models.BigIntegerField(default=0)
+    purged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="accessfeedhorizon_single_row")
+        ]
 
 
 class AccessComp(models.Model):

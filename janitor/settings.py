@@ -362,6 +362,12 @@ JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS = _env_int(
 # Copies of exported evidence kept on disputes (the staged fields): cleared this long after
 # staging once the dispute is closed or the evidence submitted.
 JANITOR_EXPORT_RETENTION_DAYS = _env_int("JANITOR_EXPORT_RETENTION_DAYS", 400, minimum=1)
+# The access changes feed (GET /api/v1/access?changed_since=): changes older than this are
+# deleted; a product whose cursor is older gets 410 and reads its accounts afresh.
+JANITOR_ACCESS_FEED_RETENTION_DAYS = _env_int("JANITOR_ACCESS_FEED_RETENTION_DAYS", 30, minimum=1)
+# Outbound access events: delivered, superseded and dead ones are deleted (with their attempts)
+# this long after they were written; pending and failing ones stay whatever their age.
+JANITOR_DELIVERY_RETENTION_DAYS = _env_int("JANITOR_DELIVERY_RETENTION_DAYS", 30, minimum=1)
 JANITOR_RETENTION_CRON = _env_str("JANITOR_RETENTION_CRON", "45 3 * * *")
 if len(JANITOR_RETENTION_CRON.split()) != 5:
     raise ImproperlyConfigured(

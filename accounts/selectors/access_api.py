@@ -16,7 +16,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import AccessChange, AccessStatus, Account, User
+from accounts.models import AccessChange, AccessFeedHorizon, AccessStatus, Account, User
 
 FEED_LIMIT_DEFAULT = 100
 FEED_LIMIT_MAX = 1000
@@ -151,10 +151,15 @@ class FeedCursorInvalid(ValueError):
     """A changed_since the feed did not hand out."""
 
 
+class FeedCursorExpired(Exception):
+    """A changed_since from before the retention purge's horizon: changes after it were
+    deleted, so the next page could not hold all of them."""
+
+
 _CURSOR_RE = re.compile(r"(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class FeedPosition:
     """Where a product is in the feed: after the change (txid, id)."""
 
@@ -219,8 +224,15 @@ def _feed_horizon() -> int:
         return int(cursor.fetchone()[0])
 
 
-def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT) -> FeedPage:
-    """The changes after `after`, in (txid, id) order, at most `limit`.
+def access_feed_horizon() -> FeedPosition | None:
+    """The last change the retention purge deleted, or None when it has deleted none."""
+    row = AccessFeedHorizon.objects.values_list("txid", "change_id").first()
+    return FeedPosition(*row) if row else None
+
+
+def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_DEFAULT) -> FeedPage:
+    """The changes after `after` (None: from the oldest kept), in (txid, id) order, at most
+    `limit`. FeedCursorExpired when `after` is before the retention purge's horizon.
 
     Why a horizon on PostgreSQL: ids (and txids) are handed out when a transaction writes, but
     rows become visible when it commits, in another order. Say T1 takes txid 100 and writes
@@ -239,9 +251,14 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
     import in one transaction holds it until it commits).
 
     SQLite serialises writers (txid is 0 everywhere), so the order is simply the id's. One
-    query on SQLite, two on PostgreSQL."""
+    query on SQLite, two on PostgreSQL, and one more when resuming from a cursor: the purge
+    horizon, read after the rows. A purge committed before the rows were read is then seen by
+    the horizon's read too, so a page with a gap is never served; one committed in between
+    costs the product a resync it did not strictly need. A cursor exactly at the horizon has
+    missed nothing (it was handed out with the last purged change, everything after is kept)."""
     if not 1 <= limit <= FEED_LIMIT_MAX:
         raise ValueError(f"limit must be 1 to {FEED_LIMIT_MAX}.")
+    start = after or FeedPosition()
     # A row comparison, so the (txid, id) index starts its scan right after the cursor even
     # inside one transaction's thousands of changes (txid >= t AND (txid > t OR id > i) would
     # read and drop every earlier change of transaction t first).
@@ -249,7 +266,7 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
     qs = AccessChange.objects.filter(
         RawSQL(
             f'("{table}"."txid", "{table}"."id") > (%s, %s)',
-            [after.txid, after.id],
+            [start.txid, start.id],
             output_field=BooleanField(),
         )
     )
@@ -272,7 +289,11 @@ def access_changes_page(*, after: FeedPosition, limit: int = FEED_LIMIT_DEFAULT)
     )
     has_more = len(rows) > limit
     rows = rows[:limit]
-    position = FeedPosition(rows[-1][0], rows[-1][1]) if rows else after
+    if after is not None:
+        horizon = access_feed_horizon()
+        if horizon is not None and after < horizon:
+            raise FeedCursorExpired
+    position = FeedPosition(rows[-1][0], rows[-1][1]) if rows else start
     changes = [
         {
             "account": account,

@@ -1,15 +1,17 @@
 """What every change of an account's access leaves behind, in the change's own transaction: the
-account's version bumped, a row in the changes feed, and an outbound event per product."""
+account's version bumped, a row in the changes feed, and an outbound event per product; and the
+feed's retention (its old rows deleted behind a horizon the feed refuses older cursors at)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from accounts.models import AccessChange, AccessStatus, Account
+from accounts.models import AccessChange, AccessFeedHorizon, AccessStatus, Account
 from products.models import AccessEvent
 
 
@@ -75,3 +77,33 @@ def access_changed(
     )
     deliveries_create(account=account, event_type=event_type, extra=extra)
     return account.access_version
+
+
+def access_changes_purge(*, older_than: datetime, batch_size: int) -> int:
+    """Delete the feed's changes made before `older_than`, `batch_size` rows a transaction.
+    Returns how many were deleted; idempotent.
+
+    Each batch raises the feed's horizon (AccessFeedHorizon) to the highest (txid, id) it
+    deletes, in the same transaction, so no reader sees rows gone without the horizon that
+    explains it: a product whose cursor is before the horizon is told to resync (410) rather
+    than served a page with a hole. Rows below the horizon may stay (a long transaction's
+    change made after the cutoff): they are served from the start of the feed, and a cursor
+    below the horizon is refused all the same."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                AccessChange.objects.filter(at__lt=older_than)
+                .order_by()
+                .values_list("txid", "id")[:batch_size]
+            )
+            if not rows:
+                return total
+            txid, change_id = max(rows)
+            horizon, _ = AccessFeedHorizon.objects.select_for_update().get_or_create(pk=1)
+            if (txid, change_id) > (horizon.txid, horizon.change_id):
+                horizon.txid, horizon.change_id = txid, change_id
+                horizon.purged_at = timezone.now()
+                horizon.save()
+            deleted, _ = AccessChange.objects.filter(pk__in=[pk for _, pk in rows]).delete()
+            total += deleted

@@ -12,6 +12,7 @@ from accounts.models import ApiScope
 from accounts.selectors.access_api import (
     FEED_LIMIT_DEFAULT,
     FEED_LIMIT_MAX,
+    FeedCursorExpired,
     FeedCursorInvalid,
     FeedPosition,
     access_answer_get,
@@ -22,6 +23,12 @@ from accounts.views.api_auth import api_token_for
 # A product may keep the answer but must ask again (with If-None-Match) before using it; no
 # shared cache may keep it (it is per token, behind Authorization).
 CACHE_CONTROL = "private, no-cache"
+
+CURSOR_EXPIRED = (
+    "changed_since is older than the changes Janitor keeps: some changes after it were "
+    "deleted by the retention purge. Resync: read each account with GET /api/v1/access/<id>, "
+    "then start the feed again without changed_since."
+)
 
 
 def _weak_match(header: str, etag: str) -> bool:
@@ -60,7 +67,7 @@ def access_changes_api(request):
     if isinstance(token, JsonResponse):
         return token
     errors: dict[str, str] = {}
-    after = FeedPosition()
+    after: FeedPosition | None = None
     cursor = request.GET.get("changed_since", "")
     if cursor:
         try:
@@ -81,7 +88,12 @@ def access_changes_api(request):
             {"error": "Fix the query parameters: " + " ".join(errors.values()), "errors": errors},
             status=400,
         )
-    page = access_changes_page(after=after, limit=limit)
+    try:
+        page = access_changes_page(after=after, limit=limit)
+    except FeedCursorExpired:
+        response = JsonResponse({"error": CURSOR_EXPIRED, "code": "cursor_expired"}, status=410)
+        response["Cache-Control"] = "private, no-store"
+        return response
     response = JsonResponse(
         {"changes": page.changes, "next_cursor": page.next_cursor, "has_more": page.has_more}
     )

@@ -1,6 +1,7 @@
 """Delivering the outbox to product endpoints: claim due deliveries safely across workers, POST
 each as a signed Standard Webhooks event, record the outcome, retry with backoff for three days,
-let a newer event for the same account supersede an older one, replay on request.
+let a newer event for the same account supersede an older one, replay on request, and delete
+finished ones once the retention period is over.
 
 Ordering (per endpoint and account): every access event carries the account's whole access
 state and its version, so only the newest matters. When a worker claims a delivery it first
@@ -37,11 +38,11 @@ import urllib3
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from accounts.models import User
+from accounts.models import RevocationStatus, User
 from janitor.errors import ErrorKind, JanitorError
 from janitor.services.schedules import minute_schedules_ensure
 from products.models import (
@@ -51,6 +52,7 @@ from products.models import (
     DeliveryAttempt,
     DeliveryStatus,
     EndpointChangeKind,
+    SessionRevocation,
 )
 from products.services.endpoints import endpoint_change_record
 
@@ -617,6 +619,68 @@ def delivery_replay(*, delivery: Delivery, actor: str, actor_user: User | None =
     return locked
 
 
+# --- Retention ------------------------------------------------------------------------------
+
+FINISHED_DELIVERY_STATUSES = (
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.SUPERSEDED,
+    DeliveryStatus.DEAD,
+)
+# A revocation in these may still read its access.sessions_revoke deliveries: a retry resends
+# one still being tried and replaces one that gave up (session_revocations_reask).
+_UNFINISHED_REVOCATION_STATUSES = (
+    RevocationStatus.PENDING,
+    RevocationStatus.APPROVED,
+    RevocationStatus.FAILED,
+)
+
+
+def deliveries_purge(
+    *, older_than: datetime, batch_size: int, now: datetime | None = None
+) -> tuple[int, int]:
+    """Delete finished deliveries (delivered, superseded, dead) created before `older_than`,
+    with their attempts, `batch_size` a transaction. Returns (deliveries, attempts) deleted;
+    idempotent.
+
+    Kept whatever their age: open ones (pending, failing) and any still leased; the finished
+    ones of an endpoint and account that still has an open one (the claim reads the highest
+    version delivered there, so an old event is never sent after a newer one); and those a
+    revocation not yet finished may still read. A kept delivery superseded by a deleted one
+    loses the link (superseded_by is SET NULL), as does a finished revocation's row."""
+    now = now or timezone.now()
+    open_sibling = Delivery.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"),
+        account_id=OuterRef("account_id"),
+        status__in=OPEN_DELIVERY_STATUSES,
+    )
+    revocation_reads = SessionRevocation.objects.filter(
+        delivery_id=OuterRef("pk"), revocation__status__in=_UNFINISHED_REVOCATION_STATUSES
+    )
+    purgeable = (
+        Delivery.objects.filter(created_at__lt=older_than, status__in=FINISHED_DELIVERY_STATUSES)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .exclude(Exists(open_sibling))
+        .exclude(Exists(revocation_reads))
+        .order_by("pk")
+    )
+    deliveries = attempts = 0
+    while True:
+        with transaction.atomic():
+            # Locked (skipping rows a replay or a claim holds, whose status re-check then finds
+            # them gone), so a delivery replayed meanwhile is never deleted as it reopens.
+            ids = list(_locked(purgeable).values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deliveries, attempts
+            # The status again: SQLite takes no row locks.
+            _, per_model = (
+                Delivery.objects.filter(pk__in=ids, status__in=FINISHED_DELIVERY_STATUSES)
+                .only("pk")
+                .delete()
+            )
+        deliveries += per_model.get(Delivery._meta.label, 0)
+        attempts += per_model.get(DeliveryAttempt._meta.label, 0)
+
+
 def delivery_schedule_ensure() -> list[str]:
     """Create or correct the every-minute sweeper schedule (lost tasks, due retries); idempotent."""
     return minute_schedules_ensure([SWEEP_SCHEDULE])
@@ -629,6 +693,7 @@ __all__ = [
     "backoff_delay",
     "deliveries_deliver_due",
     "deliveries_kick_on_commit",
+    "deliveries_purge",
     "deliveries_run_queued",
     "delivery_replay",
     "delivery_schedule_ensure",

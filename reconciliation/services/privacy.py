@@ -1,8 +1,9 @@
 """Privacy writes: the daily retention purge and a customer's erasure on request.
 
-Both span the product's accounts (activity) and the provider's records (webhook bodies,
-subscription and dispute objects), so they live here: reconciliation depends on accounts,
-never the other way. The periods are settings (JANITOR_*_RETENTION_DAYS, docs/operations.md).
+Both span the product's accounts (activity, the access changes feed), the provider's records
+(webhook bodies, subscription and dispute objects) and the products' outbox (access events), so
+they live here: reconciliation depends on accounts and products, never the other way. The
+periods are settings (JANITOR_*_RETENTION_DAYS, docs/operations.md).
 
 Neither touches the audit trail: AccessAudit and StaffActionAudit rows reference the account by
 key and keep no copy of the person's details, so an erased account's history stays intact.
@@ -25,8 +26,10 @@ from accounts.models import (
     StaffActionKind,
     User,
 )
+from accounts.services.access_changes import access_changes_purge
 from accounts.services.sessions import sessions_revoke_account
 from janitor.errors import JanitorError
+from products.services.delivery import deliveries_purge
 from reconciliation.models import Dispute, Subscription, WebhookEvent, WebhookStatus
 from reconciliation.services.disputes import TERMINAL_STATUSES
 
@@ -47,6 +50,9 @@ class RetentionResult:
     activity_ips_blanked: int = 0
     webhook_payloads_emptied: int = 0
     staged_evidence_cleared: int = 0
+    access_changes_deleted: int = 0
+    deliveries_deleted: int = 0
+    delivery_attempts_deleted: int = 0
 
 
 def _erased_marker(**extra: Any) -> dict[str, Any]:
@@ -92,6 +98,14 @@ def retention_purge(*, now: datetime | None = None) -> RetentionResult:
         .filter(Q(submitted_at__isnull=False) | Q(status__in=TERMINAL_STATUSES))
         .exclude(evidence_staged={})
         .update(evidence_staged={})
+    )
+    feed_cutoff = now - timedelta(days=settings.JANITOR_ACCESS_FEED_RETENTION_DAYS)
+    result.access_changes_deleted = access_changes_purge(
+        older_than=feed_cutoff, batch_size=PURGE_BATCH
+    )
+    delivery_cutoff = now - timedelta(days=settings.JANITOR_DELIVERY_RETENTION_DAYS)
+    result.deliveries_deleted, result.delivery_attempts_deleted = deliveries_purge(
+        older_than=delivery_cutoff, batch_size=PURGE_BATCH, now=now
     )
     return result
 

@@ -13,9 +13,14 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from accounts.models import AccessChange, AccessStatus, Account, ApiScope
-from accounts.selectors.access_api import FeedPosition, access_changes_page
-from accounts.services.access_changes import access_changed
+from accounts.models import AccessChange, AccessFeedHorizon, AccessStatus, Account, ApiScope
+from accounts.selectors.access_api import (
+    FeedCursorExpired,
+    FeedPosition,
+    access_changes_page,
+    access_feed_horizon,
+)
+from accounts.services.access_changes import access_changed, access_changes_purge
 from accounts.services.access_status import access_status_change
 from accounts.services.members import member_set_enabled
 from accounts.services.tokens import api_token_create
@@ -394,6 +399,95 @@ def test_the_horizon_is_read_afresh_within_one_transaction(raw):
                 later.execute("SELECT pg_current_xact_id()")
             # The writer's xid is running: the horizon may not pass it.
             assert _feed_horizon() <= xid
+
+
+# --- Retention: the purge's horizon ----------------------------------------------------------
+
+DAY = timedelta(days=1)
+
+
+def _age(changes, days=31):
+    AccessChange.objects.filter(pk__in=[c.pk for c in changes]).update(
+        at=timezone.now() - days * DAY
+    )
+
+
+def _purge():
+    return access_changes_purge(older_than=timezone.now() - 30 * DAY, batch_size=1)
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db(transaction=True)
+def test_a_cursor_into_purged_changes_is_gone_and_one_after_them_keeps_working(client, raw):
+    accounts = [AccountFactory(members=0) for _ in range(3)]
+    for account in accounts:
+        _grace(account)
+    changes = list(AccessChange.objects.order_by("txid", "id"))
+    start = _feed(client, raw, limit=1).json()["next_cursor"]  # after the first change
+    at_second = _feed(client, raw, changed_since=start, limit=1).json()["next_cursor"]
+    _age(changes[:2])
+
+    assert _purge() == 2  # one a batch
+    assert list(AccessChange.objects.order_by("txid", "id")) == changes[2:]
+    assert access_feed_horizon() == FeedPosition(changes[1].txid, changes[1].id)
+
+    # Before the horizon: the second change is gone, so the next page would skip it.
+    for cursor in (start, FeedPosition(0, 0).encode()):
+        gone = _feed(client, raw, changed_since=cursor)
+        assert gone.status_code == 410
+        body = gone.json()
+        assert body["code"] == "cursor_expired"
+        assert (
+            "GET /api/v1/access/<id>" in body["error"] and "without changed_since" in body["error"]
+        )
+        assert gone["Cache-Control"] == "private, no-store"
+    # At the horizon: it was handed out with the last purged change, nothing after is gone.
+    kept = _feed(client, raw, changed_since=at_second).json()
+    assert [c["account"] for c in kept["changes"]] == [accounts[2].public_id]
+    after = _feed(client, raw, changed_since=kept["next_cursor"])
+    assert after.status_code == 200 and after.json()["changes"] == []
+    # No cursor: from the oldest change kept, as before any purge.
+    fresh = _feed(client, raw).json()
+    assert [c["account"] for c in fresh["changes"]] == [accounts[2].public_id]
+    assert fresh["next_cursor"] == kept["next_cursor"]
+
+    assert _purge() == 0  # idempotent
+    assert access_feed_horizon() == FeedPosition(changes[1].txid, changes[1].id)
+    assert AccessChange.objects.count() == 1
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_the_horizon_orders_by_id_when_txid_is_zero(raw):
+    """SQLite writes txid 0 on every change: the horizon is then the highest id purged."""
+    account = AccountFactory(members=0)
+    rows = [
+        AccessChange.objects.create(account=account, version=v, txid=0, event_type="e")
+        for v in (1, 2, 3)
+    ]
+    _age(rows[:2])
+    assert _purge() == 2
+    assert AccessFeedHorizon.objects.get().change_id == rows[1].id
+    with pytest.raises(FeedCursorExpired):
+        access_changes_page(after=FeedPosition(0, rows[0].id))
+    page = access_changes_page(after=FeedPosition(0, rows[1].id))
+    assert [c["version"] for c in page.changes] == [3]
+    assert [c["version"] for c in access_changes_page(after=None).changes] == [3]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_horizon_never_moves_back(raw):
+    """Changes are purged by time, not in feed order: a change of an old, long transaction
+    (low txid) aged after a later one was purged leaves the horizon where it was."""
+    account = AccountFactory(members=0)
+    late = AccessChange.objects.create(account=account, version=1, txid=50, event_type="e")
+    _age([late])
+    assert _purge() == 1
+    slow = AccessChange.objects.create(account=account, version=2, txid=10, event_type="e")
+    _age([slow])
+    assert _purge() == 1
+    assert access_feed_horizon() == FeedPosition(50, late.id)
 
 
 # --- Made-up ids with a valid token ---------------------------------------------------------

@@ -1,5 +1,6 @@
 """Delivering access events to product endpoints: real POSTs to a local receiver that verifies
-them with the standardwebhooks library; retries, supersede, ordering, replay, concurrency."""
+them with the standardwebhooks library; retries, supersede, ordering, replay, concurrency; and
+the retention purge of finished ones."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from accounts.models import Account
+from accounts.models import Account, RevocationRequest, RevocationStatus
 from accounts.services.access_changes import access_changed
 from products.models import (
     AccessEvent,
@@ -23,6 +24,7 @@ from products.models import (
     DeliveryAttempt,
     DeliveryStatus,
     ProductEndpoint,
+    SessionRevocation,
     endpoint_secret_generate,
 )
 from products.services.delivery import (
@@ -33,11 +35,12 @@ from products.services.delivery import (
     DeliveryError,
     backoff_delay,
     deliveries_deliver_due,
+    deliveries_purge,
     delivery_replay,
     delivery_schedule_ensure,
 )
 from products.services.outbox import deliveries_create
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, StaffFactory
 from tests.products.receiver import Receiver
 
 
@@ -497,3 +500,121 @@ def test_an_outcome_is_not_recorded_over_a_lease_the_worker_lost(endpoint, recei
     assert delivery.leased_until == other_lease and delivery.attempts == 0
     # The POST did happen: it is on the record.
     assert DeliveryAttempt.objects.filter(delivery=delivery, status_code=200).count() == 1
+
+
+# --- Retention ------------------------------------------------------------------------------
+
+DAY = timedelta(days=1)
+
+
+def _aged(endpoint, account, status, *, days=31, version=1, **fields) -> Delivery:
+    """A delivery as it stands `days` after it was written."""
+    return Delivery.objects.create(
+        endpoint=endpoint,
+        account=account,
+        event_type=fields.pop("event_type", AccessEvent.GRACE_STARTED),
+        payload={"type": "access.grace_started"},
+        account_version=version,
+        status=status,
+        created_at=timezone.now() - days * DAY,
+        **fields,
+    )
+
+
+def _purge():
+    return deliveries_purge(older_than=timezone.now() - 30 * DAY, batch_size=2)
+
+
+def _revocation(account, status) -> RevocationRequest:
+    return RevocationRequest.objects.create(
+        account=account, requested_by=StaffFactory(), reason="chargeback", status=status
+    )
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_retention_deletes_old_finished_deliveries_and_keeps_open_and_recent_ones():
+    endpoint = ProductEndpoint.objects.create(name="Shop", url="http://127.0.0.1:9/hook")
+    S = DeliveryStatus
+    old_delivered = _aged(endpoint, AccountFactory(), S.DELIVERED)
+    for code in (500, 200):
+        DeliveryAttempt.objects.create(delivery=old_delivered, status_code=code)
+    old_dead = _aged(endpoint, AccountFactory(), S.DEAD)
+    DeliveryAttempt.objects.create(delivery=old_dead, error="connection refused")
+    # Superseded by a newer one that is kept: the old one goes.
+    newer = _aged(endpoint, AccountFactory(), S.DELIVERED, days=29, version=2)
+    old_superseded = _aged(endpoint, newer.account, S.SUPERSEDED, version=1, superseded_by=newer)
+    # The reverse: a kept one superseded by an old delivered one (the holder of a version
+    # already delivered) keeps its row and loses the link.
+    holder = _aged(endpoint, AccountFactory(), S.DELIVERED, version=5)
+    kept_superseded = _aged(
+        endpoint, holder.account, S.SUPERSEDED, days=29, version=4, superseded_by=holder
+    )
+    gone = [old_delivered, old_dead, old_superseded, holder]
+
+    recent = _aged(endpoint, AccountFactory(), S.DELIVERED, days=29)
+    old_pending = _aged(endpoint, AccountFactory(), S.PENDING)
+    # Still retried after a replay; the version delivered beside it stays for the claim.
+    old_failing = _aged(endpoint, AccountFactory(), S.FAILING, version=3)
+    delivered_beside = _aged(endpoint, old_failing.account, S.DELIVERED, version=2)
+    leased = _aged(endpoint, AccountFactory(), S.DELIVERED, leased_until=timezone.now() + DAY)
+    # A revocation still running reads its access.sessions_revoke event; a finished one does not.
+    waiting_account, done_account = AccountFactory(), AccountFactory()
+    waited_for = _aged(endpoint, waiting_account, S.DEAD, event_type=AccessEvent.SESSIONS_REVOKE)
+    SessionRevocation.objects.create(
+        revocation=_revocation(waiting_account, RevocationStatus.APPROVED),
+        endpoint=endpoint,
+        delivery=waited_for,
+    )
+    finished_ask = _aged(
+        endpoint, done_account, S.DELIVERED, event_type=AccessEvent.SESSIONS_REVOKE
+    )
+    finished_row = SessionRevocation.objects.create(
+        revocation=_revocation(done_account, RevocationStatus.COMPLETED),
+        endpoint=endpoint,
+        delivery=finished_ask,
+        confirmed_at=timezone.now() - 31 * DAY,
+    )
+    gone.append(finished_ask)
+    kept = [
+        newer,
+        kept_superseded,
+        recent,
+        old_pending,
+        old_failing,
+        delivered_beside,
+        leased,
+        waited_for,
+    ]
+
+    assert _purge() == (len(gone), 3)
+
+    assert not Delivery.objects.filter(pk__in=[d.pk for d in gone]).exists()
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {d.pk for d in kept}
+    assert not DeliveryAttempt.objects.exists()
+    kept_superseded.refresh_from_db()
+    assert kept_superseded.status == S.SUPERSEDED and kept_superseded.superseded_by is None
+    finished_row.refresh_from_db()
+    assert finished_row.delivery is None and finished_row.confirmed_at is not None
+    assert SessionRevocation.objects.get(delivery=waited_for)
+    old_pending.refresh_from_db()
+    assert old_pending.status == S.PENDING
+
+    assert _purge() == (0, 0)  # idempotent
+    assert Delivery.objects.count() == len(kept)
+
+
+@pytest.mark.django_db
+def test_a_purged_holder_does_not_let_an_old_version_out(endpoint, receiver):
+    """Once the open event of an account and endpoint is done, its delivered siblings may go;
+    until then they stay, so the claim still knows the version the product holds."""
+    account = AccountFactory()
+    _aged(endpoint, account, DeliveryStatus.DELIVERED, version=5)
+    stale = _aged(endpoint, account, DeliveryStatus.PENDING, days=1, version=4)
+    assert _purge() == (0, 0)
+
+    assert deliveries_deliver_due() == 0
+    stale.refresh_from_db()
+    assert stale.status == DeliveryStatus.SUPERSEDED and receiver.received == []
+    assert _purge() == (1, 0)  # the holder, now that nothing of the account is open
+    assert Delivery.objects.filter(pk=stale.pk).exists()  # superseded a day ago: kept

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import (
     AccessAudit,
+    AccessChange,
     AccessStatus,
     Account,
     ActivityLog,
@@ -18,7 +19,9 @@ from accounts.models import (
     StaffActionKind,
 )
 from accounts.roles import ROLE_ADMIN, ROLE_FINANCE, ROLE_SUPPORT
+from accounts.selectors.access_api import FeedPosition, access_feed_horizon
 from accounts.services.access_status import access_status_change
+from products.models import AccessEvent, Delivery, DeliveryAttempt, DeliveryStatus, ProductEndpoint
 from reconciliation.models import Dispute, Subscription, WebhookEvent
 from reconciliation.services.privacy import ErasureError, account_erase, retention_purge
 from reconciliation.tasks import retention_purge_task
@@ -71,6 +74,26 @@ def aged(settings):
         reason="payment failed",
         grace_ends_at=now + DAY,
     )
+    rows["change_recent"] = AccessChange.objects.get(account=account)
+    rows["change_old"] = AccessChange.objects.create(
+        account=account, version=0, at=now - 31 * DAY, event_type=AccessEvent.GRACE_STARTED
+    )
+    endpoint = ProductEndpoint.objects.create(name="Shop", url="http://127.0.0.1:9/hook")
+    for name, status, days in (
+        ("delivery_old", DeliveryStatus.DELIVERED, 31),
+        ("delivery_recent", DeliveryStatus.DELIVERED, 29),
+        ("delivery_old_pending", DeliveryStatus.PENDING, 31),
+    ):
+        rows[name] = Delivery.objects.create(
+            endpoint=endpoint,
+            account=AccountFactory(),
+            event_type=AccessEvent.GRACE_STARTED,
+            payload={},
+            account_version=1,
+            status=status,
+            created_at=now - days * DAY,
+        )
+    DeliveryAttempt.objects.create(delivery=rows["delivery_old"], status_code=200)
     return rows
 
 
@@ -97,6 +120,17 @@ def test_retention_purges_what_is_older_than_its_period(aged):
 
     assert AccessAudit.objects.get(pk=aged["audit"].pk).reason == "payment failed"
 
+    # The access feed and the outbox: 30 days by default, open deliveries whatever their age.
+    assert result.access_changes_deleted == 1
+    assert list(AccessChange.objects.all()) == [aged["change_recent"]]
+    old = aged["change_old"]
+    assert access_feed_horizon() == FeedPosition(old.txid, old.id)
+    assert (result.deliveries_deleted, result.delivery_attempts_deleted) == (1, 1)
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {
+        aged["delivery_recent"].pk,
+        aged["delivery_old_pending"].pk,
+    }
+
 
 def test_retention_is_idempotent_and_runs_as_the_scheduled_task(aged):
     assert retention_purge_task()["activity_deleted"] == 1
@@ -105,15 +139,22 @@ def test_retention_is_idempotent_and_runs_as_the_scheduled_task(aged):
         "activity_ips_blanked": 0,
         "webhook_payloads_emptied": 0,
         "staged_evidence_cleared": 0,
+        "access_changes_deleted": 0,
+        "deliveries_deleted": 0,
+        "delivery_attempts_deleted": 0,
     }
 
 
 def test_retention_periods_are_settings(aged, settings):
     settings.JANITOR_ACTIVITY_RETENTION_DAYS = 1000
     settings.JANITOR_WEBHOOK_PAYLOAD_RETENTION_DAYS = 365
+    settings.JANITOR_ACCESS_FEED_RETENTION_DAYS = 32
+    settings.JANITOR_DELIVERY_RETENTION_DAYS = 32
     result = retention_purge()
     assert result.activity_deleted == 0 and result.webhook_payloads_emptied == 0
     assert ActivityLog.objects.count() == 3
+    assert result.access_changes_deleted == 0 and AccessChange.objects.count() == 2
+    assert result.deliveries_deleted == 0 and Delivery.objects.count() == 3
 
 
 # --- Erasure --------------------------------------------------------------------------------
