@@ -204,6 +204,13 @@ class Product:
                 cursor = self.store.meta_get(db, "access_cursor")
             answer = self.janitor.access_changes(cursor)
             changes = answer.body.get("changes")
+            if answer.status == 410 and answer.body.get("code") == "cursor_expired":
+                # Janitor purged changes this cursor had not read yet: read every account
+                # afresh, then follow the feed again from the oldest change it keeps.
+                log("access feed cursor expired: reading every account again")
+                if not self.access_resync():
+                    return taken
+                continue
             if answer.status != 200 or not isinstance(changes, list):
                 log(f"access feed refused ({answer.status}): {json.dumps(answer.body)[:300]}")
                 return taken
@@ -227,6 +234,30 @@ class Product:
                 self.member_refresh(member_id)
             if not answer.body.get("has_more"):
                 return taken
+
+    def access_resync(self) -> bool:
+        """Hold each account's and member's access as Janitor has it now and forget the feed's
+        cursor (GET /api/v1/access/<id> each). False when Janitor did not answer for one: the
+        cursor stays, and the next poll tries again."""
+        with self.store.connect() as db:
+            accounts = [row["public_id"] for row in db.execute("SELECT public_id FROM accounts")]
+        for account_id in accounts:
+            answer = self.janitor.access_get(account_id)
+            if answer.status == 404:
+                continue  # not pushed to Janitor yet: nothing to hold
+            if answer.status != 200 or not isinstance(answer.body.get("version"), int):
+                log(f"access of {account_id}: {answer.status} {json.dumps(answer.body)[:200]}")
+                return False
+            with self.store.write() as db:
+                held = self.store.account(db, account_id)
+                if held is not None and answer.body["version"] >= held["access_version"]:
+                    self.store.access_take(db, account_id, answer.body)
+                members = [m["public_id"] for m in self.store.members_of(db, account_id)]
+            if not all([self.member_refresh(member) for member in members]):
+                return False
+        with self.store.write() as db:
+            db.execute("DELETE FROM meta WHERE key = 'access_cursor'")
+        return True
 
     def members_refresh_due(self) -> int:
         """Ask Janitor about each member of the accounts whose events skipped versions."""

@@ -89,6 +89,10 @@ class DeliveryConflict(DeliveryError):
     kind = ErrorKind.CONFLICT
 
 
+class DeliveryGone(DeliveryConflict):
+    """The delivery was purged (retention) after the page showing it was read."""
+
+
 def _lease() -> timedelta:
     # Longer than any POST can take (the timeout bounds it), with room for the database work.
     return timedelta(seconds=settings.JANITOR_DELIVERY_TIMEOUT_SECONDS * 2 + 30)
@@ -568,7 +572,14 @@ def delivery_replay(*, delivery: Delivery, actor: str, actor_user: User | None =
     drop it as stale: replay the newest instead)."""
     now = timezone.now()
     with transaction.atomic():
-        locked = Delivery.objects.select_for_update().select_related("endpoint").get(pk=delivery.pk)
+        locked = (
+            Delivery.objects.select_for_update()
+            .select_related("endpoint")
+            .filter(pk=delivery.pk)
+            .first()
+        )
+        if locked is None:  # the retention purge took it since the page was read
+            raise DeliveryGone("This delivery has been purged (retention): nothing to replay.")
         if locked.status not in REPLAYABLE_STATUSES:
             raise DeliveryConflict(
                 f"This delivery is {locked.get_status_display().lower()}: nothing to replay."
@@ -689,6 +700,7 @@ def delivery_schedule_ensure() -> list[str]:
 __all__ = [
     "DELIVERY_MAX_AGE",
     "DeliveryConflict",
+    "DeliveryGone",
     "DeliveryError",
     "backoff_delay",
     "deliveries_deliver_due",

@@ -22,6 +22,7 @@ from products.selectors.deliveries import (
 from products.services.delivery import (
     REPLAYABLE_STATUSES,
     DeliveryError,
+    DeliveryGone,
     delivery_deadline,
     delivery_replay,
 )
@@ -76,8 +77,12 @@ def delivery_detail_view(request, pk: int):
 @staff_required(VIEW_PERM, REPLAY_PERM)
 def delivery_replay_view(request, pk: int):
     delivery = delivery_get(pk=pk)
+    url = reverse("delivery_detail", kwargs={"pk": pk})
     try:
         delivery_replay(delivery=delivery, actor=request.user.email, actor_user=request.user)
+    except DeliveryGone as error:
+        messages.error(request, str(error))
+        url = reverse("delivery_list")
     except DeliveryError as error:
         messages.error(request, str(error))
     else:
@@ -85,5 +90,4 @@ def delivery_replay_view(request, pk: int):
             request,
             f"{delivery.webhook_id} queued again for {delivery.endpoint.name} (same webhook-id).",
         )
-    url = reverse("delivery_detail", kwargs={"pk": pk})
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -540,6 +540,77 @@ def test_the_access_feed_catches_up_on_what_events_did_not_bring(tmp_path, fake_
     ]
 
 
+def test_an_expired_feed_cursor_makes_the_product_read_every_account_again(
+    tmp_path, fake_janitor
+):
+    """Janitor purged changes the product's cursor had not read (410 cursor_expired): the
+    product reads each account and member afresh, forgets the cursor and follows the feed again
+    from the oldest change Janitor keeps."""
+    import sqlite3
+
+    process = ProductProcess(
+        db_path=tmp_path / "resync.sqlite3",
+        janitor_url=fake_janitor.url,
+        extra_env={"PRODUCT_ACCESS_POLL_SECONDS": "0.2"},
+    )
+    ids = process.cli(
+        *("create-user", "--email", "r@example.test", "--password", PASSWORD),
+        *("--account", "acct-resync"),
+    )
+    with sqlite3.connect(process.db_path) as db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('access_cursor', 'cur-old')")
+    expired = {"error": "This cursor is older than the changes kept.", "code": "cursor_expired"}
+    fake_janitor.reply(
+        "/api/v1/access?",
+        (410, expired),
+        (200, {"changes": [], "next_cursor": "cur-new", "has_more": False}),
+    )
+    fake_janitor.reply(
+        "/api/v1/access/acct-resync",
+        (
+            200,
+            {
+                "id": "acct-resync",
+                "kind": "account",
+                "account": "acct-resync",
+                "status": "revoked",
+                "is_active": False,
+                "grants_access": False,
+                "grace_ends_at": None,
+                "version": 7,
+                "changed_at": "2026-12-06T09:00:00Z",
+            },
+        ),
+    )
+    fake_janitor.reply(
+        f"/api/v1/access/{ids['member']}",
+        (200, {"id": ids["member"], "kind": "member", "member_is_active": True, "version": 7}),
+    )
+    process.start()
+    try:
+        held = wait_for(
+            lambda: process.query(
+                "SELECT * FROM accounts WHERE public_id = 'acct-resync' AND access_version = 7"
+            ),
+            what="the account read afresh",
+        )[0]
+        wait_for(
+            lambda: process.query("SELECT value FROM meta WHERE key = 'access_cursor'")
+            == [{"value": "cur-new"}],
+            what="the feed followed again from its start",
+        )
+        assert process.sign_in("r@example.test", PASSWORD)[0].status == 403
+    finally:
+        process.stop()
+    assert (held["status"], held["grants_access"]) == ("revoked", 0)
+    feed = [r.path for r in fake_janitor.to("GET", "/api/v1/access?")]
+    assert feed[:2] == [
+        "/api/v1/access?limit=500&changed_since=cur-old",
+        "/api/v1/access?limit=500",
+    ]
+    assert [r.path for r in fake_janitor.to("GET", f"/api/v1/access/{ids['member']}")]
+
+
 def test_a_gap_in_versions_makes_the_product_ask_about_each_member(product, team, fake_janitor):
     # Janitor superseded versions 2 and 3 (one was Bob disabled) while the product was away:
     # version 4 carries the account's state, and the product asks about each member.

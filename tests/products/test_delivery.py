@@ -32,6 +32,7 @@ from products.services.delivery import (
     DELIVERY_MAX_AGE,
     KICK_KEY,
     DeliveryConflict,
+    DeliveryGone,
     DeliveryError,
     backoff_delay,
     deliveries_deliver_due,
@@ -364,6 +365,14 @@ def test_replay_refusals(endpoint, receiver, admin_user):
     new.refresh_from_db()
     assert (old.status, old.replayed_at) == (DeliveryStatus.DEAD, None)
     assert (new.status, new.replayed_at) == (DeliveryStatus.DELIVERED, None)
+
+
+def test_replaying_a_delivery_the_purge_took_meanwhile_says_so(endpoint, receiver, admin_user):
+    delivery = _change(AccountFactory())
+    deliveries_deliver_due()
+    Delivery.objects.filter(pk=delivery.pk).delete()  # the retention purge, after the page read
+    with pytest.raises(DeliveryGone, match="purged"):
+        delivery_replay(delivery=delivery, actor=admin_user.email)
 
 
 def test_a_committed_change_is_delivered_from_the_queue(
