@@ -540,9 +540,7 @@ def test_the_access_feed_catches_up_on_what_events_did_not_bring(tmp_path, fake_
     ]
 
 
-def test_an_expired_feed_cursor_makes_the_product_read_every_account_again(
-    tmp_path, fake_janitor
-):
+def test_an_expired_feed_cursor_makes_the_product_read_every_account_again(tmp_path, fake_janitor):
     """Janitor purged changes the product's cursor had not read (410 cursor_expired): the
     product reads each account and member afresh, forgets the cursor and follows the feed again
     from the oldest change Janitor keeps."""
@@ -595,8 +593,10 @@ def test_an_expired_feed_cursor_makes_the_product_read_every_account_again(
             what="the account read afresh",
         )[0]
         wait_for(
-            lambda: process.query("SELECT value FROM meta WHERE key = 'access_cursor'")
-            == [{"value": "cur-new"}],
+            lambda: (
+                process.query("SELECT value FROM meta WHERE key = 'access_cursor'")
+                == [{"value": "cur-new"}]
+            ),
             what="the feed followed again from its start",
         )
         assert process.sign_in("r@example.test", PASSWORD)[0].status == 403
