@@ -523,6 +523,68 @@ def wait_http(url: str, timeout: float = 30) -> None:
     sys.exit(f"{url} did not come up")
 
 
+FLOORS = (
+    # label, WSGI application, settings module (None: Django is never configured)
+    ("floor: bare WSGI, no Django", "bench.access_floor:bare_application", None),
+    (
+        "floor: Django, no middleware, no database",
+        "janitor.wsgi",
+        "bench.access_floor_settings",
+    ),
+)
+
+
+def floors(args, conf: Path, env: dict, raw: str, ids: Path, work: Path) -> None:
+    """--floor: the same saturated run against what serves the same requests with less: a bare
+    WSGI callable, then Django with no middleware and no database (bench/access_floor.py),
+    under the same gunicorn settings, each on a port of its own (no TIME_WAIT shared)."""
+    python = sys.executable
+    for n, (label, app, settings_module) in enumerate(FLOORS, start=1):
+        port = args.port + n
+        floor_conf = work / f"floor-{n}.conf.py"
+        text = conf.read_text() + f"\nbind = '127.0.0.1:{port}'\n"
+        if settings_module is None:
+            text += "del post_worker_init  # it warms Django, which this app never loads\n"
+        floor_conf.write_text(text)
+        floor_env = {**env, "DJANGO_SETTINGS_MODULE": settings_module or "janitor.settings"}
+        server = subprocess.Popen(
+            [str(Path(python).parent / "gunicorn"), app, "-c", str(floor_conf)],
+            cwd=ROOT,
+            env=floor_env,
+            start_new_session=True,
+            stdout=(work / f"floor-{n}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{base}/healthz")
+            wrk(base, raw, ids, connections=args.connections, seconds=3)
+            waited = wait_time_wait(port)
+            if waited:
+                print(f"# waited {waited} s for the warm-up's connections to leave TIME_WAIT")
+            r = wrk(
+                base,
+                raw,
+                ids,
+                connections=args.connections,
+                seconds=args.duration,
+                threads=args.wrk_threads,
+            )
+            print(
+                f"{label}: {args.connections} connections, {args.duration} s: "
+                f"{r['rps']:.0f} requests/s; p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
+                f"p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms; other than 200: "
+                f"{r['s304'] + r['other']}; {r['errors']}; load {os.getloadavg()[0]:.2f}"
+            )
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -553,6 +615,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-saturated", action="store_true")
     parser.add_argument("--skip-paced", action="store_true")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="first, the same saturated run against a bare WSGI app and against Django with no "
+        "middleware and no database (bench/access_floor.py): what bounds the closed loop",
+    )
     parser.add_argument(
         "--in-process", type=int, default=5000, help="requests timed in-process (0: none)"
     )
@@ -588,6 +656,10 @@ def main() -> None:
 
     if not args.reuse:
         seed(args)
+    else:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)  # a database seeded before the latest migrations
     ApiToken.objects.filter(name="bench").update(revoked_at=django.utils.timezone.now())
     token, raw = api_token_create(name="bench", created_by=None, scopes=[ApiScope.ACCESS_READ])
     work = Path(tempfile.mkdtemp(prefix="bench-access-"))
@@ -634,6 +706,8 @@ def main() -> None:
         + (WARM_HOOK if args.warm_workers else "")
     )
     python = sys.executable
+    if args.floor:
+        floors(args, conf, env, raw, ids, work)
     gunicorn = subprocess.Popen(
         [str(Path(python).parent / "gunicorn"), "janitor.wsgi", "-c", str(conf)],
         cwd=ROOT,

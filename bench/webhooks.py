@@ -285,6 +285,22 @@ def wait_http(url: str, timeout: float = 30) -> None:
     sys.exit(f"{url} did not come up")
 
 
+def wait_time_wait(first: int, last: int, *, below: int = 2000, timeout: float = 70) -> int:
+    """Wait until few sockets of ports first..last linger in TIME_WAIT (an earlier invocation's
+    runs used the same ports); returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        out = subprocess.run(
+            ["ss", "-Htan", "state", "time-wait", f"( sport >= :{first} and sport <= :{last} )"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        if out.count("\n") < below:
+            break
+        time.sleep(2)
+    return round(time.monotonic() - started)
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -528,6 +544,11 @@ def main() -> None:
             str(args.gunicorn_workers),
             "-b",
             f"127.0.0.1:{args.port}",
+            # A port of its own for each sustained run (see there), after the main one.
+            *(
+                f"-b=127.0.0.1:{args.port + 1 + n}"
+                for n in range(0 if args.skip_sustained else 2 * args.rounds)
+            ),
             "--log-level",
             "warning",
         ],
@@ -540,14 +561,23 @@ def main() -> None:
         wait_http(f"{base}/healthz")
         work = Path(tempfile.mkdtemp(prefix="bench3-"))
         if not args.skip_sustained:
+            waited = wait_time_wait(args.port + 1, args.port + 2 * args.rounds)
+            if waited:
+                print(f"# waited {waited} s for an earlier run's sockets to leave TIME_WAIT")
             totals = {"ceiling": [0, 0.0], "janitor": [0, 0.0]}
             for round_ in range(args.rounds):
                 for label, path, table in (
                     ("ceiling", "/bench/ceiling/", "reconciliation_webhookevent"),
                     ("janitor", "/webhooks/stripe/", "reconciliation_webhookevent"),
                 ):
-                    start = (2 * round_ + (label == "janitor")) * 1_000_000
-                    r = sustained(base, path, work, args, db, table, start)
+                    run_no = 2 * round_ + (label == "janitor")
+                    # gunicorn's sync workers close every connection: a run leaves its
+                    # tens of thousands of server-side sockets in TIME_WAIT for 60 s, and the
+                    # next run's connections to the same port meet them (SYNs unanswered,
+                    # retried after 1 s: p99s of a second that were the bench's own). Each run
+                    # has a port of its own instead.
+                    run_base = f"http://127.0.0.1:{args.port + 1 + run_no}"
+                    r = sustained(run_base, path, work, args, db, table, run_no * 1_000_000)
                     totals[label][0] += r["stored"]
                     totals[label][1] += r["elapsed"]
                     print(
