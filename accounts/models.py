@@ -372,9 +372,8 @@ class AccessChange(models.Model):
 
     class Meta:
         indexes = [
+            # The feed's order; the retention purge deletes prefixes of it too.
             models.Index(fields=["txid", "id"], name="accesschange_order_idx"),
-            # The retention purge finds old changes by time.
-            models.Index(fields=["at"], name="accesschange_at_idx"),
         ]
 
 

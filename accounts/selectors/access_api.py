@@ -258,7 +258,10 @@ def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_D
     missed nothing (it was handed out with the last purged change, everything after is kept)."""
     if not 1 <= limit <= FEED_LIMIT_MAX:
         raise ValueError(f"limit must be 1 to {FEED_LIMIT_MAX}.")
-    start = after or FeedPosition()
+    # Without a cursor the feed starts at the purge's horizon: every change kept is after it
+    # (the purge deletes whole prefixes), and a product that reads an empty feed gets a cursor
+    # that is not before it (one at (0, 0) would be refused at once: a resync on every poll).
+    start = after or access_feed_horizon() or FeedPosition()
     # A row comparison, so the (txid, id) index starts its scan right after the cursor even
     # inside one transaction's thousands of changes (txid >= t AND (txid > t OR id > i) would
     # read and drop every earlier change of transaction t first).

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -80,30 +81,42 @@ def access_changed(
 
 
 def access_changes_purge(*, older_than: datetime, batch_size: int) -> int:
-    """Delete the feed's changes made before `older_than`, `batch_size` rows a transaction.
-    Returns how many were deleted; idempotent.
+    """Delete the feed's changes made before `older_than`, a prefix of the feed's (txid, id)
+    order at a time, `batch_size` changes a transaction. Returns how many were deleted;
+    idempotent.
 
-    Each batch raises the feed's horizon (AccessFeedHorizon) to the highest (txid, id) it
-    deletes, in the same transaction, so no reader sees rows gone without the horizon that
-    explains it: a product whose cursor is before the horizon is told to resync (410) rather
-    than served a page with a hole. Rows below the horizon may stay (a long transaction's
-    change made after the cutoff): they are served from the start of the feed, and a cursor
-    below the horizon is refused all the same."""
+    Each batch takes the first `batch_size` changes older than `older_than` in feed order and
+    deletes every change up to the last of them, so nothing is ever kept below the horizon
+    (AccessFeedHorizon, raised in the same transaction): a cursor before it is told to resync
+    (410) rather than served a page with a hole, and a feed read without a cursor starts there.
+    On PostgreSQL only transactions that have ended are purged (txid below the oldest one still
+    running, as the feed reads them): a change a long transaction commits later can never land
+    below the horizon. A change made after `older_than` but ordered before an aged one (a
+    long transaction's) goes with the prefix: products resyncing read it in the account's
+    current state."""
+    from accounts.selectors.access_api import _feed_horizon
+
+    table = AccessChange._meta.db_table
     total = 0
     while True:
         with transaction.atomic():
-            rows = list(
-                AccessChange.objects.filter(at__lt=older_than)
-                .order_by()
-                .values_list("txid", "id")[:batch_size]
-            )
+            aged = AccessChange.objects.filter(at__lt=older_than)
+            if connection.vendor == "postgresql":
+                aged = aged.filter(txid__lt=_feed_horizon())
+            rows = list(aged.order_by("txid", "id").values_list("txid", "id")[:batch_size])
             if not rows:
                 return total
-            txid, change_id = max(rows)
+            txid, change_id = rows[-1]
             horizon, _ = AccessFeedHorizon.objects.select_for_update().get_or_create(pk=1)
             if (txid, change_id) > (horizon.txid, horizon.change_id):
                 horizon.txid, horizon.change_id = txid, change_id
                 horizon.purged_at = timezone.now()
                 horizon.save()
-            deleted, _ = AccessChange.objects.filter(pk__in=[pk for _, pk in rows]).delete()
+            deleted, _ = AccessChange.objects.filter(
+                RawSQL(
+                    f'("{table}"."txid", "{table}"."id") <= (%s, %s)',
+                    [txid, change_id],
+                    output_field=BooleanField(),
+                )
+            ).delete()
             total += deleted

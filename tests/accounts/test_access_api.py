@@ -475,11 +475,66 @@ def test_the_horizon_orders_by_id_when_txid_is_zero(raw):
     assert [c["version"] for c in access_changes_page(after=None).changes] == [3]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_emptied_feed_read_without_a_cursor_hands_out_the_horizon_not_a_refused_cursor(
+    client, raw
+):
+    """Everything purged and nothing new: a product starting without a cursor must get one it
+    can come back with (a (0, 0) cursor would be refused: a resync on every poll)."""
+    account = AccountFactory(members=0)
+    _grace(account)
+    _age(list(AccessChange.objects.all()))
+    assert _purge() == 1
+    empty = _feed(client, raw).json()
+    assert empty["changes"] == []
+    assert FeedPosition.decode(empty["next_cursor"]) == access_feed_horizon()
+    again = _feed(client, raw, changed_since=empty["next_cursor"])
+    assert again.status_code == 200 and again.json()["changes"] == []
+    _grace(account, days=9)  # a new change after the purge is served from that cursor
+    served = _feed(client, raw, changed_since=empty["next_cursor"]).json()["changes"]
+    assert [c["event"] for c in served] == ["access.grace_extended"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_purge_deletes_whole_prefixes_of_the_feed_order(client, raw):
+    """A change ordered before an aged one goes with it, even if it is recent: nothing is kept
+    below the horizon, so a feed read from it never skips a kept change."""
+    account = AccountFactory(members=0)
+    rows = [
+        AccessChange.objects.create(account=account, version=v, txid=0, event_type="e")
+        for v in (1, 2, 3)
+    ]
+    _age([rows[1]])  # the second is old; the first is recent but ordered before it
+    assert _purge() == 2
+    assert list(AccessChange.objects.all()) == [rows[2]]
+    assert access_feed_horizon() == FeedPosition(0, rows[1].id)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_purge_leaves_what_a_running_transaction_could_still_land_below(raw):
+    """A transaction still running holds an xid below the changes written after it began:
+    it could commit a change there later, so nothing from its xid on is purged yet."""
+    import psycopg
+
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+    ) as other:
+        other.execute("SELECT pg_current_xact_id()")  # holds an xid until the block ends
+        account = AccountFactory(members=0)
+        _grace(account)  # its change's txid is above the running one's
+        _age(list(AccessChange.objects.all()))
+        assert _purge() == 0
+        assert access_feed_horizon() is None
+    assert _purge() == 1  # the transaction ended: the change can go
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_the_horizon_never_moves_back(raw):
-    """Changes are purged by time, not in feed order: a change of an old, long transaction
-    (low txid) aged after a later one was purged leaves the horizon where it was."""
+    """A change ordered below the horizon (the guard on running transactions keeps PostgreSQL
+    from writing one; made by hand here) is purged without moving the horizon back."""
     account = AccountFactory(members=0)
     late = AccessChange.objects.create(account=account, version=1, txid=50, event_type="e")
     _age([late])

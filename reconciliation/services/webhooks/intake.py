@@ -241,7 +241,15 @@ class _Batcher:
                 self.wake.notify()
 
     def _run(self) -> None:
+        from django.db import connections
+
         while True:
+            with self.wake:
+                idle = not self.ids and not self.stopping
+            if idle:
+                # The ORM broker enqueues through this thread's own database connection: an
+                # idle thread holds none (a busy one keeps it from batch to batch).
+                connections.close_all()
             with self.wake:
                 while not self.ids and not self.stopping:
                     self.wake.wait()
@@ -250,8 +258,9 @@ class _Batcher:
                 while not self.stopping and (left := deadline - time.monotonic()) > 0:
                     self.wake.wait(left)
                 if self.stopping:
-                    return  # stop() sends what waits
+                    break  # stop() sends what waits
             self.flush()
+        connections.close_all()
 
     def flush(self) -> int:
         with self.wake:
@@ -262,11 +271,19 @@ class _Batcher:
         return sent
 
     def stop(self) -> int:
-        """Stop the thread and send what it holds now (at the process's exit)."""
+        """Stop the thread, let a batch it is sending finish, and send what waits now (at the
+        process's exit). A batch still stuck after the wait (a broker that hangs) is left to
+        the sweeper, as a killed process's would be."""
         with self.wake:
             self.stopping = True
             self.wake.notify()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout=2)
         return self.flush()
+
+    def running(self) -> bool:
+        """Started in this process (not inherited over a fork), not stopped, thread alive."""
+        return self.pid == os.getpid() and not self.stopping and self.thread.is_alive()
 
 
 _batcher: _Batcher | None = None
@@ -310,7 +327,7 @@ def webhook_enqueue_batching_start(*, window_ms: int | None = None) -> bool:
     window_ms = settings.JANITOR_WEBHOOK_ENQUEUE_BATCH_MS if window_ms is None else window_ms
     if window_ms <= 0 or Conf.SYNC:  # a queue that runs tasks inline runs them in the request
         return False
-    if _batcher is not None and _batcher.pid == os.getpid() and not _batcher.stopping:
+    if _batcher is not None and _batcher.running():
         return True
     _batcher = _Batcher(window=window_ms / 1000, max_batch=ENQUEUE_BATCH_MAX)
     _batcher.thread.start()
@@ -331,9 +348,10 @@ atexit.register(webhook_enqueue_batching_stop)  # gunicorn's graceful stops and 
 
 def webhook_event_enqueue_after_store(event_id: int) -> None:
     """After the commit of a newly stored event: to this process's batcher when it runs (and
-    was started in this process, not inherited over a fork), else one task now."""
+    was started in this process, not inherited over a fork, and its thread is alive), else one
+    task now."""
     batcher = _batcher
-    if batcher is not None and batcher.pid == os.getpid() and not batcher.stopping:
+    if batcher is not None and batcher.running():
         batcher.add(event_id)
         return
     webhook_events_enqueue(event_ids=[event_id], trigger="queue")
