@@ -192,15 +192,34 @@ FRAGMENT_SCAN_BUDGET_MS = 30
 QUERY_CANCELED = "57014"
 
 
+# What the fragment search changes for its own statements, read first and put back after: a
+# SET LOCAL lasts until the enclosing transaction ends, and a caller inside one (a request in
+# a transaction, a test) must not run the rest of it with a 30 ms timeout and no index scans.
+_PLANNER_SETTINGS = (
+    "statement_timeout",
+    "enable_bitmapscan",
+    "enable_indexscan",
+    "enable_seqscan",
+    "max_parallel_workers_per_gather",
+)
+_SETTINGS_READ = "SELECT " + ", ".join(f"current_setting('{name}')" for name in _PLANNER_SETTINGS)
+_SETTINGS_PUT_BACK = "SELECT " + ", ".join(
+    f"set_config('{name}', %s, true)" for name in _PLANNER_SETTINGS
+)
+
+
 def _fragment_matches(queryset: QuerySet[Any, _Row]) -> list[_Row]:
     """Run a fragment query the fast way for its kind: a table scan that stops at the limit
     for common fragments, the trigram index for rare ones (tried when the scan runs out of
-    its budget). SQLite simply scans."""
+    its budget). SQLite simply scans. The settings it changes are put back before it returns."""
     db = queryset.db
     connection = connections[db]
     if connection.vendor != "postgresql":
         return list(queryset)
     with transaction.atomic(using=db), connection.cursor() as cursor:
+        cursor.execute(_SETTINGS_READ)
+        saved = list(cursor.fetchone())
+        rows = None
         try:
             with transaction.atomic(using=db):  # a savepoint: a cancel rolls back to here
                 # set_config(..., true) is SET LOCAL, all in one round trip. No parallel
@@ -212,13 +231,16 @@ def _fragment_matches(queryset: QuerySet[Any, _Row]) -> list[_Row]:
                     "set_config('max_parallel_workers_per_gather', '0', true)",
                     [str(int(FRAGMENT_SCAN_BUDGET_MS))],
                 )
-                return list(queryset)
+                rows = list(queryset)
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
                 raise
-        # The savepoint's rollback undid its SET LOCALs: no timeout, and now the index.
-        cursor.execute("SELECT set_config('enable_seqscan', 'off', true)")
-        return list(queryset)
+        if rows is None:
+            # The savepoint's rollback undid its SET LOCALs: no timeout, and now the index.
+            cursor.execute("SELECT set_config('enable_seqscan', 'off', true)")
+            rows = list(queryset)
+        cursor.execute(_SETTINGS_PUT_BACK, saved)
+        return rows
 
 
 @dataclass

@@ -161,9 +161,9 @@ def test_a_scan_over_its_budget_falls_back_to_the_index(people, monkeypatch):
     seen: list[str] = []
 
     def record(execute, sql, params, many, context):
-        if "enable_bitmapscan" in sql:
+        if "set_config('enable_bitmapscan', 'off'" in sql:
             seen.append("scan")
-        elif "enable_seqscan" in sql:
+        elif "set_config('enable_seqscan', 'off'" in sql:
             seen.append("index")
         return execute(sql, params, many, context)
 
@@ -171,3 +171,30 @@ def test_a_scan_over_its_budget_falls_back_to_the_index(people, monkeypatch):
         found = search._fragment_matches(slow)
     assert [account.email for account in found] == ["ada.lovelace@analytical.example"]
     assert seen == ["scan", "index"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("budget_ms", [30_000, 20], ids=["scan", "index after a cancel"])
+def test_the_search_leaves_the_callers_transaction_as_it_found_it(people, monkeypatch, budget_ms):
+    """A SET LOCAL lasts until the transaction ends: a search inside one (this test is) must
+    not leave the rest of it with the scan's 30 ms timeout and index scans off (its teardown's
+    foreign-key checks timed out so on a busy machine)."""
+    from django.db.models.expressions import RawSQL
+
+    from janitor.selectors import search
+
+    monkeypatch.setattr(search, "FRAGMENT_SCAN_BUDGET_MS", budget_ms)
+    names = ("statement_timeout", "enable_bitmapscan", "enable_indexscan", "enable_seqscan")
+
+    def settings_now():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in names))
+            return cursor.fetchone()
+
+    before = settings_now()
+    slow = search.fragment_queryset("lovel").filter(
+        pk__in=RawSQL("SELECT id FROM accounts_account, pg_sleep(0.1)", [])
+    )
+    found = search._fragment_matches(slow)
+    assert [account.email for account in found] == ["ada.lovelace@analytical.example"]
+    assert settings_now() == before
