@@ -40,7 +40,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.serving import gunicorn_stop, wait_time_wait  # noqa: E402
 
 SEED_ACCOUNTS = """
 INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
@@ -491,26 +491,6 @@ def _log_tail(path: Path, skip: int) -> list[str]:
         return log.readlines()[skip:]
 
 
-def wait_time_wait(port: int, *, below: int = 2000, timeout: float = 70) -> int:
-    """Wait until few closed connections to `port` linger in TIME_WAIT (60 s on Linux).
-
-    gunicorn's sync workers close every connection, so a run leaves one TIME_WAIT socket per
-    request; the next run's client ports (28,000 of them) then meet tuples still in TIME_WAIT,
-    their SYNs go unanswered and are retried after 1 s and 3 s: multi-second "latencies" that
-    are the bench's own. Returns the seconds waited."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        out = subprocess.run(
-            ["ss", "-Htan", "state", "time-wait", f"( sport = :{port} or dport = :{port} )"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        if out.count("\n") < below:
-            break
-        time.sleep(2)
-    return round(time.monotonic() - started)
-
-
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -577,12 +557,7 @@ def floors(args, conf: Path, env: dict, raw: str, ids: Path, work: Path) -> None
                 f"{r['s304'] + r['other']}; {r['errors']}; load {os.getloadavg()[0]:.2f}"
             )
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            gunicorn_stop(server)
 
 
 def main() -> None:
@@ -808,12 +783,7 @@ def main() -> None:
                 f"{max(times):.1f} ms per page"
             )
     finally:
-        os.killpg(gunicorn.pid, signal.SIGTERM)  # graceful: each worker writes its uses at exit
-        try:
-            gunicorn.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(gunicorn.pid, signal.SIGKILL)
-            gunicorn.wait()
+        gunicorn_stop(gunicorn)  # graceful: each worker writes its uses at exit
     token.refresh_from_db()
     print(
         f"token use_count after gunicorn's graceful stop: {token.use_count:,} "

@@ -34,6 +34,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the fake provider (sandbox/) and the ceiling (bench/)
+from bench.serving import wait_time_wait  # noqa: E402
+
 SECRET = "whsec_bench_janitor"
 CUSTOMERS = 2000
 
@@ -283,22 +285,6 @@ def wait_http(url: str, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     sys.exit(f"{url} did not come up")
-
-
-def wait_time_wait(first: int, last: int, *, below: int = 2000, timeout: float = 70) -> int:
-    """Wait until few sockets of ports first..last linger in TIME_WAIT (an earlier invocation's
-    runs used the same ports); returns the seconds waited."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        out = subprocess.run(
-            ["ss", "-Htan", "state", "time-wait", f"( sport >= :{first} and sport <= :{last} )"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        if out.count("\n") < below:
-            break
-        time.sleep(2)
-    return round(time.monotonic() - started)
 
 
 def stop(process: subprocess.Popen) -> None:
