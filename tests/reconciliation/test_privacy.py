@@ -67,6 +67,11 @@ def aged(settings):
     rows["dispute_open"] = DisputeFactory(
         account=account, evidence_staged=staged, staged_at=now - 401 * DAY
     )
+    # The old change first: the feed's order follows the writes (on SQLite, where txid is 0,
+    # the id alone), and the purge deletes whole prefixes of it.
+    rows["change_old"] = AccessChange.objects.create(
+        account=account, version=0, at=now - 31 * DAY, event_type=AccessEvent.GRACE_STARTED
+    )
     rows["audit"] = access_status_change(
         account=account,
         to_status=AccessStatus.GRACE_PERIOD,
@@ -74,9 +79,8 @@ def aged(settings):
         reason="payment failed",
         grace_ends_at=now + DAY,
     )
-    rows["change_recent"] = AccessChange.objects.get(account=account)
-    rows["change_old"] = AccessChange.objects.create(
-        account=account, version=0, at=now - 31 * DAY, event_type=AccessEvent.GRACE_STARTED
+    rows["change_recent"] = AccessChange.objects.exclude(pk=rows["change_old"].pk).get(
+        account=account
     )
     endpoint = ProductEndpoint.objects.create(name="Shop", url="http://127.0.0.1:9/hook")
     for name, status, days in (
