@@ -42,6 +42,8 @@ SEQUENTIAL_PAGES = 10
 # the whole span: the bottom range has no lower bound, so precision only balances the ranges.
 OLDEST_PRECISION = 1 / 64
 PAGE_SIZE = 100
+# Pages a sequential listing reads ahead of the mirror writes (see _ReadAhead).
+READ_AHEAD = 2
 
 Page = list[dict[str, Any]]
 
@@ -159,6 +161,72 @@ def _read_ranges(
             thread.join()
 
 
+class _ReadAhead:
+    """Pages of one listing read in a thread, up to READ_AHEAD pages ahead of the consumer.
+
+    A sequential listing cannot ask for a page before it has the one before (the cursor is its
+    last id), but it need not wait for the consumer either: while the mirror writes one page,
+    the next is already on its way. A GatewayError (or any failure) comes out of the iterator
+    where its page would have.
+    """
+
+    def __init__(self, pages: Iterator[Page]) -> None:
+        self._pages = pages
+        self._queue: queue.Queue[Page | Exception | None] = queue.Queue(maxsize=READ_AHEAD)
+        # stop: finish the request under way and hand its page over; abandon: hand nothing over.
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="janitor-listing", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Page | Exception | None) -> None:
+        while not self._abandon.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self) -> None:
+        try:
+            for page in self._pages:
+                self._put(page)
+                if self._stop.is_set() or self._abandon.is_set():
+                    return
+            self._put(None)
+        except Exception as exc:  # a GatewayError, or a bug: the consumer raises it either way
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[Page]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def stop(self) -> list[Page]:
+        """Stop reading ahead and return the pages read but not yet consumed (none is lost)."""
+        self._stop.set()
+        left: list[Page] = []
+        while self._thread.is_alive() or not self._queue.empty():
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, Exception):
+                raise item
+            if item is not None:
+                left.append(item)
+        return left
+
+    def abandon(self) -> None:
+        """Stop without handing anything over (the consumer stopped or failed)."""
+        self._abandon.set()
+        self._thread.join()
+
+
 class SubscriptionListing:
     """Every provider subscription (any status), once each, as an iterator of pages.
 
@@ -195,9 +263,17 @@ class SubscriptionListing:
         return self._pages()
 
     def _pages(self) -> Iterator[Page]:
-        sequential = gateway.subscription_pages(
-            status="all", limit=self.page_size, expand_customer=self.expand_customer
+        sequential = _ReadAhead(
+            gateway.subscription_pages(
+                status="all", limit=self.page_size, expand_customer=self.expand_customer
+            )
         )
+        try:
+            yield from self._pages_from(sequential)
+        finally:
+            sequential.abandon()  # a no-op once it has ended or was stopped
+
+    def _pages_from(self, sequential: _ReadAhead) -> Iterator[Page]:
         already_read: set[str] = set()
         created: list[int] = []
         pages_read = 0
@@ -217,6 +293,10 @@ class SubscriptionListing:
             logger.warning("Listing subscriptions sequentially: the provider refused `created`.")
             yield from sequential
             return
+        # The pages read ahead meanwhile are handed over too; the ranges skip what they hold.
+        for page in sequential.stop():
+            yield page
+            already_read.update(sub["id"] for sub in page)
         boundaries = self.mirror_boundaries
         source = "from the mirror"
         if not boundaries:

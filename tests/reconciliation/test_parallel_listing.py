@@ -15,6 +15,7 @@ from accounts.models import AccessStatus, Account
 from reconciliation import gateway
 from reconciliation.listing import (
     LISTING_RANGES,
+    READ_AHEAD,
     SEQUENTIAL_PAGES,
     SubscriptionListing,
     created_ranges,
@@ -267,3 +268,50 @@ def test_a_range_that_fails_fails_the_listing_as_a_sequential_failure_does(
     assert Subscription.objects.count() == run.subscriptions_read < MANY
     assert not Account.objects.exclude(access_status=AccessStatus.ACTIVE).exists()
     assert not ReconciliationRun.objects.filter(status=RunStatus.APPLIED).exists()
+
+
+def test_a_sequential_listing_asks_for_the_next_page_while_the_last_one_is_processed(
+    stripe_fake: StripeFake,
+) -> None:
+    """A page's mirror writes and the next page's round trip overlap: by the time the consumer
+    is done with a page, the next one has been asked for. Read ahead or not, each page is asked
+    for once and they come in the listing's order."""
+    stripe_fake.throttle(latency=0.02)
+    _bulk(stripe_fake, 500)
+    sequential = _sequential_ids()
+    stripe_fake.requests.clear()
+
+    listing = SubscriptionListing(mirror_boundaries=[])
+    seen: list[str] = []
+    asked_after: list[int] = []
+    for page in listing:
+        seen.extend(sub["id"] for sub in page)
+        time.sleep(0.15)  # the consumer's own work on the page
+        asked_after.append(len(_range_requests(stripe_fake)))
+
+    assert seen == sequential
+    assert listing.how == "sequential: 5 page(s), too few to split"
+    assert len(_range_requests(stripe_fake)) == 5
+    # When page k (from 1) had been processed, page k + 1 had been asked for, and no more than
+    # READ_AHEAD pages besides (the last page has none after it).
+    for k, asked in enumerate(asked_after, start=1):
+        assert min(k + 1, 5) <= asked <= min(k + 1 + READ_AHEAD, 5), asked_after
+
+
+def test_the_pages_read_ahead_when_the_listing_splits_are_handed_over_not_lost(
+    stripe_fake: StripeFake,
+) -> None:
+    """The sequential start stops at SEQUENTIAL_PAGES + 1 pages, while its reader has already
+    fetched one or two more: those come out too, and the ranges skip what they hold."""
+    _bulk(stripe_fake, 2500)
+    listing = SubscriptionListing(mirror_boundaries=[], sequential_pages=2)
+    seen: list[str] = []
+    for n, page in enumerate(listing):
+        if n < 3:
+            time.sleep(0.2)  # the reader runs ahead meanwhile
+        seen.extend(sub["id"] for sub in page)
+
+    assert listing.how.startswith("parallel")
+    assert len(seen) == len(set(seen)) == 2500
+    unbounded = [r for r in _range_requests(stripe_fake) if "created[gte]" not in r.query]
+    assert len(unbounded) > 3  # pages beyond the sequential start were read ahead
