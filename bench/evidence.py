@@ -114,10 +114,10 @@ def load(args) -> dict:
             cur.execute(
                 """
                 INSERT INTO accounts_account (public_id, email, name, created_at, is_active,
-                    access_status, stripe_customer_id)
+                    access_status, stripe_customer_id, access_version)
                 SELECT 'user-bench-' || lpad(g::text, 7, '0'), 'bench' || g || '@example.com',
                        'Bench ' || g, now() - interval '400 days', true, 'active',
-                       'cus_bench_' || lpad(g::text, 7, '0')
+                       'cus_bench_' || lpad(g::text, 7, '0'), 0
                 FROM generate_series(1, %s) AS g
                 """,
                 [args.accounts],

@@ -87,12 +87,12 @@ def _admin_sql(sql: str) -> None:
 
 SEED_ACCOUNTS = """
 INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
-    grace_ends_at, stripe_customer_id)
+    grace_ends_at, stripe_customer_id, access_version)
 SELECT 'user-b' || lpad(i::text, 8, '0'),
     'cus_bench_' || lpad(i::text, 7, '0') || '@example.test', '', now(), true,
     CASE WHEN i %% 5 IN (3, 4) AND i %% 1000 NOT IN (3, 4) THEN 'grace_period' ELSE 'active' END,
     CASE WHEN i %% 5 IN (3, 4) AND i %% 1000 NOT IN (3, 4) THEN now() + interval '5 days' END,
-    'cus_bench_' || lpad(i::text, 7, '0')
+    'cus_bench_' || lpad(i::text, 7, '0'), 0
 FROM generate_series(0, %(n)s - 1) AS i
 """
 

@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 SEED_ACCOUNTS = """
 INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
-    grace_ends_at, stripe_customer_id)
+    grace_ends_at, stripe_customer_id, access_version)
 SELECT 'user-q' || lpad(i::text, 8, '0'),
     'queue' || lpad(i::text, 7, '0') || '@example.test', '', now(), true,
     CASE WHEN i %% 3 = 0 THEN 'grace_period' ELSE 'active' END,
     CASE WHEN i %% 3 = 0 THEN now() + (i %% 10) * interval '1 day' END,
-    'cus_queue_' || lpad(i::text, 7, '0')
+    'cus_queue_' || lpad(i::text, 7, '0'), 0
 FROM generate_series(0, %(n)s - 1) AS i
 """
 

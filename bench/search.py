@@ -44,7 +44,7 @@ DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com",
 
 SEED_ACCOUNTS = """
 INSERT INTO accounts_account (public_id, email, name, created_at, is_active, access_status,
-    grace_ends_at, stripe_customer_id)
+    grace_ends_at, stripe_customer_id, access_version)
 SELECT 'user-' || substr(md5(i::text), 1, 5) || '-' || substr(md5(i::text), 6, 4) || '-'
         || substr(md5(i::text), 10, 4),
     f.first || '.' || l.last || i || '@' || d.domain,
@@ -52,7 +52,7 @@ SELECT 'user-' || substr(md5(i::text), 1, 5) || '-' || substr(md5(i::text), 6, 4
     now() - (i %% 1000) * interval '1 day', true,
     CASE WHEN i %% 20 = 0 THEN 'grace_period' ELSE 'active' END,
     CASE WHEN i %% 20 = 0 THEN now() + (i %% 14 - 7) * interval '1 day' END,
-    'cus_' || substr(md5('c' || i::text), 1, 14)
+    'cus_' || substr(md5('c' || i::text), 1, 14), 0
 FROM generate_series(1, %(n)s) AS i,
     LATERAL (SELECT (%(first)s::text[])[1 + i %% cardinality(%(first)s::text[])] AS first) f,
     LATERAL (SELECT (%(last)s::text[])[1 + (i / 7) %% cardinality(%(last)s::text[])] AS last) l,
