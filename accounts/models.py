@@ -262,15 +262,26 @@ class User(AbstractBaseUser, PermissionsMixin):
         account = self._account
         return account is None or account.grants_access
 
+    _staff_role_cache: str
+
     @property
     def staff_role(self) -> str:
-        """The first role group the user belongs to ("" for customers)."""
+        """The first role group the user belongs to ("" for customers).
+
+        Read once per instance, as Django's permission checks cache theirs on the user: a page
+        asks several times (the two-factor policy, the header), each a query otherwise. Read
+        the user again after changing their groups (as for permissions)."""
         from accounts.roles import ROLE_NAMES
 
         if not self.is_staff:
             return ""
-        names = {group.name for group in self.groups.all()}
-        return next((role for role in ROLE_NAMES if role in names), "")
+        cached = self.__dict__.get("_staff_role_cache")
+        if cached is None:
+            names = {group.name for group in self.groups.all()}
+            cached = self._staff_role_cache = next(
+                (role for role in ROLE_NAMES if role in names), ""
+            )
+        return cached
 
 
 class SessionRecord(models.Model):
