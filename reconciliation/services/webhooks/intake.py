@@ -189,27 +189,33 @@ def _queue_broker() -> Broker:
     return _broker
 
 
-def webhook_events_enqueue(*, event_ids: list[int], trigger: str) -> int:
-    """Hand events to the queue; a broker failure is logged (the sweeper sends them later)."""
+def _task_send(func: str, *args: object, task_name: str, what: str) -> bool:
+    """Hand one task to the queue; a broker failure is logged, not raised (the stored rows
+    are the truth: the sweeper sends what was not sent)."""
     from django_q.tasks import async_task
 
-    sent = 0
-    for event_id in event_ids:
-        try:
-            # save=False: the attempt history lives in WebhookAttempt; django-q's result table
-            # would only add a pruning query per task to the monitor.
-            async_task(
-                PROCESS_TASK,
-                event_id,
-                trigger,
-                save=False,
-                task_name=f"webhook-{event_id}",
-                broker=_queue_broker(),
-            )
-            sent += 1
-        except Exception:
-            logger.exception("could not enqueue webhook event %s; the sweeper will", event_id)
-    return sent
+    try:
+        # save=False: the attempt history lives in WebhookAttempt; django-q's result table
+        # would only add a pruning query per task to the monitor.
+        async_task(func, *args, save=False, task_name=task_name, broker=_queue_broker())
+        return True
+    except Exception:
+        logger.exception("could not enqueue %s; the sweeper will", what)
+        return False
+
+
+def webhook_events_enqueue(*, event_ids: list[int], trigger: str) -> int:
+    """Hand events to the queue, one task each; returns how many were sent."""
+    return sum(
+        _task_send(
+            PROCESS_TASK,
+            event_id,
+            trigger,
+            task_name=f"webhook-{event_id}",
+            what=f"webhook event {event_id}",
+        )
+        for event_id in event_ids
+    )
 
 
 # --- Enqueueing from a web process, a batch at a time -----------------------------------------
@@ -292,28 +298,21 @@ _batcher: _Batcher | None = None
 def _enqueue_batch(event_ids: list[int]) -> int:
     """One task for `event_ids`; a broker failure is logged (the sweeper sends them later)."""
     from django.db import close_old_connections
-    from django_q.tasks import async_task
 
     if not event_ids:
         return 0
     try:
         close_old_connections()  # the ORM broker writes from this thread's own connection
-        async_task(
-            PROCESS_BATCH_TASK,
-            event_ids,
-            "queue",
-            save=False,
-            task_name=f"webhooks-{event_ids[0]}+{len(event_ids) - 1}",
-            broker=_queue_broker(),
-        )
-        return len(event_ids)
     except Exception:
-        logger.exception(
-            "could not enqueue %s webhook events (%s..); the sweeper will",
-            len(event_ids),
-            event_ids[0],
-        )
-        return 0
+        logger.exception("could not renew the enqueue thread's database connection")
+    sent = _task_send(
+        PROCESS_BATCH_TASK,
+        event_ids,
+        "queue",
+        task_name=f"webhooks-{event_ids[0]}+{len(event_ids) - 1}",
+        what=f"{len(event_ids)} webhook events ({event_ids[0]}..)",
+    )
+    return len(event_ids) if sent else 0
 
 
 def webhook_enqueue_batching_start(*, window_ms: int | None = None) -> bool:
