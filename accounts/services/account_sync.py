@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models.functions import Lower
 
 from accounts.models import (
@@ -29,6 +29,7 @@ from accounts.models import (
     public_id_is_valid,
 )
 from janitor.errors import ErrorKind, JanitorError
+from janitor.text import text_unstorable
 
 SYNC_ACTOR = "system:api"
 SYNC_REASON = "Created through the accounts API"
@@ -90,6 +91,10 @@ def _text(
         return None
     if not isinstance(value, str):
         errors[label] = "must be a string"
+        return None
+    problem = text_unstorable(value)
+    if problem:
+        errors[label] = problem
         return None
     value = value.strip()
     if len(value) > limit:
@@ -353,6 +358,10 @@ def account_sync(*, wanted: AccountInput, token: ApiToken | None) -> SyncResult:
         try:
             with transaction.atomic():
                 result, account = _apply(wanted, token=token)
+        except DataError as exc:
+            # A value the field checks let through and the database would not store: this
+            # account's error, not a 500 that loses the rest of the batch.
+            return SyncResult(wanted.public_id, "error", {"account": f"not stored: {exc}"})
         except (IntegrityError, _Conflict) as exc:
             # A concurrent writer took an id, an email or the customer id meanwhile: check
             # again (the conflict then names the field), or say so when it still will not go.

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Model
 
 from accounts.models import (
@@ -32,6 +32,7 @@ from accounts.models import (
     User,
     public_id_is_valid,
 )
+from janitor.text import text_unstorable
 
 IMPORT_COLUMNS = ("public_id", "email", "name", "is_active", "stripe_customer_id")
 # Optional: rows sharing an account_id are the members of one account (a team); account_name
@@ -41,6 +42,9 @@ _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 IMPORT_ACTOR = "system:import"
 BATCH_SIZE = 1000
+# The columns' own limits (accounts.models): a longer value is refused with its line number.
+EMAIL_MAX = 254
+CUSTOMER_ID_MAX = 255
 LINE_MAX_BYTES = 1024 * 1024
 # A refused file lists at most this many reasons (the count covers every refused line).
 REFUSED_SHOWN = 1000
@@ -147,6 +151,10 @@ def _parse_record(record: dict[str | None, Any], line: int) -> ImportRow | str:
     if None in record:  # more cells than headers
         return "more cells than the header has columns"
     values = {key: (record.get(key) or "").strip() for key in (*IMPORT_COLUMNS, *OPTIONAL_COLUMNS)}
+    for key, value in values.items():
+        problem = text_unstorable(value)
+        if problem:
+            return f"{key} {problem}"
     public_id, email = values["public_id"], values["email"].lower()
     active_raw = values["is_active"].lower()
     account_id = values["account_id"]
@@ -161,11 +169,15 @@ def _parse_record(record: dict[str | None, Any], line: int) -> ImportRow | str:
         validate_email(email)
     except ValidationError:
         return f"email {values['email']!r} is not a valid address"
+    if len(email) > EMAIL_MAX:
+        return f"email is longer than {EMAIL_MAX} characters"
     if active_raw not in _TRUE | _FALSE:
         return f"is_active {values['is_active']!r} is not true/false"
     customer = values["stripe_customer_id"]
     if customer and not customer.startswith("cus_"):
         return f"stripe_customer_id {customer!r} does not start with cus_"
+    if len(customer) > CUSTOMER_ID_MAX:
+        return f"stripe_customer_id is longer than {CUSTOMER_ID_MAX} characters"
     if len(values["name"]) > 200 or len(values["account_name"]) > 200:
         return "name is longer than 200 characters"
     return ImportRow(
@@ -535,8 +547,9 @@ def accounts_import(
         report.refused = sorted(report.refused)[:REFUSED_SHOWN]
         report.account_pks = array("q")
         return report
-    except IntegrityError as exc:
-        # A race with another writer, or an account email another account already has.
+    except (IntegrityError, DataError) as exc:
+        # A race with another writer, an account email another account already has, or a
+        # value the checks above let through and the database would not store.
         report.refused = [(1, f"nothing imported: the database refused the file ({exc})")]
         report.refused_count = 1
         report.account_pks = array("q")

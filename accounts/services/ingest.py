@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import Account, ActivityKind, ActivityLog, ApiToken, User
 from accounts.services.activity import PATH_MAX, USER_AGENT_MAX, valid_ip
 from janitor.errors import ErrorKind, JanitorError
+from janitor.text import text_unstorable
 
 CLIENT_EVENT_ID_MAX = 128
 # Per event, generously: a long path and user agent plus JSON punctuation fit in 2 KiB.
@@ -55,14 +56,6 @@ class IngestResult:
 _KINDS = frozenset(ActivityKind.values)
 
 
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _parse_time(value: object, now: datetime) -> tuple[datetime | None, str | None]:
     if not isinstance(value, str) or not value:
         return None, "required: an ISO 8601 time with a timezone"
@@ -79,15 +72,6 @@ def _parse_time(value: object, now: datetime) -> tuple[datetime | None, str | No
     if parsed > now + FUTURE_SKEW:
         return None, "is in the future"
     return parsed, None
-
-
-def _unstorable(value: object) -> str | None:
-    """PostgreSQL text cannot hold NUL or a lone surrogate; say so instead of a 500."""
-    if isinstance(value, str) and "\x00" in value:
-        return "contains a NUL character"
-    if isinstance(value, str) and not _encodable(value):
-        return "is not valid Unicode (a lone surrogate)"
-    return None
 
 
 def _event_id(value: object, now: datetime) -> tuple[object, str | None]:
@@ -155,12 +139,12 @@ def _validate_item(
     for name, (check, text, default) in FIELDS.items():
         raw = item.get(name, default)
         clean[name], error = check(raw, now)
-        error = (_unstorable(raw) if text else None) or error
+        error = (text_unstorable(raw) if text else None) or error
         if error:
             errors[name] = error
     if errors:
         event_id = item.get("id")
-        safe_id = event_id if isinstance(event_id, str) and not _unstorable(event_id) else None
+        safe_id = event_id if isinstance(event_id, str) and not text_unstorable(event_id) else None
         return None, {"index": index, "id": safe_id, "errors": errors}
     return clean, None
 

@@ -453,3 +453,33 @@ def test_any_id_in_the_path_is_created_or_refused_by_field_never_an_error(public
             assert "public_id" in response.json()["errors"], response.content
             assert not Account.objects.exists()
         transaction.set_rollback(True)
+
+
+def test_text_the_database_cannot_store_is_a_field_error_and_the_batch_goes_on(client, token):
+    """PostgreSQL text holds no NUL and no lone surrogate (both valid in JSON): each is the
+    item's field error, the items after it are still applied, nothing answers 500."""
+    _, raw = token
+    items = [
+        {"public_id": "one", "email": "one@example.com"},
+        {
+            "public_id": "two",
+            "email": "two@example.com",
+            "members": [{"public_id": "u-two", "email": "t@example.com", "name": "x\u0000"}],
+        },
+        {"public_id": "three", "email": "three@example.com", "name": "a\ud800b"},
+        {"public_id": "four", "email": "four@example.com", "stripe_customer_id": "cus_\u0000"},
+        {"public_id": "five", "email": "five@example.com"},
+    ]
+    response = _batch(client, raw, {"accounts": items})
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert [r["result"] for r in results] == ["created", "error", "error", "error", "created"]
+    assert results[1]["errors"] == {"members[0].name": "contains a NUL character"}
+    assert results[2]["errors"] == {"name": "is not valid Unicode (a lone surrogate)"}
+    assert results[3]["errors"] == {"stripe_customer_id": "contains a NUL character"}
+    assert set(Account.objects.values_list("public_id", flat=True)) == {"one", "five"}
+
+    single = _put(client, raw, "acme", {"email": "a@example.com", "name": "a\u0000b"})
+    assert single.status_code == 400, single.content
+    assert single.json()["errors"] == {"name": "contains a NUL character"}

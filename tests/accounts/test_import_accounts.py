@@ -107,3 +107,24 @@ def test_missing_columns_and_missing_file(tmp_path):
         _run(tmp_path, "id,email\n1,a@b.c\n")
     with pytest.raises(CommandError, match="no such file"):
         call_command("import_accounts", str(tmp_path / "absent.csv"))
+
+
+def test_values_the_columns_cannot_hold_are_refused_with_their_line_not_a_traceback(
+    tmp_path, capsys
+):
+    """Checks that pass the address syntax but not the columns: a 300-character email (an
+    address may be 320), a customer id over 255 characters, a NUL in a cell."""
+    long_email = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".example"
+    bad = HEADER + (
+        "user-ok,ok@example.com,Ok,true,\n"
+        f"user-long,{long_email},Long,true,\n"
+        f"user-cus,cus@example.com,Cus,true,cus_{'x' * 300}\n"
+        "user-nul,nul@example.com,Nu\x00l,true,\n"
+    )
+    with pytest.raises(CommandError, match="3 line\\(s\\) refused; nothing was imported"):
+        _run(tmp_path, bad)
+    err = capsys.readouterr().err
+    assert "line 3: email is longer than 254 characters" in err
+    assert "line 4: stripe_customer_id is longer than 255 characters" in err
+    assert "line 5: name contains a NUL character" in err
+    assert not Account.objects.exists()
