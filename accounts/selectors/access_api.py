@@ -118,16 +118,34 @@ def _subject_sql() -> str:
 _SUBJECT_SQL = _subject_sql()
 
 
-def access_answer_get(*, public_id: str) -> AccessAnswer | None:
-    """The access of the member or account with `public_id` (a member when both have it), or
-    None. One query, on the unique public_id indexes."""
+class AccessIdAmbiguous(Exception):
+    """The id is a member's of one account and, as well, another account's own id."""
+
+
+ACCESS_KINDS = ("member", "account")
+
+
+def access_answer_get(*, public_id: str, kind: str | None = None) -> AccessAnswer | None:
+    """The access of the member or account with `public_id`, or None. One query, on the
+    unique public_id indexes.
+
+    When a member and an account both have the id, and it is the member's own account (someone
+    who pays for themselves), the member answers: it says more. When the member belongs to
+    another account, neither can be assumed (a product whose user and team ids are both small
+    numbers would be told a member of one team may sign in when it asked about another team):
+    AccessIdAmbiguous, unless `kind` ("member" or "account") says which is meant.
+    """
     if len(public_id) > 64:  # the column's length: nothing longer exists
         return None
     with connection.cursor() as cursor:
         cursor.execute(_SUBJECT_SQL, [public_id, public_id])
         rows = cursor.fetchall()
+    if kind is not None:
+        rows = [r for r in rows if bool(r[0]) == (kind == "member")]
     if not rows:
         return None
+    if len(rows) > 1 and rows[0][3] != rows[1][3]:  # column 3: the account's primary key
+        raise AccessIdAmbiguous(public_id)
     row = max(rows, key=lambda r: r[0])
     is_member, subject_id, member_active, pk, account_id, status, active, grace, version, at = row
     return AccessAnswer(

@@ -10,8 +10,10 @@ from django.views.decorators.http import require_GET
 
 from accounts.models import ApiScope
 from accounts.selectors.access_api import (
+    ACCESS_KINDS,
     FEED_LIMIT_DEFAULT,
     FEED_LIMIT_MAX,
+    AccessIdAmbiguous,
     FeedCursorExpired,
     FeedCursorInvalid,
     FeedPosition,
@@ -46,9 +48,28 @@ def access_detail_api(request, public_id: str):
     token = api_token_for(request, ApiScope.ACCESS_READ)
     if isinstance(token, JsonResponse):
         return token
-    answer = access_answer_get(public_id=public_id)
+    kind = request.GET.get("kind") or None
+    if kind is not None and kind not in ACCESS_KINDS:
+        return JsonResponse(
+            {"error": f"kind must be one of {', '.join(ACCESS_KINDS)} (or left out)."},
+            status=400,
+        )
+    try:
+        answer = access_answer_get(public_id=public_id, kind=kind)
+    except AccessIdAmbiguous:
+        return JsonResponse(
+            {
+                "error": "That id is a member's of one account and another account's own id: "
+                "send kind=member or kind=account to say which you mean.",
+                "kinds": list(ACCESS_KINDS),
+            },
+            status=409,
+        )
     if answer is None:
-        return JsonResponse({"error": "No account or member has that id."}, status=404)
+        what = {"member": "No member", "account": "No account"}.get(
+            kind or "", "No account or member"
+        )
+        return JsonResponse({"error": f"{what} has that id."}, status=404)
     etag = answer.etag
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and _weak_match(if_none_match, etag):

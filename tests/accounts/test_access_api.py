@@ -24,7 +24,7 @@ from accounts.services.access_changes import access_changed, access_changes_purg
 from accounts.services.access_status import access_status_change
 from accounts.services.members import member_set_enabled
 from accounts.services.tokens import api_token_create
-from tests.factories import AccountFactory, StaffFactory
+from tests.factories import AccountFactory, StaffFactory, UserFactory
 
 
 @pytest.fixture
@@ -119,6 +119,32 @@ def test_member_answer_and_a_shared_id_answers_for_the_member(client, raw, admin
     shared = _get(client, f"/api/v1/access/{account.public_id}", raw).json()
     assert shared["kind"] == "member" and shared["member_is_active"] is True
     assert shared["can_log_in"] is True
+
+
+@pytest.mark.django_db
+def test_an_id_that_is_one_accounts_member_and_another_account_is_ambiguous(client, raw):
+    """A product whose user ids and team ids are both small numbers: member 42 of team 7, and
+    team 42 (revoked). Neither answer may be assumed; kind= says which is meant."""
+    team7 = AccountFactory(public_id="team7", members=0)
+    UserFactory(public_id="42", account=team7, email="m42@example.com")
+    AccountFactory(public_id="42", members=0, access_status=AccessStatus.REVOKED)
+
+    ambiguous = _get(client, "/api/v1/access/42", raw)
+    assert ambiguous.status_code == 409
+    assert "kind=member or kind=account" in ambiguous.json()["error"]
+    member = _get(client, "/api/v1/access/42?kind=member", raw).json()
+    assert (member["kind"], member["account"], member["can_log_in"]) == ("member", "team7", True)
+    account = _get(client, "/api/v1/access/42?kind=account", raw).json()
+    assert (account["kind"], account["status"], account["can_log_in"]) == (
+        "account",
+        "revoked",
+        False,
+    )
+    assert _get(client, "/api/v1/access/team7?kind=member", raw).status_code == 404
+    assert _get(client, "/api/v1/access/42?kind=team", raw).status_code == 400
+    # Someone who pays for themselves (their account's id is their own): no ambiguity.
+    solo = AccountFactory(members=1)
+    assert _get(client, f"/api/v1/access/{solo.public_id}", raw).json()["kind"] == "member"
 
 
 @pytest.mark.django_db
