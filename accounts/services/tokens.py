@@ -106,9 +106,17 @@ def api_token_create(
 
 def api_token_forget(*, token: ApiToken) -> None:
     """Drop `token` from this process's lookup cache (other processes re-read it within
-    JANITOR_API_TOKEN_CACHE_SECONDS). Call after changing a token's scopes or revoking it."""
-    with _uses.lock:
-        _uses.cache.pop(token.token_hash, None)
+    JANITOR_API_TOKEN_CACHE_SECONDS). Call after changing a token's scopes or revoking it.
+
+    Inside a transaction, dropped now and again once it commits: a request of this process
+    that read the token meanwhile (the change not committed yet) cached the old one."""
+
+    def forget() -> None:
+        with _uses.lock:
+            _uses.cache.pop(token.token_hash, None)
+
+    forget()
+    transaction.on_commit(forget)
 
 
 def api_token_revoke(*, token: ApiToken) -> ApiToken:

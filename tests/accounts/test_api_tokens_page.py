@@ -1,11 +1,18 @@
 """The API tokens page: Admins only; a token made with its scopes, its raw value shown once;
 revoked with a reason; both audited in the staff audit."""
 
+import threading
+
 import pytest
+from django.db import connections, transaction
 from django.urls import reverse
 
 from accounts.models import ApiToken, StaffActionAudit, StaffActionKind
-from accounts.services.tokens import api_token_authenticate, api_token_create
+from accounts.services.tokens import (
+    api_token_authenticate,
+    api_token_create,
+    api_token_revoke_by_staff,
+)
 
 pytestmark = pytest.mark.django_db
 LIST = "/staff/api-tokens/"
@@ -140,3 +147,27 @@ def test_an_unknown_token_is_a_404(admin_client_):
         admin_client_.post(reverse("api_token_revoke", args=[999]), {"reason": "x"}).status_code
         == 404
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_read_while_its_revocation_commits_is_not_kept_in_the_cache(admin_user):
+    """A request of the revoking process that reads the token after the revocation is written
+    but before it commits still sees it live and caches it: the cache entry is dropped again
+    once the revocation commits, so the token stops at once in that process."""
+    token, raw = api_token_create(name="Racing", created_by=admin_user, scopes=["access:read"])
+    read_meanwhile: list[object] = []
+
+    def concurrent_request() -> None:
+        try:
+            read_meanwhile.append(api_token_authenticate(raw=raw))
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        api_token_revoke_by_staff(token=token, actor=admin_user, reason="leaked")
+        reader = threading.Thread(target=concurrent_request)
+        reader.start()
+        reader.join()
+
+    assert read_meanwhile and read_meanwhile[0] is not None  # it saw the token live
+    assert api_token_authenticate(raw=raw) is None
