@@ -93,9 +93,15 @@ class DeliveryGone(DeliveryConflict):
     """The delivery was purged (retention) after the page showing it was read."""
 
 
-def _lease() -> timedelta:
-    # Longer than any POST can take (the timeout bounds it), with room for the database work.
-    return timedelta(seconds=settings.JANITOR_DELIVERY_TIMEOUT_SECONDS * 2 + 30)
+def _lease(size: int) -> timedelta:
+    """How long a claim of up to `size` deliveries holds them: longer than sending them all can
+    take (each POST is bounded by the timeout, JANITOR_DELIVERY_THREADS at once), with room
+    for the database work. A shorter lease ran out while a slow endpoint's batch was still
+    being sent: another worker then claimed (and superseded) rows still in flight, so an older
+    version could reach the product after a newer one, and the first worker's outcomes were
+    dropped as no longer its own."""
+    rounds = -(-size // settings.JANITOR_DELIVERY_THREADS)  # ceil
+    return timedelta(seconds=settings.JANITOR_DELIVERY_TIMEOUT_SECONDS * (rounds + 1) + 30)
 
 
 def delivery_deadline(*, delivery: Delivery) -> datetime:
@@ -176,7 +182,7 @@ def _supersede(*, ids: Iterable[int], by: int, now: datetime) -> tuple[int, int]
 
 
 def _claim(*, now: datetime, seen: set[int], size: int) -> _ClaimRound:
-    lease_until = now + _lease()
+    lease_until = now + _lease(size)
     superseded = deferred = 0
     with transaction.atomic():
         due = Delivery.objects.filter(

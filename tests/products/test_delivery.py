@@ -627,3 +627,26 @@ def test_a_purged_holder_does_not_let_an_old_version_out(endpoint, receiver):
     assert stale.status == DeliveryStatus.SUPERSEDED and receiver.received == []
     assert _purge() == (1, 0)  # the holder, now that nothing of the account is open
     assert Delivery.objects.filter(pk=stale.pk).exists()  # superseded a day ago: kept
+
+
+@pytest.mark.parametrize(("threads", "timeout"), [(1, 1), (8, 10), (3, 2)])
+def test_a_claim_holds_its_deliveries_longer_than_sending_them_all_can_take(
+    endpoint, settings, threads, timeout
+):
+    """Each POST is bounded by the timeout, `threads` at once: a claim of n deliveries may take
+    ceil(n / threads) timeouts to send. A lease shorter than that ran out mid-batch against a
+    slow endpoint: another worker claimed rows still in flight (an older version then reached
+    the product after a newer one) and the first worker's outcomes were dropped."""
+    from products.services.delivery import _claim
+
+    settings.JANITOR_DELIVERY_THREADS = threads
+    settings.JANITOR_DELIVERY_TIMEOUT_SECONDS = timeout
+    for _ in range(36):
+        _change(AccountFactory())
+    now = timezone.now()
+
+    claim = _claim(now=now, seen=set(), size=100)
+
+    assert len(claim.claimed) == 36
+    worst = -(-36 // threads) * timeout
+    assert (claim.lease_until - now).total_seconds() > worst
