@@ -42,7 +42,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from accounts.models import RevocationStatus, User
+from accounts.models import AccessStatus, Account, RevocationStatus, User
 from janitor.errors import ErrorKind, JanitorError
 from janitor.services.schedules import minute_schedules_ensure
 from products.models import (
@@ -201,10 +201,14 @@ def _claim(*, now: datetime, seen: set[int], size: int) -> _ClaimRound:
         ]
         if not candidates:
             return _ClaimRound([], lease_until, 0, 0)
-        to_send = [c[0] for c in candidates if c[4] == AccessEvent.SESSIONS_REVOKE]
+        to_send, ended = _sessions_revokes_due(
+            [c for c in candidates if c[4] == AccessEvent.SESSIONS_REVOKE]
+        )
+        superseded += ended
         access = [c for c in candidates if c[4] != AccessEvent.SESSIONS_REVOKE]
         if access:
-            sent, superseded, deferred = _claim_access(access=access, now=now)
+            sent, access_superseded, deferred = _claim_access(access=access, now=now)
+            superseded += access_superseded
             to_send.extend(sent)
         if to_send:
             # Guarded: on SQLite another process may have claimed the same rows meanwhile.
@@ -238,6 +242,33 @@ def _claim(*, now: datetime, seen: set[int], size: int) -> _ClaimRound:
         for row in rows
     ]
     return _ClaimRound(claimed, lease_until, superseded, deferred)
+
+
+# The account states in which a product must still end its sessions: blocked (step 1 of a
+# staged revocation) or revoked.
+_SESSIONS_END_IN = (AccessStatus.REVOKED_PENDING, AccessStatus.REVOKED)
+SESSIONS_REVOKE_ENDED = "not sent: the account's access was given back (the revocation ended)"
+
+
+def _sessions_revokes_due(revokes: list[tuple[int, int, int, int, str]]) -> tuple[list[int], int]:
+    """Of due access.sessions_revoke events (locked by this claim), the ids to send now, and
+    how many were closed unsent: one whose account has its access back (the revocation was
+    abandoned, or access restored after it) would end the sessions of people who may now sign
+    in; a product carries out a session revocation whatever its version. Decided when sending,
+    since a delivery can wait days (failing, or its endpoint disabled)."""
+    if not revokes:
+        return [], 0
+    still = set(
+        Account.objects.filter(
+            pk__in={c[2] for c in revokes}, access_status__in=_SESSIONS_END_IN
+        ).values_list("pk", flat=True)
+    )
+    ended = [c[0] for c in revokes if c[2] not in still]
+    if ended:
+        Delivery.objects.filter(pk__in=ended, status__in=OPEN_DELIVERY_STATUSES).update(
+            status=DeliveryStatus.SUPERSEDED, leased_until=None, last_error=SESSIONS_REVOKE_ENDED
+        )
+    return [c[0] for c in revokes if c[2] in still], len(ended)
 
 
 def _claim_access(

@@ -47,6 +47,7 @@ from products.models import (
     ProductEndpoint,
     SessionRevocation,
 )
+from products.services.delivery import deliveries_deliver_due
 from tests.accounts.browsing import session_exists, sign_in
 from tests.factories import AccountFactory
 
@@ -382,6 +383,28 @@ def test_a_revocation_no_longer_waiting_answers_409(acme, support_user, admin_us
         "confirmation."
     )
     assert SessionRevocation.objects.get(revocation=revocation).confirmed_at is None
+
+
+def test_an_abandoned_revocations_session_event_is_never_sent_to_the_product(
+    acme, support_user, admin_user
+):
+    """The product was down: the revocation failed and was abandoned, the account is active
+    again. When the product comes back within the three-day retry window, the waiting
+    access.sessions_revoke must not end the sessions of people who may now sign in."""
+    account = AccountFactory(members=1)
+    revocation = _approved(account, support_user, admin_user)
+    _overdue(revocation)
+    revocations_waiting_check()
+    revocation_abandon(revocation_id=revocation.pk, actor=admin_user, reason="Product gone")
+    delivery = Delivery.objects.get(event_type=AccessEvent.SESSIONS_REVOKE)
+    assert delivery.status in {DeliveryStatus.PENDING, DeliveryStatus.FAILING}
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+
+    deliveries_deliver_due()
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SUPERSEDED and delivery.attempts == 0
+    assert "access was given back" in delivery.last_error
 
 
 def test_a_waiting_revocation_is_kept_alive_not_stalled(acme, support_user, admin_user):

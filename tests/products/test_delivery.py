@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from accounts.models import Account, RevocationRequest, RevocationStatus
+from accounts.models import AccessStatus, Account, RevocationRequest, RevocationStatus
 from accounts.services.access_changes import access_changed
 from products.models import (
     AccessEvent,
@@ -258,7 +258,7 @@ def test_a_version_below_one_already_delivered_is_never_sent(endpoint, receiver)
 
 
 def test_sessions_revoke_is_neither_superseded_nor_held_back(endpoint, receiver):
-    account = AccountFactory()
+    account = AccountFactory(access_status=AccessStatus.REVOKED_PENDING)
     access = _change(account, AccessEvent.REVOCATION_PENDING)
     # An older access event in flight at another worker right now.
     in_flight = timezone.now() + timedelta(seconds=30)
@@ -297,7 +297,7 @@ def test_sessions_revoke_is_neither_superseded_nor_held_back(endpoint, receiver)
 
 
 def test_a_failing_sessions_revoke_does_not_hold_back_access_events(endpoint, receiver):
-    account = AccountFactory()
+    account = AccountFactory(access_status=AccessStatus.REVOKED_PENDING)
     receiver.status = 500
     with transaction.atomic():
         [revoke] = deliveries_create(account=account, event_type=AccessEvent.SESSIONS_REVOKE)
@@ -650,3 +650,44 @@ def test_a_claim_holds_its_deliveries_longer_than_sending_them_all_can_take(
     assert len(claim.claimed) == 36
     worst = -(-36 // threads) * timeout
     assert (claim.lease_until - now).total_seconds() > worst
+
+
+@pytest.mark.parametrize(
+    ("status", "sent"),
+    [
+        (AccessStatus.REVOKED_PENDING, True),
+        (AccessStatus.REVOKED, True),
+        (AccessStatus.ACTIVE, False),
+        (AccessStatus.GRACE_PERIOD, False),
+    ],
+)
+def test_a_sessions_revoke_goes_out_only_while_the_account_is_blocked_or_revoked(
+    endpoint, receiver, status, sent
+):
+    """A session revocation can wait days (failing, or its endpoint disabled). If the account
+    has its access back by then (the revocation abandoned, access restored), sending it would
+    end the sessions of people who may sign in: it is closed unsent instead."""
+    account = AccountFactory(access_status=AccessStatus.REVOKED_PENDING)
+    with transaction.atomic():
+        [revoke] = deliveries_create(
+            account=account,
+            event_type=AccessEvent.SESSIONS_REVOKE,
+            extra={"revocation": 1, "members": []},
+        )
+    extra = {"grace_ends_at": timezone.now() + timedelta(days=3)}
+    Account.objects.filter(pk=account.pk).update(
+        access_status=status,
+        is_active=status != AccessStatus.REVOKED,
+        **(extra if status == AccessStatus.GRACE_PERIOD else {}),
+    )
+
+    deliveries_deliver_due()
+
+    revoke.refresh_from_db()
+    if sent:
+        assert revoke.status == DeliveryStatus.DELIVERED
+        assert receiver.ids() == [revoke.webhook_id]
+    else:
+        assert revoke.status == DeliveryStatus.SUPERSEDED
+        assert "access was given back" in revoke.last_error
+        assert receiver.received == []
