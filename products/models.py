@@ -58,7 +58,11 @@ class ProductEndpoint(models.Model):
             models.CheckConstraint(
                 condition=Q(holds_sessions=False) | Q(token__isnull=False),
                 name="endpoint_sessions_need_token",
-            )
+            ),
+            # A confirmation made with a token counts for its one endpoint only.
+            models.UniqueConstraint(
+                fields=["token"], condition=Q(token__isnull=False), name="endpoint_token_once"
+            ),
         ]
 
     def __str__(self) -> str:

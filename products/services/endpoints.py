@@ -50,8 +50,12 @@ def _settings(endpoint: ProductEndpoint) -> dict[str, Any]:
     }
 
 
-def endpoint_token_check(*, token: ApiToken | None, holds_sessions: bool) -> None:
-    """A product that holds sessions confirms revocations with a live access:read token."""
+def endpoint_token_check(
+    *, token: ApiToken | None, holds_sessions: bool, endpoint: ProductEndpoint | None = None
+) -> None:
+    """A product that holds sessions confirms revocations with a live access:read token of its
+    own: a token two endpoints shared would confirm for both (one product's confirmation would
+    say the other's sessions were gone too)."""
     if token is None:
         if holds_sessions:
             raise EndpointError(
@@ -63,6 +67,14 @@ def endpoint_token_check(*, token: ApiToken | None, holds_sessions: bool) -> Non
         raise EndpointError(f"The token {token} is revoked.")
     if not token.has_scope(ApiScope.ACCESS_READ):
         raise EndpointError(f"The token {token} lacks the access:read scope.")
+    others = ProductEndpoint.objects.filter(token=token)
+    if endpoint is not None:
+        others = others.exclude(pk=endpoint.pk)
+    holder = others.values_list("name", flat=True).first()
+    if holder is not None:
+        raise EndpointError(
+            f"The token {token} already confirms for {holder}: give each product its own token."
+        )
 
 
 def endpoint_create(
@@ -99,7 +111,7 @@ def endpoint_update(
     token: ApiToken | None,
     actor: User,
 ) -> ProductEndpoint:
-    endpoint_token_check(token=token, holds_sessions=holds_sessions)
+    endpoint_token_check(token=token, holds_sessions=holds_sessions, endpoint=endpoint)
     with transaction.atomic():
         locked = ProductEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         if ProductEndpoint.objects.filter(name__iexact=name.strip()).exclude(pk=locked.pk).exists():

@@ -101,6 +101,31 @@ def test_only_live_access_read_tokens_can_be_chosen(admin_client_, admin_user, a
     assert endpoint.holds_sessions and endpoint.token == access_token
 
 
+def test_a_token_confirms_for_one_endpoint_only(admin_client_, access_token):
+    """Confirming with a token marks every endpoint of that token as done: two products sharing
+    one would each confirm for the other, whose sessions may be alive."""
+    first = admin_client_.post(
+        reverse("product_endpoint_list"), _form(holds_sessions="on", token=access_token.pk)
+    )
+    assert first.status_code == 302
+    second = admin_client_.post(
+        reverse("product_endpoint_list"),
+        _form(name="Shop 2", holds_sessions="on", token=access_token.pk),
+    )
+    assert second.status_code == 400
+    assert "already confirms for Shop" in html.unescape(second.content.decode())
+    assert ProductEndpoint.objects.count() == 1
+    # Editing the endpoint that holds it keeps it.
+    endpoint = ProductEndpoint.objects.get()
+    edit = admin_client_.post(
+        reverse("product_endpoint_detail", args=[endpoint.pk]),
+        _form(url="https://shop.example/v2", holds_sessions="on", token=access_token.pk),
+    )
+    assert edit.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://shop.example/v2" and endpoint.token == access_token
+
+
 def test_a_duplicate_name_is_refused(admin_client_):
     ProductEndpoint.objects.create(name="Shop", url="https://a.example/")
     response = admin_client_.post(reverse("product_endpoint_list"), _form(name="shop"))
