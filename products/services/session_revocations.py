@@ -130,11 +130,24 @@ def session_revocations_reask(*, revocation: RevocationRequest, now: datetime) -
     if still_trying:
         # Sent again now, unless a worker holds it this moment (its lease): that send is the
         # retry, and a second POST of the same webhook-id would only be deduped by the product.
-        Delivery.objects.filter(
-            pk__in=[row.delivery_id for row in still_trying], status__in=OPEN_DELIVERY_STATUSES
-        ).filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now)).update(
-            next_attempt_at=now
+        # It carries the new deadline: a product that honours data.deadline would otherwise
+        # read the first one, already past, and might not end the sessions at all.
+        deadline = _iso(now + timedelta(seconds=settings.JANITOR_REVOCATION_CONFIRM_SECONDS))
+        resend = list(
+            Delivery.objects.select_for_update()
+            .filter(
+                pk__in=[row.delivery_id for row in still_trying],
+                status__in=OPEN_DELIVERY_STATUSES,
+            )
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
         )
+        for delivery in resend:
+            delivery.payload = {
+                **delivery.payload,
+                "data": {**delivery.payload["data"], "deadline": deadline},
+            }
+            delivery.next_attempt_at = now
+        Delivery.objects.bulk_update(resend, ["payload", "next_attempt_at"])
         deliveries_kick_on_commit()
     replace = [row for row in waiting if row not in still_trying]
     if replace:

@@ -258,7 +258,12 @@ def test_past_the_deadline_it_fails_retryable_then_a_retry_waits_again(
     assert retried.history[-1]["asked_again"] == ["Acme app"]
     asked = SessionRevocation.objects.get(revocation=revocation)
     assert asked.requested_at >= before_retry and asked.delivery_id == first_delivery.pk
-    assert Delivery.objects.get(pk=first_delivery.pk).next_attempt_at <= timezone.now()
+    resent = Delivery.objects.get(pk=first_delivery.pk)
+    assert resent.next_attempt_at <= timezone.now()
+    # It carries the new deadline, not the first one (already past).
+    assert resent.payload["data"]["deadline"] == (
+        (asked.deadline).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    )
     assert Delivery.objects.filter(event_type=AccessEvent.SESSIONS_REVOKE).count() == 1
 
     status, body = _confirm(revocation.pk, raw)
