@@ -190,15 +190,16 @@ def _claim(*, now: datetime, seen: set[int], size: int) -> _ClaimRound:
             next_attempt_at__lte=now,
             endpoint__is_enabled=True,
         ).order_by("next_attempt_at", "id")
-        candidates = [
-            row
-            for row in _locked(due).values_list(
+        if seen:
+            # Once per call: a row this call already tried (a retry fell due during a long
+            # call) waits for a later call. Left out by the query, not after its limit: a
+            # page of rows tried already must not hide the due ones behind it.
+            due = due.exclude(pk__in=seen)
+        candidates = list(
+            _locked(due).values_list(
                 "id", "endpoint_id", "account_id", "account_version", "event_type"
             )[:size]
-            # Once per call: a row this call already tried (a retry fell due during a long
-            # call) waits for a later call.
-            if row[0] not in seen
-        ]
+        )
         if not candidates:
             return _ClaimRound([], lease_until, 0, 0)
         to_send, ended = _sessions_revokes_due(

@@ -3,6 +3,7 @@ signing secret. Each change is recorded (EndpointChange) in its own transaction.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -48,6 +49,11 @@ def _settings(endpoint: ProductEndpoint) -> dict[str, Any]:
         "holds_sessions": endpoint.holds_sessions,
         "token": endpoint.token_id,
     }
+
+
+def secret_fingerprint(secret: str) -> str:
+    """A short, non-reversible name for a signing secret (the change log keeps it forever)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
 
 
 def endpoint_token_check(
@@ -177,8 +183,9 @@ def endpoint_secret_rotate(*, endpoint: ProductEndpoint, actor: User) -> Product
             kind=EndpointChangeKind.SECRET_ROTATED,
             actor=actor.email,
             actor_user=actor,
-            # Which secret, never the secret: its first characters.
-            details={"secret_starts": locked.secret[:10]},
+            # Which secret, never any of it: a fingerprint (the first 12 hex digits of its
+            # SHA-256) to tell secrets apart, which gives away none of the key's bits.
+            details={"secret_fingerprint": secret_fingerprint(locked.secret)},
         )
     logger.warning("endpoint %s secret rotated by %s", locked.pk, actor.email)
     return locked

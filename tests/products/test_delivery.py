@@ -691,3 +691,16 @@ def test_a_sessions_revoke_goes_out_only_while_the_account_is_blocked_or_revoked
         assert revoke.status == DeliveryStatus.SUPERSEDED
         assert "access was given back" in revoke.last_error
         assert receiver.received == []
+
+
+def test_rows_a_call_already_tried_do_not_hide_the_due_ones_behind_them(endpoint):
+    """A claim of 2 whose first two due rows were tried by this call already still finds the
+    third: they are left out by the query, not after its limit."""
+    from products.services.delivery import _claim
+
+    tried = [_change(AccountFactory()) for _ in range(2)]
+    waiting = _change(AccountFactory())
+
+    claim = _claim(now=timezone.now(), seen={d.pk for d in tried}, size=2)
+
+    assert [d.id for d in claim.claimed] == [waiting.pk]

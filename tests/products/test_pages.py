@@ -13,6 +13,7 @@ from accounts.models import ApiScope
 from accounts.services.access_changes import access_changed
 from accounts.services.tokens import api_token_create, api_token_revoke
 from products.models import AccessEvent, Delivery, DeliveryAttempt, ProductEndpoint
+from products.services.endpoints import secret_fingerprint
 from tests.factories import AccountFactory
 
 
@@ -186,6 +187,9 @@ def test_an_admin_edits_disables_and_rotates(admin_client_, access_token):
     assert changes[0][2]["url"] == ["https://a.example/", "https://b.example/events"]
     assert changes[1][2]["token"] == [access_token.pk, None]
     assert endpoint.secret not in str(changes) and old_secret not in str(changes)
+    # Not even its first characters (the key's bits): a fingerprint tells secrets apart.
+    assert endpoint.secret.removeprefix("whsec_")[:4] not in str(changes[4][2])
+    assert changes[4][2] == {"secret_fingerprint": secret_fingerprint(endpoint.secret)}
     history = admin_client_.get(url).content.decode()
     assert history.count("data-change=") == 5
 
