@@ -380,6 +380,12 @@ class AccessChange(models.Model):
     txid = models.BigIntegerField(default=0)
     # What changed: an access event type (access.grace_started, access.member_disabled, ...).
     event_type = models.CharField(max_length=64)
+    # The account's access as of this version, so the feed serves each change with its own
+    # state. Null on changes written before these columns existed: served with the account's
+    # current state and version.
+    status = models.CharField(max_length=16, null=True, blank=True)
+    is_active = models.BooleanField(null=True)
+    grace_ends_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -248,6 +248,26 @@ def access_feed_horizon() -> FeedPosition | None:
     return FeedPosition(*row) if row else None
 
 
+def _feed_change(row: tuple[Any, ...]) -> dict[str, Any]:
+    """One change as the feed serves it: the account's access as of that version. A change
+    written before changes kept their state is served with the account's current state and
+    current version (never an old version with a newer state, which a product would keep and
+    then let an older, delayed event overwrite)."""
+    _txid, _id, version, at, event, account, status, is_active, grace, *current = row
+    if status is None:
+        version, status, is_active, grace = current
+    return {
+        "account": account,
+        "version": version,
+        "event": event,
+        "at": _iso(at),
+        "status": status,
+        "is_active": is_active,
+        "grants_access": _grants_access(status=status, is_active=is_active),
+        "grace_ends_at": _iso(grace),
+    }
+
+
 def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_DEFAULT) -> FeedPage:
     """The changes after `after` (None: from the oldest kept), in (txid, id) order, at most
     `limit`. FeedCursorExpired when `after` is before the retention purge's horizon.
@@ -303,6 +323,10 @@ def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_D
             "at",
             "event_type",
             "account__public_id",
+            "status",
+            "is_active",
+            "grace_ends_at",
+            "account__access_version",
             "account__access_status",
             "account__is_active",
             "account__grace_ends_at",
@@ -315,18 +339,5 @@ def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_D
         if horizon is not None and after < horizon:
             raise FeedCursorExpired
     position = FeedPosition(rows[-1][0], rows[-1][1]) if rows else start
-    changes = [
-        {
-            "account": account,
-            "version": version,
-            "event": event,
-            "at": _iso(at),
-            # The account as it stands now (not as of the change): keep the latest.
-            "status": status,
-            "is_active": is_active,
-            "grants_access": _grants_access(status=status, is_active=is_active),
-            "grace_ends_at": _iso(grace_ends_at),
-        }
-        for _txid, _id, version, at, event, account, status, is_active, grace_ends_at in rows
-    ]
+    changes = [_feed_change(row) for row in rows]
     return FeedPage(changes=changes, next_cursor=position.encode(), has_more=has_more)

@@ -75,6 +75,9 @@ def access_changed(
         at=account.access_changed_at or timezone.now(),
         txid=_txid(),
         event_type=event_type,
+        status=account.access_status,
+        is_active=account.is_active,
+        grace_ends_at=account.grace_ends_at,
     )
     deliveries_create(account=account, event_type=event_type, extra=extra)
     return account.access_version

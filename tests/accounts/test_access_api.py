@@ -227,7 +227,7 @@ def _feed(client, raw, **params):
 
 @pytest.mark.smoke
 @pytest.mark.django_db(transaction=True)
-def test_feed_pages_in_order_with_current_status(client, raw):
+def test_feed_pages_in_order_each_change_with_its_own_state(client, raw):
     accounts = [AccountFactory(members=0) for _ in range(3)]
     for account in accounts:
         _grace(account)
@@ -241,16 +241,20 @@ def test_feed_pages_in_order_with_current_status(client, raw):
     assert body["has_more"] is True
     assert body["changes"][0]["event"] == "access.grace_started"
     assert body["changes"][0]["version"] == 1
-    # Each change carries the account as it stands now: accounts[0] is active again.
-    assert body["changes"][0]["status"] == "active" and body["changes"][0]["grants_access"]
+    # Each change carries the account as it was at that version (accounts[0] is active again
+    # since, at version 2): a version is never paired with a later state, which a product
+    # would keep and then let an older, delayed event overwrite.
+    assert body["changes"][0]["status"] == "grace_period"
+    assert body["changes"][0]["grace_ends_at"].endswith("Z")
     assert body["changes"][1]["status"] == "grace_period"
-    assert body["changes"][1]["grace_ends_at"].endswith("Z")
     second = _feed(client, raw, changed_since=body["next_cursor"], limit=2).json()
     assert [(c["account"], c["version"]) for c in second["changes"]] == [
         (accounts[2].public_id, 1),
         (accounts[0].public_id, 2),
     ]
     assert second["changes"][1]["event"] == "access.grace_ended"
+    assert second["changes"][1]["status"] == "active" and second["changes"][1]["grants_access"]
+    assert second["changes"][1]["grace_ends_at"] is None
     # Caught up: an empty page keeps the cursor.
     third = _feed(client, raw, changed_since=second["next_cursor"]).json()
     assert third == {"changes": [], "next_cursor": second["next_cursor"], "has_more": False}
@@ -488,7 +492,9 @@ def test_the_horizon_orders_by_id_when_txid_is_zero(raw):
     """SQLite writes txid 0 on every change: the horizon is then the highest id purged."""
     account = AccountFactory(members=0)
     rows = [
-        AccessChange.objects.create(account=account, version=v, txid=0, event_type="e")
+        AccessChange.objects.create(
+            account=account, version=v, txid=0, event_type="e", status="active", is_active=True
+        )
         for v in (1, 2, 3)
     ]
     _age(rows[:2])
@@ -599,3 +605,25 @@ def test_made_up_ids_are_a_plain_404(public_id):
         assert response.status_code == 404, (public_id, response.content)
         assert response.json()["error"]
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_written_before_changes_kept_their_state_is_served_as_the_account_now(raw):
+    """Changes from before the state columns carry none: the feed serves the account's current
+    state with its current version, never the old version with a newer state."""
+    account = AccountFactory(members=0)
+    _grace(account)
+    _grace(account, days=9)  # version 2
+    AccessChange.objects.filter(account=account, version=1).update(
+        status=None, is_active=None, grace_ends_at=None
+    )
+    account.refresh_from_db()
+
+    changes = access_changes_page(after=None).changes
+
+    assert [(c["version"], c["status"]) for c in changes] == [
+        (2, "grace_period"),
+        (2, "grace_period"),
+    ]
+    expected_end = account.grace_ends_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert changes[0]["grace_ends_at"] == changes[1]["grace_ends_at"] == expected_end
