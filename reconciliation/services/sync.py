@@ -493,14 +493,25 @@ def customer_links_write(*, links: list[tuple[int, str]]) -> dict[int, str]:
     lock at the moment of writing. Returns account id -> why not, for the links not written
     ("" never appears: a link already in place counts as written).
 
-    A batch costs a fixed number of statements: lock the accounts (in id order, so two writers
-    cannot deadlock), read who holds the customers, write the accounts in one UPDATE, and give
-    the waiting mirror rows to their accounts in another.
+    A batch costs a fixed number of statements: lock the customers' waiting mirror rows, then
+    the accounts (each in id order, so two writers cannot deadlock), read who holds the
+    customers, write the accounts in one UPDATE, and give the waiting mirror rows to their
+    accounts in another.
+
+    Mirror rows before accounts, as webhook processing takes them (subscription_apply locks
+    its row, then links and updates the account): the other order deadlocked with a webhook
+    for a customer the batch was linking, which PostgreSQL resolved by aborting one of them.
     """
     refused: dict[int, str] = {}
     if not links:
         return refused
     with transaction.atomic():
+        list(
+            Subscription.objects.select_for_update()
+            .filter(customer_id__in=[c for _, c in links], account__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         current = dict(
             Account.objects.select_for_update()
             .filter(pk__in=[account_id for account_id, _ in links])

@@ -8,7 +8,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
@@ -36,6 +36,7 @@ from reconciliation.services.sync import customer_links_write
 logger = logging.getLogger(__name__)
 
 APPLY_BATCH = 100
+DEADLOCK_SQLSTATE = "40P01"
 # Links lock only their own accounts and are written in a fixed number of statements a batch:
 # larger batches, fewer round trips and commits (a first night writes one per account).
 LINK_BATCH = 1000
@@ -89,7 +90,25 @@ def _links_apply_in_thread(run: ReconciliationRun, id_range: tuple[int, int]) ->
         connections.close_all()  # this thread's own connection only
 
 
+# A batch aborted as a deadlock victim (some other writer took the same rows in another
+# order) is tried again this many times: it is all-or-nothing, so nothing of it was written.
+LINK_DEADLOCK_RETRIES = 3
+
+
 def _links_apply_range(run: ReconciliationRun, id_range: tuple[int, int]) -> None:
+    for attempt in range(LINK_DEADLOCK_RETRIES + 1):
+        try:
+            _links_apply_range_once(run, id_range)
+            return
+        except OperationalError as exc:
+            deadlock = getattr(exc.__cause__, "sqlstate", None) == DEADLOCK_SQLSTATE
+            if not deadlock or attempt == LINK_DEADLOCK_RETRIES or connection.in_atomic_block:
+                raise
+            logger.warning("links %s-%s: deadlock, trying the batch again", *id_range)
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _links_apply_range_once(run: ReconciliationRun, id_range: tuple[int, int]) -> None:
     pending = RunLink.objects.filter(
         run=run, applied=False, skip_reason="", pk__gte=id_range[0], pk__lte=id_range[1]
     )
