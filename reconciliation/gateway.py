@@ -11,11 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import stripe
 from django.conf import settings
+from django.utils import timezone
 
 if TYPE_CHECKING:
     from stripe.params import DisputeUpdateParams, DisputeUpdateParamsEvidence
@@ -267,7 +269,18 @@ def _plain(obj: stripe.StripeObject) -> dict[str, Any]:
     return obj.to_dict(recursive=True, for_json=True)
 
 
-def _pages(path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+class ListedPage(list[dict[str, Any]]):
+    """One page of a listing, and `fetched_at`: when its request was sent. The page shows the
+    provider's state as of that moment or later, so a mirror row a webhook changed after it is
+    newer than the page. A page may wait a while before it is written (read ahead, or queued
+    by a parallel listing): the time it is written would claim it newer than it is."""
+
+    def __init__(self, items: list[dict[str, Any]], fetched_at: datetime) -> None:
+        super().__init__(items)
+        self.fetched_at = fetched_at
+
+
+def _pages(path: str, params: dict[str, Any]) -> Iterator[ListedPage]:
     # Lists go through raw_request: the typed v1 services build a StripeObject tree per item
     # only for us to flatten it again, several times slower a page (docs/benchmarks/audit.md);
     # a million-subscription reconciliation run is 10,000 pages.
@@ -277,13 +290,14 @@ def _pages(path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         page_params = dict(params)
         if starting_after is not None:
             page_params["starting_after"] = starting_after
+        sent_at = timezone.now()  # the first try's: a retry's answer is newer still
         response = _with_retries(
             functools.partial(client.raw_request, "get", path, **page_params),
             what=f"listing {path}",
         )
         page = json.loads(response.body)
         items: list[dict[str, Any]] = page["data"]
-        yield items
+        yield ListedPage(items, sent_at)
         # An empty page with has_more would loop forever; Stripe never sends one, a proxy might.
         if not page["has_more"] or not items:
             return
@@ -390,7 +404,7 @@ def subscription_pages(
     created_gte: int | None = None,
     created_lt: int | None = None,
     expand_customer: bool = False,
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[ListedPage]:
     """Yield subscriptions one page at a time; a failure mid-way raises GatewayError.
 
     `created_gte` and `created_lt` bound the subscriptions' creation time (unix seconds), the
@@ -450,7 +464,7 @@ def customer_retrieve(*, customer_id: str) -> dict[str, Any]:
 
 def event_pages(
     *, created_gte: int | None = None, types: list[str] | None = None, limit: int = 100
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[ListedPage]:
     """Yield events newest first, one page at a time (Stripe keeps them for 30 days)."""
     params: dict[str, Any] = {"limit": limit}
     if created_gte is not None:

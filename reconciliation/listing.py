@@ -19,7 +19,6 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 
@@ -45,7 +44,7 @@ PAGE_SIZE = 100
 # Pages a sequential listing reads ahead of the mirror writes (see _ReadAhead).
 READ_AHEAD = 2
 
-Page = list[dict[str, Any]]
+Page = gateway.ListedPage
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ def _read_ranges(
             else:
                 fresh = [sub for sub in item if sub["id"] not in already_read]
                 if fresh:
-                    yield fresh
+                    yield gateway.ListedPage(fresh, item.fetched_at)
     finally:
         # Also when the consumer stops early: no reader outlives the listing (each finishes the
         # request it is in, then sees the stop).

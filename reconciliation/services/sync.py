@@ -626,7 +626,7 @@ def stripe_sync(*, on_page: Callable[[SyncReport], None] | None = None) -> SyncR
     unknown: set[str] = set()
     expanded: dict[str, dict[str, Any]] = {}
     for page in gateway.subscription_pages(status="all", limit=100, expand_customer=True):
-        fetched_at = timezone.now()
+        fetched_at = page.fetched_at  # when it was asked for, not when it is written
         parsed = subscriptions_parse(page)
         result = mirror_page_upsert(subscriptions=parsed, fetched_at=fetched_at)
         report.pages += 1

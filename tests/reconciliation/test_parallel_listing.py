@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import AccessStatus, Account
 from reconciliation import gateway
@@ -315,3 +316,41 @@ def test_the_pages_read_ahead_when_the_listing_splits_are_handed_over_not_lost(
     assert len(seen) == len(set(seen)) == 2500
     unbounded = [r for r in _range_requests(stripe_fake) if "created[gte]" not in r.query]
     assert len(unbounded) > 3  # pages beyond the sequential start were read ahead
+
+
+def test_a_page_is_stamped_with_when_it_was_asked_for_not_when_it_is_written(
+    stripe_fake: StripeFake, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page read ahead (or queued by the ranges) waits before it is written. A webhook that
+    changed a row after the page was asked for, while it waited, is newer than the page: the
+    listing must leave that row alone, which it can only know from the request's own time."""
+    from reconciliation.services.runs import execute
+
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    account = Account.objects.create(email="late@example.test", stripe_customer_id="cus_late")
+    stripe_fake.add_subscription("sub_late", customer="cus_late", status="active")
+
+    class WaitingPages(SubscriptionListing):
+        def __iter__(self):
+            for page in super().__iter__():
+                # The page has arrived; before it is written the customer cancels and the
+                # webhook is applied, as of now: after the page was asked for.
+                Subscription.objects.update_or_create(
+                    provider_id="sub_late",
+                    defaults={
+                        "customer_id": "cus_late",
+                        "account": account,
+                        "status": "canceled",
+                        "provider_updated_at": timezone.now(),
+                        "raw": {},
+                    },
+                )
+                time.sleep(0.01)
+                yield page
+
+    monkeypatch.setattr(execute, "SubscriptionListing", WaitingPages)
+    run = reconciliation_run(dry_run=False, triggered_by="test")
+
+    assert run is not None and run.status == RunStatus.APPLIED
+    # The webhook's state stands: the page was older than it.
+    assert Subscription.objects.get(provider_id="sub_late").status == "canceled"

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus, Account
 from accounts.services.revocation import access_restore, revocation_run_now
@@ -265,7 +266,9 @@ def test_a_partial_listing_neither_flags_nor_graces_accounts_it_did_not_reach(
     monkey_pages = iter([[stripe_fake.subscription("sub_a")]])
 
     def pages(**kwargs):
-        yield next(monkey_pages)
+        from reconciliation.gateway import ListedPage
+
+        yield ListedPage(next(monkey_pages), timezone.now())
         from reconciliation.gateway import GatewayError
 
         raise GatewayError("listing broke", retryable=True)

@@ -81,11 +81,13 @@ def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTim
     buffered_since: datetime | None = None
 
     def flush() -> None:
+        nonlocal buffered_since
         if not buffered:
             return
         assert buffered_since is not None  # set with the first row buffered
         with timer.phase("mirror"):
-            # The oldest page's time: a row a webhook changed after it is newer than the listing.
+            # When the oldest buffered page was asked for: a row a webhook changed after that
+            # is newer than the listing, and is left as it is.
             result = mirror_page_upsert(
                 subscriptions=buffered, fetched_at=buffered_since, write=write
             )
@@ -106,6 +108,7 @@ def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTim
                     customers=expanded.values(), plan=listing.plan, report=listing.report
                 )
         buffered.clear()
+        buffered_since = None
 
     # Read before the listing writes the mirror: the rows it writes are the newest ones.
     provider = SubscriptionListing(
@@ -128,8 +131,10 @@ def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTim
             listing.how = provider.how
             return listing
         with timer.phase("parsing"):
-            if not buffered:
-                buffered_since = timezone.now()
+            # The oldest request behind the buffered pages: pages of parallel ranges, or read
+            # ahead, arrive here a while after they were asked for, not in that order.
+            if buffered_since is None or page.fetched_at < buffered_since:
+                buffered_since = page.fetched_at
             parsed = subscriptions_parse(page)
             for sub in parsed:
                 listing.statuses.add(
