@@ -322,6 +322,79 @@ def test_a_run_over_the_brake_halts_and_applying_it_applies_exactly_its_outcomes
     assert AccessAudit.objects.count() == 2
 
 
+def test_a_redelivered_apply_task_does_nothing_while_the_first_is_applying(
+    braking_world, admin_user
+):
+    """The ORM broker hands an unacknowledged task out again after Q_CLUSTER["retry"]: the
+    second copy finds the apply claimed and leaves it to the first."""
+    from reconciliation.services.runs.apply import (
+        reconciliation_run_apply_begin,
+        reconciliation_run_apply_finish,
+    )
+
+    run = _run()
+    claimed = reconciliation_run_apply_begin(run=run, actor_user=admin_user)
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        progress={**claimed.progress, "apply_claimed": True}  # the first copy, still applying
+    )
+
+    second = reconciliation_run_apply_finish(run=ReconciliationRun.objects.get(pk=run.pk))
+
+    assert second.status == RunStatus.RUNNING
+    assert not RunOutcome.objects.filter(run=run, applied=True).exists()
+    assert AccessAudit.objects.count() == 0
+
+
+def test_an_apply_that_fails_part_way_goes_back_to_halted_and_applies_again(
+    braking_world, admin_user, monkeypatch
+):
+    from reconciliation.services.runs import apply
+
+    run = _run()
+    real_apply = apply.outcomes_apply
+
+    def broken(*, run, progress=None):
+        raise RuntimeError("connection to the database lost")
+
+    monkeypatch.setattr(apply, "outcomes_apply", broken)
+    claimed = apply.reconciliation_run_apply_begin(run=run, actor_user=admin_user)
+    stopped = apply.reconciliation_run_apply_finish(run=claimed)
+
+    assert stopped.status == RunStatus.HALTED  # not stuck running, not failed for good
+    assert "Applying stopped: RuntimeError: connection to the database lost" in (
+        stopped.halt_reason
+    )
+    assert "apply_claimed" not in stopped.progress
+    # Another start is not held back by it.
+    assert ReconciliationRun.objects.filter(status=RunStatus.RUNNING).count() == 0
+
+    monkeypatch.setattr(apply, "outcomes_apply", real_apply)
+    again = apply.reconciliation_run_apply_begin(run=stopped, actor_user=admin_user)
+    done = apply.reconciliation_run_apply_finish(run=again)
+    assert done.status == RunStatus.APPLIED
+    assert RunOutcome.objects.filter(run=run, applied=True).count() == 2
+
+
+def test_an_apply_whose_worker_died_goes_back_to_halted_at_the_next_start(
+    braking_world, admin_user
+):
+    from reconciliation.services.runs.apply import reconciliation_run_apply_begin
+    from reconciliation.services.runs.start import RUN_STALE_AFTER
+
+    run = _run()
+    claimed = reconciliation_run_apply_begin(run=run, actor_user=admin_user)
+    long_ago = (timezone.now() - RUN_STALE_AFTER - timedelta(minutes=1)).isoformat()
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        progress={**claimed.progress, "apply_claimed": True, "updated_at": long_ago}
+    )
+
+    _run(dry_run=True)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.HALTED
+    assert "stopped reporting progress while applying" in run.halt_reason
+
+
 def test_discarding_a_halted_run_applies_nothing(braking_world, admin_client_):
     run = _run()
     assert run.status == RunStatus.HALTED

@@ -13,6 +13,7 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from accounts.models import User
+from janitor.services import notify
 from reconciliation.models import (
     Outcome,
     ReconciliationRun,
@@ -227,18 +228,68 @@ def reconciliation_run_apply_queue(
     return claimed
 
 
+APPLY_STOPPED = (
+    "Applying stopped: {reason}. What was applied stays applied; apply again to finish (each "
+    "remaining row is re-checked at the moment of writing, rows done are skipped)."
+)
+
+
+def _apply_claim(*, run: ReconciliationRun) -> bool:
+    """Take an Admin-approved run for applying; False when a (redelivered) task already has:
+    the queue may hand the same task out again while the first is still applying."""
+    with transaction.atomic():
+        locked = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
+        state = locked.progress or {}
+        if (
+            locked.status != RunStatus.RUNNING
+            or state.get("phase") != "applying"
+            or state.get("apply_claimed")
+        ):
+            return False
+        locked.progress = {
+            **state,
+            "apply_claimed": True,
+            "updated_at": timezone.now().isoformat(),
+        }
+        locked.save(update_fields=["progress"])
+        run.progress = locked.progress
+    return True
+
+
+def run_apply_stopped(*, run: ReconciliationRun, reason: str) -> None:
+    """An apply that stopped part way goes back to halted, so an Admin can apply it again (it is
+    idempotent), instead of staying running (which holds every other run back) or failing
+    (which could never be applied again)."""
+    state = {k: v for k, v in (run.progress or {}).items() if k != "apply_claimed"}
+    run.status = RunStatus.HALTED
+    run.halt_reason = APPLY_STOPPED.format(reason=reason)
+    run.progress = {**state, "phase": "halted", "updated_at": timezone.now().isoformat()}
+    run.save(update_fields=["status", "halt_reason", "progress"])
+    notify.run_halted(run=run)
+
+
 def reconciliation_run_apply_finish(*, run: ReconciliationRun) -> ReconciliationRun:
-    """Apply exactly the outcomes the halted run saved, then mark it applied."""
+    """Apply exactly the outcomes the halted run saved, then mark it applied. A redelivered
+    task finds the run claimed and does nothing; a failure part way puts it back to halted."""
+    if not _apply_claim(run=run):
+        return run
     progress = Progress(run, None)
     progress.state.update(run.progress or {})
     started = time.perf_counter()
-    errors = links_apply(run=run)
-    errors += outcomes_apply(run=run, progress=progress)
+    try:
+        errors = links_apply(run=run)
+        errors += outcomes_apply(run=run, progress=progress)
+    except Exception as exc:
+        logger.exception("reconciliation run %s: applying stopped", run.pk)
+        run.refresh_from_db()
+        run_apply_stopped(run=run, reason=f"{type(exc).__name__}: {exc}")
+        return run
     run.refresh_from_db()
     run.durations = {**run.durations, "applying": round(time.perf_counter() - started, 3)}
     run.status = RunStatus.APPLIED
     run.errors = "\n".join(filter(None, [run.errors, *errors[:200]]))
-    run.progress = {**progress.state, "phase": "done", "updated_at": timezone.now().isoformat()}
+    state = {k: v for k, v in progress.state.items() if k != "apply_claimed"}
+    run.progress = {**state, "phase": "done", "updated_at": timezone.now().isoformat()}
     run.finished_at = timezone.now()
     run.save()
     return run

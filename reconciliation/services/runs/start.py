@@ -53,6 +53,14 @@ def reconciliation_run_start(
         ):
             if _last_sign_of_life(running) > now - RUN_STALE_AFTER:
                 return None
+            if (running.progress or {}).get("apply_claimed"):
+                # An Admin's apply whose worker died: back to halted, to be applied again.
+                from reconciliation.services.runs.apply import run_apply_stopped
+
+                run_apply_stopped(
+                    run=running, reason="the worker stopped reporting progress while applying"
+                )
+                continue
             running.status = RunStatus.FAILED
             running.finished_at = now
             running.errors = (running.errors + "\n" if running.errors else "") + (
