@@ -2,6 +2,7 @@
 written only by an applied run, what was not checked is never flagged, and subscriptions that
 arrive before their account are linked when it appears."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -254,16 +255,26 @@ def test_a_failed_customer_lookup_makes_unlinked_accounts_not_checked(stripe_fak
 def test_a_partial_listing_neither_flags_nor_graces_accounts_it_did_not_reach(
     stripe_fake, settings
 ):
+    """A listing that failed part way decides only what its unread part could not change: a
+    customer never reached is not checked, and so is one whose read subscriptions say "take
+    access away" (a canceled one does not prove there is no active one among those unread).
+    An active subscription read grants access whatever else the customer has."""
     settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
     reached = AccountFactory(stripe_customer_id="cus_a")
     stripe_fake.add_subscription("sub_a", customer="cus_a", status="canceled")
+    paying = AccountFactory(
+        stripe_customer_id="cus_p",
+        access_status=AccessStatus.GRACE_PERIOD,
+        grace_ends_at=timezone.now() + timedelta(days=3),
+    )
+    stripe_fake.add_subscription("sub_p", customer="cus_p", status="active")
     unreached = AccountFactory(stripe_customer_id="cus_z")
     stripe_fake.add_subscription("sub_z", customer="cus_z", status="canceled")
     Subscription.objects.create(
         provider_id="sub_z", account=unreached, customer_id="cus_z", status="canceled",
         provider_updated_at="2026-01-01T00:00:00Z",
     )  # fmt: skip
-    monkey_pages = iter([[stripe_fake.subscription("sub_a")]])
+    monkey_pages = iter([[stripe_fake.subscription("sub_a"), stripe_fake.subscription("sub_p")]])
 
     def pages(**kwargs):
         from reconciliation.gateway import ListedPage
@@ -283,9 +294,12 @@ def test_a_partial_listing_neither_flags_nor_graces_accounts_it_did_not_reach(
         gateway.subscription_pages = original
     assert run.status == RunStatus.HALTED
     outcomes = {r.account_id: r for r in RunOutcome.objects.filter(run=run)}
-    assert outcomes[reached.pk].outcome == Outcome.START_GRACE
     assert outcomes[unreached.pk].outcome == Outcome.NOT_CHECKED
-    assert "listing failed" in outcomes[unreached.pk].detail["reason"]
+    assert "listing failed before reaching" in outcomes[unreached.pk].detail["reason"]
+    assert outcomes[reached.pk].outcome == Outcome.NOT_CHECKED
+    assert outcomes[reached.pk].detail["would_be"] == Outcome.START_GRACE
+    assert "failed part way" in outcomes[reached.pk].detail["reason"]
+    assert outcomes[paying.pk].outcome == Outcome.END_GRACE  # stands whatever else exists
 
 
 # --- Dry-run parity; a halted run writes to no account -------------------------------------

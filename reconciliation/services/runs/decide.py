@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from itertools import islice
+from itertools import combinations, islice
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +16,14 @@ from django.utils import timezone
 
 from accounts.models import AccessComp, AccessStatus, Account
 from accounts.services.access_status import last_revoked_by_staff
-from reconciliation.models import Outcome, ReconciliationRun, RunLink, RunOutcome, Subscription
+from reconciliation.models import (
+    Outcome,
+    ReconciliationRun,
+    RunLink,
+    RunOutcome,
+    Subscription,
+    SubscriptionStatus,
+)
 from reconciliation.services.access_decisions import access_decide, seats_enabled_members
 from reconciliation.services.runs.common import Progress
 from reconciliation.services.sync import LinkPlan, server_cursor
@@ -132,6 +139,55 @@ def _unresolved_reason(plan: LinkPlan) -> str:
 
 
 LISTING_UNREACHED = "the provider listing failed before reaching this account's customer"
+LISTING_PARTIAL = (
+    "the provider listing failed part way: subscriptions of this customer it did not read "
+    "could change the outcome"
+)
+_ALL_SUBSCRIPTION_STATUSES = frozenset(SubscriptionStatus.values)
+
+
+# (access status, grace ends at, subscription statuses, has a comp, revoked by staff) -> bool
+Stands = Callable[[str, datetime | None, frozenset[str], bool, bool], bool]
+
+
+def _stands_whatever_else(decide: Decide, now: datetime) -> Stands:
+    """For a listing that failed part way: whether an outcome decided from the subscriptions
+    read would stand whatever subscriptions of the customer were not read (the listing is
+    read newest first, or in creation-time ranges at once, so a customer's others may lie in
+    what failed). True when every set of further statuses leaves the outcome as it is: an
+    active subscription read grants access whatever else exists, a lone canceled one does not
+    prove the customer has no other. Remembered per situation (a few dozen, grace ends
+    reduced to ended or running as in _decider), each trying at most 255 additions."""
+    remembered: dict[tuple[str, bool | None, frozenset[str], bool, bool], bool] = {}
+
+    def stands(
+        access_status: str,
+        grace_ends_at: datetime | None,
+        sub_statuses: frozenset[str],
+        has_comp: bool,
+        staff_revoked: bool,
+    ) -> bool:
+        ended = None if grace_ends_at is None else grace_ends_at <= now
+        key = (access_status, ended, sub_statuses, has_comp, staff_revoked)
+        answer = remembered.get(key)
+        if answer is None:
+            outcome = decide(access_status, grace_ends_at, sub_statuses, has_comp, staff_revoked)
+            others = sorted(_ALL_SUBSCRIPTION_STATUSES - sub_statuses)
+            answer = remembered[key] = all(
+                decide(
+                    access_status,
+                    grace_ends_at,
+                    sub_statuses | frozenset(extra),
+                    has_comp,
+                    staff_revoked,
+                )
+                == outcome
+                for size in range(1, len(others) + 1)
+                for extra in combinations(others, size)
+            )
+        return answer
+
+    return stands
 
 
 def outcomes_decide(
@@ -161,6 +217,7 @@ def outcomes_decide(
     # of thousands of ids per batch.
     comps = set(AccessComp.objects.filter(expires_at__gt=now).values_list("account_id", flat=True))
     decide = _decider(now)
+    stands = _stands_whatever_else(decide, now)
     unresolved_reason = _unresolved_reason(plan)
     # A first night can plan a link for every account: written 1,000 at a time, never all
     # built at once.
@@ -226,6 +283,17 @@ def outcomes_decide(
             unchecked = ""
             if not listing_complete and customer_id not in statuses.by_customer:
                 unchecked = LISTING_UNREACHED
+            elif not listing_complete and (
+                outcome == Outcome.FLAG_SEATS_EXCEEDED  # unread subscriptions add seats
+                or not stands(
+                    access_status,
+                    grace_ends_at,
+                    sub_statuses,
+                    account_id in comps,
+                    account_id in staff_revoked,
+                )
+            ):
+                unchecked = LISTING_PARTIAL
             elif not customer_id:
                 unchecked = unresolved_reason
             if unchecked:

@@ -236,7 +236,8 @@ def _halt_reason(
     if listing_error is not None:
         reason = (
             f"The provider listing failed after {pages} page(s): {listing_error}. Nothing was "
-            "applied; accounts the listing did not reach are not checked."
+            "applied; accounts the listing did not reach, or whose unread subscriptions could "
+            "change the outcome, are not checked."
         )
     return reason
 
