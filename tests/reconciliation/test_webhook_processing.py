@@ -203,6 +203,27 @@ def test_a_failing_apply_rolls_back_and_is_recorded():
 
 
 @pytest.mark.django_db
+def test_an_unexpected_failure_before_the_lock_is_counted_like_any_other(monkeypatch):
+    """What runs before the event's lock (reading the provider, the customer's email, the
+    disputed charge) can fail in ways no one planned for: the attempt is still counted and
+    retried with backoff, so the event reaches dead-letter instead of being sent again by the
+    sweeper forever with no attempt on record."""
+    from reconciliation.services.webhooks import processing
+
+    def odd_shape(event):
+        raise KeyError("charge")
+
+    monkeypatch.setattr(processing, "_prefetch_dispute_charge", odd_shape)
+    AccountFactory(stripe_customer_id="cus_odd")
+    row = _store_and_process(
+        event_object("customer.subscription.updated", sub_obj("sub_odd", "cus_odd", "active"))
+    )
+
+    assert row.status == WebhookStatus.FAILED and row.attempts == 1
+    assert row.next_attempt_at is not None and "KeyError" in row.last_error
+
+
+@pytest.mark.django_db
 def test_processing_twice_applies_once():
     account = AccountFactory(stripe_customer_id="cus_twice")
     row = _store_and_process(

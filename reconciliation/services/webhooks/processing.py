@@ -214,7 +214,7 @@ def webhook_event_process(*, event_id: int, trigger: str = "queue") -> str:
         prefetched = _prefetch(event)
         customer_email = _prefetch_customer_email(event, prefetched)
         dispute_charge = _prefetch_dispute_charge(event)
-    except WebhookProcessingError as exc:
+    except Exception as exc:  # a provider error, or an odd shape: counted like any failure
         error = exc
 
     with transaction.atomic():
