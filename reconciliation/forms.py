@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
+from reconciliation.selectors.evidence import EVIDENCE_MAX_DAYS
 from reconciliation.services.access_decisions import GRACE_EXTENSION_MAX_DAYS
 
 EXTEND_RANGE = f"Extend by 1 to {GRACE_EXTENSION_MAX_DAYS} days."
@@ -56,8 +57,6 @@ def form_error(form: forms.Form) -> str:
 
 # --- Evidence exports and disputes ------------------------------------------------------------
 
-EVIDENCE_MAX_DAYS = 366
-
 
 class EvidenceWindowForm(forms.Form):
     """The evidence window Finance chose: `since`/`until` dates (whole UTC days) or a number of
@@ -92,7 +91,9 @@ class EvidenceWindowForm(forms.Form):
         except ValueError:
             until_day = None
         now = timezone.now()
-        since_at = datetime.combine(since, time.min, tzinfo=UTC)
+        # A start in the future is today: the selector would swap it with now, and a window to
+        # the year 9999 is millions of days, one chart bar each.
+        since_at = min(datetime.combine(since, time.min, tzinfo=UTC), now)
         until_at = (
             min(datetime.combine(until_day, time.max, tzinfo=UTC), now) if until_day else None
         )

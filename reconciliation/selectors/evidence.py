@@ -20,6 +20,9 @@ from reconciliation.services.disputes import OPEN_STATUSES
 TIMELINE_LIMIT = 200
 IP_LIMIT = 50
 LOGIN_LIMIT = 100
+# The longest window an evidence pack covers (a row and a chart bar a day; it must stay under
+# Stripe's 5 MB for a dispute).
+EVIDENCE_MAX_DAYS = 366
 
 # One row of activity_log_rows: occurred_at, kind, path, ip address, user agent, source,
 # client event id, member email.
@@ -189,13 +192,16 @@ def dispute_evidence_window(*, dispute: Dispute) -> EvidenceWindow | None:
 def _window(
     days: int | None, since: datetime | None = None, until: datetime | None = None
 ) -> tuple[datetime, datetime, int]:
+    """(since, until, days) of an evidence window, never longer than EVIDENCE_MAX_DAYS: the
+    pack has a row and a chart bar per day, whoever the caller."""
     if since is not None:
         until = until or timezone.now()
         if until < since:
             since, until = until, since
+        since = max(since, until - timedelta(days=EVIDENCE_MAX_DAYS))
         span = until - since
         return since, until, max(span.days + (1 if span % timedelta(days=1) else 0), 1)
-    days = days or settings.JANITOR_EVIDENCE_DAYS
+    days = min(days or settings.JANITOR_EVIDENCE_DAYS, EVIDENCE_MAX_DAYS)
     until = timezone.now()
     return until - timedelta(days=days), until, days
 

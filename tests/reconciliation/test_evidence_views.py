@@ -215,3 +215,27 @@ def test_evidence_csv_cannot_carry_a_formula(finance_client, account, trigger):
     assert crafted[0][4] == f"'{trigger}1+1" and crafted[0][6] == f"'{trigger}evt"
     for row in rows:
         assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+def test_a_window_starting_in_the_far_future_is_capped_not_millions_of_days(
+    finance_client, account
+):
+    """since=9999-12-31 was swapped with now into a window of 2.9 million days, one chart bar
+    and one row each: a worker killed at its timeout, over a gigabyte of memory."""
+    from reconciliation.forms import EvidenceWindowForm
+    from reconciliation.selectors.evidence import EVIDENCE_MAX_DAYS, evidence_for_account
+
+    since, until = EvidenceWindowForm({"since": "9999-12-31"}).window()
+    assert since is not None and since <= timezone.now()
+    evidence = evidence_for_account(account=account, since=since, until=until)
+    assert evidence.summary.days <= EVIDENCE_MAX_DAYS
+    assert len(evidence.daily) <= EVIDENCE_MAX_DAYS + 1
+    # Whoever calls the selector, the window stays within the limit.
+    far = timezone.now() + timedelta(days=2_900_000)
+    capped = evidence_for_account(account=account, since=far)
+    assert capped.summary.days <= EVIDENCE_MAX_DAYS and len(capped.daily) <= EVIDENCE_MAX_DAYS + 1
+
+    pdf = finance_client.post(
+        reverse("evidence_pdf", args=[account.public_id]), {"since": "9999-12-31"}
+    )
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
