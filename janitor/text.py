@@ -15,3 +15,11 @@ def text_unstorable(value: object) -> str | None:
     except UnicodeEncodeError:
         return "is not valid Unicode (a lone surrogate)"
     return None
+
+
+def database_id(value: str) -> int | None:
+    """A query parameter as a row id, or None: digits only, and few enough for a bigint
+    (str.isdigit() alone accepts "²", which int() refuses, and 30-digit numbers)."""
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None

@@ -73,7 +73,7 @@ def two_factor_verify(*, request: HttpRequest, user: User, token: str) -> bool:
     check); on a match, mark this session verified. Each device throttles its own failures,
     so only the kind of device the code is for is asked."""
     token = token.strip().replace(" ", "")
-    from_app = len(token) == 6 and token.isdigit()
+    from_app = len(token) == 6 and token.isascii() and token.isdigit()
     devices = (
         TOTPDevice.objects.filter(user=user, confirmed=True)
         if from_app

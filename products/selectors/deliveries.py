@@ -10,6 +10,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 
+from janitor.text import database_id
 from products.models import (
     AccessEvent,
     Delivery,
@@ -54,7 +55,7 @@ class DeliveryFilters:
         endpoint_raw = query.get("endpoint", "").strip()
         return cls(
             status=status if status in DeliveryStatus.values else "",
-            endpoint=int(endpoint_raw) if endpoint_raw.isdigit() else None,
+            endpoint=database_id(endpoint_raw),
             event_type=event_type if event_type in AccessEvent.values else "",
             account=query.get("account", "").strip()[:64],
         )

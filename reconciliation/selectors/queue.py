@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from janitor.sorting import sort_links
+from janitor.text import database_id
 from reconciliation.models import Flag, FlagKind, FlagNote, FlagStatus
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -80,8 +81,7 @@ class QueueFilters:
 
 
 def _is_id(value: str) -> bool:
-    # isdigit() alone accepts "²" and 30-digit numbers no database id column can hold.
-    return value.isascii() and value.isdigit() and len(value) <= 18
+    return database_id(value) is not None
 
 
 def _flags_base() -> QuerySet[Flag]:

@@ -237,8 +237,9 @@ def test_the_deliveries_list_filters(support_client, deliveries, django_assert_m
     assert shown(account=deliveries["first"].public_id, endpoint=deliveries["shop"].pk) == 1
     assert shown(status="delivered") == 0
     assert "No delivery matches" in support_client.get(url, {"status": "dead"}).content.decode()
-    # Unknown filter values are ignored, not an error.
+    # Unknown filter values are ignored, not an error ("²" passes str.isdigit(), not int()).
     assert shown(status="nope", endpoint="x", event_type="y") == 4
+    assert shown(endpoint="²") == shown(endpoint="9" * 40) == 4
 
 
 def test_the_deliveries_list_paginates_and_answers_htmx_with_the_list(support_client, deliveries):
