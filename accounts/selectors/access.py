@@ -61,13 +61,20 @@ def revocation_open_list() -> list[RevocationRequest]:
     )
 
 
+# Requests that are over: carried out, refused, or given up with the access put back.
+CLOSED_STATUSES = (
+    RevocationStatus.COMPLETED,
+    RevocationStatus.REJECTED,
+    RevocationStatus.ABANDONED,
+)
+
+
 def revocation_history_list() -> QuerySet[RevocationRequest]:
-    """Decided requests with their outcomes, newest first (paginate it)."""
-    return _with_people(
-        RevocationRequest.objects.filter(
-            status__in=[RevocationStatus.COMPLETED, RevocationStatus.REJECTED]
-        )
-    ).order_by("-decided_at", "-id")
+    """Requests that are over (completed, rejected, abandoned) with their outcomes, newest
+    first (paginate it)."""
+    return _with_people(RevocationRequest.objects.filter(status__in=CLOSED_STATUSES)).order_by(
+        "-decided_at", "-id"
+    )
 
 
 def _day_start(day: date) -> datetime:

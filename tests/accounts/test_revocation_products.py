@@ -508,3 +508,27 @@ def test_a_product_disabled_while_waited_for_is_no_longer_awaited(acme, support_
     assert revocation.status == RevocationStatus.COMPLETED
     assert revocation.steps[STEP_SESSIONS]["products"] == []
     assert revocation.steps[STEP_SESSIONS]["products_not_waited_for"] == ["Acme app"]
+
+
+def test_the_lists_refresh_keeps_the_history_page_being_read(acme, support_user, admin_user):
+    """While a revocation runs the page refreshes every 2 s: an Admin reading page 2 of the
+    history stays on page 2."""
+    closed = AccountFactory()
+    RevocationRequest.objects.bulk_create(
+        RevocationRequest(
+            account=closed,
+            requested_by=support_user,
+            reason=f"old {n}",
+            status=RevocationStatus.REJECTED,
+            decided_by=admin_user,
+            decided_at=timezone.now(),
+        )
+        for n in range(60)
+    )
+    _approved(AccountFactory(), support_user, admin_user)  # running: the page polls
+
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(reverse("revocation_list"), {"page": 2}).content.decode()
+
+    assert f'hx-get="{reverse("revocation_list")}?page=2"' in page

@@ -170,6 +170,11 @@ def test_abandoning_a_failed_revocation_restores_the_previous_access(
     assert audit.actor == admin_user.email and audit.actor_user == admin_user
     assert "Customer paid in full" in audit.reason
     assert abandoned.history[-1]["action"] == "abandon"
+    # The Revocations page keeps it in its history, with who gave it up and why.
+    history = admin_client_.get(reverse("revocation_list")).content.decode()
+    section = history[history.index('id="revocation-history"') :]
+    assert "Abandoned, access restored" in section
+    assert "Customer paid in full" in section
     # The account may open a new request later: the abandoned one is closed.
     revocation_request(account=account, requested_by=support_user, reason="Again")
 
