@@ -3,7 +3,13 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
@@ -239,11 +245,19 @@ def _audit_csv(rows):
 @staff_required("accounts.view_access_audit")
 def audit_list(request):
     form = AuditFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    valid = form.is_valid() if form.is_bound else True
+    # The filters that are valid still apply: one bad date must not widen the list (or the
+    # export) to the whole audit. The form shows what it refused.
+    filters = form.cleaned_data if form.is_bound else {}
     rows = access_audit_list(**{k: v for k, v in filters.items() if v})
     if request.GET.get("format") == "csv":
         if not request.user.has_perm("accounts.export_access_audit"):
             raise PermissionDenied(role_needed_message(["accounts.export_access_audit"]))
+        if not valid:
+            problems = " ".join(m for errors in form.errors.values() for m in errors)
+            return HttpResponseBadRequest(
+                f"Fix the filters before exporting: {problems}", content_type="text/plain"
+            )
         response = StreamingHttpResponse(_audit_csv(rows), content_type="text/csv")
         # As an attachment there is always a header; django-stubs types it str | None.
         response["Content-Disposition"] = content_disposition_header(  # type: ignore[assignment]

@@ -247,6 +247,25 @@ def test_audit_csv_export(finance_user, support_user, django_assert_max_num_quer
     assert rows[0]["actor"] == "ops@janitor.test" and rows[0]["reference"] == "ref-1"
 
 
+def test_a_bad_filter_never_widens_the_audit_to_everything(finance_user):
+    """A mistyped date beside an account filter: the page keeps the account filter and says
+    what it refused; the export is refused rather than streaming every customer's audit."""
+    finance_client = _client_as(finance_user)
+    target = _audit_rows(3)[0]
+
+    page = finance_client.get(
+        reverse("audit_list"), {"account": target.public_id, "date_to": "2026-13-45"}
+    ).content.decode()
+    assert page.count("Payment failed") == 1 and "Enter a valid date" in page
+
+    export = finance_client.get(
+        reverse("audit_list"),
+        {"account": target.public_id, "date_to": "2026-13-45", "format": "csv"},
+    )
+    assert export.status_code == 400
+    assert "Fix the filters before exporting" in export.content.decode()
+
+
 def test_audit_csv_cannot_carry_a_formula(finance_user, customer, support_user, second_admin):
     """A reason or reference a spreadsheet would run comes out as text (issue 14, finding 3)."""
     revocation = revocation_request(
