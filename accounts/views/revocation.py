@@ -254,7 +254,7 @@ def audit_list(request):
         if not request.user.has_perm("accounts.export_access_audit"):
             raise PermissionDenied(role_needed_message(["accounts.export_access_audit"]))
         if not valid:
-            problems = " ".join(m for errors in form.errors.values() for m in errors)
+            problems = " ".join(str(m) for errors in form.errors.values() for m in errors)
             return HttpResponseBadRequest(
                 f"Fix the filters before exporting: {problems}", content_type="text/plain"
             )
