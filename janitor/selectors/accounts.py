@@ -22,6 +22,10 @@ class AccountPage:
     activity_total: int
     members: list["MemberRow"] = field(default_factory=list)  # enabled first, by email
     members_total: int = 0
+    flags_total: int = 0  # all the account's flags; more than len(flags) when cut
+
+
+FLAGS_SHOWN = 50
 
 
 def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
@@ -41,17 +45,23 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
 
     from reconciliation.models import FlagNote
 
+    # Open flags first, then the newest resolved ones: the nightly audit opens and resolves
+    # flags for years, and the page must not grow with them. Counted only when cut.
+    all_flags = Flag.objects.filter(account=account)
     flags = list(
-        Flag.objects.filter(account=account)
-        .select_related("assignee")
+        all_flags.select_related("assignee")
         .prefetch_related(
             Prefetch(
                 "notes",
                 queryset=FlagNote.objects.select_related("author").order_by("created_at", "id"),
             )
         )
-        .order_by("status", "-opened_at")
+        .order_by("status", "-opened_at")[: FLAGS_SHOWN + 1]
     )
+    flags_total = len(flags)
+    if flags_total > FLAGS_SHOWN:
+        flags = flags[:FLAGS_SHOWN]
+        flags_total = all_flags.count()
     members, members_total = account_members(account=account)
     account_activity = ActivityLog.objects.filter(member__account=account)
     activity = list(account_activity.select_related("member").order_by("-occurred_at")[:recent])
@@ -75,6 +85,7 @@ def account_page_get(*, public_id: str, recent: int = 25) -> AccountPage:
         activity_total,
         members=members,
         members_total=members_total,
+        flags_total=flags_total,
     )
 
 

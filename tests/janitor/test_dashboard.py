@@ -1,7 +1,10 @@
 """The dashboard shell: staff only, an overview with counts, an empty state, the account page."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.factories import (
     AccountFactory,
@@ -88,3 +91,33 @@ def test_staff_login_is_throttled_after_repeated_failures(client, support_user, 
     page = client.post(url, {"username": support_user.email, "password": PASSWORD})
     assert "Too many failed sign-ins" in page.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_the_account_page_shows_open_flags_first_and_not_every_flag_ever(support_client):
+    """The nightly audit opens and resolves flags for years: the page shows the open ones and
+    the newest resolved ones, up to FLAGS_SHOWN, and says how many there are."""
+    from janitor.selectors.accounts import FLAGS_SHOWN
+    from reconciliation.models import Flag, FlagStatus
+
+    account = AccountFactory()
+    old = [
+        FlagFactory(
+            account=account,
+            kind="payment_failed",
+            status=FlagStatus.RESOLVED,
+            resolved_at=timezone.now(),
+            resolution="Paid again",
+        )
+        for _ in range(FLAGS_SHOWN + 5)
+    ]
+    Flag.objects.filter(pk__in=[f.pk for f in old]).update(
+        opened_at=timezone.now() - timedelta(days=400)
+    )
+    open_flag = FlagFactory(account=account, kind="manual_grant")
+    Flag.objects.filter(pk=open_flag.pk).update(opened_at=timezone.now() - timedelta(days=900))
+
+    body = support_client.get(reverse("account_detail", args=[account.public_id])).content.decode()
+
+    assert body.count('class="account-flag"') == FLAGS_SHOWN
+    assert f'data-flag="{open_flag.pk}"' in body  # open first, however old
+    assert f"Showing {FLAGS_SHOWN} of {FLAGS_SHOWN + 6} flags" in body
