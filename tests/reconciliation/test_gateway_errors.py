@@ -91,10 +91,13 @@ def test_backoff_grows_with_jitter_and_the_total_wait_is_bounded(
     settings.STRIPE_MAX_NETWORK_RETRIES = 50
     settings.STRIPE_RETRY_BASE_SECONDS = 0.5
     settings.STRIPE_RETRY_MAX_WAIT_SECONDS = 12
-    # The shared rate's spacing between tries (which each 429 widens) is not backoff: with
-    # time.sleep recorded instead of slept, it would pile up on the recorded waits.
     settings.JANITOR_STRIPE_MAX_RPS = 1_000_000
+    # A rate 429's wait is the shared rate's pause (every caller waits it), not a sleep of the
+    # call's own: the pauses are what is recorded. (Recording time.sleep instead, with no time
+    # passing, let one pause carry into the next try's slot: 12.09 s "slept" once in CI.)
+    pauses: list[float] = []
     slept: list[float] = []
+    monkeypatch.setattr(gateway._RATE, "slow_down", lambda *, pause: pauses.append(pause))
     monkeypatch.setattr(gateway.time, "sleep", slept.append)
     retrying.fail("/v1/customers", status=429, times=100)
 
@@ -102,10 +105,12 @@ def test_backoff_grows_with_jitter_and_the_total_wait_is_bounded(
         gateway.customer_retrieve(customer_id="cus_any")
 
     assert failure.value.retryable and failure.value.status == 429
-    assert sum(slept) <= 12
-    assert len(retrying.requests) == len(slept) + 1
+    # Every refused try slowed the rate; all but the last were waited out and tried again.
+    assert len(retrying.requests) == len(pauses)
+    assert sum(pauses[:-1]) <= 12 < sum(pauses)
+    assert slept == []
     # Doubling from 0.5 s, each step between half and all of its nominal value, capped at 5 s.
-    for attempt, delay in enumerate(slept):
+    for attempt, delay in enumerate(pauses):
         step = min(0.5 * 2**attempt, 5.0)
         assert step / 2 <= delay <= step
     assert len(set(slept)) == len(slept)  # jittered: no two tries wait the same
