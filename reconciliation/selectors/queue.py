@@ -58,7 +58,11 @@ class QueueFilters:
         return cls(
             kind=kind if kind in FlagKind.values else "",
             age=age if age in dict(AGE_CHOICES) else "",
-            assignee=assignee if assignee in {"", "me", "none"} or _is_id(assignee) else "",
+            assignee=(
+                assignee
+                if assignee in {"", "me", "none"} or database_id(assignee) is not None
+                else ""
+            ),
             q=params.get("q", "").strip()[:200],
             sort=sort if sort.lstrip("-") in SORTS else DEFAULT_SORT,
             page=page,
@@ -78,10 +82,6 @@ class QueueFilters:
         }
         values.update(overrides)
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
-
-
-def _is_id(value: str) -> bool:
-    return database_id(value) is not None
 
 
 def _flags_base() -> QuerySet[Flag]:

@@ -7,6 +7,7 @@ import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from django.db import OperationalError, connection, connections, transaction
 from django.db.models import Count, Max, Min
@@ -256,11 +257,16 @@ def _apply_claim(*, run: ReconciliationRun) -> bool:
     return True
 
 
+def _unclaimed(state: dict[str, Any]) -> dict[str, Any]:
+    """A run's progress without the apply claim (the apply is over, one way or the other)."""
+    return {k: v for k, v in state.items() if k != "apply_claimed"}
+
+
 def run_apply_stopped(*, run: ReconciliationRun, reason: str) -> None:
     """An apply that stopped part way goes back to halted, so an Admin can apply it again (it is
     idempotent), instead of staying running (which holds every other run back) or failing
     (which could never be applied again)."""
-    state = {k: v for k, v in (run.progress or {}).items() if k != "apply_claimed"}
+    state = _unclaimed(run.progress or {})
     run.status = RunStatus.HALTED
     run.halt_reason = APPLY_STOPPED.format(reason=reason)
     run.progress = {**state, "phase": "halted", "updated_at": timezone.now().isoformat()}
@@ -288,8 +294,11 @@ def reconciliation_run_apply_finish(*, run: ReconciliationRun) -> Reconciliation
     run.durations = {**run.durations, "applying": round(time.perf_counter() - started, 3)}
     run.status = RunStatus.APPLIED
     run.errors = "\n".join(filter(None, [run.errors, *errors[:200]]))
-    state = {k: v for k, v in progress.state.items() if k != "apply_claimed"}
-    run.progress = {**state, "phase": "done", "updated_at": timezone.now().isoformat()}
+    run.progress = {
+        **_unclaimed(progress.state),
+        "phase": "done",
+        "updated_at": timezone.now().isoformat(),
+    }
     run.finished_at = timezone.now()
     run.save()
     return run
