@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from importlib import import_module
+from typing import TYPE_CHECKING
 
-import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Value
@@ -14,6 +14,9 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from accounts.models import Account, SessionRecord, User
+
+if TYPE_CHECKING:
+    import redis
 
 # Ended sessions leave a marker under their key for as long as the browser's cookie could
 # live, so the owner's next click can be told why they were signed out.
@@ -31,6 +34,9 @@ def _redis() -> redis.Redis:
         with _clients_lock:
             client = _clients.get(url)
             if client is None:
+                # Imported here: a process whose sessions are not in Redis never loads it.
+                import redis
+
                 client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
                 _clients[url] = client
     return client
