@@ -229,7 +229,14 @@ def revocation_abandon(*, revocation_id: int, actor: User, reason: str) -> Revoc
                 reference=revocation.reference,
                 source=_source(revocation),
                 grace_ends_at=grace_ends_at,
-                details={"request_id": revocation.pk, "abandoned": True},
+                # What the steps already did stays on the record: a member signed out by
+                # step 2 keeps access back but lost their sessions.
+                details={
+                    "request_id": revocation.pk,
+                    "abandoned": True,
+                    "steps_done": sorted(revocation.steps or {}),
+                    "sessions_removed": revocation.sessions_removed or 0,
+                },
             )
             audit_id = audit.pk
         revocation.status = RevocationStatus.ABANDONED
@@ -511,18 +518,25 @@ def revocation_step_sessions(*, revocation: RevocationRequest) -> list[str]:
 
 def _sessions_end_local(revocation: RevocationRequest, *, wait: bool) -> list[str]:
     """End Janitor's own sessions (and the product's keys in direct mode), then record it: as
-    the whole step 2 when no product was asked, as the local part otherwise."""
-    started = time.perf_counter()
-    per_member = sessions_revoke_account(account=revocation.account)
-    direct: dict[str, int] | None = None
-    if product_session_store_configured():
-        direct = product_sessions_delete(owners=_session_owners(revocation.account_id))
-    ms = round((time.perf_counter() - started) * 1000, 2)
-    removed = sum(per_member.values())
+    the whole step 2 when no product was asked, as the local part otherwise.
+
+    Checked and done under the request's row lock, held while the sessions are ended: an
+    Admin's abandon (or retry) of a purge slow enough to look stalled waits for it, then sees
+    it recorded, instead of giving the account back its access while the purge goes on to
+    sign every member out with nothing to say so. The lock is one request's row (PostgreSQL);
+    on the embedded default the purge is the database's own writes.
+    """
     with transaction.atomic():
         _still_approved(revocation)
         if STEP_SESSIONS_LOCAL in revocation.steps or STEP_SESSIONS in revocation.steps:
             return []  # another run of this request recorded it meanwhile
+        started = time.perf_counter()
+        per_member = sessions_revoke_account(account=revocation.account)
+        direct: dict[str, int] | None = None
+        if product_session_store_configured():
+            direct = product_sessions_delete(owners=_session_owners(revocation.account_id))
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        removed = sum(per_member.values())
         # Every member's session hash changes: a session the index never saw dies too.
         User.objects.filter(account_id=revocation.account_id).update(
             session_version=F("session_version") + 1

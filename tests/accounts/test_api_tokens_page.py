@@ -149,6 +149,7 @@ def test_an_unknown_token_is_a_404(admin_client_):
     )
 
 
+@pytest.mark.postgres  # a second connection reads while the first writes: SQLite locks the table
 @pytest.mark.django_db(transaction=True)
 def test_a_token_read_while_its_revocation_commits_is_not_kept_in_the_cache(admin_user):
     """A request of the revoking process that reads the token after the revocation is written

@@ -236,19 +236,18 @@ def test_retry_without_a_failed_revocation_is_refused_in_the_shell(admin_user):
 def test_abandoning_while_the_task_runs_stops_the_task(
     support_user, admin_user, second_admin, monkeypatch, settings
 ):
-    """An Admin abandons a revocation the task is still working on (it looked stalled): the
-    task must stop, not mark the request failed nor revoke the restored account."""
+    """An Admin abandons a revocation the task is still working on (it looked stalled), between
+    two steps: the task must stop, not mark the request failed nor revoke the restored account.
+    (An abandon during the session purge itself waits for it: test_revocation_stalls.py.)"""
     settings.JANITOR_REVOCATION_STALL_SECONDS = 0
     account = AccountFactory()
-    real = revocation_service.sessions_revoke_account
+    real = revocation_service.revocation_step_revoke
 
-    def abandoned_meanwhile(*, account):
-        removed = real(account=account)
-        revocation = RevocationRequest.objects.get(account=account)
+    def abandoned_meanwhile(*, revocation):
         revocation_abandon(revocation_id=revocation.pk, actor=second_admin, reason="Paid")
-        return removed
+        return real(revocation=revocation)
 
-    monkeypatch.setattr(revocation_service, "sessions_revoke_account", abandoned_meanwhile)
+    monkeypatch.setattr(revocation_service, "revocation_step_revoke", abandoned_meanwhile)
     result = _approved(account, support_user, admin_user)
 
     account.refresh_from_db()
@@ -263,7 +262,7 @@ def test_abandoning_while_the_task_runs_stops_the_task(
         (AccessStatus.ACTIVE, AccessStatus.REVOKED_PENDING, support_user.email),
         (AccessStatus.REVOKED_PENDING, AccessStatus.ACTIVE, second_admin.email),
     ]
-    assert STEP_SESSIONS not in result.steps and STEP_REVOKED not in result.steps
+    assert STEP_SESSIONS in result.steps and STEP_REVOKED not in result.steps
 
 
 def test_a_second_run_after_a_retry_does_not_redo_the_last_step(support_user, admin_user):
