@@ -198,7 +198,8 @@ def _window(
         until = until or timezone.now()
         if until < since:
             since, until = until, since
-        since = max(since, until - timedelta(days=EVIDENCE_MAX_DAYS))
+        if until - since > timedelta(days=EVIDENCE_MAX_DAYS):  # (never below year 1)
+            since = until - timedelta(days=EVIDENCE_MAX_DAYS)
         span = until - since
         return since, until, max(span.days + (1 if span % timedelta(days=1) else 0), 1)
     days = min(days or settings.JANITOR_EVIDENCE_DAYS, EVIDENCE_MAX_DAYS)

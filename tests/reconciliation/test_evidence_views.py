@@ -239,3 +239,18 @@ def test_a_window_starting_in_the_far_future_is_capped_not_millions_of_days(
         reverse("evidence_pdf", args=[account.public_id]), {"since": "9999-12-31"}
     )
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+
+
+@pytest.mark.parametrize("name", ["evidence_csv", "evidence_pdf", "account_evidence_panel"])
+def test_a_window_in_year_one_is_an_empty_pack_not_a_500(finance_client, account, name):
+    """The year's cap subtracted 366 days from the window's end whatever its length, and a
+    window ending in the year 1 went below the first date there is (OverflowError, a 500)."""
+    finance_client.raise_request_exception = False
+    url = reverse(name, args=[account.public_id])
+    window = {"since": "0001-01-01", "until": "0001-01-02"}
+    response = (
+        finance_client.get(url, window)
+        if name == "account_evidence_panel"
+        else finance_client.post(url, window)
+    )
+    assert response.status_code == 200, response.status_code
