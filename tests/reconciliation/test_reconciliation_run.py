@@ -375,17 +375,22 @@ def test_an_apply_that_fails_part_way_goes_back_to_halted_and_applies_again(
     assert RunOutcome.objects.filter(run=run, applied=True).count() == 2
 
 
+@pytest.mark.parametrize("task_started", [True, False], ids=["worker-died", "task-lost"])
 def test_an_apply_whose_worker_died_goes_back_to_halted_at_the_next_start(
-    braking_world, admin_user
+    braking_world, admin_user, task_started
 ):
+    """Whether its worker died while applying, or its task was lost before it claimed the run
+    (a broker loses a crashed worker's task), an Admin's apply stays appliable: it was failed
+    for good when the task had not started yet (found in review)."""
     from reconciliation.services.runs.apply import reconciliation_run_apply_begin
     from reconciliation.services.runs.start import RUN_STALE_AFTER
 
     run = _run()
     claimed = reconciliation_run_apply_begin(run=run, actor_user=admin_user)
     long_ago = (timezone.now() - RUN_STALE_AFTER - timedelta(minutes=1)).isoformat()
+    claim = {"apply_claimed": True} if task_started else {}
     ReconciliationRun.objects.filter(pk=run.pk).update(
-        progress={**claimed.progress, "apply_claimed": True, "updated_at": long_ago}
+        progress={**claimed.progress, **claim, "updated_at": long_ago}
     )
 
     _run(dry_run=True)

@@ -53,8 +53,12 @@ def reconciliation_run_start(
         ):
             if _last_sign_of_life(running) > now - RUN_STALE_AFTER:
                 return None
-            if (running.progress or {}).get("apply_claimed"):
-                # An Admin's apply whose worker died: back to halted, to be applied again.
+            state = running.progress or {}
+            if state.get("apply_claimed") or (
+                state.get("phase") == "applying" and running.decided_by_id is not None
+            ):
+                # An Admin's apply whose worker died, or whose task never started (a broker
+                # loses a task when its worker crashes): back to halted, to be applied again.
                 from reconciliation.services.runs.apply import run_apply_stopped
 
                 run_apply_stopped(
