@@ -110,10 +110,13 @@ def test_backoff_grows_with_jitter_and_the_total_wait_is_bounded(
     assert sum(pauses[:-1]) <= 12 < sum(pauses)
     assert slept == []
     # Doubling from 0.5 s, each step between half and all of its nominal value, capped at 5 s.
-    for attempt, delay in enumerate(pauses):
-        step = min(0.5 * 2**attempt, 5.0)
+    steps = [min(0.5 * 2**attempt, 5.0) for attempt in range(len(pauses))]
+    for step, delay in zip(steps, pauses, strict=True):
         assert step / 2 <= delay <= step
-    assert len(set(pauses)) == len(pauses)  # jittered: no two tries wait the same
+    # Jittered: each try waits its own share of its step (a fixed share, half or all of every
+    # step, would repeat one fraction).
+    shares = {round(delay / step, 9) for step, delay in zip(steps, pauses, strict=True)}
+    assert len(shares) == len(pauses)
 
 
 def test_5xx_and_connection_failures_are_retried(retrying: StripeFake, settings) -> None:
