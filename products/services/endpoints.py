@@ -7,7 +7,7 @@ import hashlib
 import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from accounts.models import ApiScope, ApiToken, User
 from janitor.errors import ErrorKind, JanitorError
@@ -83,10 +83,35 @@ def endpoint_token_check(
         )
 
 
+def _refused_by_constraint(
+    *, name: str, token: ApiToken | None, holds_sessions: bool, endpoint: ProductEndpoint | None
+) -> None:
+    """Another Admin saved an endpoint with the same name or token between our checks and our
+    write, and a unique constraint refused ours: say which, as the checks would have."""
+    endpoint_token_check(token=token, holds_sessions=holds_sessions, endpoint=endpoint)
+    same_name = ProductEndpoint.objects.filter(name__iexact=name.strip())
+    if endpoint is not None:
+        same_name = same_name.exclude(pk=endpoint.pk)
+    if same_name.exists():
+        raise EndpointError(f"An endpoint named {name.strip()} already exists.")
+
+
 def endpoint_create(
     *, name: str, url: str, holds_sessions: bool, token: ApiToken | None, actor: User
 ) -> ProductEndpoint:
     endpoint_token_check(token=token, holds_sessions=holds_sessions)
+    try:
+        return _endpoint_create(
+            name=name, url=url, holds_sessions=holds_sessions, token=token, actor=actor
+        )
+    except IntegrityError:
+        _refused_by_constraint(name=name, token=token, holds_sessions=holds_sessions, endpoint=None)
+        raise
+
+
+def _endpoint_create(
+    *, name: str, url: str, holds_sessions: bool, token: ApiToken | None, actor: User
+) -> ProductEndpoint:
     with transaction.atomic():
         if ProductEndpoint.objects.filter(name__iexact=name.strip()).exists():
             raise EndpointError(f"An endpoint named {name.strip()} already exists.")
@@ -118,6 +143,31 @@ def endpoint_update(
     actor: User,
 ) -> ProductEndpoint:
     endpoint_token_check(token=token, holds_sessions=holds_sessions, endpoint=endpoint)
+    try:
+        return _endpoint_update(
+            endpoint=endpoint,
+            name=name,
+            url=url,
+            holds_sessions=holds_sessions,
+            token=token,
+            actor=actor,
+        )
+    except IntegrityError:
+        _refused_by_constraint(
+            name=name, token=token, holds_sessions=holds_sessions, endpoint=endpoint
+        )
+        raise
+
+
+def _endpoint_update(
+    *,
+    endpoint: ProductEndpoint,
+    name: str,
+    url: str,
+    holds_sessions: bool,
+    token: ApiToken | None,
+    actor: User,
+) -> ProductEndpoint:
     with transaction.atomic():
         locked = ProductEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         if ProductEndpoint.objects.filter(name__iexact=name.strip()).exclude(pk=locked.pk).exists():

@@ -127,6 +127,56 @@ def test_a_token_confirms_for_one_endpoint_only(admin_client_, access_token):
     assert endpoint.url == "https://shop.example/v2" and endpoint.token == access_token
 
 
+def test_an_endpoint_saved_by_another_admin_meanwhile_is_a_form_error(
+    admin_client_, access_token, monkeypatch
+):
+    """Two Admins save endpoints with one token at the same moment: both checks pass, the
+    unique constraint refuses the second write, and that was a 500 (found in review). The
+    second Admin is told why, as the check would have, and nothing is stored."""
+    from products.services import endpoints
+
+    real_check = endpoints.endpoint_token_check
+    calls: list[int] = []
+
+    def other_admin_saves_first(**kwargs):
+        if not calls:  # our check passes, then the other Admin's endpoint commits
+            calls.append(1)
+            ProductEndpoint.objects.create(
+                name="Other shop",
+                url="https://other.example/",
+                holds_sessions=True,
+                token=access_token,
+            )
+            return None
+        return real_check(**kwargs)
+
+    monkeypatch.setattr(endpoints, "endpoint_token_check", other_admin_saves_first)
+    response = admin_client_.post(
+        reverse("product_endpoint_list"), _form(holds_sessions="on", token=access_token.pk)
+    )
+    assert response.status_code == 400, response.status_code
+    assert "already confirms for Other shop" in html.unescape(response.content.decode())
+    assert ProductEndpoint.objects.count() == 1
+
+
+def test_a_name_taken_between_the_check_and_the_write_is_a_form_error(admin_client_, monkeypatch):
+    """The same race on the name: the name is checked inside the transaction, but another
+    Admin's endpoint can commit before the insert, and the unique name refuses it."""
+    from products.services import endpoints
+
+    ProductEndpoint.objects.create(name="Shop", url="https://other.example/")
+
+    def write_as_if_the_check_had_passed(**kwargs):
+        with transaction.atomic():
+            return ProductEndpoint.objects.create(name=kwargs["name"], url=kwargs["url"])
+
+    monkeypatch.setattr(endpoints, "_endpoint_create", write_as_if_the_check_had_passed)
+    response = admin_client_.post(reverse("product_endpoint_list"), _form())
+    assert response.status_code == 400, response.status_code
+    assert "already exists" in response.content.decode()
+    assert ProductEndpoint.objects.count() == 1
+
+
 def test_a_duplicate_name_is_refused(admin_client_):
     ProductEndpoint.objects.create(name="Shop", url="https://a.example/")
     response = admin_client_.post(reverse("product_endpoint_list"), _form(name="shop"))
