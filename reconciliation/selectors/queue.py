@@ -100,17 +100,21 @@ def _search(q: str) -> Q:
     """
     if q.startswith("cus_"):
         return Q(account__stripe_customer_id=q)
-    if q.startswith("user-") or q.startswith("acct-"):
-        # An account's public id, or a member's: the member's account.
-        by_account = Q(public_id=q)
-        by_member = Q(public_id=q)
-    else:
-        by_account = by_member = Q(email_lower__startswith=q.lower())
-    accounts = Account.objects.alias(email_lower=Lower("email")).filter(by_account)
-    members = User.objects.alias(email_lower=Lower("email")).filter(
-        by_member, account__isnull=False
+    # Any text may be a public id (an import takes any id of 1-64 characters, not only the
+    # generated user-/acct- ones) or the start of an email: both are tried, each on its index.
+    prefix = q.lower()
+    accounts = Account.objects.alias(email_lower=Lower("email"))
+    members = User.objects.alias(email_lower=Lower("email")).filter(account__isnull=False)
+    found = (
+        accounts.filter(public_id=q)
+        .values("pk")
+        .union(
+            accounts.filter(email_lower__startswith=prefix).values("pk"),
+            members.filter(public_id=q).values("account_id"),
+            members.filter(email_lower__startswith=prefix).values("account_id"),
+        )
     )
-    return Q(account_id__in=accounts.values("pk").union(members.values("account_id")))
+    return Q(account_id__in=found)
 
 
 def review_queue_list(*, filters: QueueFilters, user: User) -> QuerySet[Flag]:

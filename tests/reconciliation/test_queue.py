@@ -73,6 +73,12 @@ def test_filters_by_kind_age_assignee_and_search(support_client, support_user):
     assert listed("q=ZELDA.mem") == {old.pk}
     assert listed("q=user-nobody-has-this") == set()
     assert listed("kind=nonsense") == {old.pk, mine.pk, plain.pk}
+    # An imported id need not look generated: it was searched as an email's start (found in
+    # review), and an account or member named "Customer42" was not found by it.
+    imported = FlagFactory(account=AccountFactory(public_id="Customer42"))
+    assert listed("q=Customer42") == {imported.pk}
+    member_of_imported = UserFactory(account=mine.account, public_id="Staffer-7")
+    assert listed(f"q={member_of_imported.public_id}") == {mine.pk}
 
 
 def test_sorting_and_pagination(support_client):
