@@ -100,9 +100,9 @@ def _panel_action(request, public_id: str, action: str) -> HttpResponse:
     account = get_object_or_404(Account, public_id=public_id)
     form = form_class(request.POST)
     if not form.is_valid():
-        return _panel_outcome(
-            request, public_id, error="A reason is required.", forms={action: form}
-        )
+        blank = not str(request.POST.get("reason", "")).strip()
+        error = "A reason is required." if blank else _form_problems(form)
+        return _panel_outcome(request, public_id, error=error, forms={action: form})
     try:
         act(request.user, account, form.cleaned_data)
     except RevocationError as exc:
@@ -159,9 +159,23 @@ def _list_outcome(request, *, notice: str = "", error: str = ""):
     return redirect("revocation_list")
 
 
+def _form_problems(form) -> str:
+    """A refused form's errors as one line, each after its field's name."""
+    parts = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = (field.label or name.capitalize()) if field is not None else ""
+        parts += [f"{label}: {error}" if label else str(error) for error in errors]
+    return " ".join(parts)
+
+
 def _decision(request, pk: int, action, done: str):
     form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    if not form.is_valid():
+        # Acting without the comment would lose the Admin's note (and an abandon or reject
+        # would be told no reason was given): nothing is done, the reason is said.
+        return _list_outcome(request, error=_form_problems(form))
+    comment = form.cleaned_data["comment"]
     try:
         revocation = action(revocation_id=pk, approver=request.user, comment=comment)
     except RevocationRequest.DoesNotExist:

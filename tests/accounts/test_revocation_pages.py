@@ -156,6 +156,40 @@ def test_approve_and_reject_from_the_page(customer, support_user, admin_client_)
     assert revocation.decision_comment == "Confirmed with the bank"
 
 
+@pytest.mark.parametrize("action", ["revocation_approve", "revocation_reject"])
+def test_a_comment_too_long_is_refused_not_dropped(customer, support_user, admin_client_, action):
+    """An approval with a comment over 2,000 characters ran with no comment at all, and a
+    rejection was told no reason was given (found in review): nothing is done, and the page
+    says the comment is too long."""
+    revocation = revocation_request(
+        account=customer.account, requested_by=support_user, reason="Fraud"
+    )
+    response = admin_client_.post(
+        reverse(action, args=[revocation.pk]),
+        {"comment": "Approved per ticket " + "z" * 2100},
+        headers={"HX-Request": "true", "HX-Target": "revocations"},
+    )
+    body = response.content.decode()
+    assert "at most 2000 characters" in body
+    assert "Say why" not in body
+    revocation.refresh_from_db()
+    assert revocation.status == RevocationStatus.PENDING
+    assert revocation.decision_comment == ""
+    assert 'maxlength="2000"' in admin_client_.get(reverse("revocation_list")).content.decode()
+
+
+def test_a_reason_too_long_says_so_not_that_it_is_missing(support_client, customer):
+    response = support_client.post(
+        reverse("revocation_request_create", args=[customer.public_id]),
+        {"reason": "x" * 2001},
+        headers={"HX-Request": "true"},
+    )
+    body = response.content.decode()
+    assert "A reason is required." not in body
+    assert "at most 2000 characters" in body
+    assert not RevocationRequest.objects.exists()
+
+
 def test_unknown_request_is_404(admin_client_):
     assert admin_client_.post(reverse("revocation_approve", args=[999999])).status_code == 404
     assert admin_client_.post(reverse("revocation_retry", args=[999999])).status_code == 404
