@@ -60,6 +60,29 @@ def _env_ratio(name: str, default: float) -> float:
     return value
 
 
+def _env_cron(name: str, default: str) -> str:
+    """A 5-field cron expression croniter accepts (django-q2 schedules with it): refused at
+    start-up, naming the variable, rather than by a traceback when the schedule is written."""
+    from croniter import croniter
+
+    raw = _env_str(name, default)
+    if len(raw.split()) != 5 or not croniter.is_valid(raw):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a valid 5-field cron expression (e.g. {default!r})."
+        )
+    return raw
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _env_log_level(name: str, default: str) -> str:
+    raw = _env_str(name, default).upper()
+    if raw not in _LOG_LEVELS:
+        raise ImproperlyConfigured(f"{name}={raw!r}: use one of {', '.join(_LOG_LEVELS)}.")
+    return raw
+
+
 def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in _env_str(name, default).split(",") if item.strip()]
 
@@ -226,6 +249,13 @@ LOGOUT_REDIRECT_URL = "login"
 JANITOR_STAFF_2FA = _env_str("JANITOR_STAFF_2FA", "admins").lower()
 if JANITOR_STAFF_2FA not in {"admins", "all", "off"}:
     raise ImproperlyConfigured(f"JANITOR_STAFF_2FA={JANITOR_STAFF_2FA!r}: use admins, all or off.")
+if JANITOR_STAFF_2FA == "off" and not DEBUG:
+    # A demo's settings copied to production would let every Admin approve revocations, mint
+    # API tokens and erase accounts with a password alone, and nothing would say so.
+    raise ImproperlyConfigured(
+        "JANITOR_STAFF_2FA=off needs DJANGO_DEBUG=true: signing staff in without two-factor is "
+        "for the demo only (use admins or all in production)."
+    )
 OTP_TOTP_ISSUER = "Janitor"
 # Failed codes make a device wait 1, 2, 4... seconds before it checks another (django-otp).
 OTP_TOTP_THROTTLE_FACTOR = 1
@@ -328,11 +358,7 @@ JANITOR_REVOCATION_STALL_SECONDS = _env_int("JANITOR_REVOCATION_STALL_SECONDS", 
 # Step 2 of a staged revocation asks every product endpoint that holds sessions to end them and
 # waits this long for each one's confirmation; past it the request fails retryable.
 JANITOR_REVOCATION_CONFIRM_SECONDS = _env_int("JANITOR_REVOCATION_CONFIRM_SECONDS", 900, minimum=10)
-JANITOR_AUDIT_CRON = _env_str("JANITOR_AUDIT_CRON", "30 2 * * *")
-if len(JANITOR_AUDIT_CRON.split()) != 5:
-    raise ImproperlyConfigured(
-        f"JANITOR_AUDIT_CRON={JANITOR_AUDIT_CRON!r} is not a 5-field cron expression."
-    )
+JANITOR_AUDIT_CRON = _env_cron("JANITOR_AUDIT_CRON", "30 2 * * *")
 JANITOR_TRUSTED_PROXIES = frozenset(_env_list("JANITOR_TRUSTED_PROXIES", ""))
 # One activity row per (user, path) per window, so a busy user does not write a row per request.
 JANITOR_ACTIVITY_THROTTLE_SECONDS = _env_int("JANITOR_ACTIVITY_THROTTLE_SECONDS", 300)
@@ -368,11 +394,7 @@ JANITOR_ACCESS_FEED_RETENTION_DAYS = _env_int("JANITOR_ACCESS_FEED_RETENTION_DAY
 # Outbound access events: delivered, superseded and dead ones are deleted (with their attempts)
 # this long after they were written; pending and failing ones stay whatever their age.
 JANITOR_DELIVERY_RETENTION_DAYS = _env_int("JANITOR_DELIVERY_RETENTION_DAYS", 30, minimum=1)
-JANITOR_RETENTION_CRON = _env_str("JANITOR_RETENTION_CRON", "45 3 * * *")
-if len(JANITOR_RETENTION_CRON.split()) != 5:
-    raise ImproperlyConfigured(
-        f"JANITOR_RETENTION_CRON={JANITOR_RETENTION_CRON!r} is not a 5-field cron expression."
-    )
+JANITOR_RETENTION_CRON = _env_cron("JANITOR_RETENTION_CRON", "45 3 * * *")
 JANITOR_PRODUCT_DESCRIPTION = _env_str(
     "JANITOR_PRODUCT_DESCRIPTION", "Monthly subscription to the product (software as a service)."
 )
@@ -452,11 +474,7 @@ JANITOR_PUBLIC_URL = _env_str("JANITOR_PUBLIC_URL", "http://127.0.0.1:8000").rst
 JANITOR_BILLING_URL = _env_str("JANITOR_BILLING_URL", "")
 JANITOR_BILLING_PORTAL_RETURN_URL = _env_str("JANITOR_BILLING_PORTAL_RETURN_URL", "")
 JANITOR_NOTIFY_MAX_ATTEMPTS = _env_int("JANITOR_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
-JANITOR_DIGEST_CRON = _env_str("JANITOR_DIGEST_CRON", "0 7 * * *")
-if len(JANITOR_DIGEST_CRON.split()) != 5:
-    raise ImproperlyConfigured(
-        f"JANITOR_DIGEST_CRON={JANITOR_DIGEST_CRON!r} is not a 5-field cron expression."
-    )
+JANITOR_DIGEST_CRON = _env_cron("JANITOR_DIGEST_CRON", "0 7 * * *")
 # /metrics: a bearer token, or a client address in this list (loopback by default).
 JANITOR_METRICS_TOKEN = _env_str("JANITOR_METRICS_TOKEN", "")
 JANITOR_METRICS_ALLOWED_IPS = frozenset(_env_list("JANITOR_METRICS_ALLOWED_IPS", "127.0.0.1,::1"))
@@ -532,13 +550,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": _env_str("JANITOR_LOG_LEVEL", "INFO").upper()},
+    "root": {"handlers": ["console"], "level": _env_log_level("JANITOR_LOG_LEVEL", "INFO")},
     "loggers": {
         # WeasyPrint logs every layout step at INFO.
         "weasyprint.progress": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
         # stripe-python logs two INFO lines per request: 20,000 a night at 1M subscriptions.
         # Its errors still reach the log (and the gateway reports every failure itself).
-        "stripe": {"level": _env_str("JANITOR_STRIPE_LOG_LEVEL", "WARNING").upper()},
+        "stripe": {"level": _env_log_level("JANITOR_STRIPE_LOG_LEVEL", "WARNING")},
     },
 }

@@ -51,6 +51,13 @@ def _check(**env):
         ({"JANITOR_ACCESS_FEED_RETENTION_DAYS": "0"}, "JANITOR_ACCESS_FEED_RETENTION_DAYS"),
         ({"JANITOR_DELIVERY_RETENTION_DAYS": "0"}, "JANITOR_DELIVERY_RETENTION_DAYS"),
         ({"JANITOR_RETENTION_CRON": "daily"}, "JANITOR_RETENTION_CRON"),
+        # Five fields that are not cron: they passed, and ensure_schedules (which `make run`
+        # calls) died with croniter's traceback naming nothing (found in review).
+        ({"JANITOR_AUDIT_CRON": "a b c d e"}, "JANITOR_AUDIT_CRON"),
+        ({"JANITOR_AUDIT_CRON": "99 99 * * *"}, "JANITOR_AUDIT_CRON"),
+        ({"JANITOR_DIGEST_CRON": "0 25 * * *"}, "JANITOR_DIGEST_CRON"),
+        ({"JANITOR_LOG_LEVEL": "loud"}, "JANITOR_LOG_LEVEL"),
+        ({"JANITOR_STRIPE_LOG_LEVEL": "chatty"}, "JANITOR_STRIPE_LOG_LEVEL"),
     ],
 )
 def test_malformed_setting_stops_startup_naming_the_variable(env, message):
@@ -87,3 +94,15 @@ def test_database_url_parsing():
     )
     assert db["OPTIONS"] == {"sslmode": "require"}
     assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
+
+
+@pytest.mark.smoke
+def test_production_refuses_staff_sign_in_without_two_factor():
+    """JANITOR_STAFF_2FA=off is the demo's: with DJANGO_DEBUG off it let every Admin approve
+    revocations and mint tokens with a password alone, and `check --deploy` said nothing."""
+    secret = "s" * 60
+    result = _check(JANITOR_STAFF_2FA="off", DJANGO_SECRET_KEY=secret)
+    assert result.returncode != 0
+    assert "JANITOR_STAFF_2FA=off needs DJANGO_DEBUG=true" in result.stderr
+    assert _check(JANITOR_STAFF_2FA="off", DJANGO_DEBUG="true").returncode == 0
+    assert _check(JANITOR_STAFF_2FA="admins", DJANGO_SECRET_KEY=secret).returncode == 0
