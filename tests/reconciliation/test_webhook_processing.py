@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import AccessAudit, AccessStatus
@@ -324,6 +324,9 @@ def test_replay_command_by_id_and_dead(capsys, django_capture_on_commit_callback
     )
     call_command("replay_webhooks", "--id", "evt_cmd_done")
     assert "not replayed (ignored)" in capsys.readouterr().out
+    # Several ids after one --id, as docs/webhooks.md writes it, or one --id each.
+    with pytest.raises(CommandError, match=r"No stored event with id evt_cmd_nope\.$"):
+        call_command("replay_webhooks", "--id", "evt_cmd_done", "evt_cmd_nope")
     with django_capture_on_commit_callbacks(execute=True):
         call_command("replay_webhooks", "--dead", "--actor", "ops")
     assert "1 event(s) replayed" in capsys.readouterr().out

@@ -15,7 +15,12 @@ class Command(BaseCommand):
             "--failed", action="store_true", help="Replay every event waiting for a retry."
         )
         parser.add_argument(
-            "--id", action="append", default=[], dest="ids", help="A Stripe event id (evt_...)."
+            "--id",
+            action="extend",
+            nargs="+",
+            default=[],
+            dest="ids",
+            help="Stripe event ids (evt_...): --id evt_a evt_b, or --id evt_a --id evt_b.",
         )
         parser.add_argument("--actor", default="cli", help="Recorded as replay:<actor>.")
 
