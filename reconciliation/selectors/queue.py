@@ -186,7 +186,7 @@ class QueuePage:
     @property
     def base_query(self) -> str:
         """The filters and sort without the page: what every page link adds its number to."""
-        return self.filters.query_string(page=1)
+        return self.filters.query_string(page=None)
 
 
 def review_queue_page(*, filters: QueueFilters, user: User) -> QueuePage:

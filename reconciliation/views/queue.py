@@ -1,8 +1,12 @@
 """The review queue page and its inline flag actions (each answers with the updated row)."""
 
+from urllib.parse import quote
+
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from janitor.permissions import staff_required
@@ -62,15 +66,30 @@ def review_queue(request):
     return render(request, TEMPLATE, context)
 
 
+def _queue_back(value: object) -> str:
+    """Where "back to the queue" leads: the queue page the flag was opened from (its filters,
+    sort and page), when it is one of ours; else the queue's first page."""
+    queue = reverse("review_queue")
+    if (
+        isinstance(value, str)
+        and value.startswith(queue)
+        and url_has_allowed_host_and_scheme(value, allowed_hosts=None)
+    ):
+        return value
+    return queue
+
+
 def _row_response(request, flag_id: int, *, error: str = "", status: int = 200):
     flag = _flag_or_404(flag_id, row=True)
     if not request.htmx:
-        # Without JavaScript the form posted the whole page: go back to the queue.
+        # Without JavaScript the form posted from the flag's own page: a refusal goes back to
+        # it, to be corrected; a saved action back to the queue page it came from.
+        back = _queue_back(request.POST.get("back"))
         if error:
             messages.error(request, error)
-        else:
-            messages.success(request, f"Saved: {flag.get_kind_display()} for {flag.account.email}.")
-        return redirect("review_queue")
+            return redirect(f"{reverse('flag_row', args=[flag_id])}?back={quote(back)}")
+        messages.success(request, f"Saved: {flag.get_kind_display()} for {flag.account.email}.")
+        return redirect(back)
     context = {
         "flag": flag,
         "error": error,
@@ -101,6 +120,8 @@ def flag_row(request, flag_id: int):
     flag = _flag_or_404(flag_id, row=True)
     context = {"flag": flag, "notes": flag_notes_list(flag=flag), "show_actions": True}
     context.update(_abilities(request.user))
+    if not request.htmx:
+        context["back"] = _queue_back(request.GET.get("back"))
     template = f"{TEMPLATE}#flag-row" if request.htmx else "reconciliation/queue_flag.html"
     return render(request, template, context)
 

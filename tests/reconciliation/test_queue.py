@@ -1,6 +1,8 @@
 """The review queue page and its flag actions, through the real URLs."""
 
+import html
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from django.test import Client
@@ -142,7 +144,7 @@ def test_anonymous_is_sent_to_login_and_customers_are_refused(customer_client):
 def test_rows_open_their_actions_on_demand(support_client):
     flag = _grace_flag()
     listing = support_client.get(QUEUE).content.decode()
-    assert f'href="/queue/flags/{flag.pk}/"' in listing
+    assert f'href="/queue/flags/{flag.pk}/?back=/queue/"' in listing
     assert "Assign to me" not in listing  # no forms until a row is opened
     opened = support_client.get(f"/queue/flags/{flag.pk}/", headers={"HX-Request": "true"})
     body = opened.content.decode()
@@ -290,6 +292,36 @@ def test_without_javascript_a_posted_form_redirects_back_to_the_queue(support_cl
     assert response.status_code == 302
     assert response["Location"] == QUEUE
     assert FlagNote.objects.filter(flag=flag, body="plain form").exists()
+
+
+def test_without_javascript_the_queue_page_and_its_filters_are_kept(support_client):
+    """Opened from a filtered queue page and acted on without JavaScript: a saved action goes
+    back to that page, a refused one back to the flag's page to be corrected; both lost the
+    filters and the page before (found in review). Only a queue URL of ours is followed."""
+    flag = _grace_flag()
+    FlagFactory.create_batch(2)
+    where = f"{QUEUE}?kind={flag.kind}&sort=grace&per_page=25&page=1"
+    queue = support_client.get(where).content.decode()
+    act = f"/queue/flags/{flag.pk}/?back=" + quote(where, safe="/")
+    assert f'href="{html.escape(act)}"' in queue
+    page = support_client.get(act).content.decode()
+    assert f'name="back" value="{html.escape(where)}"' in page
+    assert f'href="{html.escape(where)}">← Back to the review queue' in page
+    # The page links carry one page number each.
+    assert "page=1&amp;page=" not in queue
+
+    saved = support_client.post(f"/queue/flags/{flag.pk}/note/", {"body": "ok", "back": where})
+    assert (saved.status_code, saved["Location"]) == (302, where)
+    refused = support_client.post(
+        f"/queue/flags/{flag.pk}/extend/", {"days": "abc", "reason": "x", "back": where}
+    )
+    assert refused.status_code == 302
+    assert refused["Location"] == f"/queue/flags/{flag.pk}/?back=" + quote(where)
+    for elsewhere in ("https://evil.example/queue/", "//evil.example/", "/admin/"):
+        response = support_client.post(
+            f"/queue/flags/{flag.pk}/note/", {"body": "ok", "back": elsewhere}
+        )
+        assert response["Location"] == QUEUE, elsewhere
 
 
 def test_the_flag_page_shows_its_notes(support_client, support_user):
