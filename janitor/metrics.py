@@ -51,6 +51,7 @@ class DatabaseCollector:
             FlagKind,
             FlagStatus,
             ReconciliationRun,
+            RunStatus,
             WebhookEvent,
             WebhookStatus,
         )
@@ -117,7 +118,9 @@ class DatabaseCollector:
             processing.add_metric([stat], value.total_seconds() if value else 0.0)
         yield processing
 
-        run = ReconciliationRun.objects.order_by("-started_at", "-id").first()
+        # The latest real run: a dry run started to look at a halted one must not hide it (nor
+        # reset the age that tells a stopped schedule).
+        run = ReconciliationRun.objects.filter(dry_run=False).order_by("-started_at", "-id").first()
         run_status = _gauge(
             "janitor_reconciliation_last_run_status",
             "1 for the status of the latest reconciliation run.",
@@ -141,7 +144,13 @@ class DatabaseCollector:
             for outcome, value in (run.counts or {}).items():
                 if isinstance(value, int):
                     run_outcomes.add_metric([outcome], value)
+        halted = _gauge(
+            "janitor_reconciliation_runs_halted",
+            "Runs halted and waiting for an Admin to apply or discard them.",
+        )
+        halted.add_metric([], ReconciliationRun.objects.filter(status=RunStatus.HALTED).count())
         yield run_status
+        yield halted
         yield run_age
         yield run_duration
         yield run_outcomes

@@ -60,7 +60,9 @@ def overview_get(*, with_disputes: bool = False) -> Overview:
         customers_total=sum(by_status.values()),
         open_flags=open_flags,
         open_flags_total=sum(by_kind.values()),
-        last_run=ReconciliationRun.objects.order_by("-started_at").first(),
+        # A dry run is for looking: the tile shows the latest real run (a halted one stays
+        # in view while someone dry-runs beside it).
+        last_run=ReconciliationRun.objects.filter(dry_run=False).order_by("-started_at").first(),
         webhook_backlog=by_webhook_status.get(WebhookStatus.PENDING, 0)
         + by_webhook_status.get(WebhookStatus.FAILED, 0),
         webhook_dead=by_webhook_status.get(WebhookStatus.DEAD, 0),

@@ -183,7 +183,9 @@ def run_halted(*, run: ReconciliationRun) -> None:
     notice_publish(
         kind=NoticeKind.RUN_HALTED,
         audience="admins",
-        key=str(run.pk),
+        # One notice per occasion: the halt, then an apply that stopped part way (each stop a
+        # new one), not one per run for ever.
+        key=f"{run.pk}:{run.status}:{(run.progress or {}).get('updated_at', '')}",
         subject=f"Reconciliation run #{run.pk} {run.get_status_display().lower()}",
         body=(
             f"Run #{run.pk} ended {run.get_status_display().lower()}: "

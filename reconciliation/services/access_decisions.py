@@ -49,6 +49,10 @@ def access_decide(
     if access_status == AccessStatus.GRACE_PERIOD:
         if granting:
             return Outcome.END_GRACE
+        if has_active_comp:
+            # A comp is staff's deliberate grant: the audit stops flagging the account (the
+            # grace period stands; staff end it when they resolve the flag).
+            return Outcome.IN_SYNC
         if grace_ends_at is not None and grace_ends_at <= now:
             return Outcome.FLAG_GRACE_EXPIRED
         return Outcome.IN_SYNC

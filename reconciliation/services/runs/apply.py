@@ -192,8 +192,11 @@ def outcomes_apply(*, run: ReconciliationRun, progress: Progress | None = None) 
         skipped += len(skips)
         if progress is not None:
             progress.update(phase="applying", applied=applied, skipped=skipped)
-    if skipped:
-        run.counts = {**(run.counts or {}), "skipped_at_apply": skipped}
+    # Every skip of the run, not this call's: an apply that stopped part way and was applied
+    # again skipped some rows the first time (they are not tried again).
+    every_skip = RunOutcome.objects.filter(run=run).exclude(skip_reason="").count()
+    if every_skip:
+        run.counts = {**(run.counts or {}), "skipped_at_apply": every_skip}
         ReconciliationRun.objects.filter(pk=run.pk).update(counts=run.counts)
     return errors
 
