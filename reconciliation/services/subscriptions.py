@@ -112,11 +112,13 @@ def account_link(
         if account is not None:
             return account
     account = None
+    by_email = False
     public_id = str((metadata or {}).get("account_id") or "")
     if public_id:
         account = Account.objects.filter(public_id=public_id).first()
     if account is None and email:
         account = _unique_account_by_email(email)
+        by_email = True
         if (
             account is not None
             and account.stripe_customer_id
@@ -126,10 +128,17 @@ def account_link(
     if account is not None and customer_id and not account.stripe_customer_id:
         taken = Account.objects.filter(stripe_customer_id=customer_id).exists()
         if not taken:
-            Account.objects.filter(pk=account.pk, stripe_customer_id="").update(
+            linked = Account.objects.filter(pk=account.pk, stripe_customer_id="").update(
                 stripe_customer_id=customer_id
             )
-            account.stripe_customer_id = customer_id
+            if linked:
+                account.stripe_customer_id = customer_id
+            else:
+                # Linked meanwhile by another worker (two customers of one email, their first
+                # events at once): decided again on what it wrote, as it would have been after.
+                account.refresh_from_db(fields=["stripe_customer_id"])
+                if by_email and account.stripe_customer_id != customer_id:
+                    return None
     return account
 
 
@@ -160,6 +169,46 @@ def customer_email_prefetch(*, obj: dict[str, Any]) -> str | None:
     return None if found.get("deleted") else (found.get("email") or None)
 
 
+class SameSecondTie(Exception):
+    """Two views of one subscription stamped within the same second, different, and nothing
+    tells which is newer: applying either could roll the other back. The caller asks the
+    provider again (a webhook's retry: its prefetch re-reads the subscription)."""
+
+
+def _same_second_tie(
+    *,
+    mirror: Subscription,
+    fields: dict[str, Any],
+    provider_time: datetime,
+    view: str | None,
+    fetched_at: datetime | None,
+) -> bool:
+    """Decided under the mirror row's lock, at the moment of writing: a webhook's prefetch
+    looks for a tie before any lock, and a second worker can write one in between.
+
+    view "event": the event's own object, stamped with its whole-second time. Any different
+    view of that same second is a tie (the prefetch would have asked the provider).
+    view "fetched": a view read from the provider at `fetched_at`. An event's view of the same
+    second written to the mirror since that read began may describe a later change (its time
+    is rounded down to the second): a tie. One written before the read was older than it."""
+    if view is None or mirror.provider_updated_at == datetime.min.replace(tzinfo=UTC):
+        return False
+    if mirror.provider_updated_at.replace(microsecond=0) != provider_time.replace(microsecond=0):
+        return False
+    if (mirror.status, mirror.cancel_at_period_end) == (
+        fields["status"],
+        fields["cancel_at_period_end"],
+    ):
+        return False
+    if view == "event":
+        return True
+    return (
+        fetched_at is not None
+        and mirror.provider_updated_at.microsecond == 0
+        and mirror.updated_at >= fetched_at
+    )
+
+
 @dataclass
 class ApplyResult:
     subscription: Subscription | None
@@ -177,12 +226,15 @@ def subscription_apply(
     event: WebhookEvent | None = None,
     run: ReconciliationRun | None = None,
     customer_email: str | None = None,
+    view: str | None = None,
 ) -> ApplyResult:
     """Apply the provider's view of one subscription: mirror first, then the account's access.
 
     Order safety by provider time: the mirror keeps the time of the newest change applied, and
     an older view is skipped (webhooks arrive out of order). Runs under a row lock on the mirror
-    row, so two workers with events for one subscription serialise.
+    row, so two workers with events for one subscription serialise. `view` says what a webhook
+    applies ("event": the event's object; "fetched": read from the provider at provider_time):
+    two views of one second that cannot be ordered raise SameSecondTie, nothing written.
     """
     provider_id = str(obj.get("id") or "")
     if not provider_id:
@@ -202,6 +254,17 @@ def subscription_apply(
             ignore_conflicts=True,
         )
         mirror = Subscription.objects.select_for_update().get(provider_id=provider_id)
+        if _same_second_tie(
+            mirror=mirror,
+            fields=fields,
+            provider_time=provider_time,
+            view=view,
+            fetched_at=provider_time if view == "fetched" else None,
+        ):
+            raise SameSecondTie(
+                f"{provider_id}: a view of the same second ({mirror.status}) was applied "
+                "meanwhile; the provider is asked again on the retry"
+            )
         # A row made just now carries the minimum time and this view's own status: never stale.
         stale = provider_time < mirror.provider_updated_at or (
             mirror.status in TERMINAL_STATUSES and fields["status"] not in TERMINAL_STATUSES

@@ -86,3 +86,99 @@ def test_a_change_in_the_same_second_as_a_reconciliation_fetch_is_not_dropped(st
     assert Subscription.objects.get(provider_id="sub_same").status == "canceled"
     account.refresh_from_db()
     assert account.access_status == AccessStatus.GRACE_PERIOD
+
+
+def test_a_tie_written_by_another_worker_after_the_prefetch_is_settled_by_the_provider(
+    stripe_fake, monkeypatch
+):
+    """created(incomplete) and updated(active) of one second on two workers: A's prefetch saw
+    no tie, B applied `updated` meanwhile, and A then wrote `incomplete` over it (a grace
+    period and a payment email for a paying customer; found in review). The tie is decided
+    again under the mirror's lock: A writes nothing and retries, and the retry asks Stripe."""
+    from reconciliation.services.webhooks import processing
+
+    account = AccountFactory(stripe_customer_id="cus_race")
+    stripe_fake.add_subscription("sub_race", customer="cus_race", status="active")
+    second = int(time.time())
+    created = webhook_event_store(
+        event=event_object(
+            "customer.subscription.created",
+            sub_obj("sub_race", "cus_race", "incomplete"),
+            created=second,
+        )
+    )
+    updated = webhook_event_store(
+        event=event_object(
+            "customer.subscription.updated",
+            sub_obj("sub_race", "cus_race", "active"),
+            created=second,
+        )
+    )
+    real_prefetch = processing._prefetch
+
+    def other_worker_applies_updated_meanwhile(event):
+        found = real_prefetch(event)
+        if event.pk == created.pk and not hasattr(other_worker_applies_updated_meanwhile, "done"):
+            other_worker_applies_updated_meanwhile.done = True  # type: ignore[attr-defined]
+            assert webhook_event_process(event_id=updated.pk) == WebhookStatus.PROCESSED
+        return found
+
+    monkeypatch.setattr(processing, "_prefetch", other_worker_applies_updated_meanwhile)
+    assert webhook_event_process(event_id=created.pk) == WebhookStatus.FAILED
+    assert Subscription.objects.get(provider_id="sub_race").status == "active"
+    account.refresh_from_db()
+    assert account.access_status == AccessStatus.ACTIVE
+    # The retry's prefetch sees the tie and asks the provider.
+    assert webhook_event_process(event_id=created.pk) == WebhookStatus.PROCESSED
+    assert Subscription.objects.get(provider_id="sub_race").status == "active"
+    assert len(stripe_fake.requests_to("/v1/subscriptions/sub_race", "GET")) == 1
+
+
+def test_a_fetched_view_does_not_overwrite_an_event_of_its_second_written_since_the_fetch(
+    stripe_fake, monkeypatch
+):
+    """An invoice event fetches the subscription (active, read at T.3); an event of second T
+    (canceled at T.7) is applied by another worker while the fetch is in flight. The fetched
+    view, stamped T.3, looked newer than T.0 and put the cancellation back to active."""
+    from datetime import UTC, datetime, timedelta
+
+    from reconciliation.services.webhooks import processing
+
+    account = AccountFactory(stripe_customer_id="cus_inv3")
+    stripe_fake.add_subscription("sub_inv3", customer="cus_inv3", status="active")
+    Subscription.objects.create(
+        provider_id="sub_inv3",
+        account=account,
+        customer_id="cus_inv3",
+        status="active",
+        provider_updated_at=datetime.now(UTC) - timedelta(minutes=5),
+    )
+    second = int(time.time())
+    invoice = {
+        "id": "in_3",
+        "object": "invoice",
+        "customer": "cus_inv3",
+        "subscription": "sub_inv3",
+    }
+    paid = webhook_event_store(
+        event=event_object("invoice.paid", invoice, created=second)
+    )
+    canceled = webhook_event_store(
+        event=event_object(
+            "customer.subscription.deleted",
+            sub_obj("sub_inv3", "cus_inv3", "canceled"),
+            created=second,
+        )
+    )
+    real_fetch = processing._fetch_subscription
+
+    def fetch_then_other_worker_cancels(subscription_id):
+        view, fetched_at = real_fetch(subscription_id)
+        # The fetch was asked within that same second, before the cancellation happened.
+        fetched_at = datetime.fromtimestamp(second + 0.3, tz=UTC)
+        assert webhook_event_process(event_id=canceled.pk) == WebhookStatus.PROCESSED
+        return view, fetched_at
+
+    monkeypatch.setattr(processing, "_fetch_subscription", fetch_then_other_worker_cancels)
+    assert webhook_event_process(event_id=paid.pk) == WebhookStatus.FAILED
+    assert Subscription.objects.get(provider_id="sub_inv3").status == "canceled"

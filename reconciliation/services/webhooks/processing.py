@@ -164,6 +164,7 @@ def _dispatch(
             source=source,
             event=event,
             customer_email=customer_email,
+            view="event" if prefetched is None else "fetched",
         )
         return WebhookStatus.PROCESSED
     if event.type in DISPUTE_TYPES:
