@@ -282,8 +282,21 @@ def dispute_apply(
                 dispute = Dispute.objects.select_for_update().get(provider_id=provider_id)
         if not created:
             if _is_stale(dispute=dispute, provider_time=provider_time, status=fields["status"]):
-                # Older news about the dispute, but what the charge says is still true.
-                _link_from_charge(dispute=dispute, obj=obj, charge=charge)
+                # Older news about the dispute, but what the charge says is still true. Newly
+                # tied to an account by it: someone should look, whatever order the events
+                # came in (the newer one was applied before the account existed).
+                if (
+                    _link_from_charge(dispute=dispute, obj=obj, charge=charge)
+                    and dispute.status in OPEN_STATUSES
+                ):
+                    assert dispute.account is not None  # newly linked
+                    flag_open(
+                        account=dispute.account,
+                        kind=FlagKind.DISPUTED,
+                        reason=_flag_reason(dispute, "opened"),
+                        opened_by=opened_by,
+                        event=webhook_event,
+                    )
                 return dispute
             previous_status = dispute.status
             for name, value in fields.items():

@@ -68,6 +68,37 @@ def _storable(value: str, name: str) -> str:
     return value
 
 
+_UNSTORABLE_ESCAPES = (
+    "\\u0000",
+    "\\ud8",
+    "\\ud9",
+    "\\uda",
+    "\\udb",
+    "\\udc",
+    "\\udd",
+    "\\ude",
+    "\\udf",
+)
+
+
+def _json_storable(value: Any) -> Any:
+    """The value with every NUL and lone surrogate in its text replaced by U+FFFD: JSON may
+    carry both escaped, PostgreSQL's jsonb refuses both, and a refusal would be a 400 on
+    every retry (the event lost) or abort a whole catch-up."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+            return "".join(
+                "\ufffd" if char == "\x00" or "\ud800" <= char <= "\udfff" else char
+                for char in value
+            )
+        return value
+    if isinstance(value, dict):
+        return {_json_storable(key): _json_storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_storable(item) for item in value]
+    return value
+
+
 def event_customer_id(event: dict[str, Any]) -> str:
     """The Stripe customer an event is about, or "" (e.g. a charge without a customer)."""
     data = event.get("data")
@@ -100,10 +131,23 @@ def webhook_event_store(
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise EventInvalid("event has no id or type")
     created = _epoch(event.get("created"))
+    # The columns Janitor looks events up by must be real ids: one holding a NUL or a lone
+    # surrogate is refused. Free text elsewhere in the event is stored with them replaced.
+    columns = {
+        "provider_event_id": _storable(event_id, "id")[:255],
+        "type": _storable(event_type, "type")[:100],
+        "customer_id": _storable(event_customer_id(event), "customer")[:255],
+        "api_version": _storable(_api_version(event), "api_version")[:64],
+    }
+    if raw is None or any(escape in raw.lower() for escape in _UNSTORABLE_ESCAPES):
+        # Rare: only then is the whole event walked (the body stored is then re-serialised).
+        storable = _json_storable(event)
+        if storable != event:
+            logger.warning("event %s: NUL or lone surrogate text replaced to store it", event_id)
+            event, raw = storable, None
     now = timezone.now()
     row = WebhookEvent(
-        provider_event_id=_storable(event_id, "id")[:255],
-        type=_storable(event_type, "type")[:100],
+        **columns,
         created=created,
         payload=event,
         status=WebhookStatus.PENDING,
@@ -112,8 +156,6 @@ def webhook_event_store(
         received_at=now,
         next_attempt_at=now + timedelta(seconds=WEBHOOK_SWEEP_GRACE_SECONDS),
         source=source,
-        customer_id=_storable(event_customer_id(event), "customer")[:255],
-        api_version=_storable(_api_version(event), "api_version")[:64],
     )
     row.pk = _insert_ignoring_duplicate(row, raw if raw is not None else json.dumps(event))
     if row.pk is None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
@@ -137,9 +137,11 @@ def webhook_events_catch_up(
             if event.get("id") in seen:
                 continue
             try:
-                if webhook_event_store(event=event, source="catch_up") is not None:
-                    stored += 1
-            except EventInvalid as exc:
+                # Each in its own savepoint: one the database refuses is skipped, not the rest.
+                with transaction.atomic():
+                    if webhook_event_store(event=event, source="catch_up") is not None:
+                        stored += 1
+            except (EventInvalid, DataError) as exc:
                 logger.warning("catch-up skipped an unusable event %s: %s", event.get("id"), exc)
     if stored:
         logger.warning("catch-up stored %s events the endpoint never received", stored)
