@@ -9,6 +9,7 @@ behind one lock; handlers run on the server's threads. The test suite's `stripe_
 from __future__ import annotations
 
 import bisect
+import copy
 import fnmatch
 import json
 import math
@@ -635,13 +636,14 @@ def event_object(
     created: int | None = None,
     api_version: str = API_VERSION,
 ) -> dict[str, Any]:
-    """A v1 snapshot event wrapping `obj`, as webhooks deliver it and /v1/events lists it."""
+    """A v1 snapshot event wrapping a copy of `obj`, as webhooks deliver it and /v1/events
+    lists it: a later change to the object (the fake's own state) does not rewrite it."""
     event = stripe_fixture("event")
     event.update(
         id=id or _new_id("evt"),
         api_version=api_version,
         created=_now() if created is None else created,
-        data={"object": obj},
+        data={"object": copy.deepcopy(obj)},
         livemode=False,
         pending_webhooks=1,
         request={"id": None, "idempotency_key": None},
