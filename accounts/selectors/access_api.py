@@ -170,8 +170,9 @@ class FeedCursorInvalid(ValueError):
 
 
 class FeedCursorExpired(Exception):
-    """A changed_since from before the retention purge's horizon: changes after it were
-    deleted, so the next page could not hold all of them."""
+    """A changed_since from before the retention purge's horizon (changes after it were
+    deleted, so the next page could not hold all of them), or one this database never handed
+    out (past its horizon): either way the product reads its accounts afresh."""
 
 
 _CURSOR_RE = re.compile(r"(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})")
@@ -313,7 +314,14 @@ def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_D
     )
     if connection.vendor == "postgresql":
         # Its own statement, before the rows' (see above): not a subquery of the same one.
-        qs = qs.filter(txid__lt=_feed_horizon())
+        horizon_txid = _feed_horizon()
+        if after is not None and after.txid >= horizon_txid:
+            # No cursor this database handed out can be at or past its horizon (every change
+            # served was below it, and it only grows): one from another database, or from
+            # before a restore to a cluster that counts transactions from lower. Served as it
+            # is, it would wait for ever with nothing served: the product reads afresh.
+            raise FeedCursorExpired
+        qs = qs.filter(txid__lt=horizon_txid)
     # Tuples, not model instances: a page of 1,000 is built in a few milliseconds.
     rows = list(
         qs.order_by("txid", "id").values_list(

@@ -27,9 +27,10 @@ from accounts.views.api_auth import api_token_for
 CACHE_CONTROL = "private, no-cache"
 
 CURSOR_EXPIRED = (
-    "changed_since is older than the changes Janitor keeps: some changes after it were "
-    "deleted by the retention purge. Resync: read each account with GET /api/v1/access/<id>, "
-    "then start the feed again without changed_since."
+    "changed_since cannot be resumed from: changes after it were deleted by the retention "
+    "purge, or this database never handed it out (restored from a backup, or another "
+    "Janitor's). Resync: read each account with GET /api/v1/access/<id>, then start the feed "
+    "again without changed_since."
 )
 
 

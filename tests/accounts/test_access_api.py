@@ -627,3 +627,26 @@ def test_a_change_written_before_changes_kept_their_state_is_served_as_the_accou
     ]
     expected_end = account.grace_ends_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     assert changes[0]["grace_ends_at"] == changes[1]["grace_ends_at"] == expected_end
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_cursor_this_database_never_handed_out_is_gone_not_an_empty_feed_for_ever(client, raw):
+    """A cursor kept across a restore to a new cluster (its transaction ids start low again), or
+    from another Janitor, is ahead of every transaction this database has run: it was taken,
+    echoed back with an empty page, and nothing was served to it again (found in review)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        now_txid = cursor.fetchone()[0]
+    ahead = FeedPosition(now_txid + 10_000_000, 1).encode()
+    gone = _feed(client, raw, changed_since=ahead)
+    assert gone.status_code == 410
+    assert gone.json()["code"] == "cursor_expired"
+    assert "never handed it out" in gone.json()["error"]
+    # A cursor the feed did hand out keeps working.
+    _grace(AccountFactory(members=0))
+    first = _feed(client, raw).json()
+    assert first["changes"]
+    assert _feed(client, raw, changed_since=first["next_cursor"]).status_code == 200
