@@ -161,11 +161,14 @@ class Product:
 
     def activity_send(self) -> int:
         """Report unsent activity in batches; Janitor dedupes on the product's own event id, so
-        a batch resent after a lost answer is stored once."""
+        a batch resent after a lost answer is stored once. Events Janitor refuses (it lists
+        them by index) are set aside with the reason and the rest sent again; a batch too
+        large for it (413) is halved."""
         sent = 0
+        batch = ACTIVITY_BATCH
         while True:
             with self.store.connect() as db:
-                rows = self.store.activity_unsent(db, ACTIVITY_BATCH)
+                rows = self.store.activity_unsent(db, batch)
             if not rows:
                 return sent
             events = [
@@ -181,6 +184,15 @@ class Product:
                 for row in rows
             ]
             answer = self.janitor.activity_post(events)
+            if answer.status == 413 and batch > 1:
+                batch = max(1, batch // 2)
+                continue
+            refused = self._activity_refused(answer, rows)
+            if refused:
+                log(f"activity: Janitor refused {len(refused)} event(s); the rest go again")
+                with self.store.write() as db:
+                    self.store.activity_refuse(db, refused, now_iso())
+                continue
             if answer.status != 200:
                 log(f"activity refused ({answer.status}): {json.dumps(answer.body)[:500]}")
                 return sent
@@ -191,13 +203,25 @@ class Product:
                 )
             sent += len(rows)
 
+    @staticmethod
+    def _activity_refused(answer: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """The events a 400 lists by index, with why: {event id: reason}."""
+        if answer.status != 400 or not isinstance(answer.body, dict):
+            return {}
+        refused: dict[str, str] = {}
+        for item in answer.body.get("errors") or []:
+            index = item.get("index") if isinstance(item, dict) else None
+            if isinstance(index, int) and 0 <= index < len(rows):
+                refused[rows[index]["id"]] = json.dumps(item.get("errors"))[:500]
+        return refused
+
     # --- the access feed ----------------------------------------------------------------------
 
     def access_catch_up(self) -> int:
         """Page through Janitor's access changes from the stored cursor and hold each account's
         newest state (a change no newer than the version held is skipped). A member's own switch
-        is not in the feed: after a member change the account's members are asked one by one
-        (GET /api/v1/access/<member>). Returns the changes taken."""
+        is not in the feed: after a member change, or a version that skips some, the account's
+        members are asked one by one (GET /api/v1/access/<member>). Returns the changes taken."""
         taken = 0
         while True:
             with self.store.connect() as db:
@@ -221,9 +245,15 @@ class Product:
                     if account is None or not isinstance(change.get("version"), int):
                         continue
                     if change["version"] > account["access_version"]:
+                        held = int(account["access_version"])
                         self.store.access_take(db, account["public_id"], change)
                         taken += 1
-                        if str(change.get("event", "")).startswith("access.member_"):
+                        # A member change, or versions skipped (changes of overlapping
+                        # transactions can come higher version first, and the lower one is
+                        # then dropped): ask about each member.
+                        if change["version"] > held + 1 or str(change.get("event", "")).startswith(
+                            "access.member_"
+                        ):
                             members_to_ask.update(
                                 m["public_id"]
                                 for m in self.store.members_of(db, account["public_id"])

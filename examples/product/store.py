@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS activity_outbox (
     sent_at TEXT
 );
 CREATE INDEX IF NOT EXISTS activity_unsent ON activity_outbox(sent_at);
+-- Activity Janitor refused (its member unknown there, say): kept with the reason, not resent,
+-- so one bad event never holds back everyone else's.
+CREATE TABLE IF NOT EXISTS activity_refused (
+    id TEXT PRIMARY KEY,
+    error TEXT NOT NULL,
+    refused_at TEXT NOT NULL
+);
 -- Accounts whose members' own switches must be asked about: a member event may have been
 -- superseded (a gap in versions), and events carry only the account's state.
 CREATE TABLE IF NOT EXISTS members_to_refresh (
@@ -309,7 +316,14 @@ class Store:
 
     def activity_unsent(self, db: sqlite3.Connection, limit: int = 1000) -> list[dict[str, Any]]:
         rows = db.execute(
-            "SELECT * FROM activity_outbox WHERE sent_at IS NULL ORDER BY occurred_at LIMIT ?",
+            "SELECT * FROM activity_outbox WHERE sent_at IS NULL"
+            " AND id NOT IN (SELECT id FROM activity_refused) ORDER BY occurred_at LIMIT ?",
             (limit,),
         )
         return [dict(row) for row in rows]
+
+    def activity_refuse(self, db: sqlite3.Connection, refused: dict[str, str], at: str) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO activity_refused (id, error, refused_at) VALUES (?, ?, ?)",
+            [(event_id, error, at) for event_id, error in refused.items()],
+        )
