@@ -367,9 +367,10 @@ class ApiToken(models.Model):
 
 
 class AccessChange(models.Model):
-    """One change of an account's access, in the order changes committed: the feed products
-    that keep a local copy page through (GET /api/v1/access?changed_since=). Written in the
-    same transaction as the change. `txid` is the writing transaction's PostgreSQL id (0 on
+    """One change of an account's access, in the order of the transactions that wrote them
+    (overlapping ones can put one account's versions out of order): the feed products that
+    keep a local copy page through (GET /api/v1/access?changed_since=). Written in the same
+    transaction as the change. `txid` is the writing transaction's PostgreSQL id (0 on
     SQLite, where writers are serialised): the feed orders by (txid, id) and only serves
     transactions older than every one still running, so a slow commit is never skipped."""
 

@@ -1,7 +1,44 @@
-"""Site-wide guards: refuse NUL bytes in URLs, and the content security policy header."""
+"""Site-wide guards: refuse NUL bytes in URLs, the content security policy header, and JSON
+errors on the product API."""
 
 from django.conf import settings
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, JsonResponse
+
+API_PREFIX = "/api/"
+_API_ERRORS = {
+    400: "Bad request.",
+    404: "No such API route: see docs/integration.md for the endpoints and the ids they take.",
+    405: "Method not allowed here: the Allow header lists the ones that are.",
+}
+
+
+class ApiJsonErrorsMiddleware:
+    """Every error under /api/ is `{"error": ...}`, as docs/integration.md says: Django's own
+    answers (an unknown route, a method a view does not take, a NUL in the URL) were an HTML
+    page, an empty body or plain text, which a product's JSON client cannot read."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.path.startswith(API_PREFIX)
+            and response.status_code in _API_ERRORS
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            replaced = JsonResponse(
+                {"error": _API_ERRORS[response.status_code]}, status=response.status_code
+            )
+            for header in ("Allow", "WWW-Authenticate", "Cache-Control"):
+                if header in response:
+                    replaced[header] = response[header]
+            if response.status_code == 400 and response.content:
+                replaced = JsonResponse(
+                    {"error": response.content.decode("utf-8", "replace")[:500]}, status=400
+                )
+            return replaced
+        return response
 
 
 class ContentSecurityPolicyMiddleware:

@@ -170,6 +170,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "janitor.metrics.RequestLatencyMiddleware",
+    "janitor.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "janitor.middleware.ContentSecurityPolicyMiddleware",
     "janitor.middleware.RejectNulBytesMiddleware",

@@ -138,6 +138,9 @@ def account_input_parse(public_id: Any, data: Any) -> tuple[AccountInput | None,
         return None, errors
     for unknown in sorted(set(data) - ACCOUNT_FIELDS - {"public_id"}):
         errors[unknown] = "is not a field of an account"
+    if "public_id" in data and data["public_id"] != public_id and account_id:
+        # PUT /accounts/<id> with another id in the body: which account was meant?
+        errors["public_id"] = f"{data['public_id']!r} differs from the account's id {public_id!r}"
     email = _email(data, "email", errors, "email")
     name = _text(data, "name", errors, "name", limit=NAME_MAX)
     customer = _text(data, "stripe_customer_id", errors, "stripe_customer_id", limit=CUSTOMER_MAX)

@@ -86,6 +86,35 @@ def test_only_put_and_post_are_allowed(client, token):
     assert client.get("/api/v1/accounts", headers=headers).status_code == 405
 
 
+def test_every_api_error_is_json_as_the_guide_says(client, token):
+    """A method a view does not take answered an empty HTML body, an unknown route Django's
+    404 page, a NUL in the URL plain text: a product's JSON client could read none of them
+    (found in review)."""
+    _, raw = token
+    headers = {"Authorization": f"Bearer {raw}"}
+    wrong_method = client.get("/api/v1/accounts/acme", headers=headers)
+    assert wrong_method.status_code == 405
+    assert "PUT" in wrong_method["Allow"]
+    assert "Allow header" in wrong_method.json()["error"]
+    for path in ("/api/v1/nothing-here", "/api/v1/accounts/a%2Fb/extra"):
+        missing = client.get(path, headers=headers)
+        assert missing.status_code == 404, path
+        assert "No such API route" in missing.json()["error"]
+    nul = client.get("/api/v1/access/a%00b", headers=headers)
+    assert nul.status_code == 400
+    assert "NUL" in nul.json()["error"]
+    # The dashboard's own pages keep their HTML.
+    assert "text/html" in client.get("/no-such-page/")["Content-Type"]
+
+
+def test_put_refuses_another_id_in_the_body(client, token):
+    _, raw = token
+    response = _put(client, raw, "acme", {**ACME, "public_id": "other"})
+    assert response.status_code == 400, response.content
+    assert "differs from the account's id" in json.dumps(response.json())
+    assert not Account.objects.filter(public_id__in=["acme", "other"]).exists()
+
+
 # --- One account --------------------------------------------------------------------------------
 
 
