@@ -63,7 +63,7 @@ def _env_ratio(name: str, default: float) -> float:
 def _env_cron(name: str, default: str) -> str:
     """A 5-field cron expression croniter accepts (django-q2 schedules with it): refused at
     start-up, naming the variable, rather than by a traceback when the schedule is written."""
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
 
     raw = _env_str(name, default)
     if len(raw.split()) != 5 or not croniter.is_valid(raw):

@@ -160,9 +160,7 @@ def test_a_fetched_view_does_not_overwrite_an_event_of_its_second_written_since_
         "customer": "cus_inv3",
         "subscription": "sub_inv3",
     }
-    paid = webhook_event_store(
-        event=event_object("invoice.paid", invoice, created=second)
-    )
+    paid = webhook_event_store(event=event_object("invoice.paid", invoice, created=second))
     canceled = webhook_event_store(
         event=event_object(
             "customer.subscription.deleted",
