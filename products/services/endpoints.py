@@ -144,48 +144,33 @@ def endpoint_update(
 ) -> ProductEndpoint:
     endpoint_token_check(token=token, holds_sessions=holds_sessions, endpoint=endpoint)
     try:
-        return _endpoint_update(
-            endpoint=endpoint,
-            name=name,
-            url=url,
-            holds_sessions=holds_sessions,
-            token=token,
-            actor=actor,
-        )
+        with transaction.atomic():
+            locked = ProductEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+            if (
+                ProductEndpoint.objects.filter(name__iexact=name.strip())
+                .exclude(pk=locked.pk)
+                .exists()
+            ):
+                raise EndpointError(f"An endpoint named {name.strip()} already exists.")
+            before = _settings(locked)
+            locked.name, locked.url = name.strip(), url.strip()
+            locked.holds_sessions, locked.token = holds_sessions, token
+            after = _settings(locked)
+            changed = {f: [before[f], after[f]] for f in after if before[f] != after[f]}
+            if changed:
+                locked.save(update_fields=list(changed))
+                endpoint_change_record(
+                    endpoint=locked,
+                    kind=EndpointChangeKind.CHANGED,
+                    actor=actor.email,
+                    actor_user=actor,
+                    details=changed,
+                )
     except IntegrityError:
         _refused_by_constraint(
             name=name, token=token, holds_sessions=holds_sessions, endpoint=endpoint
         )
         raise
-
-
-def _endpoint_update(
-    *,
-    endpoint: ProductEndpoint,
-    name: str,
-    url: str,
-    holds_sessions: bool,
-    token: ApiToken | None,
-    actor: User,
-) -> ProductEndpoint:
-    with transaction.atomic():
-        locked = ProductEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-        if ProductEndpoint.objects.filter(name__iexact=name.strip()).exclude(pk=locked.pk).exists():
-            raise EndpointError(f"An endpoint named {name.strip()} already exists.")
-        before = _settings(locked)
-        locked.name, locked.url = name.strip(), url.strip()
-        locked.holds_sessions, locked.token = holds_sessions, token
-        after = _settings(locked)
-        changed = {f: [before[f], after[f]] for f in after if before[f] != after[f]}
-        if changed:
-            locked.save(update_fields=list(changed))
-            endpoint_change_record(
-                endpoint=locked,
-                kind=EndpointChangeKind.CHANGED,
-                actor=actor.email,
-                actor_user=actor,
-                details=changed,
-            )
     if changed:
         logger.info(
             "endpoint %s changed by %s: %s", locked.pk, actor.email, ", ".join(sorted(changed))

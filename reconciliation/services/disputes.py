@@ -285,18 +285,8 @@ def dispute_apply(
                 # Older news about the dispute, but what the charge says is still true. Newly
                 # tied to an account by it: someone should look, whatever order the events
                 # came in (the newer one was applied before the account existed).
-                if (
-                    _link_from_charge(dispute=dispute, obj=obj, charge=charge)
-                    and dispute.status in OPEN_STATUSES
-                ):
-                    assert dispute.account is not None  # newly linked
-                    flag_open(
-                        account=dispute.account,
-                        kind=FlagKind.DISPUTED,
-                        reason=_flag_reason(dispute, "opened"),
-                        opened_by=opened_by,
-                        event=webhook_event,
-                    )
+                if _link_from_charge(dispute=dispute, obj=obj, charge=charge):
+                    _flag_disputed_if_open(dispute, opened_by=opened_by, event=webhook_event)
                 return dispute
             previous_status = dispute.status
             for name, value in fields.items():
@@ -320,15 +310,8 @@ def dispute_apply(
             dispute_opened(dispute=dispute)
         if dispute.account_id is not None:
             # New to us, or newly tied to an account: someone should look at it now.
-            if not was_linked and dispute.status in OPEN_STATUSES:
-                assert dispute.account is not None  # account_id is set
-                flag_open(
-                    account=dispute.account,
-                    kind=FlagKind.DISPUTED,
-                    reason=_flag_reason(dispute, "opened"),
-                    opened_by=opened_by,
-                    event=webhook_event,
-                )
+            if not was_linked:
+                _flag_disputed_if_open(dispute, opened_by=opened_by, event=webhook_event)
             if dispute.status == "lost" and previous_status != "lost":
                 assert dispute.account is not None  # account_id is set
                 flag_open(
@@ -339,6 +322,19 @@ def dispute_apply(
                     event=webhook_event,
                 )
     return dispute
+
+
+def _flag_disputed_if_open(dispute: Dispute, *, opened_by: str, event: WebhookEvent | None) -> None:
+    """A dispute newly tied to its account, still open: someone should look at it now."""
+    if dispute.status in OPEN_STATUSES:
+        assert dispute.account is not None  # linked
+        flag_open(
+            account=dispute.account,
+            kind=FlagKind.DISPUTED,
+            reason=_flag_reason(dispute, "opened"),
+            opened_by=opened_by,
+            event=event,
+        )
 
 
 def _link_problem(account: Account | None, customer_id: str, charge: DisputeCharge | None) -> str:
@@ -425,14 +421,7 @@ def disputes_link_unlinked(*, actor: str = "system:sync") -> DisputeBackfill:
                 WebhookEvent.objects.filter(
                     customer_id="", payload__data__object__id=locked.provider_id
                 ).update(customer_id=locked.customer_id)
-                if locked.status in OPEN_STATUSES:
-                    assert locked.account is not None  # _link_from_charge linked it
-                    flag_open(
-                        account=locked.account,
-                        kind=FlagKind.DISPUTED,
-                        reason=_flag_reason(locked, "opened"),
-                        opened_by=actor,
-                    )
+                _flag_disputed_if_open(locked, opened_by=actor, event=None)
             else:
                 report.still_unlinked.append((locked.provider_id, locked.link_problem))
     return report
