@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import AccessChange, AccessFeedHorizon, AccessStatus, Account, User
+
+logger = logging.getLogger(__name__)
 
 FEED_LIMIT_DEFAULT = 100
 FEED_LIMIT_MAX = 1000
@@ -175,6 +178,12 @@ class FeedCursorExpired(Exception):
     out (past its horizon): either way the product reads its accounts afresh."""
 
 
+class FeedNeedsRestamp(Exception):
+    """The feed's stored positions are past every transaction this database has run: it was
+    restored from a logical dump into another cluster, whose transaction ids count from lower.
+    No position can be served until `manage.py access_feed_restamp` re-stamps them."""
+
+
 _CURSOR_RE = re.compile(r"(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})")
 
 
@@ -315,6 +324,14 @@ def access_changes_page(*, after: FeedPosition | None, limit: int = FEED_LIMIT_D
     if connection.vendor == "postgresql":
         # Its own statement, before the rows' (see above): not a subquery of the same one.
         horizon_txid = _feed_horizon()
+        if after is None and start.txid >= horizon_txid:
+            # The purge's horizon came from another cluster's count (a logical restore): the
+            # cursor handed out from it would be refused at once, on every poll.
+            logger.error(
+                "the access feed's purge horizon is past this database's transactions: run "
+                "manage.py access_feed_restamp (after a restore from a logical dump)"
+            )
+            raise FeedNeedsRestamp
         if after is not None and after.txid >= horizon_txid:
             # No cursor this database handed out can be at or past its horizon (every change
             # served was below it, and it only grows): one from another database, or from

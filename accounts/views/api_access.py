@@ -16,6 +16,7 @@ from accounts.selectors.access_api import (
     AccessIdAmbiguous,
     FeedCursorExpired,
     FeedCursorInvalid,
+    FeedNeedsRestamp,
     FeedPosition,
     access_answer_get,
     access_changes_page,
@@ -112,6 +113,18 @@ def access_changes_api(request):
         )
     try:
         page = access_changes_page(after=after, limit=limit)
+    except FeedNeedsRestamp:
+        response = JsonResponse(
+            {
+                "error": "The changes feed cannot be served until Janitor's operators re-stamp "
+                "it (manage.py access_feed_restamp, after a restore). Try again later.",
+                "code": "feed_unavailable",
+            },
+            status=503,
+        )
+        response["Retry-After"] = "300"
+        response["Cache-Control"] = "private, no-store"
+        return response
     except FeedCursorExpired:
         response = JsonResponse({"error": CURSOR_EXPIRED, "code": "cursor_expired"}, status=410)
         response["Cache-Control"] = "private, no-store"

@@ -166,9 +166,12 @@ class Product:
         large for it (413) is halved."""
         sent = 0
         batch = ACTIVITY_BATCH
+        # Events of members Janitor does not know yet (their account's push is still to come,
+        # or failed this time): left out of this round only, and sent again on the next.
+        later: set[str] = set()
         while True:
             with self.store.connect() as db:
-                rows = self.store.activity_unsent(db, batch)
+                rows = self.store.activity_unsent(db, batch, leave_out=later)
             if not rows:
                 return sent
             events = [
@@ -189,9 +192,18 @@ class Product:
                 continue
             refused = self._activity_refused(answer, rows)
             if refused:
-                log(f"activity: Janitor refused {len(refused)} event(s); the rest go again")
-                with self.store.write() as db:
-                    self.store.activity_refuse(db, refused, now_iso())
+                unknown = {
+                    event_id for event_id, why in refused.items() if "no such account" in why
+                }
+                later |= unknown
+                kept = {k: v for k, v in refused.items() if k not in unknown}
+                log(
+                    f"activity: Janitor refused {len(refused)} event(s) ({len(unknown)} of "
+                    "members it does not know yet, sent again next round); the rest go again"
+                )
+                if kept:
+                    with self.store.write() as db:
+                        self.store.activity_refuse(db, kept, now_iso())
                 continue
             if answer.status != 200:
                 log(f"activity refused ({answer.status}): {json.dumps(answer.body)[:500]}")

@@ -314,13 +314,22 @@ class Store:
             (new_id("act"), member_id, now_iso(), kind, path[:500], ip, user_agent[:500]),
         )
 
-    def activity_unsent(self, db: sqlite3.Connection, limit: int = 1000) -> list[dict[str, Any]]:
+    def activity_unsent(
+        self, db: sqlite3.Connection, limit: int = 1000, leave_out: set[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The oldest unsent activity, but for what Janitor refused and the ids left out."""
         rows = db.execute(
             "SELECT * FROM activity_outbox WHERE sent_at IS NULL"
-            " AND id NOT IN (SELECT id FROM activity_refused) ORDER BY occurred_at LIMIT ?",
-            (limit,),
+            " AND id NOT IN (SELECT id FROM activity_refused) ORDER BY occurred_at",
         )
-        return [dict(row) for row in rows]
+        wanted: list[dict[str, Any]] = []
+        for row in rows:
+            if leave_out and row["id"] in leave_out:
+                continue
+            wanted.append(dict(row))
+            if len(wanted) == limit:
+                break
+        return wanted
 
     def activity_refuse(self, db: sqlite3.Connection, refused: dict[str, str], at: str) -> None:
         db.executemany(

@@ -3,6 +3,7 @@
 import base64
 import threading
 from datetime import UTC, timedelta
+from io import StringIO
 from urllib.parse import quote
 
 import pytest
@@ -650,3 +651,29 @@ def test_a_cursor_this_database_never_handed_out_is_gone_not_an_empty_feed_for_e
     first = _feed(client, raw).json()
     assert first["changes"]
     assert _feed(client, raw, changed_since=first["next_cursor"]).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_after_a_logical_restore_the_feed_asks_for_a_restamp_then_serves_again(client, raw):
+    """A restore from pg_dump into another cluster keeps the old cluster's transaction ids on the
+    kept changes and the purge's horizon, which the new one has not reached: the feed handed
+    out the horizon as a cursor and then refused it, on every poll (found in review). It
+    answers 503 until `access_feed_restamp`, and then serves every kept change again."""
+    from django.core.management import call_command
+
+    _grace(AccountFactory(members=0))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        ahead = cursor.fetchone()[0] + 10_000_000
+    AccessChange.objects.update(txid=ahead + 5)  # as the old cluster stamped them
+    AccessFeedHorizon.objects.create(txid=ahead, change_id=1)
+    unavailable = _feed(client, raw)
+    assert unavailable.status_code == 503
+    assert unavailable.json()["code"] == "feed_unavailable"
+
+    call_command("access_feed_restamp", stdout=StringIO())
+    served = _feed(client, raw)
+    assert served.status_code == 200
+    assert len(served.json()["changes"]) == 1
+    assert _feed(client, raw, changed_since=served.json()["next_cursor"]).status_code == 200
