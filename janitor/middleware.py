@@ -27,16 +27,15 @@ class ApiJsonErrorsMiddleware:
             and response.status_code in _API_ERRORS
             and not response.get("Content-Type", "").startswith("application/json")
         ):
-            replaced = JsonResponse(
-                {"error": _API_ERRORS[response.status_code]}, status=response.status_code
-            )
-            for header in ("Allow", "WWW-Authenticate", "Cache-Control"):
-                if header in response:
-                    replaced[header] = response[header]
+            message = _API_ERRORS[response.status_code]
             if response.status_code == 400 and response.content:
-                replaced = JsonResponse(
-                    {"error": response.content.decode("utf-8", "replace")[:500]}, status=400
-                )
+                message = response.content.decode("utf-8", "replace")[:500]
+            replaced = JsonResponse({"error": message}, status=response.status_code)
+            # Every header the answer had (Allow, WWW-Authenticate, the security headers of
+            # the middleware inside this one), but its body's own.
+            for header, value in response.items():
+                if header.lower() not in {"content-type", "content-length"}:
+                    replaced[header] = value
             return replaced
         return response
 

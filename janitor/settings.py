@@ -170,9 +170,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "janitor.metrics.RequestLatencyMiddleware",
-    "janitor.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "janitor.middleware.ContentSecurityPolicyMiddleware",
+    # Outside the NUL guard (its 400 too), inside the security headers (they reach its answer).
+    "janitor.middleware.ApiJsonErrorsMiddleware",
     "janitor.middleware.RejectNulBytesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

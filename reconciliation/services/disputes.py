@@ -286,7 +286,7 @@ def dispute_apply(
                 # tied to an account by it: someone should look, whatever order the events
                 # came in (the newer one was applied before the account existed).
                 if _link_from_charge(dispute=dispute, obj=obj, charge=charge):
-                    _flag_disputed_if_open(dispute, opened_by=opened_by, event=webhook_event)
+                    _flags_newly_linked(dispute, opened_by=opened_by, event=webhook_event)
                 return dispute
             previous_status = dispute.status
             for name, value in fields.items():
@@ -311,8 +311,8 @@ def dispute_apply(
         if dispute.account_id is not None:
             # New to us, or newly tied to an account: someone should look at it now.
             if not was_linked:
-                _flag_disputed_if_open(dispute, opened_by=opened_by, event=webhook_event)
-            if dispute.status == "lost" and previous_status != "lost":
+                _flags_newly_linked(dispute, opened_by=opened_by, event=webhook_event)
+            elif dispute.status == "lost" and previous_status != "lost":
                 assert dispute.account is not None  # account_id is set
                 flag_open(
                     account=dispute.account,
@@ -324,17 +324,23 @@ def dispute_apply(
     return dispute
 
 
-def _flag_disputed_if_open(dispute: Dispute, *, opened_by: str, event: WebhookEvent | None) -> None:
-    """A dispute newly tied to its account, still open: someone should look at it now."""
+def _flags_newly_linked(dispute: Dispute, *, opened_by: str, event: WebhookEvent | None) -> None:
+    """A dispute newly tied to its account: someone should look at it now, whatever order its
+    events came in. Still open: disputed; already lost: chargeback lost."""
+    assert dispute.account is not None  # linked
     if dispute.status in OPEN_STATUSES:
-        assert dispute.account is not None  # linked
-        flag_open(
-            account=dispute.account,
-            kind=FlagKind.DISPUTED,
-            reason=_flag_reason(dispute, "opened"),
-            opened_by=opened_by,
-            event=event,
-        )
+        kind, what = FlagKind.DISPUTED, "opened"
+    elif dispute.status == "lost":
+        kind, what = FlagKind.CHARGEBACK_LOST, "lost"
+    else:
+        return
+    flag_open(
+        account=dispute.account,
+        kind=kind,
+        reason=_flag_reason(dispute, what),
+        opened_by=opened_by,
+        event=event,
+    )
 
 
 def _link_problem(account: Account | None, customer_id: str, charge: DisputeCharge | None) -> str:
@@ -421,7 +427,7 @@ def disputes_link_unlinked(*, actor: str = "system:sync") -> DisputeBackfill:
                 WebhookEvent.objects.filter(
                     customer_id="", payload__data__object__id=locked.provider_id
                 ).update(customer_id=locked.customer_id)
-                _flag_disputed_if_open(locked, opened_by=actor, event=None)
+                _flags_newly_linked(locked, opened_by=actor, event=None)
             else:
                 report.still_unlinked.append((locked.provider_id, locked.link_problem))
     return report

@@ -103,8 +103,13 @@ def test_every_api_error_is_json_as_the_guide_says(client, token):
     nul = client.get("/api/v1/access/a%00b", headers=headers)
     assert nul.status_code == 400
     assert "NUL" in nul.json()["error"]
-    # The dashboard's own pages keep their HTML.
-    assert "text/html" in client.get("/no-such-page/")["Content-Type"]
+    # The dashboard's own pages keep their HTML; the API's errors keep the security headers.
+    page = client.get("/no-such-page/")
+    assert "text/html" in page["Content-Type"]
+    for header in ("X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"):
+        assert header in missing, header
+    for header in ("X-Content-Type-Options", "Content-Security-Policy"):
+        assert header in nul, header
 
 
 def test_put_refuses_another_id_in_the_body(client, token):

@@ -99,3 +99,20 @@ def test_one_unstorable_event_does_not_stop_the_catch_up(stripe_fake):
     webhook_events_catch_up(since=None)
     stored = set(WebhookEvent.objects.values_list("type", flat=True))
     assert stored == {"customer.subscription.updated", "customer.subscription.created"}
+
+
+def test_a_lost_dispute_closed_before_the_account_existed_is_flagged_lost(stripe_fake):
+    """closed (lost, t+5) applied before the account existed, then the older created (t) links
+    the dispute: no chargeback_lost flag was ever opened (found in review)."""
+    stripe_fake.add_customer("cus_lost", email="lost@example.test")
+    dispute = stripe_fake.add_customer_dispute("dp_lost", customer="cus_lost")
+    t = int(time.time()) - 100
+    created = event_object("charge.dispute.created", dict(dispute), created=t)
+    closed = event_object("charge.dispute.closed", {**dispute, "status": "lost"}, created=t + 5)
+    assert _process(closed) == "processed"
+    assert Dispute.objects.get().account_id is None
+    account = AccountFactory(stripe_customer_id="cus_lost")
+    assert _process(created) == "processed"
+    assert Dispute.objects.get().account_id == account.pk
+    assert Flag.objects.filter(account=account, kind=FlagKind.CHARGEBACK_LOST).count() == 1
+    assert not Flag.objects.filter(account=account, kind=FlagKind.DISPUTED).exists()
