@@ -313,14 +313,33 @@ class SubscriptionListing:
 
     @staticmethod
     def _created_filter_works(*, newest: int) -> bool:
-        """One probe with a `created` filter (retried once at most: a refusal has a fallback).
-        A refused key is not a refused filter: that still fails the listing."""
+        """Whether the provider takes a `created` filter: a probe with one (retried once at
+        most: a refusal has a fallback). A failed probe is a refusal only if the server then
+        answers the same probe without the filter, and refuses the filter once more: a 429 or
+        a 503 twice in a row is an outage, not a refusal, and would have turned a parallel
+        listing of hours into a sequential one (an outage fails the listing, as it would have
+        a page later). A refused key is not a refused filter: that still fails the listing."""
         retries = min(1, int(settings.STRIPE_MAX_NETWORK_RETRIES))
         try:
             gateway.subscription_newest_created(created_lte=newest, retries=retries)
+            return True
         except gateway.GatewayAuthError:
             raise
         except gateway.GatewayError as exc:
-            logger.warning("The provider refused a created filter: %s (%s)", exc, exc.status)
+            first = exc
+        # The provider answers at all? (Raises, failing the listing, when it does not.)
+        gateway.subscription_newest_created(created_lte=None)
+        try:
+            gateway.subscription_newest_created(created_lte=newest, retries=retries)
+            return True
+        except gateway.GatewayAuthError:
+            raise
+        except gateway.GatewayError as exc:
+            logger.warning(
+                "The provider refused a created filter twice (%s, then %s) while answering "
+                "without it: %s",
+                first.status,
+                exc.status,
+                exc,
+            )
             return False
-        return True

@@ -234,11 +234,33 @@ def test_a_server_that_refuses_the_created_filter_is_listed_sequentially(
     pages = _range_requests(stripe_fake)
     assert len(pages) == MANY // 100  # every page once, none of them filtered
     assert all("created[gte]" not in r.query and "created[lt]" not in r.query for r in pages)
+    # Refused, the server answering without the filter in between: a refusal, not an outage.
     assert [r.status for r in stripe_fake.requests_to("/v1/subscriptions") if r.status != 200] == [
-        500
+        500,
+        500,
     ]
     page = finance_client.get(f"/reconciliation/runs/{run.pk}/").content.decode()
     assert "sequential: the provider refused the created filter" in page
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_probe_refused_twice_by_an_outage_is_not_taken_for_a_refused_filter(
+    stripe_fake: StripeFake, settings: Any, status: int
+) -> None:
+    """Two 429s (or 503s) in a row on the probe read as "the provider refused the created
+    filter": a listing of hours instead of minutes, with a false reason in the summary (found
+    in review). The probe is refused only if the server answers without the filter meanwhile
+    and refuses the filter once more."""
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    settings.STRIPE_MAX_NETWORK_RETRIES = 4
+    _bulk(stripe_fake)
+    stripe_fake.fail("/v1/subscriptions", status=status, times=2, query={"created[lte]": None})
+
+    run = reconciliation_run(dry_run=True, triggered_by="test")
+
+    assert run is not None and run.status == RunStatus.DRY_RUN
+    assert run.counts["listing"].startswith("parallel"), run.counts["listing"]
+    assert run.subscriptions_read == MANY
 
 
 def test_a_range_that_fails_fails_the_listing_as_a_sequential_failure_does(
