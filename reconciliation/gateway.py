@@ -185,27 +185,46 @@ class _RequestRate:
             self._next_free = 0.0
             self._share = 1.0
             self._share_at = time.monotonic()
+            # When the latest pause began (a 429), and how many there have been.
+            self._paused_at = float("-inf")
+            self._pauses = 0
 
-    def acquire(self) -> None:
-        """Wait for this process's next request slot."""
+    def acquire(self) -> float:
+        """Wait for this process's next request slot; returns when it was taken (monotonic).
+
+        A slot handed out before a pause began is not used: a request that waited for it would
+        go out during the pause, fill the server's window again, and have the retried request
+        refused a second time. It takes a new slot, after the pause."""
         max_rps = float(getattr(settings, "JANITOR_STRIPE_MAX_RPS", 20))
-        with self._lock:
-            now = time.monotonic()
-            self._share = min(1.0, self._share + (now - self._share_at) * RATE_RECOVERY_PER_SECOND)
-            self._share_at = now
-            slot = max(now, self._next_free)
-            self._next_free = slot + 1.0 / (max_rps * self._share)
-        if slot > now:
-            time.sleep(slot - now)
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._share = min(
+                    1.0, self._share + (now - self._share_at) * RATE_RECOVERY_PER_SECOND
+                )
+                self._share_at = now
+                slot = max(now, self._next_free)
+                self._next_free = slot + 1.0 / (max_rps * self._share)
+                pauses = self._pauses
+            if slot > now:
+                time.sleep(slot - now)
+            with self._lock:
+                if self._pauses == pauses:
+                    return time.monotonic()
 
-    def slow_down(self, *, pause: float) -> None:
+    def slow_down(self, *, pause: float, sent_at: float | None = None) -> None:
         """A request was refused for its rate: nobody sends before `pause` seconds from now,
-        and the rate is halved."""
+        and the rate is halved, once a pause: a request sent before the latest pause began
+        was refused by the same crowding, and only extends it."""
         with self._lock:
             now = time.monotonic()
-            self._share = max(RATE_FLOOR_SHARE, self._share / 2)
-            self._share_at = now
-            self._next_free = max(self._next_free, now + pause)
+            if sent_at is None or sent_at >= self._paused_at:
+                self._share = max(RATE_FLOOR_SHARE, self._share / 2)
+                self._share_at = now
+                self._paused_at = now
+            if now + pause > self._next_free:
+                self._next_free = now + pause
+                self._pauses += 1  # slots handed out before it are taken again after it
 
 
 _RATE = _RequestRate()
@@ -238,7 +257,7 @@ def _with_retries(call: Callable[[], T], *, what: str, retries: int | None = Non
     waited = 0.0
     attempt = 0
     while True:
-        _RATE.acquire()
+        sent_at = _RATE.acquire()
         try:
             return call()
         except stripe.StripeError as exc:
@@ -247,7 +266,7 @@ def _with_retries(call: Callable[[], T], *, what: str, retries: int | None = Non
             if error.status == 429 and error.code != "lock_timeout":
                 # The whole process slows down, whether or not this call tries again (a lock
                 # timeout is about one object, not the rate: only its own call waits).
-                _RATE.slow_down(pause=delay)
+                _RATE.slow_down(pause=delay, sent_at=sent_at)
             if not error.retryable or attempt >= retries or waited + delay > max_wait:
                 raise error from exc
             logger.warning(

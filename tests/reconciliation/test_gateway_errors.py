@@ -97,7 +97,9 @@ def test_backoff_grows_with_jitter_and_the_total_wait_is_bounded(
     # passing, let one pause carry into the next try's slot: 12.09 s "slept" once in CI.)
     pauses: list[float] = []
     slept: list[float] = []
-    monkeypatch.setattr(gateway._RATE, "slow_down", lambda *, pause: pauses.append(pause))
+    monkeypatch.setattr(
+        gateway._RATE, "slow_down", lambda *, pause, sent_at=None: pauses.append(pause)
+    )
     monkeypatch.setattr(gateway.time, "sleep", slept.append)
     retrying.fail("/v1/customers", status=429, times=100)
 
@@ -153,3 +155,27 @@ def test_404_is_its_own_error_and_not_retried(retrying: StripeFake) -> None:
 
     assert (failure.value.status, failure.value.code) == (404, "resource_missing")
     assert len(retrying.requests) == 1
+
+
+def test_a_slot_handed_out_before_a_pause_waits_for_the_pause(settings) -> None:
+    """A reader thread that held a slot when another request was refused (429) sent during
+    the pause anyway, filling the server's window again, so the retried request was refused a
+    second time (found in review). It takes a new slot after the pause; and a request sent
+    before the pause began, refused by the same crowding, does not halve the rate again."""
+    import threading
+    import time
+
+    settings.JANITOR_STRIPE_MAX_RPS = 2
+    rate = gateway._RequestRate()
+    rate.acquire()  # the first slot, now; the next one is half a second away
+    sent: list[float] = []
+    waiting = threading.Thread(target=lambda: sent.append(rate.acquire()))
+    waiting.start()
+    time.sleep(0.1)
+    paused_at = time.monotonic()
+    rate.slow_down(pause=1.0, sent_at=paused_at - 0.05)
+    waiting.join(timeout=5)
+    assert sent and sent[0] >= paused_at + 1.0, sent[0] - paused_at
+    share = rate._share
+    rate.slow_down(pause=0.1, sent_at=paused_at - 0.01)  # sent before that pause began
+    assert rate._share == share
