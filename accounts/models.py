@@ -466,6 +466,9 @@ class RevocationRequest(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     # The last time the staged run said it was alive (started an attempt, finished a step).
     reported_at = models.DateTimeField(null=True, blank=True)
+    # Step 2 is ending the sessions (outside any transaction) since then: an abandon or a retry
+    # waits for it (is_purging), up to the longest a task may run.
+    purge_started_at = models.DateTimeField(null=True, blank=True)
     # Retries and abandonment: [{"action", "by", "at", ...}], oldest first.
     history = models.JSONField(default=list, blank=True)
 
@@ -489,10 +492,22 @@ class RevocationRequest(models.Model):
         indexes = [models.Index(fields=["status", "created_at"], name="revocation_status_idx")]
 
     @property
+    def is_purging(self) -> bool:
+        """Step 2 is ending the sessions right now: started, not recorded, and within the
+        longest a task may run (JANITOR_QUEUE_TIMEOUT, after which django-q2 has killed it)."""
+        if self.purge_started_at is None:
+            return False
+        longest = timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 300)) + 60)
+        return timezone.now() - self.purge_started_at < longest
+
+    @property
     def is_stalled(self) -> bool:
         """Approved, and its task has not reported for JANITOR_REVOCATION_STALL_SECONDS: the
-        task was lost (a broker can lose one) or its worker died mid-run. Retry or abandon it."""
+        task was lost (a broker can lose one) or its worker died mid-run. Retry or abandon it.
+        Not while step 2 is ending the sessions: that can take longer, and it is alive."""
         if self.status != RevocationStatus.APPROVED or self.decided_at is None:
+            return False
+        if self.is_purging:
             return False
         times = [self.decided_at]
         if self.reported_at is not None:

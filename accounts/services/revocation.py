@@ -174,6 +174,7 @@ def revocation_retry(
         raise RevocationError("Only an Admin can retry a revocation.")
     with transaction.atomic():
         revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
+        _refuse_while_purging(revocation)
         if revocation.status != RevocationStatus.FAILED and not revocation.is_stalled:
             raise RevocationError("Only a failed or stalled revocation can be retried.")
         was = "stalled" if revocation.status == RevocationStatus.APPROVED else "failed"
@@ -193,6 +194,15 @@ def revocation_retry(
     return revocation
 
 
+def _refuse_while_purging(revocation: RevocationRequest) -> None:
+    if revocation.is_purging:
+        assert revocation.purge_started_at is not None  # is_purging
+        raise RevocationError(
+            "Step 2 is ending this account's sessions right now (since "
+            f"{revocation.purge_started_at:%H:%M:%S} UTC): wait for it, then look again."
+        )
+
+
 def revocation_abandon(*, revocation_id: int, actor: User, reason: str) -> RevocationRequest:
     """Give up a failed or stalled revocation: the account gets back the access it had before
     step 1, through the audited transition, and the request is closed as abandoned.
@@ -205,6 +215,7 @@ def revocation_abandon(*, revocation_id: int, actor: User, reason: str) -> Revoc
         revocation = RevocationRequest.objects.select_for_update().get(pk=revocation_id)
         if not reason.strip():
             raise RevocationError("Say why the revocation is abandoned.")
+        _refuse_while_purging(revocation)
         if revocation.status != RevocationStatus.FAILED and not revocation.is_stalled:
             raise RevocationError("Only a failed or stalled revocation can be abandoned.")
         account = Account.objects.select_for_update().get(pk=revocation.account_id)
@@ -374,6 +385,7 @@ def revocation_run(
             ).update(
                 status=RevocationStatus.FAILED,
                 last_error=f"{step.__name__}: {exc.__class__.__name__}: {exc}"[:2000],
+                purge_started_at=None,
             )
             revocation.refresh_from_db()
             if not marked:
@@ -411,13 +423,14 @@ def _still_approved(revocation: RevocationRequest) -> None:
     take the steps another run may have done since: decide at the moment of writing."""
     current = (
         RevocationRequest.objects.select_for_update()
-        .only("status", "steps", "sessions_removed")
+        .only("status", "steps", "sessions_removed", "purge_started_at")
         .get(pk=revocation.pk)
     )
     if current.status != RevocationStatus.APPROVED:
         raise NoLongerApproved(current.status)
     revocation.steps = dict(current.steps or {})
     revocation.sessions_removed = current.sessions_removed
+    revocation.purge_started_at = current.purge_started_at
 
 
 def _record_step(
@@ -520,23 +533,51 @@ def _sessions_end_local(revocation: RevocationRequest, *, wait: bool) -> list[st
     """End Janitor's own sessions (and the product's keys in direct mode), then record it: as
     the whole step 2 when no product was asked, as the local part otherwise.
 
-    Checked and done under the request's row lock, held while the sessions are ended: an
-    Admin's abandon (or retry) of a purge slow enough to look stalled waits for it, then sees
-    it recorded, instead of giving the account back its access while the purge goes on to
-    sign every member out with nothing to say so. The lock is one request's row (PostgreSQL);
-    on the embedded default the purge is the database's own writes.
+    Claimed under the request's row lock (purge_started_at), done outside any transaction,
+    recorded under the lock again. While it runs an Admin's abandon or retry is refused
+    (is_purging): before, an abandon of a purge slow enough to look stalled gave the account
+    its access back while the purge went on to sign every member out, with nothing recorded.
+    Outside a transaction, the purge holds no lock anything else waits on (a product's
+    confirmation, the embedded default's one writer) however long the product's Redis takes.
     """
     with transaction.atomic():
         _still_approved(revocation)
         if STEP_SESSIONS_LOCAL in revocation.steps or STEP_SESSIONS in revocation.steps:
             return []  # another run of this request recorded it meanwhile
-        started = time.perf_counter()
+        if revocation.is_purging:
+            return []  # another run is ending them right now; it records them
+        revocation.purge_started_at = timezone.now()
+        RevocationRequest.objects.filter(pk=revocation.pk).update(
+            purge_started_at=revocation.purge_started_at, reported_at=revocation.purge_started_at
+        )
+    started = time.perf_counter()
+    try:
         per_member = sessions_revoke_account(account=revocation.account)
         direct: dict[str, int] | None = None
         if product_session_store_configured():
             direct = product_sessions_delete(owners=_session_owners(revocation.account_id))
-        ms = round((time.perf_counter() - started) * 1000, 2)
-        removed = sum(per_member.values())
+    except Exception:
+        # Nothing recorded: the claim goes, so a retry may run at once.
+        RevocationRequest.objects.filter(pk=revocation.pk).update(purge_started_at=None)
+        raise
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    removed = sum(per_member.values())
+    with transaction.atomic():
+        try:
+            _still_approved(revocation)
+        except NoLongerApproved:
+            # Given up after the claim ran out (a purge longer than a task may run): say what
+            # the purge did on the request, since it did it.
+            RevocationRequest.objects.filter(pk=revocation.pk).update(
+                purge_started_at=None, sessions_removed=(revocation.sessions_removed or 0) + removed
+            )
+            logger.warning(
+                "revocation %s: %s session(s) ended after it was no longer approved",
+                revocation.pk,
+                removed,
+            )
+            raise
+        revocation.purge_started_at = None
         # Every member's session hash changes: a session the index never saw dies too.
         User.objects.filter(account_id=revocation.account_id).update(
             session_version=F("session_version") + 1
@@ -561,7 +602,7 @@ def _sessions_end_local(revocation: RevocationRequest, *, wait: bool) -> list[st
             sessions_removed=removed,
             members=len(per_member),
             per_member=ended,
-            also=("sessions_removed",),
+            also=("sessions_removed", "purge_started_at"),
             **extra,
         )
     return [name]

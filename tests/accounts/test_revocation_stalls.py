@@ -55,79 +55,91 @@ def test_an_approved_request_whose_task_was_lost_can_be_retried(support_user, ad
     assert account.access_status == "revoked"
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_an_abandon_waits_for_a_session_purge_that_looks_stalled(settings, monkeypatch):
-    """A purge that outlives the stall time shows the request as stalled; an Admin who abandons
-    it then must not give the account its access back while the purge goes on to end every
-    member's sessions with nothing recorded (found in review). The abandon waits for the purge
-    under the request's row lock; whichever wins after that, what the purge did is recorded."""
-    import threading
-    import time
-
-    from django.db import connection
-
-    from accounts.models import AccessAudit, AccessStatus
-    from accounts.services import revocation as service
-    from tests.accounts.browsing import session_exists, sign_in
-    from tests.factories import StaffFactory, UserFactory
-
-    customer = UserFactory()
-    support_user = StaffFactory(role="Support")
-    admin_user = StaffFactory(role="Admin")
-    other_admin = StaffFactory(role="Admin", email="admin-two@janitor.test")
-    key = sign_in(customer).cookies[settings.SESSION_COOKIE_NAME].value
-    request = revocation_request(
-        account=customer.account, requested_by=support_user, reason="fraud"
-    )
+def _approved_request(account, support_user, admin_user):
+    request = revocation_request(account=account, requested_by=support_user, reason="fraud")
     RevocationRequest.objects.filter(pk=request.pk).update(
         status=RevocationStatus.APPROVED, decided_by=admin_user, decided_at=timezone.now()
     )
-    settings.JANITOR_REVOCATION_STALL_SECONDS = 0  # every pause already looks stalled
-    abandon: dict[str, object] = {}
+    return request
 
-    def abandon_now():
-        try:
-            abandon["result"] = service.revocation_abandon(
-                revocation_id=request.pk, actor=other_admin, reason="wrong account"
-            ).status
-        except RevocationError as exc:
-            abandon["result"] = f"refused: {exc}"
-        finally:
-            abandon["at"] = time.monotonic()
-            connection.close()
 
+def test_an_abandon_or_retry_is_refused_while_step_two_ends_the_sessions(
+    settings, monkeypatch, customer, support_user, admin_user, second_admin
+):
+    """A purge that outlives the stall time looked stalled, and an Admin's abandon gave the
+    account its access back while the purge went on to end every member's sessions with
+    nothing recorded (found in review). While step 2 ends the sessions the request is not
+    stalled, an abandon or retry is refused with why, and what the purge did is recorded."""
+    from accounts.models import AccessStatus
+    from accounts.services import revocation as service
+    from tests.accounts.browsing import session_exists, sign_in
+
+    key = sign_in(customer).cookies[settings.SESSION_COOKIE_NAME].value
+    request = _approved_request(customer.account, support_user, admin_user)
+    settings.JANITOR_REVOCATION_STALL_SECONDS = 0  # any pause would look stalled
+    refusals: list[str] = []
     real_purge = service.sessions_revoke_account
-    purge: dict[str, float] = {}
 
     def slow_purge(*, account):
-        thread = threading.Thread(target=abandon_now)
-        thread.start()
-        thread.join(timeout=1.0)  # the Admin clicks Abandon while the purge runs
-        purge["abandon_waited"] = float(thread.is_alive())
-        abandon["thread"] = thread
-        ended = real_purge(account=account)
-        purge["done_at"] = time.monotonic()
-        return ended
+        during = RevocationRequest.objects.get(pk=request.pk)
+        assert during.is_purging and not during.is_stalled
+        for act in (
+            lambda: service.revocation_abandon(
+                revocation_id=request.pk, actor=second_admin, reason="wrong account"
+            ),
+            lambda: service.revocation_retry(revocation_id=request.pk, actor=second_admin),
+        ):
+            with pytest.raises(RevocationError, match="ending this account's sessions") as why:
+                act()
+            refusals.append(str(why.value))
+        return real_purge(account=account)
 
     monkeypatch.setattr(service, "sessions_revoke_account", slow_purge)
-    service.revocation_run(revocation_id=request.pk)
-    abandon["thread"].join(timeout=30)  # type: ignore[attr-defined]
+    done = service.revocation_run(revocation_id=request.pk)
 
-    assert purge["abandon_waited"] == 1.0, abandon  # it did not go through mid-purge
-    assert abandon["at"] > purge["done_at"]
-    request.refresh_from_db()
-    customer.account.refresh_from_db()
+    assert len(refusals) == 2
+    assert done.status == RevocationStatus.COMPLETED
+    assert done.purge_started_at is None and done.sessions_removed == 1
     assert not session_exists(key)
-    # The purge is on the record whichever way the race after it went.
-    assert request.sessions_removed == 1
-    assert service.STEP_SESSIONS in request.steps
-    if request.status == RevocationStatus.ABANDONED:
-        assert customer.account.access_status == AccessStatus.ACTIVE
-        row = AccessAudit.objects.filter(account=customer.account, details__abandoned=True).get()
-        assert row.details["sessions_removed"] == 1
-        assert service.STEP_SESSIONS in row.details["steps_done"]
-    else:
-        assert request.status == RevocationStatus.COMPLETED, request.status
-        assert customer.account.access_status == AccessStatus.REVOKED
-        assert str(abandon["result"]).startswith("refused"), abandon
+    customer.account.refresh_from_db()
+    assert customer.account.access_status == AccessStatus.REVOKED
+
+
+def test_a_purge_that_failed_leaves_the_request_retryable_at_once(
+    monkeypatch, customer, support_user, admin_user
+):
+    from accounts.services import revocation as service
+
+    request = _approved_request(customer.account, support_user, admin_user)
+
+    def redis_down(*, account):
+        raise ConnectionError("the session store is down")
+
+    monkeypatch.setattr(service, "sessions_revoke_account", redis_down)
+    failed = service.revocation_run(revocation_id=request.pk)
+    assert failed.status == RevocationStatus.FAILED
+    assert failed.purge_started_at is None and not failed.is_purging
+    monkeypatch.undo()
+    assert revocation_retry(revocation_id=request.pk, actor=admin_user).status == (
+        RevocationStatus.COMPLETED
+    )
+
+
+def test_a_claim_older_than_any_task_can_run_no_longer_holds_an_abandon_back(
+    settings, customer, support_user, admin_user, second_admin
+):
+    """A worker killed mid-purge leaves its claim: past the longest a task may run, the
+    request is stalled again and an Admin can abandon it."""
+    from accounts.services.revocation import revocation_abandon
+
+    request = _approved_request(customer.account, support_user, admin_user)
+    longest = settings.Q_CLUSTER["timeout"] + 60
+    RevocationRequest.objects.filter(pk=request.pk).update(
+        purge_started_at=timezone.now() - timedelta(seconds=longest + 5),
+        decided_at=timezone.now() - timedelta(minutes=30),
+    )
+    stale = RevocationRequest.objects.get(pk=request.pk)
+    assert not stale.is_purging and stale.is_stalled
+    assert revocation_abandon(
+        revocation_id=request.pk, actor=second_admin, reason="worker died"
+    ).status == (RevocationStatus.ABANDONED)
