@@ -153,27 +153,28 @@ def test_a_fetched_view_does_not_overwrite_an_event_of_its_second_written_since_
         status="active",
         provider_updated_at=datetime.now(UTC) - timedelta(minutes=5),
     )
-    second = int(time.time())
     invoice = {
         "id": "in_3",
         "object": "invoice",
         "customer": "cus_inv3",
         "subscription": "sub_inv3",
     }
-    paid = webhook_event_store(event=event_object("invoice.paid", invoice, created=second))
-    canceled = webhook_event_store(
-        event=event_object(
-            "customer.subscription.deleted",
-            sub_obj("sub_inv3", "cus_inv3", "canceled"),
-            created=second,
-        )
+    paid = webhook_event_store(
+        event=event_object("invoice.paid", invoice, created=int(time.time()) - 1)
     )
     real_fetch = processing._fetch_subscription
 
     def fetch_then_other_worker_cancels(subscription_id):
         view, fetched_at = real_fetch(subscription_id)
-        # The fetch was asked within that same second, before the cancellation happened.
-        fetched_at = datetime.fromtimestamp(second + 0.3, tz=UTC)
+        # The cancellation happens later in the second the fetch was asked in: its event
+        # carries that whole second, and another worker applies it before this one writes.
+        canceled = webhook_event_store(
+            event=event_object(
+                "customer.subscription.deleted",
+                sub_obj("sub_inv3", "cus_inv3", "canceled"),
+                created=int(fetched_at.timestamp()),
+            )
+        )
         assert webhook_event_process(event_id=canceled.pk) == WebhookStatus.PROCESSED
         return view, fetched_at
 
