@@ -28,8 +28,8 @@ class ApiJsonErrorsMiddleware:
             and not response.get("Content-Type", "").startswith("application/json")
         ):
             message = _API_ERRORS[response.status_code]
-            if response.status_code == 400 and response.content:
-                message = response.content.decode("utf-8", "replace")[:500]
+            if response.get("Content-Type", "").startswith("text/plain") and response.content:
+                message = response.content.decode("utf-8", "replace")[:500]  # its own words
             replaced = JsonResponse({"error": message}, status=response.status_code)
             # Every header the answer had (Allow, WWW-Authenticate, the security headers of
             # the middleware inside this one), but its body's own.

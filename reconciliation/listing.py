@@ -206,7 +206,11 @@ class _ReadAhead:
             yield item
 
     def stop(self) -> list[Page]:
-        """Stop reading ahead and return the pages read but not yet consumed (none is lost)."""
+        """Stop reading ahead and return the pages read but not yet consumed (none is lost).
+
+        Called where the listing splits into ranges, which read again every subscription not
+        in a page handed over: a page read ahead that failed is left to them (a lasting
+        failure fails a range), and the pages read before it are still handed over."""
         self._stop.set()
         left: list[Page] = []
         while self._thread.is_alive() or not self._queue.empty():
@@ -215,7 +219,8 @@ class _ReadAhead:
             except queue.Empty:
                 continue
             if isinstance(item, Exception):
-                raise item
+                logger.warning("a page read ahead failed; the ranges read it again: %s", item)
+                continue
             if item is not None:
                 left.append(item)
         return left

@@ -376,3 +376,22 @@ def test_a_page_is_stamped_with_when_it_was_asked_for_not_when_it_is_written(
     assert run is not None and run.status == RunStatus.APPLIED
     # The webhook's state stands: the page was older than it.
     assert Subscription.objects.get(provider_id="sub_late").status == "canceled"
+
+
+def test_a_page_read_ahead_that_failed_is_left_to_the_ranges_and_none_before_it_lost(
+    stripe_fake: StripeFake,
+) -> None:
+    """At the split the reader had page 4 queued and page 5 failed: stop() raised, dropping
+    page 4 and failing a listing the ranges would have completed (found in review). The
+    pages before the failure are handed over; the ranges read the rest again."""
+    stripe_fake.add_subscriptions_bulk(2500, created_start=START)
+    stripe_fake.fail(
+        "/v1/subscriptions", status=503, times=1, query={"starting_after": "sub_bench_0002100"}
+    )
+    listing = SubscriptionListing(mirror_boundaries=[], sequential_pages=2)
+    seen: list[str] = []
+    for page in listing:
+        time.sleep(0.3)  # the reader runs ahead: page 4 read, page 5 refused
+        seen.extend(sub["id"] for sub in page)
+    assert listing.how.startswith("parallel"), listing.how
+    assert len(seen) == 2500 and len(set(seen)) == 2500
