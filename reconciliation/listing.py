@@ -325,26 +325,29 @@ class SubscriptionListing:
         listing of hours into a sequential one (an outage fails the listing, as it would have
         a page later). A refused key is not a refused filter: that still fails the listing."""
         retries = min(1, int(settings.STRIPE_MAX_NETWORK_RETRIES))
-        try:
-            gateway.subscription_newest_created(created_lte=newest, retries=retries)
+
+        def refusal() -> gateway.GatewayError | None:
+            try:
+                gateway.subscription_newest_created(created_lte=newest, retries=retries)
+            except gateway.GatewayAuthError:
+                raise
+            except gateway.GatewayError as exc:
+                return exc
+            return None
+
+        first = refusal()
+        if first is None:
             return True
-        except gateway.GatewayAuthError:
-            raise
-        except gateway.GatewayError as exc:
-            first = exc
         # The provider answers at all? (Raises, failing the listing, when it does not.)
         gateway.subscription_newest_created(created_lte=None)
-        try:
-            gateway.subscription_newest_created(created_lte=newest, retries=retries)
+        again = refusal()
+        if again is None:
             return True
-        except gateway.GatewayAuthError:
-            raise
-        except gateway.GatewayError as exc:
-            logger.warning(
-                "The provider refused a created filter twice (%s, then %s) while answering "
-                "without it: %s",
-                first.status,
-                exc.status,
-                exc,
-            )
-            return False
+        logger.warning(
+            "The provider refused a created filter twice (%s, then %s) while answering without "
+            "it: %s",
+            first.status,
+            again.status,
+            again,
+        )
+        return False
