@@ -562,50 +562,72 @@ def _sessions_end_local(revocation: RevocationRequest, *, wait: bool) -> list[st
         raise
     ms = round((time.perf_counter() - started) * 1000, 2)
     removed = sum(per_member.values())
+    given_up: NoLongerApproved | None = None
     with transaction.atomic():
         try:
             _still_approved(revocation)
-        except NoLongerApproved:
-            # Given up after the claim ran out (a purge longer than a task may run): say what
-            # the purge did on the request, since it did it.
-            RevocationRequest.objects.filter(pk=revocation.pk).update(
-                purge_started_at=None, sessions_removed=(revocation.sessions_removed or 0) + removed
+        except NoLongerApproved as gone:
+            given_up = gone
+        else:
+            name = _sessions_local_record(
+                revocation, wait=wait, per_member=per_member, direct=direct, started=started, ms=ms
             )
-            logger.warning(
-                "revocation %s: %s session(s) ended after it was no longer approved",
-                revocation.pk,
-                removed,
-            )
-            raise
-        revocation.purge_started_at = None
-        # Every member's session hash changes: a session the index never saw dies too.
-        User.objects.filter(account_id=revocation.account_id).update(
-            session_version=F("session_version") + 1
+    if given_up is not None:
+        # Given up after the claim ran out (a purge longer than a task may run): the request
+        # says what the purge did, since it did it (after that transaction, not rolled back
+        # with it).
+        RevocationRequest.objects.filter(pk=revocation.pk).update(
+            purge_started_at=None, sessions_removed=(revocation.sessions_removed or 0) + removed
         )
-        revocation.sessions_removed = (revocation.sessions_removed or 0) + removed
-        # Members' emails, not ids: the audit row must say who lost which sessions.
-        emails = dict(User.objects.filter(pk__in=list(per_member)).values_list("pk", "email"))
-        ended = (revocation.steps.get(STEP_SESSIONS) or {}).get("per_member") or {}
-        for pk, count in per_member.items():
-            if count:
-                ended[emails.get(pk, str(pk))] = ended.get(emails.get(pk, str(pk)), 0) + count
-        extra: dict[str, Any] = {}
-        if direct is not None:
-            extra["product_keys_deleted"] = sum(direct.values())
-            extra["product_keys_per_member"] = {pid: n for pid, n in direct.items() if n}
-        name = STEP_SESSIONS_LOCAL if wait else STEP_SESSIONS
-        _record_step(
-            revocation,
-            name,
-            started,
-            ms=ms,
-            sessions_removed=removed,
-            members=len(per_member),
-            per_member=ended,
-            also=("sessions_removed", "purge_started_at"),
-            **extra,
+        logger.warning(
+            "revocation %s: %s session(s) ended after it was no longer approved",
+            revocation.pk,
+            removed,
         )
+        raise given_up
     return [name]
+
+
+def _sessions_local_record(
+    revocation: RevocationRequest,
+    *,
+    wait: bool,
+    per_member: dict[int, int],
+    direct: dict[str, int] | None,
+    started: float,
+    ms: float,
+) -> str:
+    """Record what the purge ended (under the request's lock, in the caller's transaction)."""
+    removed = sum(per_member.values())
+    revocation.purge_started_at = None
+    # Every member's session hash changes: a session the index never saw dies too.
+    User.objects.filter(account_id=revocation.account_id).update(
+        session_version=F("session_version") + 1
+    )
+    revocation.sessions_removed = (revocation.sessions_removed or 0) + removed
+    # Members' emails, not ids: the audit row must say who lost which sessions.
+    emails = dict(User.objects.filter(pk__in=list(per_member)).values_list("pk", "email"))
+    ended = (revocation.steps.get(STEP_SESSIONS) or {}).get("per_member") or {}
+    for pk, count in per_member.items():
+        if count:
+            ended[emails.get(pk, str(pk))] = ended.get(emails.get(pk, str(pk)), 0) + count
+    extra: dict[str, Any] = {}
+    if direct is not None:
+        extra["product_keys_deleted"] = sum(direct.values())
+        extra["product_keys_per_member"] = {pid: n for pid, n in direct.items() if n}
+    name = STEP_SESSIONS_LOCAL if wait else STEP_SESSIONS
+    _record_step(
+        revocation,
+        name,
+        started,
+        ms=ms,
+        sessions_removed=removed,
+        members=len(per_member),
+        per_member=ended,
+        also=("sessions_removed", "purge_started_at"),
+        **extra,
+    )
+    return name
 
 
 def _sessions_confirmed(revocation: RevocationRequest, *, done: list[str]) -> list[str]:

@@ -143,3 +143,27 @@ def test_a_claim_older_than_any_task_can_run_no_longer_holds_an_abandon_back(
     assert revocation_abandon(
         revocation_id=request.pk, actor=second_admin, reason="worker died"
     ).status == (RevocationStatus.ABANDONED)
+
+
+def test_a_purge_that_outlived_its_claim_still_says_what_it_ended(
+    settings, monkeypatch, customer, support_user, admin_user
+):
+    """Abandoned after the claim lapsed (a purge longer than a task may run): the run stops,
+    and the request keeps the count of the sessions the purge ended anyway (it was written in
+    the transaction the refusal rolled back)."""
+    from accounts.services import revocation as service
+    from tests.accounts.browsing import sign_in
+
+    sign_in(customer)
+    request = _approved_request(customer.account, support_user, admin_user)
+    real_purge = service.sessions_revoke_account
+
+    def purge_then_given_up(*, account):
+        ended = real_purge(account=account)
+        RevocationRequest.objects.filter(pk=request.pk).update(status=RevocationStatus.ABANDONED)
+        return ended
+
+    monkeypatch.setattr(service, "sessions_revoke_account", purge_then_given_up)
+    stopped = service.revocation_run(revocation_id=request.pk)
+    assert stopped.status == RevocationStatus.ABANDONED
+    assert stopped.sessions_removed == 1 and stopped.purge_started_at is None
