@@ -20,20 +20,11 @@ from reconciliation.models import (
 from reconciliation.services.access_decisions import comp_record
 from reconciliation.services.runs import (
     reconciliation_run,
-    reconciliation_run_apply_begin,
-    reconciliation_run_apply_finish,
 )
 from tests.factories import AccountFactory
+from tests.reconciliation.test_safety_paths import _apply, _halted_run
 
 pytestmark = pytest.mark.django_db
-
-
-def _halted_run(settings):
-    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 0.0
-    run = reconciliation_run(dry_run=False, triggered_by="test")
-    assert run.status == RunStatus.HALTED, run.halt_reason
-    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
-    return run
 
 
 def _grace_account_expired(stripe_fake):
@@ -79,8 +70,7 @@ def test_a_comp_recorded_after_a_halted_run_stops_its_grace_expired_flag(
         expires_at=timezone.now() + timedelta(days=30),
         granted_by=admin_user,
     )
-    reconciliation_run_apply_begin(run=run, actor_user=admin_user)
-    reconciliation_run_apply_finish(run=run)
+    _apply(run, admin_user)
     row = RunOutcome.objects.get(run=run, account=account)
     assert row.skip_reason == "a comp was recorded since the run", (row.applied, row.skip_reason)
 
@@ -115,8 +105,7 @@ def test_admins_hear_that_an_apply_stopped(stripe_fake, settings, admin_user, mo
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(apply_module, "outcomes_apply", boom)
-    reconciliation_run_apply_begin(run=run, actor_user=admin_user)
-    reconciliation_run_apply_finish(run=run)
+    _apply(run, admin_user)
     run.refresh_from_db()
     assert run.status == RunStatus.HALTED and "Applying stopped" in run.halt_reason
     subjects = list(
@@ -158,12 +147,10 @@ def test_skipped_at_apply_counts_every_skip_of_a_resumed_apply(
     # Make the skipped account's row come first.
     first = RunOutcome.objects.get(run=run, account=skipped_one)
     assert first.pk < RunOutcome.objects.get(run=run, account=applied_one).pk
-    reconciliation_run_apply_begin(run=run, actor_user=admin_user)
-    reconciliation_run_apply_finish(run=run)
+    _apply(run, admin_user)
     run.refresh_from_db()
     assert run.status == RunStatus.HALTED
-    reconciliation_run_apply_begin(run=run, actor_user=admin_user)
-    reconciliation_run_apply_finish(run=run)
+    _apply(run, admin_user)
     run.refresh_from_db()
     assert run.status == RunStatus.APPLIED
     skipped_rows = RunOutcome.objects.filter(run=run).exclude(skip_reason="").count()
