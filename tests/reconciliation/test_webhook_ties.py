@@ -7,7 +7,7 @@ import pytest
 from accounts.models import AccessStatus
 from reconciliation.models import Subscription, WebhookStatus
 from reconciliation.services.webhooks import webhook_event_process, webhook_event_store
-from sandbox.stripe_fake import event_object
+from sandbox.stripe_fake import event_object, invoice_object
 from tests.factories import AccountFactory
 from tests.reconciliation.webhook_support import sub_obj
 
@@ -153,15 +153,18 @@ def test_a_fetched_view_does_not_overwrite_an_event_of_its_second_written_since_
         status="active",
         provider_updated_at=datetime.now(UTC) - timedelta(minutes=5),
     )
-    invoice = {
-        "id": "in_3",
-        "object": "invoice",
-        "customer": "cus_inv3",
-        "subscription": "sub_inv3",
-    }
-    paid = webhook_event_store(
-        event=event_object("invoice.paid", invoice, created=int(time.time()) - 1)
+    now = int(time.time())
+    invoice = invoice_object(  # Stripe's fixture: the subscription under parent, not top-level
+        id="in_3",
+        customer="cus_inv3",
+        subscription="sub_inv3",
+        amount=1000,
+        currency="usd",
+        created=now - 1,
+        period_start=now - 86_400,
+        period_end=now + 86_400 * 29,
     )
+    paid = webhook_event_store(event=event_object("invoice.paid", invoice, created=now - 1))
     real_fetch = processing._fetch_subscription
 
     def fetch_then_other_worker_cancels(subscription_id):
