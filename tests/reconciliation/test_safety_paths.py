@@ -398,6 +398,49 @@ def test_a_halted_runs_links_are_rechecked_when_applied(stripe_fake, settings, a
     assert Subscription.objects.get(customer_id="cus_mail00000").account_id is None
 
 
+def test_links_saved_while_listing_are_dropped_when_the_listing_fails_part_way(
+    stripe_fake, settings, admin, monkeypatch
+):
+    """A first night saves its planned links as the listing goes (they are a plan, written only
+    by an applied run). A listing that then fails links nothing: the saved plan goes, and an
+    Admin's apply of the halted run writes no link."""
+    import functools
+
+    from reconciliation.listing import SubscriptionListing
+    from reconciliation.services.runs import decide, execute
+
+    settings.JANITOR_AUDIT_MAX_CHANGE_RATIO = 1.0
+    settings.STRIPE_MAX_NETWORK_RETRIES = 1
+    monkeypatch.setattr(decide, "LINK_STAGE_BATCH", 2)
+    monkeypatch.setattr(execute, "MIRROR_ROWS_PER_WRITE", 2)
+    monkeypatch.setattr(
+        execute, "SubscriptionListing", functools.partial(SubscriptionListing, page_size=2)
+    )
+    saved: list[int] = []
+    save = decide.run_links_stage
+
+    def spy(*, run, links):
+        saved.append(len(links))
+        save(run=run, links=links)
+
+    monkeypatch.setattr(decide, "run_links_stage", spy)
+    accounts = _email_matched_shop(stripe_fake, 8)
+    stripe_fake.fail("/v1/subscriptions", status=500, times=100, after=2)  # two pages, then none
+
+    run = reconciliation_run(dry_run=False, triggered_by="test")
+
+    assert run.status == RunStatus.HALTED
+    assert sum(saved) == 4  # the two pages' customers, saved during the listing
+    assert not RunLink.objects.filter(run=run).exists()
+    _apply(run, admin)
+    assert (
+        not Account.objects.filter(pk__in=[a.pk for a in accounts])
+        .exclude(stripe_customer_id="")
+        .exists()
+    )
+    assert not Subscription.objects.exclude(account=None).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="threads write on PostgreSQL")
 def test_a_first_nights_links_written_by_two_threads_are_each_rechecked(

@@ -66,6 +66,7 @@ def links_apply(*, run: ReconciliationRun) -> list[str]:
         # customer's own rows, quadratic in a first night (1M links: hours, not a minute).
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Subscription._meta.db_table}")
+            cursor.execute(f"ANALYZE {RunLink._meta.db_table}")
     ranges = [
         (first, first + LINK_BATCH - 1)
         for first in range(bounds["low"], bounds["high"] + 1, LINK_BATCH)

@@ -197,12 +197,14 @@ def outcomes_decide(
     listing_complete: bool,
     plan: LinkPlan,
     progress: Progress,
+    links_staged: int = 0,
 ) -> tuple[Counter[str], Counter[str], int, int]:
     """Decide every account in batches; saves RunOutcome rows for the ones needing a change
     (or that could not be checked) and RunLink rows for the links the lookups found.
 
     Links are used in memory only: the decision is the same whether they are written later
-    (an applied run) or never (a dry or halted run).
+    (an applied run) or never (a dry or halted run). The first `links_staged` of the plan's
+    links were saved during the listing (run_links_stage_new); the rest are saved here.
     Returns (counts per outcome, not-checked reasons, accounts with access, customers with no
     account). Queries per batch: accounts, staff revocations, linked elsewhere, inserts.
     """
@@ -219,11 +221,7 @@ def outcomes_decide(
     decide = _decider(now)
     stands = _stands_whatever_else(decide, now)
     unresolved_reason = _unresolved_reason(plan)
-    # A first night can plan a link for every account: written 1,000 at a time, never all
-    # built at once.
-    planned = iter(plan.by_account.items())
-    while chunk := list(islice(planned, 1000)):
-        run_links_stage(run=run, links=[(a, c, how) for a, (c, how) in chunk])
+    run_links_stage_new(run=run, plan=plan, staged=links_staged, final=True)
     while True:
         batch = list(
             Account.objects.filter(pk__gt=last_id)
@@ -329,6 +327,28 @@ _STAGE_LINKS_SQL = f"""
 INSERT INTO {RunLink._meta.db_table} (run_id, account_id, customer_id, how, applied, skip_reason)
 SELECT %s, v.a, v.c, v.h, false, '' FROM json_to_recordset(%s::json) AS v(a bigint, c text, h text)
 """
+
+
+# Links are saved this many a statement, and during the listing once this many are waiting.
+LINK_STAGE_BATCH = 1000
+
+
+def run_links_stage_new(*, run: ReconciliationRun, plan: LinkPlan, staged: int, final: bool) -> int:
+    """Save the plan's links after the first `staged` (the plan only ever adds, so those are a
+    prefix) as the run's RunLink rows; returns how many are saved now. During the listing
+    (`final` False) only once a batch is waiting: a first night plans one link per account, and
+    saving them while the listing waits on the provider keeps a million inserts out of the
+    decision that follows it. A link saved is only a plan: links_apply writes it, re-checked,
+    if the run is applied."""
+    waiting = len(plan.by_account) - staged
+    if waiting <= 0 or (not final and waiting < LINK_STAGE_BATCH):
+        return staged
+    # The newest `waiting` entries, oldest first, without walking the ones saved before.
+    new = list(islice(reversed(plan.by_account.items()), waiting))[::-1]
+    for start in range(0, len(new), LINK_STAGE_BATCH):
+        chunk = new[start : start + LINK_STAGE_BATCH]
+        run_links_stage(run=run, links=[(a, c, how) for a, (c, how) in chunk])
+    return staged + waiting
 
 
 def run_links_stage(*, run: ReconciliationRun, links: list[tuple[int, str, str]]) -> None:

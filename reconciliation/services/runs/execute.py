@@ -17,12 +17,17 @@ from django.utils import timezone
 from janitor.services import notify
 from reconciliation import gateway
 from reconciliation.listing import LISTING_RANGES, SubscriptionListing
-from reconciliation.models import Outcome, ReconciliationRun, RunStatus, Subscription
+from reconciliation.models import Outcome, ReconciliationRun, RunLink, RunStatus, Subscription
 from reconciliation.selectors.mirror import subscription_created_boundaries
 from reconciliation.services.access_decisions import STATUS_CHANGING
 from reconciliation.services.runs.apply import links_apply, outcomes_apply
 from reconciliation.services.runs.common import PhaseTimer, Progress, ProgressCallback
-from reconciliation.services.runs.decide import StatusSets, brake_reason, outcomes_decide
+from reconciliation.services.runs.decide import (
+    StatusSets,
+    brake_reason,
+    outcomes_decide,
+    run_links_stage_new,
+)
 from reconciliation.services.runs.start import reconciliation_run_start
 from reconciliation.services.sync import (
     LinkPlan,
@@ -63,6 +68,9 @@ class _Listing:
     error: gateway.GatewayError | None = None
     # How the provider was read (sequentially, or in parallel created ranges, and why).
     how: str = ""
+    # How many of plan.by_account (a prefix: the plan only ever adds) are saved as the run's
+    # RunLink rows already, staged while the listing waits on the provider.
+    links_staged: int = 0
 
 
 def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTimer) -> _Listing:
@@ -106,6 +114,9 @@ def _listing_read(*, run: ReconciliationRun, progress: Progress, timer: PhaseTim
                 listing.unknown.update(fresh - expanded.keys())
                 customers_link_listed(
                     customers=expanded.values(), plan=listing.plan, report=listing.report
+                )
+                listing.links_staged = run_links_stage_new(
+                    run=run, plan=listing.plan, staged=listing.links_staged, final=False
                 )
         buffered.clear()
         buffered_since = None
@@ -250,8 +261,12 @@ def _execute(*, run: ReconciliationRun, on_progress: ProgressCallback | None) ->
     try:
         listing = _listing_read(run=run, progress=progress, timer=timer)
         statuses, listing_error = listing.statuses, listing.error
-        # A listing that failed part way links nothing this run, as it applies nothing.
+        # A listing that failed part way links nothing this run, as it applies nothing: the
+        # links it staged go too (an Admin's apply of the halted run writes what is staged).
         plan = listing.plan if listing_error is None else LinkPlan()
+        if listing_error is not None and listing.links_staged:
+            RunLink.objects.filter(run=run).delete()
+            listing.links_staged = 0
         link_report = listing.report if listing_error is None else SyncReport(keep_linked=False)
         if listing_error is None:
             if listing.unknown:
@@ -273,6 +288,7 @@ def _execute(*, run: ReconciliationRun, on_progress: ProgressCallback | None) ->
                 listing_complete=listing_error is None,
                 plan=plan,
                 progress=progress,
+                links_staged=listing.links_staged,
             )
         changes = sum(counts[o] for o in STATUS_CHANGING)
         ratio = changes / with_access if with_access else (1.0 if changes else 0.0)
