@@ -202,8 +202,15 @@ def run_one(
             round_trips["apply"] += 1
         return execute(sql, params, many, context)
 
+    # When each phase began and each 1,000th page arrived (seconds from the run's start): where
+    # a run's time goes beyond the listing floor (its start, its pace, its tail).
+    timeline: list[tuple[float, str, int]] = []
+
     def on_progress(state: dict) -> None:
         phase["name"] = state.get("phase", "")
+        pages = int(state.get("pages") or 0)
+        if not timeline or timeline[-1][1] != phase["name"] or pages >= timeline[-1][2] + 1000:
+            timeline.append((round(time.perf_counter() - wall_started, 1), phase["name"], pages))
 
     profiler = None
     if os.environ.get("BENCH_PROFILE"):
@@ -270,6 +277,7 @@ def run_one(
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_run_mb": round(rss_before / 1024, 1),
         "seed_seconds": round(seed_seconds, 1),
+        "timeline_seconds_phase_pages": timeline,
     }
 
 

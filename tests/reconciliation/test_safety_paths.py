@@ -441,6 +441,55 @@ def test_links_saved_while_listing_are_dropped_when_the_listing_fails_part_way(
     assert not Subscription.objects.exclude(account=None).exists()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the plain batch is PostgreSQL's")
+def test_a_batch_of_links_as_planned_is_written_whole_and_one_changed_since_link_by_link(
+    stripe_fake, settings, admin, monkeypatch
+):
+    """A batch whose links are all still as the run found them is written in three statements;
+    a batch with one that is not writes nothing that way and goes link by link, the others
+    written and the changed one refused with its reason."""
+    from reconciliation.services.runs import apply
+
+    monkeypatch.setattr(apply, "LINK_BATCH", 2)
+    plain: list[bool] = []
+    write = apply._links_apply_range_plain
+
+    def spy(run, id_range):
+        plain.append(write(run, id_range))
+        return plain[-1]
+
+    monkeypatch.setattr(apply, "_links_apply_range_plain", spy)
+    accounts = _email_matched_shop(stripe_fake, 4, status="canceled")
+    run = _halted_run(settings)
+    first_batch, second_batch = (
+        [link.account_id for link in RunLink.objects.filter(run=run).order_by("pk")][i : i + 2]
+        for i in (0, 2)
+    )
+    changed = Account.objects.get(pk=second_batch[1])
+    Account.objects.filter(pk=changed.pk).update(stripe_customer_id="cus_someone_else")
+
+    _apply(run, admin)
+
+    assert plain == [True, False]
+    reasons = dict(RunLink.objects.filter(run=run).values_list("account_id", "skip_reason"))
+    assert reasons == {
+        first_batch[0]: "",
+        first_batch[1]: "",
+        second_batch[0]: "",
+        changed.pk: "linked to another customer since the run",
+    }
+    assert RunLink.objects.filter(run=run, applied=True).count() == 3
+    for i, account in enumerate(accounts):
+        account.refresh_from_db()
+        rows = Subscription.objects.filter(customer_id=f"cus_mail{i:05d}")
+        if account.pk == changed.pk:
+            assert account.stripe_customer_id == "cus_someone_else"
+            assert rows.get().account_id is None
+        else:
+            assert account.stripe_customer_id == f"cus_mail{i:05d}"
+            assert rows.get().account_id == account.pk
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="threads write on PostgreSQL")
 def test_a_first_nights_links_written_by_two_threads_are_each_rechecked(
