@@ -313,20 +313,13 @@ def dispute_apply(
             if not was_linked:
                 _flags_newly_linked(dispute, opened_by=opened_by, event=webhook_event)
             elif dispute.status == "lost" and previous_status != "lost":
-                assert dispute.account is not None  # account_id is set
-                flag_open(
-                    account=dispute.account,
-                    kind=FlagKind.CHARGEBACK_LOST,
-                    reason=_flag_reason(dispute, "lost"),
-                    opened_by=opened_by,
-                    event=webhook_event,
-                )
+                _flags_newly_linked(dispute, opened_by=opened_by, event=webhook_event)
     return dispute
 
 
 def _flags_newly_linked(dispute: Dispute, *, opened_by: str, event: WebhookEvent | None) -> None:
-    """A dispute newly tied to its account: someone should look at it now, whatever order its
-    events came in. Still open: disputed; already lost: chargeback lost."""
+    """A dispute newly tied to its account (or newly lost): someone should look at it now,
+    whatever order its events came in. Still open: disputed; lost: chargeback lost."""
     assert dispute.account is not None  # linked
     if dispute.status in OPEN_STATUSES:
         kind, what = FlagKind.DISPUTED, "opened"
